@@ -1,0 +1,238 @@
+/*
+ * tape.c -- recording into a fastad tape: amortised growth, the constant pool, and the
+ * op-info table generated from ops.h.
+ *
+ * Every new record is evaluated at once by the same forward kernel (sweeps.h) that
+ * replays it, so recording and replay can never disagree on a value.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "tape.h"
+#include "sweeps.h"
+
+const fa_op_info fa_op_table[FA_NUM_OPS] = {
+#define FA_I1(N, S, V, DA) {S, FA_KIND_UNARY},
+#define FA_I2(N, S, V, DA, DB) {S, FA_KIND_BINARY},
+#define FA_IG(N, S, T) {S, FA_KIND_GUARD},
+#define FA_IS(N, S) {S, FA_KIND_STRUCT},
+    FA_UNARY_OPS(FA_I1)
+    FA_BINARY_OPS(FA_I2)
+    FA_GUARD_OPS(FA_IG)
+    FA_STRUCT_OPS(FA_IS)
+#undef FA_I1
+#undef FA_I2
+#undef FA_IG
+#undef FA_IS
+};
+
+fa_tape *fa_tape_new(void)
+{
+    return (fa_tape *)calloc(1, sizeof(fa_tape));
+}
+
+void fa_tape_free(fa_tape *t)
+{
+    if (!t) return;
+    free(t->rec);
+    free(t->val);
+    free(t->chash);
+    free(t);
+}
+
+/* Make room for `need` elements of `size` bytes in *buf (capacity *cap), doubling. */
+static int grow(void **buf, int64_t *cap, int64_t need, size_t size)
+{
+    if (need <= *cap) return FA_OK;
+    int64_t ncap = *cap ? *cap : 64;
+    while (ncap < need) {
+        if (ncap > INT64_MAX / 2) return FA_EOVERFLOW;
+        ncap *= 2;
+    }
+    if ((uint64_t)ncap > SIZE_MAX / size) return FA_ENOMEM;
+    void *p = realloc(*buf, (size_t)ncap * size);
+    if (!p) return FA_ENOMEM;
+    *buf = p;
+    *cap = ncap;
+    return FA_OK;
+}
+
+/* Reserve `n` new slots; stores the first one. */
+static int new_slots(fa_tape *t, int64_t n, int32_t *first)
+{
+    if (n < 0 || t->nslot + n > FA_MAX_SLOTS) return FA_EOVERFLOW;
+    int err = grow((void **)&t->val, &t->capslot, t->nslot + n, sizeof(double));
+    if (err) return err;
+    *first = (int32_t)t->nslot;
+    t->nslot += n;
+    return FA_OK;
+}
+
+static int new_records(fa_tape *t, int64_t n, fa_rec **first)
+{
+    int err = grow((void **)&t->rec, &t->caprec, t->nrec + n, sizeof(fa_rec));
+    if (err) return err;
+    *first = t->rec + t->nrec;
+    memset(*first, 0, (size_t)n * sizeof(fa_rec));
+    t->nrec += n;
+    return FA_OK;
+}
+
+static int valid_slot(const fa_tape *t, int64_t s) { return s >= 0 && s < t->nslot; }
+
+int fa_input(fa_tape *t, double x, int32_t *slot)
+{
+    /* inputs must be slots 0..nin-1, so they come before anything else */
+    if (t->nslot != t->nin) return FA_EORDER;
+    int err = new_slots(t, 1, slot);
+    if (err) return err;
+    t->val[*slot] = x;
+    t->nin++;
+    return FA_OK;
+}
+
+static uint64_t hash_bits(double x)
+{
+    uint64_t h;
+    memcpy(&h, &x, sizeof h);   /* by bit pattern: -0.0 and 0.0 stay apart, NaN finds itself */
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int same_bits(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
+
+static int rehash(fa_tape *t, int64_t ncap)
+{
+    if ((uint64_t)ncap > SIZE_MAX / sizeof(int64_t)) return FA_ENOMEM;
+    int64_t *nh = (int64_t *)calloc((size_t)ncap, sizeof(int64_t));
+    if (!nh) return FA_ENOMEM;
+    for (int64_t i = 0; i < t->hcap; i++) {
+        int64_t e = t->chash[i];
+        if (!e) continue;
+        uint64_t j = hash_bits(t->val[e - 1]) & (uint64_t)(ncap - 1);
+        while (nh[j]) j = (j + 1) & (uint64_t)(ncap - 1);
+        nh[j] = e;
+    }
+    free(t->chash);
+    t->chash = nh;
+    t->hcap = ncap;
+    return FA_OK;
+}
+
+int fa_const(fa_tape *t, double x, int32_t *slot)
+{
+    if (2 * (t->ncon + 1) > t->hcap) {
+        int err = rehash(t, t->hcap ? 2 * t->hcap : 64);
+        if (err) return err;
+    }
+    uint64_t mask = (uint64_t)(t->hcap - 1), j = hash_bits(x) & mask;
+    for (; t->chash[j]; j = (j + 1) & mask) {
+        int64_t s = t->chash[j] - 1;
+        if (same_bits(t->val[s], x)) { *slot = (int32_t)s; return FA_OK; }
+    }
+    int err = new_slots(t, 1, slot);
+    if (err) return err;
+    t->val[*slot] = x;
+    t->chash[j] = (int64_t)*slot + 1;
+    t->ncon++;
+    return FA_OK;
+}
+
+void fa_copy_consts(const fa_tape *t, double *dst)
+{
+    for (int64_t i = 0; i < t->hcap; i++) {
+        int64_t e = t->chash[i];
+        if (e) dst[e - 1] = t->val[e - 1];
+    }
+}
+
+int fa_is_const(const fa_tape *t, int32_t slot)
+{
+    if (!t->hcap || !valid_slot(t, slot) || slot < t->nin) return 0;
+    uint64_t mask = (uint64_t)(t->hcap - 1), j = hash_bits(t->val[slot]) & mask;
+    for (; t->chash[j]; j = (j + 1) & mask)
+        if (t->chash[j] - 1 == slot) return 1;
+    return 0;
+}
+
+/* Append one record (a header and an EXT word when ranged), reserving `nres` result slots,
+ * and evaluate it. */
+static int push(fa_tape *t, int op, int32_t a, int32_t b, int32_t n, int32_t sa, int32_t sb,
+                int64_t nres, int ranged, int32_t *slot)
+{
+    int err = new_slots(t, nres, slot);
+    if (err) return err;
+    fa_rec *p;
+    err = new_records(t, ranged ? 2 : 1, &p);
+    if (err) { t->nslot -= nres; return err; }
+    p->op = (uint8_t)op;
+    p->r = *slot;
+    p->a = a;
+    p->b = b;
+    if (ranged) {
+        p->flags = FA_RANGED;
+        p[1].op = FA_EXT;
+        p[1].r = n;
+        p[1].a = sa;
+        p[1].b = sb;
+    }
+    fa_fwd(p, t->val);
+    return FA_OK;
+}
+
+int fa_op1(fa_tape *t, int op, int32_t a, int32_t *slot)
+{
+    if (!valid_slot(t, a) || op < 0 || op >= FA_NUM_OPS || fa_op_table[op].kind != FA_KIND_UNARY)
+        return FA_EARG;
+    return push(t, op, a, a, 1, 0, 0, 1, 0, slot);
+}
+
+int fa_op2(fa_tape *t, int op, int32_t a, int32_t b, int32_t *slot)
+{
+    if (!valid_slot(t, a) || !valid_slot(t, b) || op < 0 || op >= FA_NUM_OPS
+        || fa_op_table[op].kind != FA_KIND_BINARY)
+        return FA_EARG;
+    return push(t, op, a, b, 1, 0, 0, 1, 0, slot);
+}
+
+/* operand range [s, s + (n-1)*stride] must lie inside the tape */
+static int valid_range(const fa_tape *t, int32_t s, int32_t stride, int32_t n)
+{
+    return (stride == 0 || stride == 1) && valid_slot(t, s)
+        && valid_slot(t, (int64_t)s + (int64_t)(n - 1) * stride);
+}
+
+int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t sb,
+                 int32_t n, int32_t *slot)
+{
+    if (n < 1 || op < 0 || op >= FA_NUM_OPS || !valid_range(t, a, sa, n)) return FA_EARG;
+    int kind = fa_op_table[op].kind;
+    if (kind == FA_KIND_UNARY) { b = a; sb = sa; }
+    else if (kind != FA_KIND_BINARY || !valid_range(t, b, sb, n)) return FA_EARG;
+    return push(t, op, a, b, n, sa, sb, n, 1, slot);
+}
+
+int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot)
+{
+    if (n < 1 || !valid_range(t, a, 1, n)) return FA_EARG;
+    return push(t, FA_SUM, a, a, n, 1, 1, 1, 1, slot);
+}
+
+int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
+{
+    if (!valid_slot(t, a) || !valid_slot(t, b) || op < 0 || op >= FA_NUM_OPS
+        || fa_op_table[op].kind != FA_KIND_GUARD)
+        return FA_EARG;
+    fa_rec *p;
+    int err = new_records(t, 1, &p);
+    if (err) return err;
+    p->op = (uint8_t)op;
+    p->r = -1;
+    p->a = a;
+    p->b = b;
+    /* the kernel reports a mismatch against flags; with FA_TRUE clear, mismatch == outcome */
+    *outcome = fa_fwd(p, t->val);
+    if (*outcome) p->flags = FA_TRUE;
+    return FA_OK;
+}

@@ -1,0 +1,77 @@
+/*
+ * tape.h -- fastad's flat tape: the record format and the recording API.
+ *
+ * A tape is a program in static single assignment over float64 "slots":
+ *   slots [0, nin)        the inputs, in order;
+ *   every other slot      either a constant (value set once while recording, never written
+ *                         by a record) or the result of exactly one record.
+ * Records are 16 bytes: op code, flags, result slot, two operand slots.  With a value and an
+ * adjoint per slot, a scalar binary op costs 16 + 8 + 8 = 32 bytes.
+ *
+ * A ranged record covers n consecutive result slots r .. r+n-1.  Its header has the
+ * FA_RANGED flag and is followed by one FA_EXT word holding n and the operand strides
+ * (0: the operand is one slot, broadcast; 1: a range of n slots).  Sweeps treat the
+ * EXT word as a no-op, so the forward loop and the backward loop both stay one loop with
+ * one case per op.
+ *
+ * Slot indices are int32 (the layout's width); every function that adds slots or
+ * records checks the index width and the allocation, and reports FA_EOVERFLOW or
+ * FA_ENOMEM instead of wrapping.
+ */
+#ifndef FASTAD_TAPE_H
+#define FASTAD_TAPE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "ops.h"
+
+/* flags */
+#define FA_RANGED 0x01u   /* header of a ranged record; an FA_EXT word follows */
+#define FA_TRUE   0x02u   /* guard: the comparison was true while tracing */
+
+typedef struct {
+    uint8_t op;       /* fa_op */
+    uint8_t flags;
+    uint16_t unused;  /* keeps the record at 16 bytes and aligned */
+    int32_t r;        /* result slot;  EXT word: n, the number of elements */
+    int32_t a;        /* operand slot; EXT word: stride of a (0 or 1) */
+    int32_t b;        /* operand slot; EXT word: stride of b (0 or 1) */
+} fa_rec;
+
+/* error codes returned by the recording functions */
+enum { FA_OK = 0, FA_ENOMEM = -1, FA_EOVERFLOW = -2, FA_EORDER = -3, FA_EARG = -4 };
+
+/* largest slot count the int32 operand fields can address */
+#define FA_MAX_SLOTS ((int64_t)INT32_MAX)
+
+typedef struct {
+    fa_rec *rec;          /* the records, in execution order */
+    int64_t nrec, caprec;
+    double *val;          /* value of every slot at recording time (constants included) */
+    int64_t nslot, capslot;
+    int32_t nin;          /* inputs are slots 0 .. nin-1 */
+    int64_t ncon;         /* number of distinct constants */
+    int64_t *chash;       /* open addressing: slot + 1 of a constant, 0 = empty */
+    int64_t hcap;         /* power of two, or 0 */
+} fa_tape;
+
+fa_tape *fa_tape_new(void);
+void fa_tape_free(fa_tape *t);
+
+/* Each returns FA_OK and stores the new slot (or guard outcome), or an error code. */
+int fa_input(fa_tape *t, double x, int32_t *slot);
+int fa_const(fa_tape *t, double x, int32_t *slot);
+int fa_op1(fa_tape *t, int op, int32_t a, int32_t *slot);
+int fa_op2(fa_tape *t, int op, int32_t a, int32_t b, int32_t *slot);
+int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t sb,
+                 int32_t n, int32_t *slot);
+int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot);
+int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome);
+
+/* Copy the constants' values into `dst` (a value array of nslot doubles). */
+void fa_copy_consts(const fa_tape *t, double *dst);
+
+/* Is `slot` a constant of the pool?  (inputs and results are not) */
+int fa_is_const(const fa_tape *t, int32_t slot);
+
+#endif /* FASTAD_TAPE_H */

@@ -1,0 +1,43 @@
+"""Build fastad's Cython extensions against the C tape in csrc/.
+
+Environment switches:
+  FASTAD_DEBUG=1      -O0 -g, Cython bounds checks back on
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CSRC = ["csrc/tape.c"]
+DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
+
+compile_args = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-function",
+                "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+compile_args += ["-O0", "-g"] if DEBUG else ["-O3"]
+
+# numpy 2's C API, at the oldest version fastad supports
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+
+
+def extension(name, with_c=False):
+    return Extension(
+        f"fastad.{name}",
+        [f"src/fastad/{name}.pyx"] + (CSRC if with_c else []),
+        include_dirs=["csrc", np.get_include()],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+        libraries=["m"],
+    )
+
+
+extensions = [extension("_tape", with_c=True), extension("_tracer", with_c=True),
+              extension("_replay")]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["src"],
+        compiler_directives={"language_level": 3, "boundscheck": DEBUG, "wraparound": False},
+    ),
+)

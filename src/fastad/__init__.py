@@ -1,0 +1,22 @@
+"""fastad: exact derivatives of numerical Python programs, recorded once and replayed in C.
+
+    import numpy as np, fastad as fd
+    fd.grad(lambda x, y: x * y + np.exp(x * y) - np.sin(y), argnums=(0, 1))(1.5, 0.5)
+
+Modules:
+    api        grad, value_and_grad, jvp, record  (argument checking, the public entry points)
+    functions  fastad.sin & co., generated from the op table
+    _tape      the Tape type (owner of a C tape) and the nogil sweeps
+    _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
+    _replay    trace once per signature, replay afterwards, retrace on a failed guard
+"""
+from fastad.api import grad, value_and_grad, jvp, record
+from fastad._tape import Tape, GuardFailure, RECORD_BYTES
+from fastad._tracer import Traced, TracedArray, EscapedTracerError
+from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
+from fastad.functions import SUPPORTED
+
+__version__ = "0.1.0"
+
+__all__ = ["grad", "value_and_grad", "jvp", "record", "Tape", "Traced", "TracedArray",
+           "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES"] + list(SUPPORTED)

@@ -1,0 +1,74 @@
+# cython: language_level=3
+"""Declarations of the C tape (csrc/) and of the Tape extension type that owns one."""
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+cdef extern from "tape.h" nogil:
+    ctypedef struct fa_rec:
+        uint8_t op
+        uint8_t flags
+        int32_t r
+        int32_t a
+        int32_t b
+
+    ctypedef struct fa_tape:
+        fa_rec *rec
+        int64_t nrec
+        double *val
+        int64_t nslot
+        int32_t nin
+        int64_t ncon
+
+    ctypedef struct fa_op_info:
+        const char *name
+        int kind
+
+    enum:
+        FA_OK, FA_ENOMEM, FA_EOVERFLOW, FA_EORDER, FA_EARG
+        FA_RANGED, FA_TRUE
+        FA_NUM_OPS, FA_EXT, FA_SUM
+        FA_KIND_UNARY, FA_KIND_BINARY, FA_KIND_GUARD, FA_KIND_STRUCT
+
+    const fa_op_info fa_op_table[]
+
+    fa_tape *fa_tape_new()
+    void fa_tape_free(fa_tape *t)
+    int fa_input(fa_tape *t, double x, int32_t *slot)
+    int fa_const(fa_tape *t, double x, int32_t *slot)
+    int fa_op1(fa_tape *t, int op, int32_t a, int32_t *slot)
+    int fa_op2(fa_tape *t, int op, int32_t a, int32_t b, int32_t *slot)
+    int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t sb,
+                     int32_t n, int32_t *slot)
+    int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot)
+    int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
+    int fa_is_const(const fa_tape *t, int32_t slot)
+    void fa_copy_consts(const fa_tape *t, double *dst)
+
+
+cdef struct Work:
+    # One set of sweep arrays.  `val` of the tape's main workspace is the recording's own
+    # value array; other workspaces copy its constants.
+    double *val
+    double *adj
+    double *tan
+
+
+cdef class Tape:
+    cdef fa_tape *c
+    cdef readonly bint recording     # True while the traced function runs
+    cdef readonly int32_t output_slot
+    cdef Work main                   # the workspace of calls from one thread at a time
+    cdef bint main_busy
+    cdef object __weakref__
+
+    cdef int check(self, int err) except -1
+    cdef int finish(self, int32_t out) except -1
+    cdef Work *acquire(self) except NULL
+    cdef void release(self, Work *w) noexcept
+    cdef int ensure_adj(self, Work *w) except -1
+    cdef int ensure_tan(self, Work *w) except -1
+
+
+cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil
+cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil
+cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
+                        double seed) noexcept nogil

@@ -1,0 +1,302 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The Tape extension type (owner of one C tape) and the three sweeps over it.
+
+Each sweep is one nogil loop over the records; the per-record work is the inline kernel
+of csrc/sweeps.h, one `case` per op, generated from the op table in csrc/ops.h.
+"""
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset, memcpy
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "sweeps.h" nogil:
+    int fa_fwd(const fa_rec *p, double *v)
+    void fa_tan(const fa_rec *p, const double *v, double *t)
+    void fa_rev(const fa_rec *p, const double *v, double *g)
+
+
+class GuardFailure(Exception):
+    """A comparison recorded while tracing came out differently at replay: retrace."""
+
+
+def op_table():
+    """[(numpy_name, kind)] indexed by op code; kind is 'unary', 'binary', 'guard' or
+    'struct'.  The Python layer builds its dispatch from this, so ops are listed once."""
+    kinds = {FA_KIND_UNARY: "unary", FA_KIND_BINARY: "binary",
+             FA_KIND_GUARD: "guard", FA_KIND_STRUCT: "struct"}
+    return [(fa_op_table[i].name.decode(), kinds[fa_op_table[i].kind])
+            for i in range(FA_NUM_OPS)]
+
+
+RECORD_BYTES = sizeof(fa_rec)
+
+
+cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
+    """Values at the inputs already in v[0:nin]; returns the index of the first failed
+    guard, or -1."""
+    cdef int64_t i
+    for i in range(t.nrec):
+        if fa_fwd(&t.rec[i], v):
+            return i
+    return -1
+
+
+cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil:
+    """Forward mode: tangents of the inputs already in tan[0:nin]."""
+    cdef int64_t i
+    for i in range(t.nrec):
+        fa_tan(&t.rec[i], v, tan)
+
+
+cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
+                        double seed) noexcept nogil:
+    """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
+    cdef int64_t i
+    memset(adj, 0, <size_t>t.nslot * sizeof(double))
+    adj[out] = seed
+    for i in range(t.nrec - 1, -1, -1):
+        fa_rev(&t.rec[i], v, adj)
+
+
+cdef object copy_slots(const double *p, int64_t n):
+    if p == NULL:
+        return None
+    a = np.empty(n)
+    if n:
+        memcpy(cnp.PyArray_DATA(a), p, n * sizeof(double))
+    return a
+
+
+cdef double[::1] flat_inputs(object x, int64_t nin, str what):
+    cdef double[::1] xs = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    if xs.shape[0] != nin:
+        raise ValueError(f"fastad: this tape has {nin} inputs, got {xs.shape[0]} {what}")
+    return xs
+
+
+cdef class Tape:
+    """A recorded program: records, constants and the arrays the sweeps work in.
+
+    Made by `fastad.record` (or internally by the differentiation wrappers).  The methods
+    below are the low-level interface the higher-level API is built on.
+    """
+
+    def __cinit__(self):
+        self.c = fa_tape_new()
+        if self.c == NULL:
+            raise MemoryError("fastad: could not allocate a tape")
+        self.recording = True
+        self.output_slot = -1
+
+    def __dealloc__(self):
+        free(self.main.adj)
+        free(self.main.tan)
+        fa_tape_free(self.c)   # owns main.val
+
+    cdef int check(self, int err) except -1:
+        """Turn a C error code into the Python exception that says what happened."""
+        if err == FA_OK:
+            return 0
+        if err == FA_ENOMEM:
+            raise MemoryError(
+                f"fastad: out of memory growing the tape ({self.c.nrec} records, "
+                f"{self.c.nslot} slots so far, {self.c.nslot * 16 + self.c.nrec * 16} bytes)")
+        if err == FA_EOVERFLOW:
+            raise OverflowError(
+                f"fastad: the tape would need more than 2**31 - 1 slots (it has {self.c.nslot}); "
+                "split the computation or use vectorized numpy operations")
+        if err == FA_EORDER:
+            raise RuntimeError("fastad internal error: an input was added after an operation")
+        raise RuntimeError(f"fastad internal error: bad record (code {err})")
+
+    cdef int finish(self, int32_t out) except -1:
+        """End recording with `out` as the output slot; the main workspace gets its adjoints."""
+        self.recording = False
+        self.output_slot = out
+        self.main.val = self.c.val
+        return 0
+
+    cdef int ensure_adj(self, Work *w) except -1:
+        if w.adj == NULL:
+            w.adj = <double *>calloc(max(self.c.nslot, 1), sizeof(double))
+            if w.adj == NULL:
+                raise MemoryError(f"fastad: cannot allocate {self.c.nslot} adjoints")
+        return 0
+
+    cdef int ensure_tan(self, Work *w) except -1:
+        # zeroed once: constants keep tangent 0 because no record writes them
+        if w.tan == NULL:
+            w.tan = <double *>calloc(max(self.c.nslot, 1), sizeof(double))
+            if w.tan == NULL:
+                raise MemoryError(f"fastad: cannot allocate {self.c.nslot} tangents")
+        return 0
+
+    cdef Work *acquire(self) except NULL:
+        """A workspace for one replay.  Called with the GIL held, which is what makes the
+        busy flag safe; a concurrent replay gets a private copy (freed by release)."""
+        cdef Work *w
+        if self.recording:
+            raise RuntimeError("fastad internal error: replay of a tape still recording")
+        if not self.main_busy:
+            self.main_busy = True
+            self.main.val = self.c.val
+            return &self.main
+        w = <Work *>calloc(1, sizeof(Work))
+        if w == NULL:
+            raise MemoryError("fastad: cannot allocate a workspace")
+        w.val = <double *>malloc(max(self.c.nslot, 1) * sizeof(double))
+        if w.val == NULL:
+            free(w)
+            raise MemoryError(f"fastad: cannot allocate {self.c.nslot} values")
+        # only the constants: no sweep writes them, so reading them while another thread
+        # replays the main workspace is race-free; every other slot is written before use
+        fa_copy_consts(self.c, w.val)
+        return w
+
+    cdef void release(self, Work *w) noexcept:
+        if w == &self.main:
+            self.main_busy = False
+        else:
+            free(w.val)
+            free(w.adj)
+            free(w.tan)
+            free(w)
+
+    # ------------------------------------------------------------------ Python interface
+    def _finish(self, int32_t out):
+        """End recording with `out` as the output slot (used by fastad.record)."""
+        self.finish(out)
+
+    def _abort(self):
+        """End a recording that failed: the tape is dropped and its values become escaped."""
+        self.finish(-1)
+
+    def __len__(self):
+        """Number of records (a ranged record counts its header and its EXT word)."""
+        return self.c.nrec
+
+    @property
+    def nbytes(self):
+        """Bytes of the records plus a value and an adjoint per slot."""
+        return self.c.nrec * sizeof(fa_rec) + self.c.nslot * 2 * sizeof(double)
+
+    @property
+    def n_inputs(self):
+        return self.c.nin
+
+    @property
+    def n_slots(self):
+        return self.c.nslot
+
+    @property
+    def n_constants(self):
+        return self.c.ncon
+
+    @property
+    def input_slots(self):
+        return tuple(range(self.c.nin))
+
+    def records(self):
+        """[(op_name, result_slot, operand_slots)] in execution order.
+
+        A ranged record shows its result and operand ranges as Python ranges; guards
+        have result slot -1 and the name of their comparison."""
+        cdef int64_t i
+        cdef const fa_rec *p
+        out = []
+        names = [name for name, kind in op_table()]
+        kinds = [kind for name, kind in op_table()]
+        for i in range(self.c.nrec):
+            p = &self.c.rec[i]
+            if p.op == FA_EXT:
+                continue
+            kind = kinds[p.op]
+            if p.flags & FA_RANGED:
+                n, sa, sb = p[1].r, p[1].a, p[1].b
+                res = p.r if p.op == FA_SUM else range(p.r, p.r + n)
+                ops = (range(p.a, p.a + n * sa, sa) if sa else p.a,)
+                if kind == "binary":
+                    ops += (range(p.b, p.b + n * sb, sb) if sb else p.b,)
+                out.append((names[p.op], res, ops))
+            elif kind == "unary":
+                out.append((names[p.op], p.r, (p.a,)))
+            else:
+                out.append((names[p.op], p.r, (p.a, p.b)))
+        return out
+
+    def constant_value(self, slot):
+        """The value of a constant slot, or None if the slot is an input or a result."""
+        if not 0 <= slot < self.c.nslot or not fa_is_const(self.c, slot):
+            return None
+        return self.c.val[slot]
+
+    @property
+    def values(self):
+        """Copy of every slot's value after the last recording or forward()."""
+        return copy_slots(self.c.val, self.c.nslot)
+
+    @property
+    def tangents(self):
+        """Copy of every slot's tangent after the last tangent(), or None."""
+        return copy_slots(self.main.tan, self.c.nslot)
+
+    @property
+    def adjoints(self):
+        """Copy of every slot's adjoint after the last reverse(), or None."""
+        return copy_slots(self.main.adj, self.c.nslot)
+
+    def _main(self):
+        if self.recording:
+            raise RuntimeError("fastad: the tape is still recording")
+        if self.main_busy:
+            raise RuntimeError("fastad: the tape is being replayed by another call")
+        self.main.val = self.c.val
+
+    def forward(self, x):
+        """Replay the values at new inputs `x` (flat, in input order); return the output.
+
+        Raises GuardFailure if a comparison recorded while tracing changes outcome: the
+        values past that guard are not valid, and the function must be traced again."""
+        cdef double[::1] xs = flat_inputs(x, self.c.nin, "inputs")
+        cdef int64_t failed
+        self._main()
+        if self.c.nin:
+            memcpy(self.c.val, &xs[0], self.c.nin * sizeof(double))
+        with nogil:
+            failed = sweep_forward(self.c, self.c.val)
+        if failed >= 0:
+            raise GuardFailure(f"guard record {failed} ({self.records_name(failed)}) changed outcome")
+        return self.c.val[self.output_slot]
+
+    def records_name(self, int64_t i):
+        return op_table()[self.c.rec[i].op][0]
+
+    def tangent(self, xdot):
+        """Forward mode at the current values: the output's tangent for input tangents `xdot`."""
+        cdef double[::1] xs = flat_inputs(xdot, self.c.nin, "tangents")
+        self._main()
+        self.ensure_tan(&self.main)
+        if self.c.nin:
+            memcpy(self.main.tan, &xs[0], self.c.nin * sizeof(double))
+        with nogil:
+            sweep_tangent(self.c, self.main.val, self.main.tan)
+        return self.main.tan[self.output_slot]
+
+    def reverse(self, double seed=1.0):
+        """Reverse mode at the current values: the inputs' adjoints (an array) for `seed` on
+        the output."""
+        self._main()
+        self.ensure_adj(&self.main)
+        with nogil:
+            sweep_reverse(self.c, self.main.val, self.main.adj, self.output_slot, seed)
+        g = np.empty(self.c.nin)
+        if self.c.nin:
+            memcpy(cnp.PyArray_DATA(g), self.main.adj, self.c.nin * sizeof(double))
+        return g
+
+    def __repr__(self):
+        return (f"<fastad.Tape: {self.c.nrec} records, {self.c.nslot} slots "
+                f"({self.c.nin} inputs, {self.c.ncon} constants), {self.nbytes} bytes>")

@@ -1,0 +1,484 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Traced values: `Traced` (a scalar) and `TracedArray` (a view of slots).
+
+While a function is traced its arguments are replaced by these types.  Every arithmetic
+operator, numpy ufunc or comparison on them appends one record to the C tape (one
+extension-type call, no Python-level bookkeeping) and returns a new traced value.
+Comparisons return plain bools and record a guard, so `if x > 0:` works and is rechecked
+when the tape is replayed.
+"""
+cimport cython
+from libc.stdint cimport int32_t, int64_t
+from fastad._tape cimport Tape, fa_const, fa_op1, fa_op2, fa_guard, fa_input
+
+import numpy as np
+from fastad._tape import op_table
+
+
+class EscapedTracerError(RuntimeError):
+    """A traced value was used after the function that produced it returned."""
+
+
+# ---------------------------------------------------------------------------------------
+# Dispatch tables, derived from the C op table: op names are numpy's ufunc names.
+_OPS = op_table()
+_CODE = {name: code for code, (name, kind) in enumerate(_OPS)}
+
+cdef int NEGATIVE = _CODE["negative"], SQUARE = _CODE["square"], ABSOLUTE = _CODE["absolute"]
+cdef int ADD = _CODE["add"], SUBTRACT = _CODE["subtract"], MULTIPLY = _CODE["multiply"]
+cdef int DIVIDE = _CODE["divide"], POWER = _CODE["power"], RINT = _CODE["rint"]
+cdef int FLOOR = _CODE["floor"], CEIL = _CODE["ceil"]
+cdef int LESS = _CODE["less"], LESS_EQUAL = _CODE["less_equal"]
+cdef int EQUAL = _CODE["equal"], NOT_EQUAL = _CODE["not_equal"]
+cdef int UNARY = 1, BINARY = 2, GUARD = 3
+
+
+def _ufunc_table():
+    """numpy (and scipy.special) ufunc -> (op code, kind, swap operands)."""
+    try:
+        import scipy.special as sp
+    except ImportError:
+        sp = None
+    kinds = {"unary": UNARY, "binary": BINARY, "guard": GUARD}
+    table = {}
+    for code, (name, kind) in enumerate(_OPS):
+        if kind not in kinds:
+            continue
+        uf = getattr(np, name, None)
+        if uf is None and sp is not None:
+            uf = getattr(sp, name, None)
+        if isinstance(uf, np.ufunc):
+            table[uf] = (code, kinds[kind], False)
+    # numpy spellings that are the same op
+    table[np.greater] = (LESS, GUARD, True)
+    table[np.greater_equal] = (LESS_EQUAL, GUARD, True)
+    table[np.float_power] = (POWER, BINARY, False)
+    table[np.fabs] = (ABSOLUTE, UNARY, False)
+    table[np.true_divide] = (DIVIDE, BINARY, False)
+    return table
+
+
+UFUNCS = _ufunc_table()
+
+
+# ---------------------------------------------------------------------------------------
+# Errors that say what happened and what to do.
+
+cdef object escaped(Tape t):
+    raise EscapedTracerError(
+        "fastad: a traced value was used after the function being differentiated returned "
+        "(was it stored in a global, a closure or an attribute?). Traced values only live "
+        "during their trace; return what you need from the function instead.")
+
+
+cdef object mixed_tapes():
+    raise NotImplementedError(
+        "fastad: this operation mixes traced values from two different traces (a fastad "
+        "derivative taken inside a function that is itself being differentiated). Nested "
+        "differentiation is not supported yet.")
+
+
+def _conversion_error(Traced t, what):
+    raise TypeError(
+        f"fastad: {what} was called on a traced value {t!r}. That would turn it into a "
+        "constant: its derivative would be lost and replays would reuse the traced value. "
+        "Keep it as a traced value: use numpy or fastad functions (np.sin, fd.sin) instead of "
+        "math functions, and comparisons (x > 0) instead of float()/int(); to index with a "
+        "value the function computes, pass the index as an int argument instead.")
+
+
+# ---------------------------------------------------------------------------------------
+# Recording helpers
+
+cdef inline Traced new_traced(Tape t, int32_t slot):
+    cdef Traced v = Traced.__new__(Traced)
+    v.tape = t
+    v.slot = slot
+    return v
+
+
+cdef int32_t slot_of(Tape t, object x) except -2:
+    """The slot of `x` on tape t: a traced value's own, or a constant's; -1 if x is not a
+    real scalar (the caller returns NotImplemented)."""
+    cdef int32_t s
+    if type(x) is Traced:
+        if (<Traced>x).tape is not t:
+            mixed_tapes()
+        return (<Traced>x).slot
+    if type(x) is float or type(x) is int or isinstance(x, (float, int, np.floating, np.integer)):
+        t.check(fa_const(t.c, <double>x, &s))
+        return s
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "fiub":
+        t.check(fa_const(t.c, <double>x[()], &s))
+        return s
+    return -1
+
+
+cdef object unary(Traced x, int op):
+    cdef Tape t = x.tape
+    cdef int32_t r
+    if not t.recording:
+        escaped(t)
+    t.check(fa_op1(t.c, op, x.slot, &r))
+    return new_traced(t, r)
+
+
+cdef object binary(Tape t, object x, object y, int op):
+    """Record op(x, y) where at least one of x, y is a Traced of tape t."""
+    cdef int32_t a, b, r
+    if not t.recording:
+        escaped(t)
+    a = slot_of(t, x)
+    b = slot_of(t, y)
+    if a == -1 or b == -1:
+        return NotImplemented
+    t.check(fa_op2(t.c, op, a, b, &r))
+    return new_traced(t, r)
+
+
+cdef object compare(Tape t, object x, object y, int op):
+    """Record a guard for `x op y` and return its outcome as a bool."""
+    cdef int32_t a, b
+    cdef int outcome
+    if not t.recording:
+        escaped(t)
+    a = slot_of(t, x)
+    b = slot_of(t, y)
+    if a == -1 or b == -1:
+        return NotImplemented
+    t.check(fa_guard(t.c, op, a, b, &outcome))
+    return outcome != 0
+
+
+cdef Tape tape_of(tuple inputs):
+    cdef Tape t = None
+    for x in inputs:
+        if type(x) is Traced:
+            if t is None:
+                t = (<Traced>x).tape
+            elif (<Traced>x).tape is not t:
+                mixed_tapes()
+        elif type(x) is TracedArray:
+            if t is None:
+                t = (<TracedArray>x).tape
+            elif (<TracedArray>x).tape is not t:
+                mixed_tapes()
+    return t
+
+
+def apply_ufunc(ufunc, method, tuple inputs, dict kwargs):
+    """numpy's __array_ufunc__ protocol for traced values."""
+    if method != "__call__":
+        raise TypeError(f"fastad: np.{ufunc.__name__}.{method} is not supported on traced values")
+    if kwargs:
+        if "out" in kwargs:
+            raise TypeError(f"fastad: np.{ufunc.__name__}(..., out=...) cannot write a traced value "
+                            "into an array; use the returned value instead")
+        raise TypeError(f"fastad: np.{ufunc.__name__} keyword arguments {sorted(kwargs)} are not "
+                        "supported on traced values")
+    entry = UFUNCS.get(ufunc)
+    if entry is None:
+        if ufunc is np.positive or ufunc is np.conjugate:
+            return inputs[0]
+        raise TypeError(f"fastad: np.{ufunc.__name__} is not supported on traced values; "
+                        "see fastad.SUPPORTED for the functions fastad can differentiate")
+    code, kind, swap = entry
+    if swap:
+        inputs = (inputs[1], inputs[0])
+    return apply_op(code, kind, inputs, ufunc.__name__)
+
+
+def apply_op(int code, int kind, tuple inputs, str name):
+    """Record op `code` (of `kind`: UNARY, BINARY or GUARD) on traced operands."""
+    cdef Tape t = tape_of(inputs)
+    if len(inputs) != (1 if kind == UNARY else 2):
+        raise TypeError(f"fastad: {name} takes {1 if kind == UNARY else 2} arguments, "
+                        f"got {len(inputs)}")
+    for x in inputs:
+        if type(x) is TracedArray or isinstance(x, np.ndarray) and x.ndim > 0:
+            raise TypeError(
+                f"fastad: {name} on traced arrays is not supported yet: index the "
+                "elements (x[i]) and work with scalars")
+    if kind == UNARY:
+        if type(inputs[0]) is not Traced:
+            raise TypeError(f"fastad: {name} got an operand of type "
+                            f"{type(inputs[0]).__name__}; expected a real number")
+        return unary(inputs[0], code)
+    a, b = inputs
+    res = binary(t, a, b, code) if kind == BINARY else compare(t, a, b, code)
+    if res is NotImplemented:
+        bad = a if slot_of(t, a) == -1 else b
+        raise TypeError(f"fastad: {name} got an operand of type {type(bad).__name__}; "
+                        "expected real numbers")
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+
+@cython.final
+@cython.freelist(512)
+cdef class Traced:
+    """A scalar being traced: a slot on a tape.  Behaves like a float."""
+    cdef readonly Tape tape
+    cdef readonly int32_t slot
+
+    shape = ()
+    ndim = 0
+    size = 1
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float64)
+
+    def __repr__(self):
+        if self.slot < self.tape.c.nslot:
+            return f"Traced({self.tape.c.val[self.slot]!r})"
+        return "Traced(<released>)"
+
+    # arithmetic -------------------------------------------------------------------------
+    def __add__(self, other):
+        return binary(self.tape, self, other, ADD)
+
+    def __radd__(self, other):
+        return binary(self.tape, other, self, ADD)
+
+    def __sub__(self, other):
+        return binary(self.tape, self, other, SUBTRACT)
+
+    def __rsub__(self, other):
+        return binary(self.tape, other, self, SUBTRACT)
+
+    def __mul__(self, other):
+        return binary(self.tape, self, other, MULTIPLY)
+
+    def __rmul__(self, other):
+        return binary(self.tape, other, self, MULTIPLY)
+
+    def __truediv__(self, other):
+        return binary(self.tape, self, other, DIVIDE)
+
+    def __rtruediv__(self, other):
+        return binary(self.tape, other, self, DIVIDE)
+
+    def __pow__(self, other, mod):
+        if mod is not None:
+            return NotImplemented
+        if type(other) is int and other == 2:
+            return unary(self, SQUARE)
+        return binary(self.tape, self, other, POWER)
+
+    def __rpow__(self, other, mod):
+        if mod is not None:
+            return NotImplemented
+        return binary(self.tape, other, self, POWER)
+
+    def __neg__(self):
+        return unary(self, NEGATIVE)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return unary(self, ABSOLUTE)
+
+    def __round__(self, ndigits=None):
+        if ndigits is not None:
+            raise TypeError("fastad: round(x, ndigits) is not supported on traced values; "
+                            "use np.rint(x * 10**n) / 10**n")
+        return unary(self, RINT)
+
+    def round(self, decimals=0, out=None):
+        """numpy's method spelling (np.round calls it)."""
+        if decimals != 0 or out is not None:
+            raise TypeError("fastad: only np.round(x) with decimals=0 is supported on traced values")
+        return unary(self, RINT)
+
+    def __floor__(self):
+        return unary(self, FLOOR)
+
+    def __ceil__(self):
+        return unary(self, CEIL)
+
+    # comparisons: plain bools, recorded as guards ---------------------------------------
+    def __lt__(self, other):
+        return compare(self.tape, self, other, LESS)
+
+    def __le__(self, other):
+        return compare(self.tape, self, other, LESS_EQUAL)
+
+    def __gt__(self, other):
+        return compare(self.tape, other, self, LESS)
+
+    def __ge__(self, other):
+        return compare(self.tape, other, self, LESS_EQUAL)
+
+    def __eq__(self, other):
+        return compare(self.tape, self, other, EQUAL)
+
+    def __ne__(self, other):
+        return compare(self.tape, self, other, NOT_EQUAL)
+
+    __hash__ = None
+
+    def __bool__(self):
+        return compare(self.tape, self, 0.0, NOT_EQUAL)
+
+    # conversions that would leak the value -----------------------------------------------
+    def __float__(self):
+        _conversion_error(self, "float() (or a math-module function)")
+
+    def __int__(self):
+        _conversion_error(self, "int()")
+
+    def __index__(self):
+        _conversion_error(self, "an index conversion")
+
+    def __complex__(self):
+        _conversion_error(self, "complex()")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return apply_ufunc(ufunc, method, inputs, kwargs)
+
+
+@cython.final
+cdef class TracedArray:
+    """An array argument being traced: a strided view of slots on a tape.
+
+    Supports the sequence protocol (len, iteration), `.shape`, integer indexing and
+    slicing; an element is a `Traced` scalar."""
+    cdef readonly Tape tape
+    cdef readonly tuple shape
+    cdef tuple strides_       # in slots
+    cdef int64_t offset
+
+    @staticmethod
+    cdef TracedArray view(Tape t, tuple shape, tuple strides, int64_t offset):
+        cdef TracedArray a = TracedArray.__new__(TracedArray)
+        a.tape = t
+        a.shape = shape
+        a.strides_ = strides
+        a.offset = offset
+        return a
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float64)
+
+    @property
+    def T(self):
+        return TracedArray.view(self.tape, self.shape[::-1], self.strides_[::-1], self.offset)
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self):
+        return f"TracedArray(shape={self.shape})"
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            fill = len(self.shape) - (len(key) - 1)
+            key = key[:i] + (slice(None),) * fill + key[i + 1:]
+        if len(key) > len(self.shape):
+            raise IndexError(f"too many indices for a traced array of shape {self.shape}: "
+                             f"{len(key)} given")
+        cdef int64_t off = self.offset
+        shape, strides = [], []
+        for d, k in enumerate(key):
+            n, st = self.shape[d], self.strides_[d]
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                shape.append(len(range(start, stop, step)))
+                strides.append(st * step)
+                off += start * st
+            elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+                i = int(k)
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} is out of bounds for axis {d} with size {n}")
+                off += (i % n) * st
+            elif type(k) is Traced:
+                _conversion_error(k, "indexing with a traced value")
+            else:
+                raise TypeError(f"fastad: traced arrays support integer and slice indices, "
+                                f"not {type(k).__name__}")
+        shape += self.shape[len(key):]
+        strides += self.strides_[len(key):]
+        if not shape:
+            if not self.tape.recording:
+                escaped(self.tape)
+            return new_traced(self.tape, <int32_t>off)
+        return TracedArray.view(self.tape, tuple(shape), tuple(strides), off)
+
+    def __setitem__(self, key, value):
+        raise TypeError("fastad: traced arrays are read-only; build a new array "
+                        "(e.g. with a list of traced values) instead of assigning into one")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("fastad: a traced array cannot be converted to a numpy array; its "
+                        "values would lose their derivatives")
+
+
+def make_inputs(Tape t, double[::1] flat, list layout):
+    """Register the tape's inputs from `flat` and return the traced arguments.
+
+    layout: per argument, None for a scalar or a shape tuple for an array."""
+    cdef int32_t s
+    cdef Py_ssize_t i, pos = 0, n
+    out = []
+    for shape in layout:
+        if shape is None:
+            t.check(fa_input(t.c, flat[pos], &s))
+            out.append(new_traced(t, s))
+            pos += 1
+            continue
+        n = 1
+        for d in shape:
+            n *= d
+        first = t.c.nslot
+        for i in range(n):
+            t.check(fa_input(t.c, flat[pos + i], &s))
+        pos += n
+        strides, acc = [], 1
+        for d in reversed(shape):
+            strides.append(acc)
+            acc *= d
+        out.append(TracedArray.view(t, tuple(shape), tuple(reversed(strides)), first))
+    return out
+
+
+def output_slot(Tape t, out):
+    """The slot holding the traced function's scalar output, or -1 if `out` is not a real
+    scalar (a constant output becomes a constant slot)."""
+    if type(out) is TracedArray and (<TracedArray>out).shape == ():
+        out = out[()]
+    if type(out) is Traced and (<Traced>out).tape is not t:
+        mixed_tapes()
+    if isinstance(out, (bool, np.bool_)):
+        return -1
+    return slot_of(t, out)
+
+
+def is_traced(x):
+    return type(x) is Traced or type(x) is TracedArray

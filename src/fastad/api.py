@@ -1,0 +1,140 @@
+"""fastad's public differentiation API: grad, value_and_grad, jvp, record.
+
+Argument checking lives here (what JAX users expect: `argnums` as an int or a tuple, clear
+errors); the per-call work is done by `fastad._replay.Compiled`, which traces the function
+once per argument signature and replays the tape in C afterwards.
+"""
+import functools
+import weakref
+
+from fastad._replay import Compiled
+from fastad._tape import Tape
+from fastad._tracer import make_inputs, output_slot
+
+__all__ = ["grad", "value_and_grad", "jvp", "record"]
+
+
+def _check_argnums(argnums):
+    """Normalise argnums to (tuple, was_a_tuple), with JAX's error for anything else."""
+    if isinstance(argnums, int) and not isinstance(argnums, bool):
+        return (argnums,), False
+    if isinstance(argnums, (tuple, list)) and all(
+            isinstance(a, int) and not isinstance(a, bool) for a in argnums):
+        if not argnums:
+            raise ValueError("fastad: argnums=() selects no argument to differentiate")
+        return tuple(argnums), True
+    raise TypeError(f"fastad: argnums must be an int or a tuple of ints, got {argnums!r}")
+
+
+def _check_callable(fun, who):
+    if not callable(fun):
+        raise TypeError(f"fastad.{who}: expected a function to differentiate, got "
+                        f"{type(fun).__name__} {fun!r}")
+
+
+def _wrap(fun, argnums, mode, replay, who):
+    _check_callable(fun, who)
+    nums, many = _check_argnums(argnums)
+    compiled = Compiled(fun, nums, many, mode, replay)
+    functools.update_wrapper(compiled, fun)
+    return compiled
+
+
+def grad(fun, argnums=0, *, replay=True):
+    """Gradient of a scalar-valued function, by reverse mode (backpropagation).
+
+    Returns a function with `fun`'s arguments that returns the gradient with respect to
+    argument `argnums`: a float for a float argument, an ndarray of the argument's shape for
+    an array, a tuple of these if `argnums` is a tuple.  Other arguments are not
+    differentiated: floats and float arrays among them are tape inputs (new values are
+    honoured at replay), anything else (ints, strings, ...) is part of the cache key.
+
+    The first call for an argument signature traces `fun` into a tape; later calls replay
+    the tape in C without running `fun`'s Python code.  Comparisons `fun` makes are
+    rechecked at every replay and a changed outcome retraces, so branches are always
+    right.  Values `fun` reads from globals or closures are frozen at trace time: pass
+    them as arguments, or use ``replay=False`` to trace on every call.
+
+    >>> import numpy as np, fastad as fd
+    >>> fd.grad(lambda x: x * np.sin(x))(0.0)
+    0.0
+    """
+    return _wrap(fun, argnums, "grad", replay, "grad")
+
+
+def value_and_grad(fun, argnums=0, *, replay=True):
+    """Like `grad`, but the returned function gives ``(fun(*args), gradient)``."""
+    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad")
+
+
+# jvp takes the function anew on every call (JAX's signature), so the tapes must be kept
+# somewhere that outlives one call: a cache keyed weakly by the function, which therefore
+# dies with it.  It is the one module-level mutable state of fastad.
+_JVP_CACHE = weakref.WeakKeyDictionary()
+
+
+def jvp(fun, primals, tangents):
+    """Forward mode: ``(fun(*primals), directional derivative along tangents)``.
+
+    `primals` and `tangents` are tuples of equal length; each tangent has its primal's
+    type and shape.  Every primal is differentiated.  Like grad, the tape is recorded on
+    the first call for a signature and replayed afterwards.
+
+    >>> import fastad as fd
+    >>> fd.jvp(lambda x, y: x * y, (2.0, 3.0), (1.0, 0.0))
+    (6.0, 3.0)
+    """
+    _check_callable(fun, "jvp")
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("fastad.jvp: primals and tangents must be tuples, e.g. "
+                        "jvp(f, (x,), (v,)); got "
+                        f"{type(primals).__name__} and {type(tangents).__name__}")
+    if len(primals) != len(tangents):
+        raise ValueError(f"fastad.jvp: {len(primals)} primals but {len(tangents)} tangents; "
+                         "give one tangent per primal")
+    n = len(primals)
+    try:
+        per_fun = _JVP_CACHE.setdefault(fun, {})
+    except TypeError:         # not weak-referenceable: no cache
+        per_fun = {}
+    compiled = per_fun.get(n)
+    if compiled is None:
+        compiled = per_fun[n] = Compiled(fun, tuple(range(n)), True, "jvp", True)
+    return compiled.run(tuple(primals), {}, tuple(tangents))
+
+
+def record(fun, *args):
+    """Trace `fun(*args)` once and return its `Tape` (the low-level interface).
+
+    Every float and float-array argument is an input, flattened in order; the tape's
+    records, values, and the forward/tangent/reverse sweeps can then be inspected and run
+    directly.  This is what the higher-level functions are built on.
+    """
+    import numpy as np
+    _check_callable(fun, "record")
+    tape = Tape()
+    flat, layout, targs = [], [], []
+    for a in args:
+        if isinstance(a, (float, int, np.floating, np.integer)) and not isinstance(a, bool):
+            layout.append(None)
+            flat.append(np.array([float(a)]))
+        elif isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
+            layout.append(a.shape)
+            flat.append(np.asarray(a, dtype=np.float64).ravel())
+        else:
+            layout.append(False)
+    data = np.concatenate(flat) if flat else np.zeros(0)
+    traced = iter(make_inputs(tape, data, [s for s in layout if s is not False]))
+    targs = [next(traced) if s is not False else a for s, a in zip(layout, args)]
+    try:
+        out = fun(*targs)
+    except BaseException:
+        tape._abort()
+        raise
+    slot = output_slot(tape, out)
+    if slot < 0:
+        tape._abort()
+        raise TypeError(f"fastad.record: the function must return a real scalar, got "
+                        f"{type(out).__name__}")
+    tape._finish(slot)
+    return tape
