@@ -1,13 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Trace once, replay in C: the call path of every fastad derivative wrapper.
 
-A `Compiled` holds the user's function and, per argument signature, a short list of
-tapes.  A call builds the signature, writes the inputs into a tape's workspace and runs
-the forward sweep; if every guard holds it runs the derivative sweep and returns.  If a
-guard fails it tries the next tape of that signature, and if none fits it traces the
-function again and keeps the new tape in front.
+A `Compiled` holds the user's function and a cache of `Signature`s: what kind each
+argument is (a scalar input, an array input of some shape, or a static value) and the
+tapes recorded for it.  A call computes the signature key, writes the inputs straight
+into a tape's workspace and runs the forward sweep; if every guard holds it runs the
+derivative sweep and returns.  If a guard fails it tries the signature's next tape, and
+if none fits it traces the function again and keeps the new tape in front.
 """
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 cimport numpy as cnp
 import numpy as np
@@ -17,114 +19,170 @@ from fastad._tracer import make_inputs, output_slot
 
 cnp.import_array()
 
-cdef enum Mode:
+cdef enum:
     GRAD = 0
     VALUE_AND_GRAD = 1
     JVP = 2
-    VALUE = 3
+    # Below this many records a sweep takes less time than releasing and re-taking the
+    # GIL (about 100 ns), so small tapes are swept with the GIL held.
+    NOGIL_MIN_RECORDS = 2000
+    # argument kinds
+    STATIC = 0
+    SCALAR_IN = 1
+    ARRAY_IN = 2
 
-MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP, "value": VALUE}
+MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP}
 
-# How many tapes (branch outcomes) one signature keeps; the least recently used goes.
+# How many tapes (branch outcomes) a signature keeps, and how many signatures a function
+# keeps; the least recently used goes first.
 MAX_TAPES_PER_SIGNATURE = 8
+MAX_SIGNATURES = 64
 
-cdef object SCALAR = "f"        # signature entry of a scalar input
+cdef object SCALAR = "f"          # key part of a scalar input
 cdef object UNCACHEABLE = object()
 
 
-cdef class Spans:
-    """Where each argument's inputs sit among the tape's inputs: None for a static
-    argument, else (offset, shape) with shape None for a scalar."""
-    cdef list items          # the input values: Python floats and float64 C-contiguous arrays
-    cdef list spans
-    cdef int64_t n
+# ------------------------------------------------------------------------ signatures
 
-
-cdef object as_float_array(object a, int i, bint diff):
+cdef object array_part(object a, Py_ssize_t i, bint diff):
     kind = a.dtype.kind
-    if kind == "f":
-        return np.ascontiguousarray(a, dtype=np.float64)
-    if kind in "iu" and diff:
-        return np.ascontiguousarray(a, dtype=np.float64)
+    if kind == "f" or (diff and kind in "iu"):
+        return ("a", a.shape)
     if kind == "c":
         raise TypeError(f"fastad: argument {i} is a complex array ({a.dtype}); fastad "
-                        "differentiates real float64 programs. Pass the real and imaginary "
-                        "parts as two float arrays.")
+                        "differentiates real programs. Pass the real and imaginary parts "
+                        "as two float arrays.")
     if kind == "O":
         raise TypeError(f"fastad: argument {i} is an object array; pass a float array "
                         "(np.asarray(x, dtype=float)).")
     if diff:
         raise TypeError(f"fastad: argument {i} is differentiated (in argnums) but is a "
                         f"{a.dtype} array; pass a float array.")
-    return None   # an int/bool/str data array: static, part of the signature
+    # int/bool/str data arrays are static: traced functions may index with them
+    return ("s", a.dtype.str, a.shape, a.tobytes())
 
 
-cdef object classify(int i, object a, bint diff, Spans sp):
-    """Signature entry of argument i; appends its inputs to sp (if it has any)."""
+cdef object key_part(Py_ssize_t i, object a, bint diff):
+    """The signature key part of argument i (raises for arguments fastad cannot take)."""
     t = type(a)
-    if t is float or (t is not bool and isinstance(a, (float, np.floating))) or (
-            diff and (t is int or isinstance(a, np.integer))):
-        if isinstance(a, (complex, np.complexfloating)):
-            raise TypeError(f"fastad: argument {i} is complex ({a!r}); fastad "
-                            "differentiates real programs.")
-        sp.spans.append((sp.n, None))
-        sp.items.append(float(a))
-        sp.n += 1
+    if t is float:
         return SCALAR
     if t is np.ndarray:
-        arr = as_float_array(a, i, diff)
-        if arr is not None:
-            sp.spans.append((sp.n, a.shape))
-            sp.items.append(arr)
-            sp.n += arr.size
-            return a.shape
-        sp.spans.append(None)
-        return ("array", a.dtype.str, a.shape, a.tobytes())
+        return array_part(a, i, diff)
     if isinstance(a, (complex, np.complexfloating)):
         raise TypeError(f"fastad: argument {i} is complex ({a!r}); fastad differentiates "
                         "real programs.")
+    if t is not bool and not isinstance(a, np.bool_) and (
+            isinstance(a, (float, np.floating)) or (diff and isinstance(a, (int, np.integer)))):
+        return SCALAR
     if diff:
         raise TypeError(f"fastad: argument {i} is differentiated (in argnums) but is a "
                         f"{t.__name__}; pass a float or a float numpy array.")
-    sp.spans.append(None)
-    return static_key(a)
+    return static_part(a)
 
 
-cdef object static_key(object a):
+cdef object static_part(object a):
     # static arguments are keyed by value: a new value means a new trace
     try:
         hash(a)
     except TypeError:
         return UNCACHEABLE
-    return (type(a), a)
+    return ("s", type(a), a)
 
 
-cdef void write_inputs(list items, double *dst):
-    cdef int64_t pos = 0, n
-    cdef cnp.ndarray arr
-    for x in items:
-        if type(x) is float:
-            dst[pos] = <double>x
-            pos += 1
-        else:
-            arr = <cnp.ndarray>x
-            n = cnp.PyArray_SIZE(arr)
-            if n:
-                memcpy(dst + pos, cnp.PyArray_DATA(arr), n * sizeof(double))
-            pos += n
+cdef class Signature:
+    """One argument signature: where each argument's inputs sit, and its tapes."""
+    cdef list tapes           # most recently used first
+    cdef Py_ssize_t nargs
+    cdef int64_t nin
+    cdef int *kind            # per argument: STATIC, SCALAR_IN or ARRAY_IN
+    cdef int64_t *offset      # per argument: its first input
+    cdef int64_t *size        # per argument: its number of inputs
+    cdef list shapes          # per argument: the array's shape, else None
+
+    def __cinit__(self, tuple parts, Py_ssize_t nargs):
+        cdef Py_ssize_t i
+        self.tapes = []
+        self.nargs = nargs
+        self.kind = <int *>malloc(max(nargs, 1) * sizeof(int))
+        self.offset = <int64_t *>malloc(max(nargs, 1) * sizeof(int64_t))
+        self.size = <int64_t *>malloc(max(nargs, 1) * sizeof(int64_t))
+        if self.kind == NULL or self.offset == NULL or self.size == NULL:
+            raise MemoryError()
+        self.shapes = []
+        self.nin = 0
+        for i in range(nargs):
+            p = parts[i]
+            self.offset[i] = self.nin
+            if p is SCALAR:
+                self.kind[i], self.size[i] = SCALAR_IN, 1
+                self.shapes.append(None)
+            elif p[0] == "a":
+                self.kind[i] = ARRAY_IN
+                self.size[i] = int(np.prod(p[1], dtype=np.int64))
+                self.shapes.append(p[1])
+            else:
+                self.kind[i], self.size[i] = STATIC, 0
+                self.shapes.append(None)
+            self.nin += self.size[i]
+
+    def __dealloc__(self):
+        free(self.kind)
+        free(self.offset)
+        free(self.size)
+
+    cdef int fill(self, tuple args, double *dst) except -1:
+        """Write the inputs carried by `args` into dst[0:nin]."""
+        cdef Py_ssize_t i
+        cdef cnp.ndarray arr
+        for i in range(self.nargs):
+            if self.kind[i] == SCALAR_IN:
+                dst[self.offset[i]] = <double>args[i]
+            elif self.kind[i] == ARRAY_IN and self.size[i]:
+                arr = <cnp.ndarray>args[i]
+                if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+                    arr = np.ascontiguousarray(arr, dtype=np.float64)
+                memcpy(dst + self.offset[i], cnp.PyArray_DATA(arr), self.size[i] * sizeof(double))
+        return 0
+
+    cdef int fill_tangents(self, tuple tangents, double *dst) except -1:
+        """Write jvp tangents (one per argument, each like its primal) into dst[0:nin]."""
+        cdef Py_ssize_t i
+        for i in range(self.nargs):
+            t = tangents[i]
+            if self.kind[i] == SCALAR_IN:
+                if isinstance(t, np.ndarray) and t.shape == ():
+                    t = t[()]
+                if isinstance(t, bool) or not isinstance(t, (float, int, np.floating, np.integer)):
+                    raise TypeError(f"fastad.jvp: the tangent of primal {i} must be a float like "
+                                    f"its primal, got {type(t).__name__}")
+                dst[self.offset[i]] = <double>t
+            elif self.kind[i] == ARRAY_IN:
+                arr = np.ascontiguousarray(t, dtype=np.float64)
+                if arr.shape != self.shapes[i]:
+                    raise ValueError(f"fastad.jvp: primal {i} has shape {self.shapes[i]} but its "
+                                     f"tangent has shape {arr.shape}")
+                if self.size[i]:
+                    memcpy(dst + self.offset[i], cnp.PyArray_DATA(arr),
+                           self.size[i] * sizeof(double))
+        return 0
+
+    cdef object read(self, Py_ssize_t i, const double *src):
+        """Argument i's part of src (adjoints): a float, or an array of its shape."""
+        if self.kind[i] == SCALAR_IN:
+            return src[self.offset[i]]
+        out = np.empty(self.shapes[i])
+        if self.size[i]:
+            memcpy(cnp.PyArray_DATA(out), src + self.offset[i], self.size[i] * sizeof(double))
+        return out
+
+    cdef list layout(self):
+        """Per input argument: None (scalar) or its shape."""
+        cdef Py_ssize_t i
+        return [self.shapes[i] for i in range(self.nargs) if self.kind[i] != STATIC]
 
 
-cdef object read_span(tuple span, double *src):
-    cdef int64_t off = span[0]
-    shape = span[1]
-    if shape is None:
-        return src[off]
-    out = np.empty(shape)
-    cdef int64_t n = out.size
-    if n:
-        memcpy(cnp.PyArray_DATA(out), src + off, n * sizeof(double))
-    return out
-
+# ------------------------------------------------------------------------ compiled functions
 
 cdef class Compiled:
     """A traced-and-replayed derivative of `fun` (what fastad.grad & co. return)."""
@@ -133,8 +191,10 @@ cdef class Compiled:
     cdef bint many            # argnums was given as a tuple: return a tuple
     cdef int mode
     cdef bint replay
-    cdef dict cache
+    cdef dict cache           # key -> Signature
     cdef readonly long traces, replays, retraces
+    cdef Py_ssize_t need      # positional arguments argnums needs
+    cdef bint nonneg          # argnums are all >= 0 (then no per-call normalisation)
     cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
 
     def __init__(self, fun, argnums, bint many, str mode, bint replay=True):
@@ -144,6 +204,8 @@ cdef class Compiled:
         self.mode = MODES[mode]
         self.replay = replay
         self.cache = {}
+        self.nonneg = min(self.argnums, default=0) >= 0
+        self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
 
     def __call__(self, *args, **kwargs):
         return self.run(args, kwargs, None)
@@ -153,134 +215,120 @@ cdef class Compiled:
         by a failed guard), signatures and tapes cached."""
         return {"traces": self.traces, "replays": self.replays, "retraces": self.retraces,
                 "signatures": len(self.cache),
-                "tapes": sum(len(v) for v in self.cache.values())}
+                "tapes": sum(len((<Signature>s).tapes) for s in self.cache.values())}
 
     def tapes(self):
-        """The cached tapes, most recently used first per signature."""
-        return [t for v in self.cache.values() for t in v]
+        """The cached tapes, most recently used first within each signature."""
+        return [t for s in self.cache.values() for t in (<Signature>s).tapes]
 
     def cache_clear(self):
+        """Drop every cached tape; the next call traces again."""
         self.cache.clear()
 
-    cdef tuple argnums_for(self, int nargs):
-        if not self.argnums:
-            return self.argnums
-        lo, hi = min(self.argnums), max(self.argnums)
-        if hi >= nargs or lo < -nargs:
-            bad = hi if hi >= nargs else lo
+    cdef tuple argnums_for(self, Py_ssize_t nargs):
+        if nargs < self.need:
             raise TypeError(
                 f"fastad: differentiating with respect to argnums={self.argnums!r} requires at "
-                f"least {max(hi + 1, -lo)} positional arguments, but the call passed {nargs}.")
-        if lo >= 0:
+                f"least {self.need} positional arguments, but the call passed {nargs}.")
+        if self.nonneg:
             return self.argnums
-        return tuple(a % nargs for a in self.argnums)
+        return tuple([a % nargs for a in self.argnums])
 
     cpdef object run(self, tuple args, dict kwargs, tuple tangents):
-        cdef Spans sp = Spans.__new__(Spans)
         cdef Py_ssize_t i, nargs = len(args)
-        sp.items = []
-        sp.spans = []
-        sp.n = 0
+        cdef Signature sig
+        cdef bint cacheable = self.replay
         argnums = self.argnums_for(nargs)
         parts = []
         for i in range(nargs):
-            parts.append(classify(i, args[i], i in argnums, sp))
+            p = key_part(i, args[i], i in argnums)
+            cacheable = cacheable and p is not UNCACHEABLE
+            parts.append(p)
         if kwargs:
             for k in sorted(kwargs):
-                parts.append((k, static_key(kwargs[k])))
+                p = static_part(kwargs[k])
+                cacheable = cacheable and p is not UNCACHEABLE
+                parts.append((k, p))
         key = tuple(parts)
-        if tangents is not None:
-            tan_items = self.tangent_items(args, tangents, sp)
-        else:
-            tan_items = None
-        cacheable = self.replay
-        for p in parts:
-            if p is UNCACHEABLE or (type(p) is tuple and len(p) == 2 and p[1] is UNCACHEABLE):
-                cacheable = False
-        tapes = self.cache.get(key) if cacheable else None
-        if tapes:
-            for i in range(len(tapes)):
-                res = self.replay_tape(<Tape>tapes[i], sp, argnums, tan_items)
-                if res is not None:
-                    self.replays += 1
-                    if i:
-                        tapes.insert(0, tapes.pop(i))
-                    return res
+        sig = self.cache.get(key) if cacheable else None
+        if sig is not None:
+            res = self.replay_signature(sig, args, argnums, tangents)
+            if res is not None:
+                self.replays += 1
+                return res
             self.retraces += 1
-        tape, res = self.trace(args, kwargs, sp, argnums, tan_items)
-        if cacheable:
-            if tapes is None:
-                tapes = self.cache[key] = []
-            tapes.insert(0, tape)
-            del tapes[MAX_TAPES_PER_SIGNATURE:]
-        return res
+        else:
+            sig = Signature(key, nargs)
+            if cacheable:
+                if len(self.cache) >= MAX_SIGNATURES:
+                    del self.cache[next(iter(self.cache))]
+                self.cache[key] = sig
+        return self.trace(sig, args, kwargs, argnums, tangents)
 
-    cdef list tangent_items(self, tuple args, tuple tangents, Spans sp):
-        items = []
-        for i, (span, t) in enumerate(zip(sp.spans, tangents)):
-            if span is None:
-                continue
-            if span[1] is None:
-                if isinstance(t, np.ndarray) and t.shape == ():
-                    t = t[()]
-                if not isinstance(t, (float, int, np.floating, np.integer)) or isinstance(t, bool):
-                    raise TypeError(f"fastad.jvp: the tangent of primal {i} must be a float "
-                                    f"like the primal, got {type(t).__name__}")
-                items.append(float(t))
-            else:
-                arr = np.ascontiguousarray(t, dtype=np.float64)
-                if arr.shape != span[1]:
-                    raise ValueError(f"fastad.jvp: primal {i} has shape {span[1]} but its "
-                                     f"tangent has shape {arr.shape}")
-                items.append(arr)
-        return items
-
-    cdef object replay_tape(self, Tape tape, Spans sp, tuple argnums, list tan_items):
-        """Replay one tape; None if one of its guards fails."""
-        cdef Work *w = tape.acquire()
+    cdef object replay_signature(self, Signature sig, tuple args, tuple argnums, tuple tangents):
+        """Replay the signature's tapes in turn; None if every one has a failing guard."""
+        cdef Py_ssize_t i
+        cdef Tape tape
+        cdef Work *w
         cdef int64_t failed
-        try:
-            write_inputs(sp.items, w.val)
-            with nogil:
-                failed = sweep_forward(tape.c, w.val)
-            if failed >= 0:
-                return None
-            return self.derivatives(tape, w, sp, argnums, tan_items)
-        finally:
-            tape.release(w)
+        for i in range(len(sig.tapes)):
+            tape = <Tape>sig.tapes[i]
+            w = tape.acquire()
+            try:
+                sig.fill(args, w.val)
+                if tape.c.nrec < NOGIL_MIN_RECORDS:
+                    failed = sweep_forward(tape.c, w.val)
+                else:
+                    with nogil:
+                        failed = sweep_forward(tape.c, w.val)
+                if failed < 0:
+                    if i:
+                        sig.tapes.insert(0, sig.tapes.pop(i))
+                    return self.derivatives(tape, w, sig, argnums, tangents)
+            finally:
+                tape.release(w)
+        return None
 
-    cdef object derivatives(self, Tape tape, Work *w, Spans sp, tuple argnums, list tan_items):
-        """Run the mode's derivative sweep on workspace w (values already current)."""
+    cdef object derivatives(self, Tape tape, Work *w, Signature sig, tuple argnums,
+                            tuple tangents):
+        """Run the mode's derivative sweep on workspace w (its values already current)."""
         cdef int32_t out = tape.output_slot
         cdef double value = w.val[out]
-        if self.mode == VALUE:
-            return value
+        cdef bint big = tape.c.nrec >= NOGIL_MIN_RECORDS
         if self.mode == JVP:
             tape.ensure_tan(w)
-            write_inputs(tan_items, w.tan)
-            with nogil:
+            sig.fill_tangents(tangents, w.tan)
+            if big:
+                with nogil:
+                    sweep_tangent(tape.c, w.val, w.tan)
+            else:
                 sweep_tangent(tape.c, w.val, w.tan)
             return (value, w.tan[out])
         tape.ensure_adj(w)
-        with nogil:
+        if big:
+            with nogil:
+                sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+        else:
             sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
         if self.many:
-            g = tuple([read_span(sp.spans[a], w.adj) for a in argnums])
+            g = tuple([sig.read(a, w.adj) for a in argnums])
         else:
-            g = read_span(sp.spans[argnums[0]], w.adj)
+            g = sig.read(argnums[0], w.adj)
         if self.mode == GRAD:
             return g
         return (value, g)
 
-    cdef tuple trace(self, tuple args, dict kwargs, Spans sp, tuple argnums, list tan_items):
+    cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
+                      tuple tangents):
+        """Run the Python function on traced arguments, keep the tape, and differentiate."""
         cdef Tape tape = Tape()
         cdef Work *w
+        cdef Py_ssize_t i
         self.traces += 1
-        flat = np.zeros(sp.n)
-        write_inputs(sp.items, <double *>cnp.PyArray_DATA(flat))
-        layout = [s[1] for s in sp.spans if s is not None]
-        traced = iter(make_inputs(tape, flat, layout))
-        targs = [next(traced) if s is not None else a for s, a in zip(sp.spans, args)]
+        flat = np.empty(sig.nin)
+        sig.fill(args, <double *>cnp.PyArray_DATA(flat))
+        traced = iter(make_inputs(tape, flat, sig.layout()))
+        targs = [args[i] if sig.kind[i] == STATIC else next(traced) for i in range(sig.nargs)]
         try:
             out = self.fun(*targs, **kwargs)
         except BaseException:
@@ -293,10 +341,12 @@ cdef class Compiled:
         tape.finish(slot)
         w = tape.acquire()
         try:
-            res = self.derivatives(tape, w, sp, argnums, tan_items)
+            res = self.derivatives(tape, w, sig, argnums, tangents)
         finally:
             tape.release(w)
-        return tape, res
+        sig.tapes.insert(0, tape)
+        del sig.tapes[MAX_TAPES_PER_SIGNATURE:]
+        return res
 
     cdef str not_scalar(self, out):
         name = getattr(self.fun, "__name__", repr(self.fun))
