@@ -3,6 +3,7 @@
 Environment switches:
   FASTAD_DEBUG=1      -O0 -g, Cython bounds checks back on
 """
+import glob
 import os
 
 import numpy as np
@@ -25,6 +26,7 @@ def extension(name, with_c=False):
         f"fastad.{name}",
         [f"src/fastad/{name}.pyx"] + (CSRC if with_c else []),
         include_dirs=["csrc", np.get_include()],
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/fastad/*.pxd")),
         define_macros=macros,
         extra_compile_args=compile_args,
         libraries=["m"],

@@ -8,6 +8,9 @@
  * adding an op is one edit here.  Recording evaluates a new record with the same forward
  * kernel that replays it, so a value rule exists exactly once.
  *
+ * Ops whose name starts with "_" are internal building blocks (selects, array comparisons):
+ * the tracer uses them, users do not see them as functions.
+ *
  * In the rules, `a` and `b` are the operand values and `r` is the result value (the
  * sweeps have it, so rules like exp' = r cost nothing extra).
  *
@@ -35,6 +38,11 @@ static inline double fa_fmin_da(double a, double b) { return b != b ? 1.0 : a !=
 static inline double fa_pow_da(double a, double b) { return b == 0 ? 0.0 : b * pow(a, b - 1.0); }
 static inline double fa_pow_db(double a, double r) { return a == 0 ? 0.0 : r * log(a); }
 static inline double fa_hypot_d(double a, double r) { return r == 0 ? 0.0 : a / r; }
+static inline double fa_logaddexp(double a, double b) {
+    if (a == b) return a + FA_LN2;          /* also right for a = b = +-inf */
+    double m = a > b ? a : b, d = a > b ? b - a : a - b;
+    return d != d ? d : m + log1p(exp(d));  /* NaN stays NaN */
+}
 static inline double fa_expit(double a) {
     /* numerically stable logistic: never exp of a large positive number */
     if (a >= 0) return 1.0 / (1.0 + exp(-a));
@@ -90,7 +98,16 @@ static inline double fa_expit(double a) {
     X(MAXIMUM,  "maximum",  fa_max(a, b),    fa_gt_share(a, b),  fa_gt_share(b, a)) \
     X(MINIMUM,  "minimum",  fa_min(a, b),    fa_gt_share(b, a),  fa_gt_share(a, b)) \
     X(FMAX,     "fmax",     fmax(a, b),      fa_fmax_da(a, b),   fa_fmax_da(b, a)) \
-    X(FMIN,     "fmin",     fmin(a, b),      fa_fmin_da(a, b),   fa_fmin_da(b, a))
+    X(FMIN,     "fmin",     fmin(a, b),      fa_fmin_da(a, b),   fa_fmin_da(b, a)) \
+    X(LOGADDEXP, "logaddexp", fa_logaddexp(a, b), exp(a - r),   exp(b - r))     \
+    /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */ \
+    X(SELECT,     "_select",    a != 0 ? b : 0.0, 0.0,           a != 0 ? 1.0 : 0.0) \
+    X(SELECT_NOT, "_select_not",a != 0 ? 0.0 : b, 0.0,           a != 0 ? 0.0 : 1.0) \
+    /* comparisons of arrays as 0/1 values (masks for select); no derivative */ \
+    X(LESS_MASK,       "_less_mask",      a < b ? 1.0 : 0.0,  0.0, 0.0)            \
+    X(LESS_EQUAL_MASK, "_less_equal_mask",a <= b ? 1.0 : 0.0, 0.0, 0.0)            \
+    X(EQUAL_MASK,      "_equal_mask",     a == b ? 1.0 : 0.0, 0.0, 0.0)            \
+    X(NOT_EQUAL_MASK,  "_not_equal_mask", a != b ? 1.0 : 0.0, 0.0, 0.0)
 
 /* Guards: comparisons the traced program made.  A guard has no result slot; its
  * record's flags hold the outcome seen while tracing, and a replay whose outcome
@@ -102,13 +119,25 @@ static inline double fa_expit(double a) {
     X(NOT_EQUAL,  "not_equal",  a != b)
 
 /*
- * Structural ops, whose sweeps are written out in sweeps.h:
- *   SUM  -- ranged reduction: r = sum of n consecutive slots starting at a
- *   EXT  -- extension word of a ranged record (never executed on its own)
+ * Structural ops over ranges, whose sweeps are written out in sweeps.h.  Each has an EXT
+ * word (below: ext.r, ext.a, ext.b are its three fields).
+ *   GATHER   r[k] = v[ix[a + k]], k < ext.r        (views, broadcasts, fancy indexing)
+ *   SUM      r[j] = sum_k a[j*n + k]               (n = ext.r, j < m = ext.a)
+ *   PROD     r[j] = prod_k a[j*n + k]
+ *   MAX, MIN r[j] = max/min_k a[j*n + k]           (NaN propagates; ties share the derivative)
+ *   CUMSUM   r[j*n + k] = sum_{i<=k} a[j*n + i]
+ *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
+ *   EXT      the extension word itself (a no-op in every sweep)
  * X(NAME, "name")
  */
-#define FA_STRUCT_OPS(X) \
-    X(SUM, "sum")        \
+#define FA_STRUCT_OPS(X)    \
+    X(GATHER, "gather")     \
+    X(SUM, "sum")           \
+    X(PROD, "prod")         \
+    X(MAX, "max")           \
+    X(MIN, "min")           \
+    X(CUMSUM, "cumsum")     \
+    X(MATMUL, "matmul")     \
     X(EXT, "ext")
 
 typedef enum {

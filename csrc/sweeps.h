@@ -35,7 +35,144 @@
     const int64_t sb = ranged_ ? (int64_t)(p)[1].b : 0;                 \
     (void)sb; (void)ib; (void)ir
 
-static inline __attribute__((always_inline)) int fa_fwd(const fa_rec *p, double *v)
+
+/* ---- structural kernels: segmented reductions and matrix products ------------------ */
+
+/* m segments of n consecutive values: a[j*n .. j*n+n-1] -> r[j] (CUMSUM: r[j*n + k]) */
+static inline void fa_reduce_fwd(int op, const double *a, double *r, int64_t n, int64_t m)
+{
+    for (int64_t j = 0; j < m; j++) {
+        const double *x = a + j * n;
+        double acc;
+        switch (op) {
+        case FA_SUM: acc = 0.0; for (int64_t k = 0; k < n; k++) acc += x[k]; r[j] = acc; break;
+        case FA_PROD: acc = 1.0; for (int64_t k = 0; k < n; k++) acc *= x[k]; r[j] = acc; break;
+        case FA_MAX: acc = x[0]; for (int64_t k = 1; k < n; k++) acc = fa_max(acc, x[k]); r[j] = acc; break;
+        case FA_MIN: acc = x[0]; for (int64_t k = 1; k < n; k++) acc = fa_min(acc, x[k]); r[j] = acc; break;
+        default: /* CUMSUM */
+            acc = 0.0;
+            for (int64_t k = 0; k < n; k++) { acc += x[k]; r[j * n + k] = acc; }
+        }
+    }
+}
+
+/* Product of a segment without element `skip` (for PROD's partials; exact with zeros). */
+static inline double fa_prod_without(const double *x, int64_t n, int64_t skip)
+{
+    double acc = 1.0;
+    for (int64_t k = 0; k < n; k++) if (k != skip) acc *= x[k];
+    return acc;
+}
+
+/* Partial of segment result r with respect to x[k], for SUM, PROD, MAX, MIN.
+ * PROD: r / x[k] when no zero in the segment, else the product of the others (computed
+ * only for the single zero: any other element's partial then contains that zero).
+ * MAX/MIN: 1/c for each of the c elements equal to the result (JAX's tie rule). */
+static inline void fa_reduce_partials(int op, const double *x, double r, int64_t n,
+                                      int64_t *zero_at, int64_t *ties)
+{
+    *zero_at = -1; *ties = 0;
+    if (op == FA_PROD) {
+        int64_t zeros = 0;
+        for (int64_t k = 0; k < n; k++) if (x[k] == 0.0) { zeros++; *zero_at = k; }
+        if (zeros > 1) *zero_at = -2;      /* every partial is 0 */
+    } else if (op == FA_MAX || op == FA_MIN) {
+        for (int64_t k = 0; k < n; k++) if (x[k] == r) (*ties)++;
+    }
+}
+
+static inline double fa_reduce_d(int op, const double *x, double r, int64_t n, int64_t k,
+                                 int64_t zero_at, int64_t ties)
+{
+    switch (op) {
+    case FA_SUM: return 1.0;
+    case FA_PROD:
+        if (zero_at == -1) return r / x[k];
+        if (zero_at == -2) return 0.0;
+        return k == zero_at ? fa_prod_without(x, n, k) : 0.0;
+    default: /* MAX, MIN */
+        return (ties > 0 && x[k] == r) ? 1.0 / (double)ties : 0.0;
+    }
+}
+
+static inline void fa_reduce_tan(int op, const double *a, const double *r, const double *ta,
+                                 double *tr, int64_t n, int64_t m)
+{
+    for (int64_t j = 0; j < m; j++) {
+        const double *x = a + j * n, *tx = ta + j * n;
+        if (op == FA_CUMSUM) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < n; k++) { acc += tx[k]; tr[j * n + k] = acc; }
+            continue;
+        }
+        int64_t zero_at, ties;
+        fa_reduce_partials(op, x, r[j], n, &zero_at, &ties);
+        double acc = 0.0;
+        for (int64_t k = 0; k < n; k++)
+            acc += FA_AZ(tx[k], fa_reduce_d(op, x, r[j], n, k, zero_at, ties));
+        tr[j] = acc;
+    }
+}
+
+static inline void fa_reduce_rev(int op, const double *a, const double *r, double *ga,
+                                 const double *gr, int64_t n, int64_t m)
+{
+    for (int64_t j = 0; j < m; j++) {
+        const double *x = a + j * n;
+        double *gx = ga + j * n;
+        if (op == FA_CUMSUM) {      /* suffix sums of the result adjoints */
+            double acc = 0.0;
+            for (int64_t k = n - 1; k >= 0; k--) { acc += gr[j * n + k]; gx[k] += acc; }
+            continue;
+        }
+        const double w = gr[j];
+        if (w == 0.0) continue;
+        if (op == FA_SUM) {
+            for (int64_t k = 0; k < n; k++) gx[k] += w;
+            continue;
+        }
+        int64_t zero_at, ties;
+        fa_reduce_partials(op, x, r[j], n, &zero_at, &ties);
+        for (int64_t k = 0; k < n; k++)
+            gx[k] += w * fa_reduce_d(op, x, r[j], n, k, zero_at, ties);
+    }
+}
+
+/* c (m x p) = a (m x k) @ b (k x p), or c += a @ b when accumulate; row-major, i-k-j order
+ * so the inner loop runs along contiguous rows and vectorizes. */
+static inline void fa_matmul(const double *a, const double *b, double *c,
+                             int64_t m, int64_t k, int64_t p, int accumulate)
+{
+    for (int64_t i = 0; i < m; i++) {
+        double *ci = c + i * p;
+        if (!accumulate) for (int64_t j = 0; j < p; j++) ci[j] = 0.0;
+        for (int64_t l = 0; l < k; l++) {
+            const double ail = a[i * k + l];
+            const double *bl = b + l * p;
+            for (int64_t j = 0; j < p; j++) ci[j] += ail * bl[j];
+        }
+    }
+}
+
+/* gA (m x k) += gC (m x p) B^T;  gB (k x p) += A^T gC */
+static inline void fa_matmul_rev(const double *a, const double *b, double *ga, double *gb,
+                                 const double *gc, int64_t m, int64_t k, int64_t p)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const double *gci = gc + i * p;
+        for (int64_t l = 0; l < k; l++) {
+            const double *bl = b + l * p;
+            double acc = 0.0;
+            for (int64_t j = 0; j < p; j++) acc += gci[j] * bl[j];
+            ga[i * k + l] += acc;
+            const double ail = a[i * k + l];
+            double *gbl = gb + l * p;
+            for (int64_t j = 0; j < p; j++) gbl[j] += ail * gci[j];
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
     FA_SHAPE(p);
     switch (p->op) {
@@ -58,18 +195,21 @@ static inline __attribute__((always_inline)) int fa_fwd(const fa_rec *p, double 
 #undef FA_K1
 #undef FA_K2
 #undef FA_KG
-    case FA_SUM: {
-        double s = 0.0;
-        for (int64_t k = 0; k < n; k++) s += v[ia + k];
-        v[ir] = s;
+    case FA_GATHER:
+        for (int64_t k = 0; k < n; k++) v[ir + k] = v[ix[ia + k]];
         return 0;
-    }
+    case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
+        fa_reduce_fwd(p->op, v + ia, v + ir, n, sa);
+        return 0;
+    case FA_MATMUL:
+        fa_matmul(v + ia, v + ib, v + ir, n, sa, sb, 0);
+        return 0;
     default:  /* FA_EXT */
         return 0;
     }
 }
 
-static inline __attribute__((always_inline)) void fa_tan(const fa_rec *p, const double *v, double *t)
+static inline __attribute__((always_inline)) void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     FA_SHAPE(p);
     switch (p->op) {
@@ -92,18 +232,22 @@ static inline __attribute__((always_inline)) void fa_tan(const fa_rec *p, const 
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
 #undef FA_K2
-    case FA_SUM: {
-        double s = 0.0;
-        for (int64_t k = 0; k < n; k++) s += t[ia + k];
-        t[ir] = s;
+    case FA_GATHER:
+        for (int64_t k = 0; k < n; k++) t[ir + k] = t[ix[ia + k]];
         return;
-    }
+    case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
+        fa_reduce_tan(p->op, v + ia, v + ir, t + ia, t + ir, n, sa);
+        return;
+    case FA_MATMUL:   /* dC = dA B + A dB */
+        fa_matmul(t + ia, v + ib, t + ir, n, sa, sb, 0);
+        fa_matmul(v + ia, t + ib, t + ir, n, sa, sb, 1);
+        return;
     default:  /* guards and EXT words carry no derivative */
         return;
     }
 }
 
-static inline __attribute__((always_inline)) void fa_rev(const fa_rec *p, const double *v, double *g)
+static inline __attribute__((always_inline)) void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     FA_SHAPE(p);
     switch (p->op) {
@@ -132,12 +276,15 @@ static inline __attribute__((always_inline)) void fa_rev(const fa_rec *p, const 
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
 #undef FA_K2
-    case FA_SUM: {
-        const double w = g[ir];
-        if (w != 0.0)
-            for (int64_t k = 0; k < n; k++) g[ia + k] += w;
+    case FA_GATHER:
+        for (int64_t k = 0; k < n; k++) g[ix[ia + k]] += g[ir + k];
         return;
-    }
+    case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
+        fa_reduce_rev(p->op, v + ia, v + ir, g + ia, g + ir, n, sa);
+        return;
+    case FA_MATMUL:   /* gA += gC B^T,  gB += A^T gC */
+        fa_matmul_rev(v + ia, v + ib, g + ia, g + ib, g + ir, n, sa, sb);
+        return;
     default:
         return;
     }

@@ -36,6 +36,8 @@ void fa_tape_free(fa_tape *t)
     free(t->rec);
     free(t->val);
     free(t->chash);
+    free(t->cranges);
+    free(t->ix);
     free(t);
 }
 
@@ -145,11 +147,19 @@ void fa_copy_consts(const fa_tape *t, double *dst)
         int64_t e = t->chash[i];
         if (e) dst[e - 1] = t->val[e - 1];
     }
+    for (int64_t i = 0; i < t->ncranges; i++) {
+        int64_t s = t->cranges[2 * i], n = t->cranges[2 * i + 1];
+        memcpy(dst + s, t->val + s, (size_t)n * sizeof(double));
+    }
 }
 
 int fa_is_const(const fa_tape *t, int32_t slot)
 {
-    if (!t->hcap || !valid_slot(t, slot) || slot < t->nin) return 0;
+    if (!valid_slot(t, slot) || slot < t->nin) return 0;
+    for (int64_t i = 0; i < t->ncranges; i++)
+        if (slot >= t->cranges[2 * i] && slot < t->cranges[2 * i] + t->cranges[2 * i + 1])
+            return 1;
+    if (!t->hcap) return 0;
     uint64_t mask = (uint64_t)(t->hcap - 1), j = hash_bits(t->val[slot]) & mask;
     for (; t->chash[j]; j = (j + 1) & mask)
         if (t->chash[j] - 1 == slot) return 1;
@@ -177,7 +187,7 @@ static int push(fa_tape *t, int op, int32_t a, int32_t b, int32_t n, int32_t sa,
         p[1].a = sa;
         p[1].b = sb;
     }
-    fa_fwd(p, t->val);
+    fa_fwd(p, t->val, t->ix);
     return FA_OK;
 }
 
@@ -213,10 +223,58 @@ int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t s
     return push(t, op, a, b, n, sa, sb, n, 1, slot);
 }
 
-int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot)
+int fa_const_array(fa_tape *t, const double *x, int64_t n, int32_t *first)
 {
-    if (n < 1 || !valid_range(t, a, 1, n)) return FA_EARG;
-    return push(t, FA_SUM, a, a, n, 1, 1, 1, 1, slot);
+    if (n < 1) return FA_EARG;
+    int err = grow((void **)&t->cranges, &t->capcranges, 2 * (t->ncranges + 1), sizeof(int64_t));
+    if (err) return err;
+    err = new_slots(t, n, first);
+    if (err) return err;
+    memcpy(t->val + *first, x, (size_t)n * sizeof(double));
+    t->cranges[2 * t->ncranges] = *first;
+    t->cranges[2 * t->ncranges + 1] = n;
+    t->ncranges++;
+    t->ncon += n;
+    return FA_OK;
+}
+
+int fa_gather(fa_tape *t, const int64_t *idx, int64_t n, int32_t *first)
+{
+    if (n < 1 || n > FA_MAX_SLOTS) return n < 1 ? FA_EARG : FA_EOVERFLOW;
+    for (int64_t k = 0; k < n; k++)
+        if (!valid_slot(t, idx[k])) return FA_EARG;
+    if (t->nix + n > FA_MAX_SLOTS) return FA_EOVERFLOW;   /* the pool offset is an int32 */
+    int err = grow((void **)&t->ix, &t->capix, t->nix + n, sizeof(int32_t));
+    if (err) return err;
+    int32_t off = (int32_t)t->nix;
+    for (int64_t k = 0; k < n; k++) t->ix[off + k] = (int32_t)idx[k];
+    err = push(t, FA_GATHER, off, off, (int32_t)n, 0, 0, n, 1, first);
+    if (err) return err;      /* the pool entries past nix are simply unused */
+    t->nix += n;
+    return FA_OK;
+}
+
+/* n * m elements of a segmented reduction, checked */
+int fa_reduce(fa_tape *t, int op, int32_t a, int64_t n, int64_t m, int32_t *first)
+{
+    if (op != FA_SUM && op != FA_PROD && op != FA_MAX && op != FA_MIN && op != FA_CUMSUM)
+        return FA_EARG;
+    if (n < 1 || m < 1 || n > FA_MAX_SLOTS || m > FA_MAX_SLOTS || n * m > FA_MAX_SLOTS)
+        return FA_EOVERFLOW;
+    if (!valid_range(t, a, 1, (int32_t)(n * m))) return FA_EARG;
+    int64_t nres = op == FA_CUMSUM ? n * m : m;
+    return push(t, op, a, a, (int32_t)n, (int32_t)m, 0, nres, 1, first);
+}
+
+int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_t p,
+                  int32_t *first)
+{
+    if (m < 1 || k < 1 || p < 1 || m > FA_MAX_SLOTS || k > FA_MAX_SLOTS || p > FA_MAX_SLOTS
+        || m * k > FA_MAX_SLOTS || k * p > FA_MAX_SLOTS || m * p > FA_MAX_SLOTS)
+        return FA_EOVERFLOW;
+    if (!valid_range(t, a, 1, (int32_t)(m * k)) || !valid_range(t, b, 1, (int32_t)(k * p)))
+        return FA_EARG;
+    return push(t, FA_MATMUL, a, b, (int32_t)m, (int32_t)k, (int32_t)p, m * p, 1, first);
 }
 
 int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
@@ -232,7 +290,7 @@ int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     p->a = a;
     p->b = b;
     /* the kernel reports a mismatch against flags; with FA_TRUE clear, mismatch == outcome */
-    *outcome = fa_fwd(p, t->val);
+    *outcome = fa_fwd(p, t->val, t->ix);
     if (*outcome) p->flags = FA_TRUE;
     return FA_OK;
 }

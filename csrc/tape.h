@@ -10,7 +10,9 @@
  *
  * A ranged record covers n consecutive result slots r .. r+n-1.  Its header has the
  * FA_RANGED flag and is followed by one FA_EXT word holding n and the operand strides
- * (0: the operand is one slot, broadcast; 1: a range of n slots).  Sweeps treat the
+ * (0: the operand is one slot, broadcast; 1: a range of n slots).  The structural ops of
+ * ops.h (gather, reductions, matmul) use the same two-word layout with their own EXT
+ * fields; GATHER's indices live in the tape's index pool.  Sweeps treat the
  * EXT word as a no-op, so the forward loop and the backward loop both stay one loop with
  * one case per op.
  *
@@ -50,9 +52,13 @@ typedef struct {
     double *val;          /* value of every slot at recording time (constants included) */
     int64_t nslot, capslot;
     int32_t nin;          /* inputs are slots 0 .. nin-1 */
-    int64_t ncon;         /* number of distinct constants */
-    int64_t *chash;       /* open addressing: slot + 1 of a constant, 0 = empty */
+    int64_t ncon;         /* number of constant slots (scalars and arrays) */
+    int64_t *chash;       /* scalar constants, open addressing: slot + 1, 0 = empty */
     int64_t hcap;         /* power of two, or 0 */
+    int64_t *cranges;     /* constant arrays: (first slot, length) pairs */
+    int64_t ncranges, capcranges;
+    int32_t *ix;          /* index pool of GATHER records */
+    int64_t nix, capix;
 } fa_tape;
 
 fa_tape *fa_tape_new(void);
@@ -65,7 +71,11 @@ int fa_op1(fa_tape *t, int op, int32_t a, int32_t *slot);
 int fa_op2(fa_tape *t, int op, int32_t a, int32_t b, int32_t *slot);
 int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t sb,
                  int32_t n, int32_t *slot);
-int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot);
+int fa_const_array(fa_tape *t, const double *x, int64_t n, int32_t *first);
+int fa_gather(fa_tape *t, const int64_t *idx, int64_t n, int32_t *first);
+int fa_reduce(fa_tape *t, int op, int32_t a, int64_t n, int64_t m, int32_t *first);
+int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_t p,
+                  int32_t *first);
 int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome);
 
 /* Copy the constants' values into `dst` (a value array of nslot doubles). */

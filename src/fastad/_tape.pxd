@@ -17,6 +17,8 @@ cdef extern from "tape.h" nogil:
         int64_t nslot
         int32_t nin
         int64_t ncon
+        int32_t *ix
+        int64_t nix
 
     ctypedef struct fa_op_info:
         const char *name
@@ -25,7 +27,7 @@ cdef extern from "tape.h" nogil:
     enum:
         FA_OK, FA_ENOMEM, FA_EOVERFLOW, FA_EORDER, FA_EARG
         FA_RANGED, FA_TRUE
-        FA_NUM_OPS, FA_EXT, FA_SUM
+        FA_NUM_OPS, FA_EXT, FA_GATHER, FA_SUM, FA_PROD, FA_MAX, FA_MIN, FA_CUMSUM, FA_MATMUL
         FA_KIND_UNARY, FA_KIND_BINARY, FA_KIND_GUARD, FA_KIND_STRUCT
 
     const fa_op_info fa_op_table[]
@@ -38,7 +40,11 @@ cdef extern from "tape.h" nogil:
     int fa_op2(fa_tape *t, int op, int32_t a, int32_t b, int32_t *slot)
     int fa_op_ranged(fa_tape *t, int op, int32_t a, int32_t sa, int32_t b, int32_t sb,
                      int32_t n, int32_t *slot)
-    int fa_sum(fa_tape *t, int32_t a, int32_t n, int32_t *slot)
+    int fa_const_array(fa_tape *t, const double *x, int64_t n, int32_t *first)
+    int fa_gather(fa_tape *t, const int64_t *idx, int64_t n, int32_t *first)
+    int fa_reduce(fa_tape *t, int op, int32_t a, int64_t n, int64_t m, int32_t *first)
+    int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_t p,
+                      int32_t *first)
     int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     int fa_is_const(const fa_tape *t, int32_t slot)
     void fa_copy_consts(const fa_tape *t, double *dst)
@@ -61,6 +67,8 @@ cdef class Tape:
     cdef object __weakref__
 
     cdef int check(self, int err) except -1
+    cdef int _live(self) except -1
+    cdef tuple _struct_record(self, str name, const fa_rec *p)
     cdef int finish(self, int32_t out) except -1
     cdef Work *acquire(self) except NULL
     cdef void release(self, Work *w) noexcept

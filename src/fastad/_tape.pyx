@@ -13,9 +13,9 @@ import numpy as np
 cnp.import_array()
 
 cdef extern from "sweeps.h" nogil:
-    int fa_fwd(const fa_rec *p, double *v)
-    void fa_tan(const fa_rec *p, const double *v, double *t)
-    void fa_rev(const fa_rec *p, const double *v, double *g)
+    int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
+    void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+    void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 
 
 class GuardFailure(Exception):
@@ -39,7 +39,7 @@ cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
     guard, or -1."""
     cdef int64_t i
     for i in range(t.nrec):
-        if fa_fwd(&t.rec[i], v):
+        if fa_fwd(&t.rec[i], v, t.ix):
             return i
     return -1
 
@@ -48,7 +48,7 @@ cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept
     """Forward mode: tangents of the inputs already in tan[0:nin]."""
     cdef int64_t i
     for i in range(t.nrec):
-        fa_tan(&t.rec[i], v, tan)
+        fa_tan(&t.rec[i], v, tan, t.ix)
 
 
 cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
@@ -58,7 +58,7 @@ cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t 
     memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
     for i in range(t.nrec - 1, -1, -1):
-        fa_rev(&t.rec[i], v, adj)
+        fa_rev(&t.rec[i], v, adj, t.ix)
 
 
 cdef object copy_slots(const double *p, int64_t n):
@@ -180,8 +180,9 @@ cdef class Tape:
 
     @property
     def nbytes(self):
-        """Bytes of the records plus a value and an adjoint per slot."""
-        return self.c.nrec * sizeof(fa_rec) + self.c.nslot * 2 * sizeof(double)
+        """Bytes of the records, the gather index pool, and a value and an adjoint per slot."""
+        return (self.c.nrec * sizeof(fa_rec) + self.c.nix * sizeof(int32_t)
+                + self.c.nslot * 2 * sizeof(double))
 
     @property
     def n_inputs(self):
@@ -214,7 +215,9 @@ cdef class Tape:
             if p.op == FA_EXT:
                 continue
             kind = kinds[p.op]
-            if p.flags & FA_RANGED:
+            if kind == "struct":
+                out.append(self._struct_record(names[p.op], p))
+            elif p.flags & FA_RANGED:
                 n, sa, sb = p[1].r, p[1].a, p[1].b
                 res = p.r if p.op == FA_SUM else range(p.r, p.r + n)
                 ops = (range(p.a, p.a + n * sa, sa) if sa else p.a,)
@@ -226,6 +229,72 @@ cdef class Tape:
             else:
                 out.append((names[p.op], p.r, (p.a, p.b)))
         return out
+
+    cdef tuple _struct_record(self, str name, const fa_rec *p):
+        cdef int64_t n = p[1].r, m = p[1].a, k = p[1].b
+        if p.op == FA_GATHER:
+            return (name, range(p.r, p.r + n),
+                    (tuple(self.c.ix[p.a + i] for i in range(n)),))
+        if p.op == FA_MATMUL:   # (m x k) @ (k x p): ext fields m, k, p
+            return (name, range(p.r, p.r + n * k),
+                    (range(p.a, p.a + n * m), range(p.b, p.b + m * k)))
+        nres = n * m if p.op == FA_CUMSUM else m
+        res = p.r if nres == 1 else range(p.r, p.r + nres)
+        return (name, res, (range(p.a, p.a + n * m),))
+
+    # -- recording primitives for the array layer (one call per array operation) --------
+    cdef int _live(self) except -1:
+        if not self.recording:
+            from fastad._tracer import EscapedTracerError
+            raise EscapedTracerError(
+                "fastad: a traced array was used after the function being differentiated "
+                "returned; return what you need from the function instead.")
+        return 0
+
+    def const(self, double x):
+        """Slot of the scalar constant x (deduplicated)."""
+        cdef int32_t s
+        self._live()
+        self.check(fa_const(self.c, x, &s))
+        return s
+
+    def const_array(self, values):
+        """First slot of a fresh contiguous range holding the constant array `values`."""
+        cdef const double[::1] xs = np.ascontiguousarray(values, dtype=np.float64).ravel()
+        cdef int32_t s
+        self._live()
+        self.check(fa_const_array(self.c, &xs[0], xs.shape[0], &s))
+        return s
+
+    def gather(self, idx):
+        """First slot of a new range r with r[k] = slot idx[k]."""
+        cdef const int64_t[::1] ix = np.ascontiguousarray(idx, dtype=np.int64).ravel()
+        cdef int32_t s
+        self._live()
+        self.check(fa_gather(self.c, &ix[0], ix.shape[0], &s))
+        return s
+
+    def op_ranged(self, int op, int32_t a, int32_t sa, int32_t b, int32_t sb, int32_t n):
+        """First slot of n results of elementwise op over ranges (stride 1) or broadcast
+        slots (stride 0)."""
+        cdef int32_t s
+        self._live()
+        self.check(fa_op_ranged(self.c, op, a, sa, b, sb, n, &s))
+        return s
+
+    def reduce(self, int op, int32_t a, int64_t n, int64_t m):
+        """First slot of the m segment results (m*n for cumsum) of a segmented reduction."""
+        cdef int32_t s
+        self._live()
+        self.check(fa_reduce(self.c, op, a, n, m, &s))
+        return s
+
+    def matmul(self, int32_t a, int32_t b, int64_t m, int64_t k, int64_t p):
+        """First slot of the (m x p) product of row-major ranges a (m x k) and b (k x p)."""
+        cdef int32_t s
+        self._live()
+        self.check(fa_matmul_rec(self.c, a, b, m, k, p, &s))
+        return s
 
     def constant_value(self, slot):
         """The value of a constant slot, or None if the slot is an input or a result."""

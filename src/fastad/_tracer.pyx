@@ -83,8 +83,10 @@ def _conversion_error(Traced t, what):
         f"fastad: {what} was called on a traced value {t!r}. That would turn it into a "
         "constant: its derivative would be lost and replays would reuse the traced value. "
         "Keep it as a traced value: use numpy or fastad functions (np.sin, fd.sin) instead of "
-        "math functions, and comparisons (x > 0) instead of float()/int(); to index with a "
-        "value the function computes, pass the index as an int argument instead.")
+        "math functions, and comparisons (x > 0) instead of float()/int(). To fill an "
+        "array with traced values, build a list and call np.array(list) or np.stack(list) "
+        "instead of assigning into a float ndarray; to index with a value the function "
+        "computes, pass the index as an int argument instead.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,8 +168,17 @@ cdef Tape tape_of(tuple inputs):
     return t
 
 
+cdef bint has_array(tuple inputs):
+    for x in inputs:
+        if type(x) is TracedArray or (isinstance(x, np.ndarray) and x.ndim > 0):
+            return True
+    return False
+
+
 def apply_ufunc(ufunc, method, tuple inputs, dict kwargs):
     """numpy's __array_ufunc__ protocol for traced values."""
+    if method != "__call__" or ufunc is np.matmul or has_array(inputs):
+        return _arrays().array_ufunc(ufunc, method, inputs, kwargs)
     if method != "__call__":
         raise TypeError(f"fastad: np.{ufunc.__name__}.{method} is not supported on traced values")
     if kwargs:
@@ -194,11 +205,8 @@ def apply_op(int code, int kind, tuple inputs, str name):
     if len(inputs) != (1 if kind == UNARY else 2):
         raise TypeError(f"fastad: {name} takes {1 if kind == UNARY else 2} arguments, "
                         f"got {len(inputs)}")
-    for x in inputs:
-        if type(x) is TracedArray or isinstance(x, np.ndarray) and x.ndim > 0:
-            raise TypeError(
-                f"fastad: {name} on traced arrays is not supported yet: index the "
-                "elements (x[i]) and work with scalars")
+    if has_array(inputs):
+        return _arrays().elementwise(code, kind, inputs, name)
     if kind == UNARY:
         if type(inputs[0]) is not Traced:
             raise TypeError(f"fastad: {name} got an operand of type "
@@ -339,26 +347,68 @@ cdef class Traced:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return apply_ufunc(ufunc, method, inputs, kwargs)
 
+    def __array_function__(self, func, types, args, kwargs):
+        return _arrays().array_function(func, args, kwargs)
+
 
 @cython.final
 cdef class TracedArray:
-    """An array argument being traced: a strided view of slots on a tape.
+    """An array being traced: for each element, the tape slot that holds it.
 
-    Supports the sequence protocol (len, iteration), `.shape`, integer indexing and
-    slicing; an element is a `Traced` scalar."""
+    The slots are kept as an integer index array (`idx`), so every view numpy can make --
+    slices, steps, transposes, reshapes, broadcasts, integer-array and boolean-mask
+    indexing -- is numpy indexing on `idx` and records nothing.  Arithmetic, ufuncs and
+    numpy functions record O(1) ranged records (see fastad.arrays)."""
     cdef readonly Tape tape
     cdef readonly tuple shape
-    cdef tuple strides_       # in slots
-    cdef int64_t offset
+    cdef int64_t start        # first slot if the elements are that C-order range, else -1
+    cdef object _idx          # int64 slot array of `shape`, built when first needed
+    cdef readonly bint is_mask   # the 0/1 result of an array comparison
+
+    __array_priority__ = 1000
 
     @staticmethod
-    cdef TracedArray view(Tape t, tuple shape, tuple strides, int64_t offset):
+    cdef TracedArray contiguous(Tape t, int64_t start, tuple shape):
         cdef TracedArray a = TracedArray.__new__(TracedArray)
         a.tape = t
         a.shape = shape
-        a.strides_ = strides
-        a.offset = offset
+        a.start = start
+        a._idx = None
         return a
+
+    @staticmethod
+    def from_range(Tape t, int64_t start, shape, bint is_mask=False):
+        """The traced array of `shape` held by the slots start, start+1, ... (C order)."""
+        cdef TracedArray a = TracedArray.contiguous(t, start, tuple(shape))
+        a.is_mask = is_mask
+        return a
+
+    @staticmethod
+    def from_idx(Tape t, idx, bint is_mask=False):
+        """The traced array whose elements are the slots `idx` (an integer array)."""
+        cdef TracedArray a = TracedArray.__new__(TracedArray)
+        a.tape = t
+        a._idx = np.asarray(idx, dtype=np.int64)
+        a.shape = a._idx.shape
+        a.start = -1
+        a.is_mask = is_mask
+        return a
+
+    @property
+    def idx(self):
+        """The slot of every element (an int64 array of this array's shape)."""
+        if self._idx is None:
+            self._idx = np.arange(self.start, self.start + self.size, dtype=np.int64).reshape(self.shape)
+        return self._idx
+
+    def range_start(self):
+        """First slot if the elements are a contiguous C-order range of slots, else -1."""
+        if self.start < 0 and self._idx is not None and self._idx.size:
+            flat = self._idx.ravel()
+            if flat[flat.size - 1] - flat[0] == flat.size - 1 and (
+                    flat.size == 1 or bool(np.all(np.diff(flat) == 1))):
+                self.start = int(flat[0])
+        return self.start
 
     @property
     def ndim(self):
@@ -375,10 +425,6 @@ cdef class TracedArray:
     def dtype(self):
         return np.dtype(np.float64)
 
-    @property
-    def T(self):
-        return TracedArray.view(self.tape, self.shape[::-1], self.strides_[::-1], self.offset)
-
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d traced array")
@@ -392,52 +438,99 @@ cdef class TracedArray:
         return f"TracedArray(shape={self.shape})"
 
     def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = key.index(Ellipsis)
-            fill = len(self.shape) - (len(key) - 1)
-            key = key[:i] + (slice(None),) * fill + key[i + 1:]
-        if len(key) > len(self.shape):
-            raise IndexError(f"too many indices for a traced array of shape {self.shape}: "
-                             f"{len(key)} given")
-        cdef int64_t off = self.offset
-        shape, strides = [], []
-        for d, k in enumerate(key):
-            n, st = self.shape[d], self.strides_[d]
-            if isinstance(k, slice):
-                start, stop, step = k.indices(n)
-                shape.append(len(range(start, stop, step)))
-                strides.append(st * step)
-                off += start * st
-            elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-                i = int(k)
-                if not -n <= i < n:
-                    raise IndexError(f"index {i} is out of bounds for axis {d} with size {n}")
-                off += (i % n) * st
-            elif type(k) is Traced:
-                _conversion_error(k, "indexing with a traced value")
-            else:
-                raise TypeError(f"fastad: traced arrays support integer and slice indices, "
-                                f"not {type(k).__name__}")
-        shape += self.shape[len(key):]
-        strides += self.strides_[len(key):]
-        if not shape:
-            if not self.tape.recording:
-                escaped(self.tape)
-            return new_traced(self.tape, <int32_t>off)
-        return TracedArray.view(self.tape, tuple(shape), tuple(strides), off)
+        cdef int64_t i, n
+        if not self.tape.recording:
+            escaped(self.tape)
+        if type(key) is int and self.start >= 0 and len(self.shape) == 1:
+            i, n = key, self.shape[0]      # the scalar-loop fast path: x[i]
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for axis 0 with size {n}")
+            return new_traced(self.tape, <int32_t>(self.start + i))
+        if type(key) is TracedArray or type(key) is Traced or (
+                type(key) is tuple and any(type(k) in (Traced, TracedArray) for k in key)):
+            if type(key) is TracedArray and (<TracedArray>key).is_mask:
+                raise TypeError("fastad: indexing with a traced boolean mask gives an array "
+                                "whose shape depends on the values; use np.where(mask, x, 0) "
+                                "(or a mask computed from data arguments) instead")
+            raise TypeError("fastad: a traced value cannot be used as an index; pass indices "
+                            "as int or int-array arguments")
+        sub = self.idx[key]
+        if isinstance(sub, np.ndarray) and sub.ndim > 0:
+            return TracedArray.from_idx(self.tape, sub, self.is_mask)
+        if isinstance(sub, np.ndarray) and sub.ndim == 0:
+            sub = sub[()]
+        return new_traced(self.tape, <int32_t>sub)
 
     def __setitem__(self, key, value):
-        raise TypeError("fastad: traced arrays are read-only; build a new array "
-                        "(e.g. with a list of traced values) instead of assigning into one")
+        raise TypeError("fastad: traced arrays are read-only; build the new array instead, "
+                        "e.g. with np.where(mask, new, x), np.concatenate, or np.array of a "
+                        "list of traced values")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("fastad: a traced array cannot be converted to a numpy array; its "
+                        "values would lose their derivatives. Use numpy functions on it "
+                        "directly (fastad records them).")
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError("The truth value of a traced array with more than one element is "
+                             "ambiguous. Use a.any() or a.all()")
+        return bool(self.reshape(())[()])
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return apply_ufunc(ufunc, method, inputs, kwargs)
 
-    def __array__(self, dtype=None, copy=None):
-        raise TypeError("fastad: a traced array cannot be converted to a numpy array; its "
-                        "values would lose their derivatives")
+    def __array_function__(self, func, types, args, kwargs):
+        return _arrays().array_function(func, args, kwargs)
+
+    def __getattr__(self, name):
+        # numpy's array methods (x.sum(), x.reshape(...), x.T, ...) live in fastad.arrays
+        return _arrays().array_method(self, name)
+
+    # operators -------------------------------------------------------------------------
+    def __add__(self, other): return _arrays().ufunc(np.add, (self, other))
+    def __radd__(self, other): return _arrays().ufunc(np.add, (other, self))
+    def __sub__(self, other): return _arrays().ufunc(np.subtract, (self, other))
+    def __rsub__(self, other): return _arrays().ufunc(np.subtract, (other, self))
+    def __mul__(self, other): return _arrays().ufunc(np.multiply, (self, other))
+    def __rmul__(self, other): return _arrays().ufunc(np.multiply, (other, self))
+    def __truediv__(self, other): return _arrays().ufunc(np.divide, (self, other))
+    def __rtruediv__(self, other): return _arrays().ufunc(np.divide, (other, self))
+    def __pow__(self, other, mod):
+        if type(other) is int and other == 2:
+            return _arrays().ufunc(np.square, (self,))
+        return _arrays().ufunc(np.power, (self, other))
+    def __rpow__(self, other, mod): return _arrays().ufunc(np.power, (other, self))
+    def __matmul__(self, other): return _arrays().matmul(self, other)
+    def __rmatmul__(self, other): return _arrays().matmul(other, self)
+    def __neg__(self): return _arrays().ufunc(np.negative, (self,))
+    def __pos__(self): return self
+    def __abs__(self): return _arrays().ufunc(np.absolute, (self,))
+    def __lt__(self, other): return _arrays().ufunc(np.less, (self, other))
+    def __le__(self, other): return _arrays().ufunc(np.less_equal, (self, other))
+    def __gt__(self, other): return _arrays().ufunc(np.greater, (self, other))
+    def __ge__(self, other): return _arrays().ufunc(np.greater_equal, (self, other))
+    def __eq__(self, other): return _arrays().ufunc(np.equal, (self, other))
+    def __ne__(self, other): return _arrays().ufunc(np.not_equal, (self, other))
+    def __invert__(self): return _arrays().logical_not(self)
+    def __and__(self, other): return _arrays().logical_and(self, other)
+    def __rand__(self, other): return _arrays().logical_and(other, self)
+    def __or__(self, other): return _arrays().logical_or(self, other)
+    def __ror__(self, other): return _arrays().logical_or(other, self)
+    __hash__ = None
+
+
+cdef object _arrays_module = None
+
+cdef object _arrays():
+    # fastad.arrays imports this module, so it is looked up on first use
+    global _arrays_module
+    if _arrays_module is None:
+        import fastad.arrays
+        _arrays_module = fastad.arrays
+    return _arrays_module
 
 
 def make_inputs(Tape t, double[::1] flat, list layout):
@@ -460,11 +553,7 @@ def make_inputs(Tape t, double[::1] flat, list layout):
         for i in range(n):
             t.check(fa_input(t.c, flat[pos + i], &s))
         pos += n
-        strides, acc = [], 1
-        for d in reversed(shape):
-            strides.append(acc)
-            acc *= d
-        out.append(TracedArray.view(t, tuple(shape), tuple(reversed(strides)), first))
+        out.append(TracedArray.contiguous(t, first, tuple(shape)))
     return out
 
 
@@ -482,3 +571,8 @@ def output_slot(Tape t, out):
 
 def is_traced(x):
     return type(x) is Traced or type(x) is TracedArray
+
+
+def new_scalar(Tape t, int32_t slot):
+    """The Traced scalar held by `slot` (for fastad.arrays)."""
+    return new_traced(t, slot)

@@ -50,10 +50,14 @@ def _make(name, code, kind):
     return f
 
 
-SUPPORTED = tuple(name for name, kind in op_table() if kind in _KINDS)
+def _public(name, kind):
+    return kind in _KINDS and not name.startswith("_")
+
+
+SUPPORTED = tuple(name for name, kind in op_table() if _public(name, kind))
 
 for _code, (_name, _kind) in enumerate(op_table()):
-    if _kind in _KINDS:
+    if _public(_name, _kind):
         globals()[_name] = _make(_name, _code, _kind)
 
 abs = globals()["absolute"]
