@@ -59,7 +59,7 @@ static inline double fa_expit(double a) {
     X(RECIPROCAL, "reciprocal", 1.0 / a,          -r * r)                   \
     X(EXP,        "exp",        exp(a),           r)                        \
     X(EXP2,       "exp2",       exp2(a),          r * FA_LN2)               \
-    X(EXPM1,      "expm1",      expm1(a),         r + 1.0)                  \
+    X(EXPM1,      "expm1",      expm1(a),         exp(a))                   \
     X(LOG,        "log",        log(a),           1.0 / a)                  \
     X(LOG2,       "log2",       log2(a),          1.0 / (a * FA_LN2))       \
     X(LOG10,      "log10",      log10(a),         1.0 / (a * FA_LN10))      \

@@ -1,22 +1,8 @@
-"""`python -m fastad`: the worked example and a Rosenbrock timing (see fastad.demo)."""
-import argparse
+"""`python -m fastad`: the demo (the notes' worked example and a Rosenbrock timing, see
+fastad.demo), or `python -m fastad trace EXPRESSION --at NAME=VALUE ...` (see fastad.cli)."""
+import sys
 
-from fastad import demo
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m fastad",
-        description="Run fastad's demo: the lecture notes' worked example (primal values, "
-                    "tangents, adjoints, gradient), then a traced-and-replayed Rosenbrock "
-                    "gradient timed against plain Python.")
-    parser.add_argument("-n", type=int, default=10_000,
-                        help="Rosenbrock dimension (default 10000)")
-    args = parser.parse_args(argv)
-    if args.n < 2:
-        parser.error("-n must be at least 2")
-    demo.main(args.n)
-
+from fastad.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

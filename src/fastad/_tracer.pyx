@@ -78,6 +78,13 @@ cdef object mixed_tapes():
         "differentiation is not supported yet.")
 
 
+cdef object other_tape(Tape other):
+    """A traced value of another tape met this one: an escaped value, or nesting."""
+    if not other.recording:
+        escaped(other)
+    mixed_tapes()
+
+
 def _conversion_error(Traced t, what):
     raise TypeError(
         f"fastad: {what} was called on a traced value {t!r}. That would turn it into a "
@@ -105,7 +112,7 @@ cdef int32_t slot_of(Tape t, object x) except -2:
     cdef int32_t s
     if type(x) is Traced:
         if (<Traced>x).tape is not t:
-            mixed_tapes()
+            other_tape((<Traced>x).tape)
         return (<Traced>x).slot
     if type(x) is float or type(x) is int or isinstance(x, (float, int, np.floating, np.integer)):
         t.check(fa_const(t.c, <double>x, &s))
@@ -159,12 +166,12 @@ cdef Tape tape_of(tuple inputs):
             if t is None:
                 t = (<Traced>x).tape
             elif (<Traced>x).tape is not t:
-                mixed_tapes()
+                other_tape((<Traced>x).tape)
         elif type(x) is TracedArray:
             if t is None:
                 t = (<TracedArray>x).tape
             elif (<TracedArray>x).tape is not t:
-                mixed_tapes()
+                other_tape((<TracedArray>x).tape)
     return t
 
 
@@ -563,7 +570,7 @@ def output_slot(Tape t, out):
     if type(out) is TracedArray and (<TracedArray>out).shape == ():
         out = out[()]
     if type(out) is Traced and (<Traced>out).tape is not t:
-        mixed_tapes()
+        other_tape((<Traced>out).tape)
     if isinstance(out, (bool, np.bool_)):
         return -1
     return slot_of(t, out)

@@ -106,7 +106,8 @@ def jvp(fun, primals, tangents):
 def record(fun, *args):
     """Trace `fun(*args)` once and return its `Tape` (the low-level interface).
 
-    Every float and float-array argument is an input, flattened in order; the tape's
+    Every float and float-array argument is an input, flattened in order (ints and
+    everything else are passed through unchanged); the tape's
     records, values, and the forward/tangent/reverse sweeps can then be inspected and run
     directly.  This is what the higher-level functions are built on.
     """
@@ -115,10 +116,10 @@ def record(fun, *args):
     tape = Tape()
     flat, layout, targs = [], [], []
     for a in args:
-        if isinstance(a, (float, int, np.floating, np.integer)) and not isinstance(a, bool):
+        if isinstance(a, (float, np.floating)):
             layout.append(None)
             flat.append(np.array([float(a)]))
-        elif isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
+        elif isinstance(a, np.ndarray) and a.dtype.kind == "f":
             layout.append(a.shape)
             flat.append(np.asarray(a, dtype=np.float64).ravel())
         else:

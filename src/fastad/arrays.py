@@ -52,6 +52,12 @@ def tape_of(*xs):
             t = None
         if t is not None:
             if tape is not None and t is not tape:
+                for stale in (t, tape):
+                    if not stale.recording:
+                        from fastad._tracer import EscapedTracerError
+                        raise EscapedTracerError(
+                            "fastad: a traced value was used after the function being "
+                            "differentiated returned; return what you need instead.")
                 raise NotImplementedError(
                     "fastad: this operation mixes traced values from two different traces "
                     "(nested differentiation is not supported yet)")
