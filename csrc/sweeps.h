@@ -24,16 +24,20 @@
 
 #define FA_AZ(x, y) ((x) == 0.0 ? 0.0 : (x) * (y))
 
-/* The record's indices, and for a ranged record its length and operand strides (from
- * the EXT word).  Guards and EXT words have no valid result slot; indices are only
- * formed, never dereferenced, for them. */
-#define FA_SHAPE(p)                                                     \
-    const int ranged_ = ((p)->flags & FA_RANGED) != 0;                  \
+/* A ranged record's indices, length and EXT fields (the operand strides of elementwise
+ * ops).  Only read for records with FA_RANGED, which always have their EXT word. */
+#define FA_RANGE(p)                                                     \
     const int64_t ir = (p)->r, ia = (p)->a, ib = (p)->b;                \
-    const int64_t n = ranged_ ? (int64_t)(p)[1].r : 1;                  \
-    const int64_t sa = ranged_ ? (int64_t)(p)[1].a : 0;                 \
-    const int64_t sb = ranged_ ? (int64_t)(p)[1].b : 0;                 \
-    (void)sb; (void)ib; (void)ir
+    const int64_t n = (p)[1].r, sa = (p)[1].a, sb = (p)[1].b;           \
+    (void)ib; (void)sb
+
+/* Run the body (the macro's arguments) for k = 0..n-1 with ka, kb the operand offsets; one loop per stride pattern,
+ * so each loop has constant strides and the compiler can vectorize it. */
+#define FA_LOOP(...)                                                                          \
+    if (sa && sb) { for (int64_t k = 0; k < n; k++) { const int64_t ka = k, kb = k; __VA_ARGS__ } } \
+    else if (sa)  { for (int64_t k = 0; k < n; k++) { const int64_t ka = k, kb = 0; __VA_ARGS__ } } \
+    else if (sb)  { for (int64_t k = 0; k < n; k++) { const int64_t ka = 0, kb = k; __VA_ARGS__ } } \
+    else          { for (int64_t k = 0; k < n; k++) { const int64_t ka = 0, kb = 0; __VA_ARGS__ } }
 
 
 /* ---- structural kernels: segmented reductions and matrix products ------------------ */
@@ -172,62 +176,45 @@ static inline void fa_matmul_rev(const double *a, const double *b, double *ga, d
     }
 }
 
-static inline __attribute__((always_inline)) int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
+/* ---- ranged records: one call per record, the element loops inside ----------------- */
+
+static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
 {
-    FA_SHAPE(p);
+    FA_RANGE(p);
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: \
-        if (!ranged_) { const double a = v[ia]; v[ir] = (V); } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double a = v[ia + k * sa]; v[ir + k] = (V); } \
-        return 0;
+        FA_LOOP({ (void)kb; const double a = v[ia + ka]; v[ir + k] = (V); }) return;
 #define FA_K2(N, S, V, DA, DB) case FA_##N: \
-        if (!ranged_) { const double a = v[ia], b = v[ib]; v[ir] = (V); } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double a = v[ia + k * sa], b = v[ib + k * sb]; v[ir + k] = (V); } \
-        return 0;
-#define FA_KG(N, S, T) case FA_##N: { \
-        const double a = v[ia], b = v[ib]; \
-        return ((T) ? 1 : 0) != ((p->flags & FA_TRUE) ? 1 : 0); }
+        FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb]; v[ir + k] = (V); }) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
-    FA_GUARD_OPS(FA_KG)
 #undef FA_K1
 #undef FA_K2
-#undef FA_KG
     case FA_GATHER:
         for (int64_t k = 0; k < n; k++) v[ir + k] = v[ix[ia + k]];
-        return 0;
+        return;
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
         fa_reduce_fwd(p->op, v + ia, v + ir, n, sa);
-        return 0;
+        return;
     case FA_MATMUL:
         fa_matmul(v + ia, v + ib, v + ir, n, sa, sb, 0);
-        return 0;
-    default:  /* FA_EXT */
-        return 0;
+        return;
+    default:
+        return;
     }
 }
 
-static inline __attribute__((always_inline)) void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
-    FA_SHAPE(p);
+    FA_RANGE(p);
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: \
-        if (!ranged_) { const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-            t[ir] = FA_AZ(t[ia], (DA)); } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double a = v[ia + k * sa], r = v[ir + k]; (void)a; (void)r; \
-            t[ir + k] = FA_AZ(t[ia + k * sa], (DA)); } \
-        return;
+        FA_LOOP({ (void)kb; const double a = v[ia + ka], r = v[ir + k]; (void)a; (void)r; \
+                  t[ir + k] = FA_AZ(t[ia + ka], (DA)); }) return;
 #define FA_K2(N, S, V, DA, DB) case FA_##N: \
-        if (!ranged_) { const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-            t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double a = v[ia + k * sa], b = v[ib + k * sb], r = v[ir + k]; \
-            (void)a; (void)b; (void)r; \
-            t[ir + k] = FA_AZ(t[ia + k * sa], (DA)) + FA_AZ(t[ib + k * sb], (DB)); } \
-        return;
+        FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
+                  (void)a; (void)b; (void)r; \
+                  t[ir + k] = FA_AZ(t[ia + ka], (DA)) + FA_AZ(t[ib + kb], (DB)); }) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -242,36 +229,33 @@ static inline __attribute__((always_inline)) void fa_tan(const fa_rec *p, const 
         fa_matmul(t + ia, v + ib, t + ir, n, sa, sb, 0);
         fa_matmul(v + ia, t + ib, t + ir, n, sa, sb, 1);
         return;
-    default:  /* guards and EXT words carry no derivative */
+    default:
         return;
     }
 }
 
-static inline __attribute__((always_inline)) void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+/* Branch-free absolute-zero products here, so the element loops vectorize. */
+static void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
-    FA_SHAPE(p);
+    FA_RANGE(p);
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: \
-        if (!ranged_) { const double w = g[ir]; \
-            if (w != 0.0) { const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-                g[ia] += w * (DA); } } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double w = g[ir + k]; \
-            if (w != 0.0) { const double a = v[ia + k * sa], r = v[ir + k]; (void)a; (void)r; \
-                g[ia + k * sa] += w * (DA); } } \
-        return;
-#define FA_K2(N, S, V, DA, DB) case FA_##N: \
-        if (!ranged_) { const double w = g[ir]; \
-            if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; \
-                (void)a; (void)b; (void)r; \
-                g[ia] += w * (DA); g[ib] += w * (DB); } } \
-        else for (int64_t k = 0; k < n; k++) { \
-            const double w = g[ir + k]; \
-            if (w != 0.0) { \
-                const double a = v[ia + k * sa], b = v[ib + k * sb], r = v[ir + k]; \
-                (void)a; (void)b; (void)r; \
-                g[ia + k * sa] += w * (DA); g[ib + k * sb] += w * (DB); } } \
-        return;
+#define FA_K1(N, S, V, DA) case FA_##N: { \
+        double acc_a = 0.0; \
+        FA_LOOP({ (void)kb; const double w = g[ir + k], a = v[ia + ka], r = v[ir + k]; \
+                  (void)a; (void)r; \
+                  if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); }) \
+        if (!sa) g[ia] += acc_a; \
+        return; }
+#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
+        /* a broadcast operand (stride 0) sums its adjoint in a register, not in memory */ \
+        double acc_a = 0.0, acc_b = 0.0; \
+        FA_LOOP({ const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
+                  (void)a; (void)b; (void)r; \
+                  if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); \
+                  if (sb) g[ib + kb] += FA_AZ(w, (DB)); else acc_b += FA_AZ(w, (DB)); }) \
+        if (!sa) g[ia] += acc_a; \
+        if (!sb) g[ib] += acc_b; \
+        return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -285,6 +269,79 @@ static inline __attribute__((always_inline)) void fa_rev(const fa_rec *p, const 
     case FA_MATMUL:   /* gA += gC B^T,  gB += A^T gC */
         fa_matmul_rev(v + ia, v + ib, g + ia, g + ib, g + ir, n, sa, sb);
         return;
+    default:
+        return;
+    }
+}
+
+/* ---- the per-record kernels the sweeps call: scalar records inline ------------------ */
+
+static inline __attribute__((always_inline))
+int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
+{
+    if (p->flags & FA_RANGED) { fa_fwd_ranged(p, v, ix); return 0; }
+    const int64_t ir = p->r, ia = p->a, ib = p->b;
+    switch (p->op) {
+#define FA_K1(N, S, V, DA) case FA_##N: { const double a = v[ia]; v[ir] = (V); return 0; }
+#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
+        const double a = v[ia], b = v[ib]; v[ir] = (V); return 0; }
+#define FA_KG(N, S, T) case FA_##N: { \
+        const double a = v[ia], b = v[ib]; \
+        return ((T) ? 1 : 0) != ((p->flags & FA_TRUE) ? 1 : 0); }
+    FA_UNARY_OPS(FA_K1)
+    FA_BINARY_OPS(FA_K2)
+    FA_GUARD_OPS(FA_KG)
+#undef FA_K1
+#undef FA_K2
+#undef FA_KG
+    default:  /* FA_EXT: guards and EXT words have no result slot */
+        return 0;
+    }
+}
+
+static inline __attribute__((always_inline))
+void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+{
+    if (p->flags & FA_RANGED) { fa_tan_ranged(p, v, t, ix); return; }
+    const int64_t ir = p->r, ia = p->a, ib = p->b;
+    switch (p->op) {
+#define FA_K1(N, S, V, DA) case FA_##N: { \
+        const double a = v[ia], r = v[ir]; (void)a; (void)r; \
+        t[ir] = FA_AZ(t[ia], (DA)); return; }
+#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
+        const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
+        t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); return; }
+    FA_UNARY_OPS(FA_K1)
+    FA_BINARY_OPS(FA_K2)
+#undef FA_K1
+#undef FA_K2
+    default:  /* guards and EXT words carry no derivative */
+        return;
+    }
+}
+
+/* A zero adjoint skips the record: the absolute-zero product, and less work where the
+ * output does not depend on a value. */
+static inline __attribute__((always_inline))
+void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+{
+    if (p->flags & FA_RANGED) { fa_rev_ranged(p, v, g, ix); return; }
+    const int64_t ir = p->r, ia = p->a, ib = p->b;
+    switch (p->op) {
+#define FA_K1(N, S, V, DA) case FA_##N: { \
+        const double w = g[ir]; \
+        if (w != 0.0) { const double a = v[ia], r = v[ir]; (void)a; (void)r; \
+            g[ia] += w * (DA); } \
+        return; }
+#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
+        const double w = g[ir]; \
+        if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
+            g[ia] += w * (DA); g[ib] += w * (DB); } \
+        return; }
+    FA_UNARY_OPS(FA_K1)
+    FA_BINARY_OPS(FA_K2)
+#undef FA_K1
+#undef FA_K2
     default:
         return;
     }
