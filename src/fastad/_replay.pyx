@@ -35,8 +35,9 @@ MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP}
 
 # How many tapes (branch outcomes) a signature keeps, and how many signatures a function
 # keeps; the least recently used goes first.
-MAX_TAPES_PER_SIGNATURE = 8
-MAX_SIGNATURES = 64
+cdef enum:
+    MAX_TAPES_PER_SIGNATURE = 8
+    MAX_SIGNATURES = 64
 
 cdef object SCALAR = "f"          # key part of a scalar input
 cdef object UNCACHEABLE = object()
@@ -271,8 +272,13 @@ cdef class Compiled:
         cdef Tape tape
         cdef Work *w
         cdef int64_t failed
-        for i in range(len(sig.tapes)):
-            tape = <Tape>sig.tapes[i]
+        cdef list tapes = sig.tapes
+        for i in range(MAX_TAPES_PER_SIGNATURE):
+            # another thread may reorder or trim the list while a sweep runs without the
+            # GIL: re-check the length (a tape tried twice or skipped only costs a trace)
+            if i >= len(tapes):
+                break
+            tape = <Tape>tapes[i]
             w = tape.acquire()
             try:
                 sig.fill(args, w.val)
@@ -282,8 +288,9 @@ cdef class Compiled:
                     with nogil:
                         failed = sweep_forward(tape.c, w.val)
                 if failed < 0:
-                    if i:
-                        sig.tapes.insert(0, sig.tapes.pop(i))
+                    if i and tape in sig.tapes:
+                        sig.tapes.remove(tape)
+                        sig.tapes.insert(0, tape)
                     return self.derivatives(tape, w, sig, argnums, tangents)
             finally:
                 tape.release(w)

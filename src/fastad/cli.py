@@ -109,6 +109,7 @@ class Program:
         self.inputs = [self._intern(("var", name), "var", name=name, src=name)
                        for name in self.variables]
         tree = _parse(text)
+        self._whitelist(tree.body)
         self.output = self._node(tree.body)
         self.order = self._schedule()
 
@@ -135,6 +136,42 @@ class Program:
 
     def _refuse(self, what, a, extra=""):
         raise ExpressionError(f"refused {what} `{self._seg(a)}`{extra} (allowed: {ALLOWED})")
+
+    def _whitelist(self, root):
+        """Refuse the first construct (outermost, then leftmost) that is not a number, a
+        name, + - * / **, unary - +, or a plain call: before names are looked up, so the
+        message names the construct (a lambda, a comprehension, ...) itself."""
+        stack = [root]
+        while stack:
+            a = stack.pop()
+            if isinstance(a, ast.BinOp):
+                if type(a.op) not in _BINOPS:
+                    self._refuse(f"operator `{_OP_SYMBOL.get(type(a.op), '?')}` in", a)
+                children = [a.left, a.right]
+            elif isinstance(a, ast.UnaryOp):
+                if not isinstance(a.op, (ast.USub, ast.UAdd)):
+                    self._refuse(f"operator `{_OP_SYMBOL.get(type(a.op), '?')}` in", a)
+                children = [a.operand]
+            elif isinstance(a, ast.Call):
+                children = [a.func] + list(a.args)
+                if isinstance(a.func, ast.Name) and a.func.id not in self._funcs:
+                    self._call(a)               # refuses it, naming the function
+                if a.keywords:
+                    kw = a.keywords[0]
+                    self._refuse("keyword argument", kw if kw.arg else a,
+                                 f" in `{self._seg(a)}`")
+            elif isinstance(a, ast.Constant):
+                v = a.value
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    kind = {str: "string", bytes: "bytes", complex: "complex number"}.get(
+                        type(v), "constant")
+                    self._refuse(kind, a)
+                children = []
+            elif isinstance(a, ast.Name):
+                children = []
+            else:
+                self._refuse(_REFUSED.get(type(a), type(a).__name__.lower()), a)
+            stack.extend(reversed(children))
 
     def _node(self, a):
         if isinstance(a, ast.Constant):
@@ -595,10 +632,34 @@ def run_trace(args):
     return 0
 
 
+_TRACE_OPTIONS = ("-h", "--help", "--at", "--wrt", "--format", "--show", "--render",
+                  "--as-written", "--columns", "--precision", "--max-rows", "--ascii")
+
+
+def _protect_expressions(argv):
+    """After `trace`, an argument starting with '-' that is no option (an expression such
+    as "-x1 + 2") gets a leading space, so argparse takes it as the expression."""
+    argv = list(argv)
+    if "trace" not in argv:
+        return argv
+    for i in range(argv.index("trace") + 1, len(argv)):
+        tok = argv[i]
+        if tok == "--":
+            break
+        if tok.startswith("-") and len(tok) > 1:
+            head = tok.split("=", 1)[0]
+            is_option = head in _TRACE_OPTIONS or (
+                head.startswith("--") and len(head) > 2
+                and any(o.startswith(head) for o in _TRACE_OPTIONS))
+            if not is_option:
+                argv[i] = " " + tok
+    return argv
+
+
 def main(argv=None):
     """The command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_protect_expressions(sys.argv[1:] if argv is None else argv))
     if args.command == "trace":
         prog = "python -m fastad trace"
         try:

@@ -53,7 +53,7 @@ INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "
 PARTIALS = {
     "negative": ("-1",), "square": (f"2{MUL}{{a}}",), "sqrt": (f"1/(2{MUL}{{r}})",),
     "cbrt": (f"1/(3{MUL}{{r}}**2)",), "reciprocal": ("-{r}**2",), "exp": ("{r}",),
-    "exp2": (f"{{r}}{MUL}ln(2)",), "expm1": ("{r} + 1",), "log": ("1/{a}",),
+    "exp2": (f"{{r}}{MUL}ln(2)",), "expm1": ("exp({a})",), "log": ("1/{a}",),
     "log2": (f"1/({{a}}{MUL}ln(2))",), "log10": (f"1/({{a}}{MUL}ln(10))",),
     "log1p": ("1/(1 + {a})",), "sin": ("cos({a})",), "cos": ("-sin({a})",),
     "tan": ("1 + {r}**2",), "arcsin": ("1/sqrt(1 - {a}**2)",),
@@ -72,7 +72,12 @@ PARTIALS = {
     "maximum": ("[{a} > {b}]", "[{b} > {a}]"), "minimum": ("[{a} < {b}]", "[{b} < {a}]"),
     "fmax": ("[{a} > {b}]", "[{b} > {a}]"), "fmin": ("[{a} < {b}]", "[{b} < {a}]"),
     "logaddexp": ("exp({a} - {r})", "exp({b} - {r})"),
+    # where(): a is the 0/1 mask, b the value taken where it is 1 (select) or 0
+    "_select": ("0", "[{a} ≠ 0]"), "_select_not": ("0", "[{a} = 0]"),
+    "select": ("0", "[{a} ≠ 0]"), "select_not": ("0", "[{a} = 0]"),
 }
+for _m in ("less", "less_equal", "equal", "not_equal"):      # array comparisons as 0/1
+    PARTIALS[f"_{_m}_mask"] = PARTIALS[f"{_m}_mask"] = ("0", "0")
 
 INSTALL_GRAPHVIZ = (
     "fastad: rendering a graph needs Graphviz's `dot` program, which is not installed (not "
@@ -125,9 +130,9 @@ def _ascii(s):
     """The ASCII spelling of a Unicode rule: v̇3 -> v3dot, v̄3 -> v3bar, · -> *."""
     s = re.sub(r"v" + DOT_ACCENT + r"(\d+)", r"v\1dot", s)
     s = re.sub(r"v" + BAR_ACCENT + r"(\d+)", r"v\1bar", s)
-    s = re.sub(r"x" + DOT_ACCENT, "xdot", s)
+    s = re.sub(r"x" + DOT_ACCENT, "xdot", s).replace("\u1e8b", "xdot")     # ẋ
     return (s.replace(MUL, "*").replace("Σ", "sum").replace("…", "...")
-            .replace("⋮", ":").replace("→", "->"))
+            .replace("⋮", ":").replace("→", "->").replace("≠", "!="))
 
 
 def _top_level_atomic(s):
@@ -624,8 +629,12 @@ class EvaluationTrace:
         parts = [f"{nvar} variables"]
         if ng:
             parts.append(f"{ng} guard{'s' if ng != 1 else ''}")
-        out = f"output f = {self._output_text()} = {_num(self.value)}" \
-            if self.output is not None else "no output"
+        if self.output is None:
+            out = "no output"
+        elif self.output.const is not None:
+            out = f"output f = {_num(self.value)} (a constant)"
+        else:
+            out = f"output f = {self._output_text()} = {_num(self.value)}"
         lines.append(f"evaluation trace: {', '.join(parts)}; {out}")
         return lines
 
@@ -667,7 +676,8 @@ class EvaluationTrace:
         out = self._header()
         if self.direction is not None:
             out.append(f"tangent: {self._direction_text()}")
-        if self._adjoints is not None and self.output is not None:
+        if self._adjoints is not None and self.output is not None and \
+                self.output.const is None:
             seed = f"v{BAR_ACCENT}{self.output.v} = 1" if self.output.whole else \
                 f"adjoint of {self.output.text} = 1"
             out.append(f"adjoint: reverse mode, {seed}")
@@ -1069,9 +1079,19 @@ def _input_layout(nin, names, shapes):
     return [f"x{i + 1}" for i in range(nin)], [None] * nin
 
 
+def _is_scalar_input(a):
+    """fastad.record's rule: float scalars are inputs (ints are static)."""
+    return isinstance(a, (float, np.floating))
+
+
+def _is_array_input(a):
+    """fastad.record's rule: float arrays are inputs."""
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
 def _arg_layout(fun, args):
-    """Input names and shapes for fastad.record's classification of `args` (floats and
-    ints are scalar inputs, real arrays are array inputs, anything else is static)."""
+    """Input names and shapes for fastad.record's classification of `args` (floats are
+    scalar inputs, float arrays array inputs, anything else is static)."""
     try:
         params = list(inspect.signature(fun).parameters.values())
     except (TypeError, ValueError):
@@ -1083,11 +1103,10 @@ def _arg_layout(fun, args):
             name = params[i].name
         else:
             name = f"x{i + 1}"
-        if isinstance(a, (float, int, np.floating, np.integer)) and not isinstance(
-                a, (bool, np.bool_)):
+        if _is_scalar_input(a):
             names.append(name)
             shapes.append(None)
-        elif isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
+        elif _is_array_input(a):
             names.append(name)
             shapes.append(tuple(a.shape) if a.shape != () else None)
     return names, shapes
@@ -1100,10 +1119,7 @@ def _flat_direction(tangents, args):
         return tangents
     if not isinstance(tangents, (tuple, list)):
         tangents = (tangents,)
-    inputs = [a for a in args
-              if (isinstance(a, (float, int, np.floating, np.integer))
-                  and not isinstance(a, (bool, np.bool_)))
-              or (isinstance(a, np.ndarray) and a.dtype.kind in "fiu")]
+    inputs = [a for a in args if _is_scalar_input(a) or _is_array_input(a)]
     if len(tangents) == len(args) and len(args) != len(inputs):
         tangents = [t for t, a in zip(tangents, args)
                     if any(a is b for b in inputs)]
