@@ -6,6 +6,10 @@
 Modules:
     api        grad, value_and_grad, jvp, record  (argument checking, the public entry points)
     functions  fastad.sin & co., generated from the op table
+    arrays     numpy functions and ufuncs on traced arrays (ranged records)
+    trace      the evaluation trace of a tape: tables, DOT/Mermaid graphs, statistics
+    check      check_grad: derivatives against central finite differences
+    cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
     _replay    trace once per signature, replay afterwards, retrace on a failed guard
@@ -15,8 +19,12 @@ from fastad._tape import Tape, GuardFailure, RECORD_BYTES
 from fastad._tracer import Traced, TracedArray, EscapedTracerError
 from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
 from fastad.functions import SUPPORTED
+from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
+from fastad.check import check_grad, GradCheckError, GradCheckResult
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "Tape", "Traced", "TracedArray",
-           "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES"] + list(SUPPORTED)
+           "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
+           "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
+           "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)

@@ -222,6 +222,11 @@ cdef class Compiled:
         """The cached tapes, most recently used first within each signature."""
         return [t for s in self.cache.values() for t in (<Signature>s).tapes]
 
+    def info(self):
+        """Tape statistics: records by op, slots, bytes, guards, cached tapes, retraces."""
+        from fastad.trace import trace_info
+        return trace_info(self)
+
     def cache_clear(self):
         """Drop every cached tape; the next call traces again."""
         self.cache.clear()

@@ -21,6 +21,7 @@ import heapq
 import keyword
 import math
 import sys
+import textwrap
 
 import numpy as np
 
@@ -138,9 +139,11 @@ class Program:
         raise ExpressionError(f"refused {what} `{self._seg(a)}`{extra} (allowed: {ALLOWED})")
 
     def _whitelist(self, root):
-        """Refuse the first construct (outermost, then leftmost) that is not a number, a
-        name, + - * / **, unary - +, or a plain call: before names are looked up, so the
-        message names the construct (a lambda, a comprehension, ...) itself."""
+        """Refuse the first construct (outermost, then leftmost) that is not a constant, a
+        name, + - * / **, unary - +, or a call without keywords, before anything is
+        looked up: the message names the construct (a lambda, a comprehension, an
+        attribute access, ...).  Names, called functions and constants are checked when
+        the tree is translated (_node)."""
         stack = [root]
         while stack:
             a = stack.pop()
@@ -154,21 +157,12 @@ class Program:
                 children = [a.operand]
             elif isinstance(a, ast.Call):
                 children = [a.func] + list(a.args)
-                if isinstance(a.func, ast.Name) and a.func.id not in self._funcs:
-                    self._call(a)               # refuses it, naming the function
                 if a.keywords:
                     kw = a.keywords[0]
                     self._refuse("keyword argument", kw if kw.arg else a,
                                  f" in `{self._seg(a)}`")
-            elif isinstance(a, ast.Constant):
-                v = a.value
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    kind = {str: "string", bytes: "bytes", complex: "complex number"}.get(
-                        type(v), "constant")
-                    self._refuse(kind, a)
-                children = []
-            elif isinstance(a, ast.Name):
-                children = []
+            elif isinstance(a, (ast.Constant, ast.Name)):
+                children = []           # checked when translated
             else:
                 self._refuse(_REFUSED.get(type(a), type(a).__name__.lower()), a)
             stack.extend(reversed(children))
@@ -201,7 +195,7 @@ class Program:
                 return self._node(a.operand)
             if isinstance(a.op, ast.USub):
                 if self.balance:
-                    sign, inner = _strip_signs(a)
+                    _, inner = _strip_signs(a)
                     if _is_sum(inner):
                         return self._sum(a)
                 return self._negate(self._node(a.operand), self._seg(a))
@@ -493,7 +487,8 @@ mode) and adjoint (reverse mode) tables, or the computation graph.
 The expression may use: the variables given with --at; numbers; the constants pi, e, tau;
 + - * / ** and unary - and +; and these functions (numpy names, differentiable by fastad):
 {functions}
-and the aliases {aliases}.
+and the aliases
+{aliases}.
 Nothing else is accepted (no attribute access, subscripts, lambdas, comprehensions,
 comparisons, keyword arguments): the expression is parsed with Python's ast module and
 checked node by node, never evaluated by eval/exec.
@@ -525,7 +520,9 @@ def build_parser():
             line = "  "
         line += n + ", "
     lines.append(line.rstrip(", "))
-    aliases = ", ".join(f"{a} ({n})" for a, n in FUNCTION_ALIASES.items() if n in funcs)
+    aliases = textwrap.fill(", ".join(f"{a} ({n})" for a, n in FUNCTION_ALIASES.items()
+                                      if n in funcs), 86, initial_indent="  ",
+                            subsequent_indent="  ")
 
     parser = _Parser(
         prog="python -m fastad",
@@ -615,7 +612,7 @@ def run_trace(args):
         out = tr.to_markdown(split=not args.columns, max_rows=max_rows,
                              precision=args.precision)
     elif fmt == "json":
-        out = tr.to_json()
+        out = tr.to_json(ensure_ascii=ascii_)
     elif fmt == "dot":
         out = tr.to_dot(show=show).rstrip("\n")
     else:
@@ -628,7 +625,15 @@ def run_trace(args):
             raise ExpressionError(str(e).replace("fastad: ", "")) from None
         except (OSError, RuntimeError, ValueError) as e:
             raise ExpressionError(f"--render {args.render}: {e}") from None
-    print(out)
+    if ascii_:
+        from fastad.trace import _ascii
+        out = _ascii(out).encode("ascii", "backslashreplace").decode("ascii")
+    try:
+        print(out)
+        sys.stdout.flush()
+    except BrokenPipeError:          # e.g. piped into head: not an error of ours
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -265,7 +265,6 @@ class EvaluationTrace:
 
     # -------------------------------------------------------------------- building
     def _build(self, names, shapes):
-        tape = self.tape
         self._starts, self._vars = [], []        # per variable: (start, size, shape)
         self.input_names = list(names)
         rows = []
@@ -436,8 +435,7 @@ class EvaluationTrace:
             nres = size if op != "cumsum" else max(1, size // max(1, n_in))
             arg = refs[0].text
             if op == "cumsum":
-                nseg = 1 if size == n_in else None
-                return f"cumsum({arg})" if nseg == 1 else f"cumsum({arg}, per segment)"
+                return f"cumsum({arg})" if size == n_in else f"cumsum({arg}, per segment)"
             if nres > 1:
                 return f"{op}({arg}, {nres} segments of {n_in // nres})"
             return f"{op}({arg})"
@@ -496,10 +494,18 @@ class EvaluationTrace:
         tmpl = PARTIALS.get(op)
         if tmpl is None or len(tmpl) != len(refs):
             return None
-        fill = {"r": row["name"] if row["shape"] is None else row["name"]}
+        fill = {"r": row["name"]}
         for key, ref in zip("ab", refs):
             fill[key] = ref.atom
-        return [t.format(**fill) for t in tmpl]
+        parts = [t.format(**fill) for t in tmpl]
+        if op == "power" and refs[1].const is not None and not isinstance(
+                refs[1].const, np.ndarray):
+            b = float(refs[1].const)             # a constant exponent: b·a**(b-1) simplified
+            a = refs[0].atom
+            parts[0] = "0" if b == 0 else (_num(b) if b == 1 else (
+                f"{_num(b)}{MUL}{a}" if b == 2 else
+                f"{_num(b)}{MUL}{a}**{'(' + _num(b - 1) + ')' if b - 1 < 0 else _num(b - 1)}"))
+        return parts
 
     def _tangent_rule(self, row):
         op, refs = row["op"], row["operands"]
@@ -585,12 +591,12 @@ class EvaluationTrace:
     def _output_text(self):
         return self.output.text if self.output is not None else "?"
 
-    def _direction_text(self, ascii_=False):
+    def _direction_text(self):
         d = self.direction
         if d is None:
             return None
         nz = np.flatnonzero(d)
-        xd = "xdot" if ascii_ else "ẋ"
+        xd = "ẋ"
         vec = "(" + ", ".join(_num(v, 6) for v in d) + ")" if d.size <= 8 else \
             f"({d.size} components)"
         if nz.size == 1 and d[nz[0]] == 1.0 and self.tape.n_inputs == len(self.input_names):
@@ -621,14 +627,14 @@ class EvaluationTrace:
         tail = max(1, max_rows - head)
         return items[:head], items[-tail:], len(items) - head - tail
 
-    def _header(self, ascii_=False):
+    def _header(self):
         lines = []
         if self.title:
             lines.append(self.title)
         nvar, ng = self.n_variables, len(self._rows) - self.n_variables
-        parts = [f"{nvar} variables"]
+        parts = [_n(nvar, "variable")]
         if ng:
-            parts.append(f"{ng} guard{'s' if ng != 1 else ''}")
+            parts.append(_n(ng, "guard"))
         if self.output is None:
             out = "no output"
         elif self.output.const is not None:
@@ -767,10 +773,14 @@ class EvaluationTrace:
         return self.to_table()
 
     def __repr__(self):
-        out = f" = {_num(self.value)}" if self.output is not None else ""
-        return (f"<fastad.EvaluationTrace: {self.n_variables} variables, "
-                f"{len(self._rows) - self.n_variables} guards, output {self._output_text()}"
-                f"{out}>")
+        if self.output is None:
+            out = "no output"
+        elif self.output.const is not None:
+            out = f"output the constant {_num(self.value)}"
+        else:
+            out = f"output {self._output_text()} = {_num(self.value)}"
+        return (f"<fastad.EvaluationTrace: {_n(self.n_variables, 'variable')}, "
+                f"{_n(len(self._rows) - self.n_variables, 'guard')}, {out}>")
 
     def print(self, **kw):
         """print(self.to_table(**kw))."""
@@ -857,10 +867,10 @@ class EvaluationTrace:
             "rows": rows,
         }
 
-    def to_json(self, *, indent=2, max_rows=None):
+    def to_json(self, *, indent=2, max_rows=None, ensure_ascii=False):
         """The trace as JSON (schema "fastad.trace/1", documented in docs/trace.md).
         Non-finite numbers are written as the strings "inf", "-inf", "nan"."""
-        return json.dumps(self.to_dict(max_rows), indent=indent, ensure_ascii=False)
+        return json.dumps(self.to_dict(max_rows), indent=indent, ensure_ascii=ensure_ascii)
 
     # -------------------------------------------------------------------- graphs
     def _graph(self, show, max_nodes):
@@ -886,7 +896,6 @@ class EvaluationTrace:
                     lines.append(f"{sym or '= '}{self._cell(r[key], r['shape'], 6)}")
             nodes.append((r["v"], lines, r["kind"], r["output"]))
         edges = []
-        elided_used = False
         for r in keep:
             for ref in r["operands"]:
                 for v in ref.vars:
@@ -895,8 +904,7 @@ class EvaluationTrace:
                         edges.append((v, r["v"], lab))
                     else:
                         edges.append((None, r["v"], lab))
-                        elided_used = True
-        return nodes, edges, (skipped if skipped else 0), elided_used
+        return nodes, edges, skipped
 
     def to_dot(self, *, show=(), max_nodes=400, rankdir="LR"):
         """The computation graph in Graphviz DOT: one node per primal variable, one edge
@@ -905,7 +913,7 @@ class EvaluationTrace:
         show: which numbers to print on the nodes, a subset of ("value", "tangent",
         "adjoint") or "all".  Graphs with more than max_nodes variables keep the first
         and last ones and show an elision node."""
-        nodes, edges, skipped, used = self._graph(show, max_nodes)
+        nodes, edges, skipped = self._graph(show, max_nodes)
 
         def q(s):
             return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -939,7 +947,7 @@ class EvaluationTrace:
         if kind not in ("flowchart", "state"):
             raise ValueError(f"fastad: to_mermaid kind must be 'flowchart' or 'state', "
                              f"got {kind!r}")
-        nodes, edges, skipped, used = self._graph(show, max_nodes)
+        nodes, edges, skipped = self._graph(show, max_nodes)
 
         def esc(s):
             return (s.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
@@ -1195,12 +1203,14 @@ class TapeInfo:
     def __str__(self):
         lines = []
         if getattr(self, "per_tape", None) is not None:
-            lines.append(f"{self.what}: {self.signatures} signature(s), {self.tapes} cached "
-                         f"tape(s); {self.traces} trace(s), {self.replays} replay(s), "
-                         f"{self.retraces} retrace(s) on a failed guard")
+            lines.append(f"{self.what}: {_n(self.signatures, 'signature')}, "
+                         f"{_n(self.tapes, 'cached tape')}; {_n(self.traces, 'trace')}, "
+                         f"{_n(self.replays, 'replay')}, {_n(self.retraces, 'retrace')} "
+                         "(after a failed guard)")
             if self.tapes:
-                lines.append(f"all cached tapes: {self.records} records, {self.slots} slots, "
-                             f"{_bytes(self.bytes)}, {self.guards} guards")
+                lines.append(f"all cached tapes: {_n(self.records, 'record')}, "
+                             f"{_n(self.slots, 'slot')}, {_bytes(self.bytes)}, "
+                             f"{_n(self.guards, 'guard')}")
             for i, t in enumerate(self.per_tape):
                 lines.append(f"tape {i}: " + t._one_line())
                 lines.append("  by op: " + _ops_text(t.by_op))
@@ -1210,11 +1220,16 @@ class TapeInfo:
         return "\n".join(lines)
 
     def _one_line(self):
-        return (f"{self.records} records ({self.words} words), {self.slots} slots "
-                f"({self.inputs} inputs, {self.constants} constants), {self.guards} guards, "
+        return (f"{_n(self.records, 'record')} ({_n(self.words, 'word')}), "
+                f"{_n(self.slots, 'slot')} ({_n(self.inputs, 'input')}, "
+                f"{_n(self.constants, 'constant')}), {_n(self.guards, 'guard')}, "
                 f"{_bytes(self.bytes)}")
 
     __repr__ = __str__
+
+
+def _n(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _bytes(n):
