@@ -10,7 +10,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CSRC = ["csrc/tape.c"]
+CSRC = ["csrc/tape.c", "csrc/emit.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 
 # -fno-math-errno: fastad never reads errno, and without it sqrt & co. inline and the

@@ -27,17 +27,13 @@
 #define FA_LN10 2.30258509299404568401799145468436421
 #define FA_2_SQRTPI 1.12837916709551257389615890312154517
 
-/* Helpers for rules that do not fit one expression. */
+/* Helpers for value rules that do not fit one expression. */
 static inline double fa_sign(double a) { return a > 0 ? 1.0 : a < 0 ? -1.0 : a == 0 ? 0.0 : a; }
 static inline double fa_max(double a, double b) { return (a >= b || a != a) ? a : b; }
 static inline double fa_min(double a, double b) { return (a <= b || a != a) ? a : b; }
 /* share of a tie: 1 if a wins, 0.5 on a tie, 0 if b wins */
 static inline double fa_gt_share(double a, double b) { return a > b ? 1.0 : a == b ? 0.5 : 0.0; }
 static inline double fa_fmax_da(double a, double b) { return b != b ? 1.0 : a != a ? 0.0 : fa_gt_share(a, b); }
-static inline double fa_fmin_da(double a, double b) { return b != b ? 1.0 : a != a ? 0.0 : fa_gt_share(b, a); }
-static inline double fa_pow_da(double a, double b) { return b == 0 ? 0.0 : b * pow(a, b - 1.0); }
-static inline double fa_pow_db(double a, double r) { return a == 0 ? 0.0 : r * log(a); }
-static inline double fa_hypot_d(double a, double r) { return r == 0 ? 0.0 : a / r; }
 static inline double fa_logaddexp(double a, double b) {
     if (a == b) return a + FA_LN2;          /* also right for a = b = +-inf */
     double m = a > b ? a : b, d = a > b ? b - a : a - b;
@@ -50,64 +46,110 @@ static inline double fa_expit(double a) {
     return e / (1.0 + e);
 }
 
+/*
+ * The partial derivatives are written in a small language of ops, D_*, so that one rule
+ * has two readings: here, plain C arithmetic (what the sweeps compute), and in emit.c,
+ * records appended to a tape (the derivative computation recorded as a tape, which is how
+ * fastad takes derivatives of derivatives).  Every D_ op is itself an op of this table.
+ */
+#ifndef FA_DSL_EMIT
+#define D_K(c)           (c)
+#define D_ADD(x, y)      ((x) + (y))
+#define D_SUB(x, y)      ((x) - (y))
+#define D_MUL(x, y)      ((x) * (y))
+#define D_DIV(x, y)      ((x) / (y))
+#define D_NEG(x)         (-(x))
+#define D_RECIP(x)       (1.0 / (x))
+#define D_SQRT(x)        sqrt(x)
+#define D_EXP(x)         exp(x)
+#define D_LOG(x)         log(x)
+#define D_SIN(x)         sin(x)
+#define D_COS(x)         cos(x)
+#define D_SINH(x)        sinh(x)
+#define D_COSH(x)        cosh(x)
+#define D_HYPOT(x, y)    hypot(x, y)
+#define D_POW(x, y)      pow(x, y)
+#define D_EQ(x, y)       ((x) == (y) ? 1.0 : 0.0)
+#define D_NE(x, y)       ((x) != (y) ? 1.0 : 0.0)
+#define D_SELNOT(c, x)   ((c) != 0 ? 0.0 : (x))
+#define D_SIGNPOS(x)     ((x) >= 0 ? 1.0 : -1.0)
+#define D_GTSHARE(x, y)  fa_gt_share(x, y)
+#define D_FMAXDA(x, y)   fa_fmax_da(x, y)
+#endif
+
+#define D_0 D_K(0.0)
+#define D_1 D_K(1.0)
+
 /* X(NAME, "numpy_name", value, d/da)  -- a is the operand, r the result */
-#define FA_UNARY_OPS(X)                                                     \
-    X(NEGATIVE,   "negative",   -a,               -1.0)                     \
-    X(SQUARE,     "square",     a * a,            2.0 * a)                  \
-    X(SQRT,       "sqrt",       sqrt(a),          0.5 / r)                  \
-    X(CBRT,       "cbrt",       cbrt(a),          1.0 / (3.0 * r * r))      \
-    X(RECIPROCAL, "reciprocal", 1.0 / a,          -r * r)                   \
-    X(EXP,        "exp",        exp(a),           r)                        \
-    X(EXP2,       "exp2",       exp2(a),          r * FA_LN2)               \
-    X(EXPM1,      "expm1",      expm1(a),         exp(a))                   \
-    X(LOG,        "log",        log(a),           1.0 / a)                  \
-    X(LOG2,       "log2",       log2(a),          1.0 / (a * FA_LN2))       \
-    X(LOG10,      "log10",      log10(a),         1.0 / (a * FA_LN10))      \
-    X(LOG1P,      "log1p",      log1p(a),         1.0 / (1.0 + a))          \
-    X(SIN,        "sin",        sin(a),           cos(a))                   \
-    X(COS,        "cos",        cos(a),           -sin(a))                  \
-    X(TAN,        "tan",        tan(a),           1.0 + r * r)              \
-    X(ARCSIN,     "arcsin",     asin(a),          1.0 / sqrt((1.0 - a) * (1.0 + a)))  \
-    X(ARCCOS,     "arccos",     acos(a),          -1.0 / sqrt((1.0 - a) * (1.0 + a))) \
-    X(ARCTAN,     "arctan",     atan(a),          1.0 / (1.0 + a * a))      \
-    X(SINH,       "sinh",       sinh(a),          cosh(a))                  \
-    X(COSH,       "cosh",       cosh(a),          sinh(a))                  \
-    X(TANH,       "tanh",       tanh(a),          1.0 - r * r)              \
-    X(ARCSINH,    "arcsinh",    asinh(a),         1.0 / hypot(a, 1.0))      \
-    X(ARCCOSH,    "arccosh",    acosh(a),         1.0 / sqrt((a - 1.0) * (a + 1.0)))  \
-    X(ARCTANH,    "arctanh",    atanh(a),         1.0 / ((1.0 - a) * (1.0 + a)))      \
-    X(ABSOLUTE,   "absolute",   fabs(a),          a >= 0 ? 1.0 : -1.0)      \
-    X(SIGN,       "sign",       fa_sign(a),       0.0)                      \
-    X(FLOOR,      "floor",      floor(a),         0.0)                      \
-    X(CEIL,       "ceil",       ceil(a),          0.0)                      \
-    X(RINT,       "rint",       nearbyint(a),     0.0)                      \
-    X(ERF,        "erf",        erf(a),           FA_2_SQRTPI * exp(-a * a))  \
-    X(ERFC,       "erfc",       erfc(a),          -FA_2_SQRTPI * exp(-a * a)) \
-    X(EXPIT,      "expit",      fa_expit(a),      r * (1.0 - r))            \
-    X(LOGIT,      "logit",      log(a / (1.0 - a)), 1.0 / (a * (1.0 - a)))
+#define FA_UNARY_OPS(X)                                                                    \
+    X(NEGATIVE,   "negative",   -a,          D_K(-1.0))                                    \
+    X(SQUARE,     "square",     a * a,       D_MUL(D_K(2.0), a))                           \
+    X(SQRT,       "sqrt",       sqrt(a),     D_DIV(D_K(0.5), r))                           \
+    X(CBRT,       "cbrt",       cbrt(a),     D_RECIP(D_MUL(D_K(3.0), D_MUL(r, r))))        \
+    X(RECIPROCAL, "reciprocal", 1.0 / a,     D_NEG(D_MUL(r, r)))                           \
+    X(EXP,        "exp",        exp(a),      r)                                            \
+    X(EXP2,       "exp2",       exp2(a),     D_MUL(r, D_K(FA_LN2)))                        \
+    X(EXPM1,      "expm1",      expm1(a),    D_EXP(a))                                     \
+    X(LOG,        "log",        log(a),      D_RECIP(a))                                   \
+    X(LOG2,       "log2",       log2(a),     D_RECIP(D_MUL(a, D_K(FA_LN2))))               \
+    X(LOG10,      "log10",      log10(a),    D_RECIP(D_MUL(a, D_K(FA_LN10))))              \
+    X(LOG1P,      "log1p",      log1p(a),    D_RECIP(D_ADD(D_1, a)))                       \
+    X(SIN,        "sin",        sin(a),      D_COS(a))                                     \
+    X(COS,        "cos",        cos(a),      D_NEG(D_SIN(a)))                              \
+    X(TAN,        "tan",        tan(a),      D_ADD(D_1, D_MUL(r, r)))                      \
+    X(ARCSIN,     "arcsin",     asin(a),     D_RECIP(D_SQRT(D_MUL(D_SUB(D_1, a), D_ADD(D_1, a))))) \
+    X(ARCCOS,     "arccos",     acos(a),     D_NEG(D_RECIP(D_SQRT(D_MUL(D_SUB(D_1, a), D_ADD(D_1, a)))))) \
+    X(ARCTAN,     "arctan",     atan(a),     D_RECIP(D_ADD(D_1, D_MUL(a, a))))             \
+    X(SINH,       "sinh",       sinh(a),     D_COSH(a))                                    \
+    X(COSH,       "cosh",       cosh(a),     D_SINH(a))                                    \
+    X(TANH,       "tanh",       tanh(a),     D_SUB(D_1, D_MUL(r, r)))                      \
+    X(ARCSINH,    "arcsinh",    asinh(a),    D_RECIP(D_HYPOT(a, D_1)))                     \
+    X(ARCCOSH,    "arccosh",    acosh(a),    D_RECIP(D_SQRT(D_MUL(D_SUB(a, D_1), D_ADD(a, D_1))))) \
+    X(ARCTANH,    "arctanh",    atanh(a),    D_RECIP(D_MUL(D_SUB(D_1, a), D_ADD(D_1, a)))) \
+    X(ABSOLUTE,   "absolute",   fabs(a),     D_SIGNPOS(a))                                 \
+    X(SIGN,       "sign",       fa_sign(a),  D_0)                                          \
+    X(FLOOR,      "floor",      floor(a),    D_0)                                          \
+    X(CEIL,       "ceil",       ceil(a),     D_0)                                          \
+    X(RINT,       "rint",       nearbyint(a), D_0)                                         \
+    X(ERF,        "erf",        erf(a),      D_MUL(D_K(FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
+    X(ERFC,       "erfc",       erfc(a),     D_MUL(D_K(-FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
+    X(EXPIT,      "expit",      fa_expit(a), D_MUL(r, D_SUB(D_1, r)))                      \
+    X(LOGIT,      "logit",      log(a / (1.0 - a)), D_RECIP(D_MUL(a, D_SUB(D_1, a))))      \
+    /* internal: the identity (a fresh variable for nested derivatives) and abs's slope */ \
+    X(COPY,       "_copy",      a,           D_1)                                          \
+    X(SIGNPOS,    "_signpos",   a >= 0 ? 1.0 : -1.0, D_0)
 
 /* X(NAME, "numpy_name", value, d/da, d/db) -- a, b are the operands, r the result */
-#define FA_BINARY_OPS(X)                                                         \
-    X(ADD,      "add",      a + b,           1.0,                1.0)            \
-    X(SUBTRACT, "subtract", a - b,           1.0,                -1.0)           \
-    X(MULTIPLY, "multiply", a * b,           b,                  a)              \
-    X(DIVIDE,   "divide",   a / b,           1.0 / b,            -r / b)         \
-    X(POWER,    "power",    pow(a, b),       fa_pow_da(a, b),    fa_pow_db(a, r)) \
-    X(ARCTAN2,  "arctan2",  atan2(a, b),     b / (a * a + b * b), -a / (a * a + b * b)) \
-    X(HYPOT,    "hypot",    hypot(a, b),     fa_hypot_d(a, r),   fa_hypot_d(b, r)) \
-    X(MAXIMUM,  "maximum",  fa_max(a, b),    fa_gt_share(a, b),  fa_gt_share(b, a)) \
-    X(MINIMUM,  "minimum",  fa_min(a, b),    fa_gt_share(b, a),  fa_gt_share(a, b)) \
-    X(FMAX,     "fmax",     fmax(a, b),      fa_fmax_da(a, b),   fa_fmax_da(b, a)) \
-    X(FMIN,     "fmin",     fmin(a, b),      fa_fmin_da(a, b),   fa_fmin_da(b, a)) \
-    X(LOGADDEXP, "logaddexp", fa_logaddexp(a, b), exp(a - r),   exp(b - r))     \
-    /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */ \
-    X(SELECT,     "_select",    a != 0 ? b : 0.0, 0.0,           a != 0 ? 1.0 : 0.0) \
-    X(SELECT_NOT, "_select_not",a != 0 ? 0.0 : b, 0.0,           a != 0 ? 0.0 : 1.0) \
-    /* comparisons of arrays as 0/1 values (masks for select); no derivative */ \
-    X(LESS_MASK,       "_less_mask",      a < b ? 1.0 : 0.0,  0.0, 0.0)            \
-    X(LESS_EQUAL_MASK, "_less_equal_mask",a <= b ? 1.0 : 0.0, 0.0, 0.0)            \
-    X(EQUAL_MASK,      "_equal_mask",     a == b ? 1.0 : 0.0, 0.0, 0.0)            \
-    X(NOT_EQUAL_MASK,  "_not_equal_mask", a != b ? 1.0 : 0.0, 0.0, 0.0)
+#define FA_BINARY_OPS(X)                                                                   \
+    X(ADD,      "add",      a + b,        D_1,                 D_1)                        \
+    X(SUBTRACT, "subtract", a - b,        D_1,                 D_K(-1.0))                  \
+    X(MULTIPLY, "multiply", a * b,        b,                   a)                          \
+    X(DIVIDE,   "divide",   a / b,        D_RECIP(b),          D_NEG(D_DIV(r, b)))         \
+    X(POWER,    "power",    pow(a, b),                                                     \
+      D_SELNOT(D_EQ(b, D_0), D_MUL(b, D_POW(a, D_SUB(b, D_1)))),                           \
+      D_SELNOT(D_EQ(a, D_0), D_MUL(r, D_LOG(a))))                                          \
+    X(ARCTAN2,  "arctan2",  atan2(a, b),                                                   \
+      D_DIV(b, D_ADD(D_MUL(a, a), D_MUL(b, b))),                                           \
+      D_NEG(D_DIV(a, D_ADD(D_MUL(a, a), D_MUL(b, b)))))                                    \
+    X(HYPOT,    "hypot",    hypot(a, b),                                                   \
+      D_SELNOT(D_EQ(r, D_0), D_DIV(a, r)), D_SELNOT(D_EQ(r, D_0), D_DIV(b, r)))            \
+    X(MAXIMUM,  "maximum",  fa_max(a, b), D_GTSHARE(a, b),     D_GTSHARE(b, a))            \
+    X(MINIMUM,  "minimum",  fa_min(a, b), D_GTSHARE(b, a),     D_GTSHARE(a, b))            \
+    X(FMAX,     "fmax",     fmax(a, b),   D_FMAXDA(a, b),      D_FMAXDA(b, a))             \
+    X(FMIN,     "fmin",     fmin(a, b),   D_FMAXDA(D_NEG(a), D_NEG(b)), D_FMAXDA(D_NEG(b), D_NEG(a))) \
+    X(LOGADDEXP, "logaddexp", fa_logaddexp(a, b), D_EXP(D_SUB(a, r)), D_EXP(D_SUB(b, r)))  \
+    /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */       \
+    X(SELECT,     "_select",     a != 0 ? b : 0.0, D_0,        D_NE(a, D_0))               \
+    X(SELECT_NOT, "_select_not", a != 0 ? 0.0 : b, D_0,        D_EQ(a, D_0))               \
+    /* comparisons of arrays as 0/1 values (masks for select); no derivative */           \
+    X(LESS_MASK,       "_less_mask",       a < b ? 1.0 : 0.0,  D_0, D_0)                   \
+    X(LESS_EQUAL_MASK, "_less_equal_mask", a <= b ? 1.0 : 0.0, D_0, D_0)                   \
+    X(EQUAL_MASK,      "_equal_mask",      a == b ? 1.0 : 0.0, D_0, D_0)                   \
+    X(NOT_EQUAL_MASK,  "_not_equal_mask",  a != b ? 1.0 : 0.0, D_0, D_0)                   \
+    /* internal: the slopes of maximum/fmax, and the absolute-zero product a*b (0 if a==0) */ \
+    X(GTSHARE,  "_gtshare", fa_gt_share(a, b), D_0, D_0)                                   \
+    X(FMAXDA,   "_fmaxda",  fa_fmax_da(a, b),  D_0, D_0)                                   \
+    X(AZMUL,    "_azmul",   a == 0 ? 0.0 : a * b, b, a)
 
 /* Guards: comparisons the traced program made.  A guard has no result slot; its
  * record's flags hold the outcome seen while tracing, and a replay whose outcome
@@ -162,6 +204,7 @@ enum { FA_KIND_UNARY = 1, FA_KIND_BINARY = 2, FA_KIND_GUARD = 3, FA_KIND_STRUCT 
 typedef struct {
     const char *name;
     int kind;
+    const char *da, *db;   /* the partials as written in the table (D_* text), or NULL */
 } fa_op_info;
 
 /* Defined in tape.c, generated from the lists above. */

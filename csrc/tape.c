@@ -11,10 +11,10 @@
 #include "sweeps.h"
 
 const fa_op_info fa_op_table[FA_NUM_OPS] = {
-#define FA_I1(N, S, V, DA) {S, FA_KIND_UNARY},
-#define FA_I2(N, S, V, DA, DB) {S, FA_KIND_BINARY},
-#define FA_IG(N, S, T) {S, FA_KIND_GUARD},
-#define FA_IS(N, S) {S, FA_KIND_STRUCT},
+#define FA_I1(N, S, V, DA) {S, FA_KIND_UNARY, #DA, NULL},
+#define FA_I2(N, S, V, DA, DB) {S, FA_KIND_BINARY, #DA, #DB},
+#define FA_IG(N, S, T) {S, FA_KIND_GUARD, NULL, NULL},
+#define FA_IS(N, S) {S, FA_KIND_STRUCT, NULL, NULL},
     FA_UNARY_OPS(FA_I1)
     FA_BINARY_OPS(FA_I2)
     FA_GUARD_OPS(FA_IG)

@@ -78,6 +78,11 @@ int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_
                   int32_t *first);
 int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome);
 
+/* Record the adjoint computation of records [lo, hi) for the adjoint `seed` (a slot) of
+ * slot `out` (emit.c).  adj has one entry per slot at the call, all -1; on return adj[s]
+ * is the slot holding d out / d s (-1: zero). */
+int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed, int32_t *adj);
+
 /* Copy the constants' values into `dst` (a value array of nslot doubles). */
 void fa_copy_consts(const fa_tape *t, double *dst);
 

@@ -12,6 +12,8 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 cimport numpy as cnp
+import threading
+
 import numpy as np
 
 from fastad._tape cimport Tape, Work, sweep_forward, sweep_tangent, sweep_reverse
@@ -40,6 +42,34 @@ cdef enum:
     MAX_SIGNATURES = 64
 
 cdef object SCALAR = "f"          # key part of a scalar input
+MODE_NAMES = {GRAD: "grad", VALUE_AND_GRAD: "value_and_grad", JVP: "jvp"}
+
+# Nested differentiation needs the trace a call happens inside: each thread keeps the
+# stack of tapes it is recording (per-thread, so threads trace independently), and
+# `active_traces` counts open traces over all threads, so that a call made outside any
+# trace -- the common case -- pays one C integer test for it.
+cdef int active_traces = 0
+_local = threading.local()
+
+
+cdef list trace_stack():
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def push_trace(Tape tape):
+    """Mark `tape` as being recorded by this thread (fastad.record and traces use it)."""
+    global active_traces
+    trace_stack().append(tape)
+    active_traces += 1
+
+
+def pop_trace():
+    global active_traces
+    trace_stack().pop()
+    active_traces -= 1
 cdef object UNCACHEABLE = object()
 
 
@@ -245,6 +275,13 @@ cdef class Compiled:
         cdef Signature sig
         cdef bint cacheable = self.replay
         argnums = self.argnums_for(nargs)
+        if active_traces:
+            stack = trace_stack()
+            if stack:      # called inside a trace: record into it (fastad.nested)
+                from fastad import nested
+                return nested.run(self.fun, argnums, self.many, MODE_NAMES[self.mode],
+                                  stack[len(stack) - 1], args, kwargs or {}, tangents,
+                                  self.not_scalar)
         parts = []
         for i in range(nargs):
             p = key_part(i, args[i], i in argnums)
@@ -341,11 +378,14 @@ cdef class Compiled:
         sig.fill(args, <double *>cnp.PyArray_DATA(flat))
         traced = iter(make_inputs(tape, flat, sig.layout()))
         targs = [args[i] if sig.kind[i] == STATIC else next(traced) for i in range(sig.nargs)]
+        push_trace(tape)
         try:
             out = self.fun(*targs, **kwargs)
         except BaseException:
             tape.finish(-1)       # the tape is dropped; its traced values are now escaped
             raise
+        finally:
+            pop_trace()
         slot = output_slot(tape, out)
         if slot < 0:
             tape.finish(-1)
@@ -360,7 +400,7 @@ cdef class Compiled:
         del sig.tapes[MAX_TAPES_PER_SIGNATURE:]
         return res
 
-    cdef str not_scalar(self, out):
+    def not_scalar(self, out):
         name = getattr(self.fun, "__name__", repr(self.fun))
         shape = getattr(out, "shape", None)
         what = f"an array of shape {shape}" if shape is not None else f"a {type(out).__name__}"

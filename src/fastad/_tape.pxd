@@ -23,6 +23,8 @@ cdef extern from "tape.h" nogil:
     ctypedef struct fa_op_info:
         const char *name
         int kind
+        const char *da
+        const char *db
 
     enum:
         FA_OK, FA_ENOMEM, FA_EOVERFLOW, FA_EORDER, FA_EARG
@@ -48,6 +50,8 @@ cdef extern from "tape.h" nogil:
     int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     int fa_is_const(const fa_tape *t, int32_t slot)
     void fa_copy_consts(const fa_tape *t, double *dst)
+    int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed,
+                        int32_t *adj)
 
 
 cdef struct Work:

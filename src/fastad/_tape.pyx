@@ -31,6 +31,17 @@ def op_table():
             for i in range(FA_NUM_OPS)]
 
 
+def op_partials():
+    """{numpy_name: (d/da, d/db)}: each elementwise op's partial derivatives as written in
+    the op table, in its D_* language (e.g. 'D_COS(a)'); d/db is None for unary ops."""
+    out = {}
+    for i in range(FA_NUM_OPS):
+        if fa_op_table[i].da != NULL:
+            db = fa_op_table[i].db.decode() if fa_op_table[i].db != NULL else None
+            out[fa_op_table[i].name.decode()] = (fa_op_table[i].da.decode(), db)
+    return out
+
+
 RECORD_BYTES = sizeof(fa_rec)
 
 
@@ -294,6 +305,26 @@ cdef class Tape:
         cdef int32_t s
         self._live()
         self.check(fa_matmul_rec(self.c, a, b, m, k, p, &s))
+        return s
+
+    def emit_reverse(self, int64_t lo, int64_t hi, int32_t out):
+        """Record the reverse sweep of records [lo, hi) seeded with 1 on slot `out`.
+
+        Returns an int32 array: for each slot that existed before the call, the slot now
+        holding d out / d slot (-1 where that derivative is zero)."""
+        cdef int32_t seed
+        self._live()
+        adj = np.full(self.c.nslot, -1, dtype=np.int32)
+        cdef int32_t[::1] a = adj
+        self.check(fa_const(self.c, 1.0, &seed))
+        self.check(fa_emit_reverse(self.c, lo, hi, out, seed, &a[0]))
+        return adj
+
+    def op1(self, int op, int32_t a):
+        """Slot of the result of unary op `op` on slot a (for fastad's array and nesting layers)."""
+        cdef int32_t s
+        self._live()
+        self.check(fa_op1(self.c, op, a, &s))
         return s
 
     def constant_value(self, slot):

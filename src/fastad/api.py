@@ -7,7 +7,7 @@ once per argument signature and replays the tape in C afterwards.
 import functools
 import weakref
 
-from fastad._replay import Compiled
+from fastad._replay import Compiled, push_trace, pop_trace
 from fastad._tape import Tape
 from fastad._tracer import make_inputs, output_slot
 
@@ -127,11 +127,14 @@ def record(fun, *args):
     data = np.concatenate(flat) if flat else np.zeros(0)
     traced = iter(make_inputs(tape, data, [s for s in layout if s is not False]))
     targs = [next(traced) if s is not False else a for s, a in zip(layout, args)]
+    push_trace(tape)
     try:
         out = fun(*targs)
     except BaseException:
         tape._abort()
         raise
+    finally:
+        pop_trace()
     slot = output_slot(tape, out)
     if slot < 0:
         tape._abort()

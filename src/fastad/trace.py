@@ -27,6 +27,7 @@ import inspect
 import json
 import math
 import re
+import functools
 import shutil
 import subprocess
 import unicodedata
@@ -47,37 +48,77 @@ GUARD_SYMBOLS = {"less": "<", "less_equal": "<=", "equal": "==", "not_equal": "!
 INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "**",
          "matmul": "@"}
 
-# Partial derivatives of each elementwise op with respect to its operands, as text in the
-# operand names {a}, {b} and the result's own name {r} (the notes' rules: exp' = v5, ...).
-# Kinks follow fastad's conventions (docs/conventions.md); the text shows the smooth rule.
-PARTIALS = {
-    "negative": ("-1",), "square": (f"2{MUL}{{a}}",), "sqrt": (f"1/(2{MUL}{{r}})",),
-    "cbrt": (f"1/(3{MUL}{{r}}**2)",), "reciprocal": ("-{r}**2",), "exp": ("{r}",),
-    "exp2": (f"{{r}}{MUL}ln(2)",), "expm1": ("exp({a})",), "log": ("1/{a}",),
-    "log2": (f"1/({{a}}{MUL}ln(2))",), "log10": (f"1/({{a}}{MUL}ln(10))",),
-    "log1p": ("1/(1 + {a})",), "sin": ("cos({a})",), "cos": ("-sin({a})",),
-    "tan": ("1 + {r}**2",), "arcsin": ("1/sqrt(1 - {a}**2)",),
-    "arccos": ("-1/sqrt(1 - {a}**2)",), "arctan": ("1/(1 + {a}**2)",),
-    "sinh": ("cosh({a})",), "cosh": ("sinh({a})",), "tanh": ("1 - {r}**2",),
-    "arcsinh": ("1/sqrt({a}**2 + 1)",), "arccosh": ("1/sqrt({a}**2 - 1)",),
-    "arctanh": ("1/(1 - {a}**2)",), "absolute": ("sign({a})",), "sign": ("0",),
-    "floor": ("0",), "ceil": ("0",), "rint": ("0",),
-    "erf": (f"2/sqrt(pi){MUL}exp(-{{a}}**2)",), "erfc": (f"-2/sqrt(pi){MUL}exp(-{{a}}**2)",),
-    "expit": (f"{{r}}{MUL}(1 - {{r}})",), "logit": (f"1/({{a}}{MUL}(1 - {{a}}))",),
-    "add": ("1", "1"), "subtract": ("1", "-1"), "multiply": ("{b}", "{a}"),
-    "divide": ("1/{b}", "-{r}/{b}"),
-    "power": (f"{{b}}{MUL}{{a}}**({{b}} - 1)", f"{{r}}{MUL}log({{a}})"),
-    "arctan2": ("{b}/({a}**2 + {b}**2)", "-{a}/({a}**2 + {b}**2)"),
-    "hypot": ("{a}/{r}", "{b}/{r}"),
-    "maximum": ("[{a} > {b}]", "[{b} > {a}]"), "minimum": ("[{a} < {b}]", "[{b} < {a}]"),
-    "fmax": ("[{a} > {b}]", "[{b} > {a}]"), "fmin": ("[{a} < {b}]", "[{b} < {a}]"),
-    "logaddexp": ("exp({a} - {r})", "exp({b} - {r})"),
-    # where(): a is the 0/1 mask, b the value taken where it is 1 (select) or 0
-    "_select": ("0", "[{a} ≠ 0]"), "_select_not": ("0", "[{a} = 0]"),
-    "select": ("0", "[{a} ≠ 0]"), "select_not": ("0", "[{a} = 0]"),
-}
-for _m in ("less", "less_equal", "equal", "not_equal"):      # array comparisons as 0/1
-    PARTIALS[f"_{_m}_mask"] = PARTIALS[f"{_m}_mask"] = ("0", "0")
+# Partial derivatives of each elementwise op, as text in the operand names {a}, {b} and the
+# result's own name {r} (the notes' rules: exp' = v5, ...).  They are rendered from the op
+# table itself (csrc/ops.h writes each partial in its D_* language), so no second list of
+# rules exists.  Kinks follow fastad's conventions (docs/conventions.md); the text shows
+# the smooth rule.
+_CONSTANTS = {"FA_LN2": "ln(2)", "FA_LN10": "ln(10)", "FA_2_SQRTPI": "2/sqrt(pi)"}
+_FUNCS = {"D_SQRT": "sqrt", "D_EXP": "exp", "D_LOG": "log", "D_SIN": "sin", "D_COS": "cos",
+          "D_SINH": "sinh", "D_COSH": "cosh", "D_SIGNPOS": "sign"}
+_INFIX = {"D_ADD": (" + ", 1), "D_SUB": (" - ", 1), "D_MUL": (MUL, 2), "D_DIV": ("/", 2)}
+
+
+def _render(node):
+    """(text, precedence) of a D_* expression: 1 sums, 2 products, 3 atoms."""
+    import ast
+    if isinstance(node, ast.Name):
+        return {"D_0": ("0", 3), "D_1": ("1", 3)}.get(node.id, ("{" + node.id + "}", 3))
+    if isinstance(node, ast.Constant):
+        return _num(node.value), 3
+    if isinstance(node, ast.UnaryOp):              # -FA_2_SQRTPI, -1.0
+        text, _ = _render(node.operand)
+        return "-" + text, 2
+    name = node.func.id
+    args = [_render(a) for a in node.args]
+    if name == "D_K":
+        arg = node.args[0]
+        if isinstance(arg, ast.Name):
+            return _CONSTANTS.get(arg.id, arg.id), 3
+        if isinstance(arg, ast.UnaryOp) and isinstance(arg.operand, ast.Name):
+            return "-" + _CONSTANTS.get(arg.operand.id, arg.operand.id), 2
+        return _render(arg)
+    if name in _INFIX:
+        sym, prec = _INFIX[name]
+        (x, px), (y, py) = args
+        x = x if px >= prec else f"({x})"
+        y = y if py > prec or (py == prec and name in ("D_ADD", "D_MUL")) else f"({y})"
+        return f"{x}{sym}{y}", prec
+    if name in _FUNCS:
+        return f"{_FUNCS[name]}({args[0][0]})", 3
+    if name == "D_NEG":
+        x, px = args[0]
+        return ("-" + x if px >= 2 else f"-({x})"), 2
+    if name == "D_RECIP":
+        x, px = args[0]
+        return ("1/" + (x if px == 3 else f"({x})")), 2
+    if name == "D_POW":
+        (x, px), (y, py) = args
+        return f"{x if px == 3 else f'({x})'}**({y})", 3
+    if name == "D_HYPOT":
+        return f"hypot({args[0][0]}, {args[1][0]})", 3
+    if name == "D_SELNOT":                       # the rule off its kink
+        return args[1]
+    if name in ("D_GTSHARE", "D_FMAXDA"):
+        return f"[{args[0][0]} > {args[1][0]}]", 3
+    if name == "D_EQ":
+        return f"[{args[0][0]} = {args[1][0]}]", 3
+    if name == "D_NE":
+        return f"[{args[0][0]} \u2260 {args[1][0]}]", 3
+    raise ValueError(f"no rendering for {name}")
+
+
+@functools.lru_cache(maxsize=None)
+def _partials_table():
+    import ast
+    from fastad._tape import op_partials
+    table = {}
+    for name, rules in op_partials().items():
+        texts = tuple(_render(ast.parse(r, mode="eval").body)[0] for r in rules if r is not None)
+        table[name] = texts
+        table[name.lstrip("_")] = texts
+    return table
+
 
 INSTALL_GRAPHVIZ = (
     "fastad: rendering a graph needs Graphviz's `dot` program, which is not installed (not "
@@ -491,7 +532,7 @@ class EvaluationTrace:
 
     def _partials(self, row):
         op, refs = row["op"], row["operands"]
-        tmpl = PARTIALS.get(op)
+        tmpl = _partials_table().get(op)
         if tmpl is None or len(tmpl) != len(refs):
             return None
         fill = {"r": row["name"]}

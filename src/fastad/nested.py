@@ -1,0 +1,73 @@
+"""Derivatives taken inside a function that is being traced (nested differentiation).
+
+When fastad.grad(f)(x) is called while an enclosing function is being traced, f is not
+traced on a tape of its own: it is recorded into the enclosing tape, and its reverse
+sweep is recorded after it (csrc/emit.c: reverse mode producing records).  The gradient
+is then an ordinary traced value of the enclosing tape, so the enclosing derivative
+differentiates through it, to any order, and replays it in C with everything else.
+
+The differentiated arguments enter as fresh copies (a `_copy` record), and only the
+copies' adjoints are returned.  A value the inner function closes over is therefore a
+constant for the inner derivative, which is what keeps perturbations apart:
+d/dx [x * d/dy (x + y)] is 1, not 2 (ForwardDiff.jl issue 83).
+"""
+import numpy as np
+
+from fastad._tape import op_table
+from fastad._tracer import Traced, TracedArray, new_scalar, output_slot
+from fastad import arrays
+
+_COPY = [name for name, kind in op_table()].index("_copy")
+
+
+def _fresh(tape, x, i):
+    """A new variable of `tape` holding x's value (the inner derivative's input)."""
+    if type(x) is Traced:
+        return new_scalar(tape, tape.op1(_COPY, x.slot))
+    if type(x) is TracedArray or (isinstance(x, np.ndarray) and x.dtype.kind in "fiu"):
+        shape = x.shape
+        if not shape:
+            return _fresh(tape, arrays.as_traced(tape, x), i)
+        if arrays._size(shape) == 0:
+            return arrays._empty(tape, shape)
+        start = arrays.contiguous(tape, x, shape)
+        n = arrays._size(shape)
+        return TracedArray.from_range(tape, tape.op_ranged(_COPY, start, 1, start, 1, n), shape)
+    if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
+        return new_scalar(tape, tape.op1(_COPY, tape.const(float(x))))
+    raise TypeError(f"fastad: argument {i} is differentiated (in argnums) but is a "
+                    f"{type(x).__name__}; pass a float or a float numpy array.")
+
+
+def _adjoint(tape, adj, x):
+    """The recorded adjoint of fresh variable x (a traced value, or 0.0)."""
+    if type(x) is Traced:
+        s = adj[x.slot]
+        return new_scalar(tape, int(s)) if s >= 0 else 0.0
+    idx = adj[x.idx]
+    if (idx < 0).any():
+        idx = np.where(idx < 0, tape.const(0.0), idx)
+    return TracedArray.from_idx(tape, idx)
+
+
+def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar):
+    """fastad.grad / value_and_grad / jvp of `fun` at `args`, recorded into `tape`."""
+    args = list(args)
+    for i in argnums:
+        args[i] = _fresh(tape, args[i], i)
+    lo = len(tape)
+    out = fun(*args, **kwargs)
+    slot = output_slot(tape, out)
+    if slot < 0:
+        raise TypeError(not_scalar(out))
+    adj = tape.emit_reverse(lo, len(tape), slot)
+    value = new_scalar(tape, slot)
+    grads = [_adjoint(tape, adj, args[i]) for i in argnums]
+    if mode == "jvp":      # a scalar output's directional derivative is <gradient, tangent>
+        total = 0.0
+        for g, t in zip(grads, tangents):
+            total = total + arrays.sum_(arrays.ufunc(np.multiply, (g, t))) \
+                if type(g) is TracedArray else total + g * t
+        return value, total
+    g = tuple(grads) if many else grads[0]
+    return g if mode == "grad" else (value, g)
