@@ -13,7 +13,8 @@
  * operands advance by their strides (0: one broadcast slot, 1: a range).
  *
  * Tangent and adjoint products are "absolute zero" products (CppAD's azmul): a zero
- * tangent or adjoint times an infinite or NaN partial is 0.  So a branch that does not
+ * tangent or adjoint times an infinite or NaN partial is 0, and in forward mode a zero
+ * partial times an infinite or NaN tangent is 0 too.  So a branch that does not
  * influence the output (0 * sqrt(x) at x = 0, the untaken side of a select) never turns
  * a gradient into NaN.
  */
@@ -23,6 +24,9 @@
 #include "tape.h"
 
 #define FA_AZ(x, y) ((x) == 0.0 ? 0.0 : (x) * (y))
+/* Tangents use it both ways: a zero partial also stops an infinite or NaN tangent (the
+ * untaken side of a select must not poison forward mode either). */
+#define FA_AZ2(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
 
 /* A ranged record's indices, length and EXT fields (the operand strides of elementwise
  * ops).  Only read for records with FA_RANGED, which always have their EXT word. */
@@ -210,11 +214,11 @@ static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: \
         FA_LOOP({ (void)kb; const double a = v[ia + ka], r = v[ir + k]; (void)a; (void)r; \
-                  t[ir + k] = FA_AZ(t[ia + ka], (DA)); }) return;
+                  t[ir + k] = FA_AZ2(t[ia + ka], (DA)); }) return;
 #define FA_K2(N, S, V, DA, DB) case FA_##N: \
         FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
                   (void)a; (void)b; (void)r; \
-                  t[ir + k] = FA_AZ(t[ia + ka], (DA)) + FA_AZ(t[ib + kb], (DB)); }) return;
+                  t[ir + k] = FA_AZ2(t[ia + ka], (DA)) + FA_AZ2(t[ib + kb], (DB)); }) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -307,10 +311,10 @@ void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: { \
         const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-        t[ir] = FA_AZ(t[ia], (DA)); return; }
+        t[ir] = FA_AZ2(t[ia], (DA)); return; }
 #define FA_K2(N, S, V, DA, DB) case FA_##N: { \
         const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-        t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); return; }
+        t[ir] = FA_AZ2(t[ia], (DA)) + FA_AZ2(t[ib], (DB)); return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1

@@ -189,7 +189,7 @@ cdef class Signature:
                                     f"its primal, got {type(t).__name__}")
                 dst[self.offset[i]] = <double>t
             elif self.kind[i] == ARRAY_IN:
-                arr = np.ascontiguousarray(t, dtype=np.float64)
+                arr = np.asarray(t, dtype=np.float64, order="C")
                 if arr.shape != self.shapes[i]:
                     raise ValueError(f"fastad.jvp: primal {i} has shape {self.shapes[i]} but its "
                                      f"tangent has shape {arr.shape}")

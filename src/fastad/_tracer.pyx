@@ -357,6 +357,14 @@ cdef class Traced:
     def __array_function__(self, func, types, args, kwargs):
         return _arrays().array_function(func, args, kwargs)
 
+    def __getattr__(self, name):
+        # numpy's loops over object arrays (np.exp(np.array([t1, t2]))) call t.exp():
+        # answer with the op of that name, so such arrays still differentiate
+        entry = UFUNCS.get(getattr(np, name, None))
+        if entry is not None and entry[1] == UNARY:
+            return lambda: unary(self, entry[0])
+        raise AttributeError(f"'Traced' object has no attribute {name!r}")
+
 
 @cython.final
 cdef class TracedArray:
@@ -476,9 +484,18 @@ cdef class TracedArray:
                         "list of traced values")
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("fastad: a traced array cannot be converted to a numpy array; its "
-                        "values would lose their derivatives. Use numpy functions on it "
-                        "directly (fastad records them).")
+        # np.array([x, 2 * x]) and np.asarray(x) cannot be intercepted by numpy's protocols;
+        # an object array of traced scalars keeps them differentiable (element by element)
+        if dtype is None or np.dtype(dtype) == object:
+            out = np.empty(self.shape, dtype=object)
+            for i, s in np.ndenumerate(self.idx):
+                out[i] = new_traced(self.tape, <int32_t>s)
+            return out
+        raise TypeError("fastad: a traced array cannot be converted to a numpy float array "
+                        "(or assigned into one): its values would lose their derivatives. "
+                        "Use numpy functions on it directly, and build new arrays with "
+                        "np.concatenate, np.stack or np.where instead of assigning into a "
+                        "numpy array.")
 
     def __bool__(self):
         if self.size != 1:

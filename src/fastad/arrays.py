@@ -723,7 +723,12 @@ def array_function(func, args, kwargs):
     """numpy's __array_function__ for traced arguments."""
     impl = HANDLED.get(func)
     if impl is None:
-        raise TypeError(f"fastad: np.{func.__name__} is not supported on traced values. "
+        mod = getattr(func, "__module__", "numpy") or "numpy"
+        name = mod.replace("numpy", "np", 1) + "." + func.__name__ if mod.startswith("numpy") \
+            else f"{mod}.{func.__name__}"
+        name = name.replace("np._core.", "np.").replace("np.core.", "np.")
+        name = name.replace("np.fromnumeric.", "np.").replace("np.multiarray.", "np.")
+        raise TypeError(f"fastad: {name} is not supported on traced values. "
                         "fastad handles numpy's elementwise functions, reductions, products, "
                         "shape functions and where; see docs/numpy.md for the list.")
     return impl(*args, **kwargs)
