@@ -115,8 +115,10 @@ static inline double fa_expit(double a) {
     X(ERFC,       "erfc",       erfc(a),     D_MUL(D_K(-FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
     X(EXPIT,      "expit",      fa_expit(a), D_MUL(r, D_SUB(D_1, r)))                      \
     X(LOGIT,      "logit",      log(a / (1.0 - a)), D_RECIP(D_MUL(a, D_SUB(D_1, a))))      \
-    /* internal: the identity (a fresh variable for nested derivatives) and abs's slope */ \
+    /* internal: the identity (a fresh variable for nested derivatives), stop_gradient, and
+     * abs's slope */ \
     X(COPY,       "_copy",      a,           D_1)                                          \
+    X(STOP,       "_stop",      a,           D_0)       /* stop_gradient */               \
     X(SIGNPOS,    "_signpos",   a >= 0 ? 1.0 : -1.0, D_0)
 
 /* X(NAME, "numpy_name", value, d/da, d/db) -- a, b are the operands, r the result */

@@ -14,7 +14,8 @@ Modules:
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
     _replay    trace once per signature, replay afterwards, retrace on a failed guard
 """
-from fastad.api import grad, value_and_grad, jvp, record
+from fastad.api import (grad, value_and_grad, jvp, record, vjp, jacfwd, jacrev, jacobian,
+                        hessian, hvp, hessian_vector_product, stop_gradient)
 from fastad._tape import Tape, GuardFailure, RECORD_BYTES
 from fastad._tracer import Traced, TracedArray, EscapedTracerError
 from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
@@ -24,7 +25,8 @@ from fastad.check import check_grad, GradCheckError, GradCheckResult
 
 __version__ = "0.1.0"
 
-__all__ = ["grad", "value_and_grad", "jvp", "record", "Tape", "Traced", "TracedArray",
+__all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
+           "hessian", "hvp", "hessian_vector_product", "stop_gradient", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)

@@ -10,14 +10,16 @@ if none fits it traces the function again and keeps the new tape in front.
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 cimport numpy as cnp
 import threading
 
 import numpy as np
 
-from fastad._tape cimport Tape, Work, sweep_forward, sweep_tangent, sweep_reverse
+from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_reverse,
+                           sweep_reverse_seeded)
 from fastad._tracer import make_inputs, output_slot
+from fastad.pytree import tree_flatten, tree_unflatten
 
 cnp.import_array()
 
@@ -25,6 +27,9 @@ cdef enum:
     GRAD = 0
     VALUE_AND_GRAD = 1
     JVP = 2
+    VJP = 3
+    JACFWD = 4
+    JACREV = 5
     # Below this many records a sweep takes less time than releasing and re-taking the
     # GIL (about 100 ns), so small tapes are swept with the GIL held.
     NOGIL_MIN_RECORDS = 2000
@@ -33,7 +38,8 @@ cdef enum:
     SCALAR_IN = 1
     ARRAY_IN = 2
 
-MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP}
+MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP, "vjp": VJP,
+         "jacfwd": JACFWD, "jacrev": JACREV}
 
 # How many tapes (branch outcomes) a signature keeps, and how many signatures a function
 # keeps; the least recently used goes first.
@@ -42,7 +48,7 @@ cdef enum:
     MAX_SIGNATURES = 64
 
 cdef object SCALAR = "f"          # key part of a scalar input
-MODE_NAMES = {GRAD: "grad", VALUE_AND_GRAD: "value_and_grad", JVP: "jvp"}
+MODE_NAMES = {v: k for k, v in MODES.items()}
 
 # Nested differentiation needs the trace a call happens inside: each thread keeps the
 # stack of tapes it is recording (per-thread, so threads trace independently), and
@@ -226,15 +232,19 @@ cdef class Compiled:
     cdef readonly long traces, replays, retraces
     cdef Py_ssize_t need      # positional arguments argnums needs
     cdef bint nonneg          # argnums are all >= 0 (then no per-call normalisation)
+    cdef readonly bint has_aux
+    cdef dict trees           # pytree arguments: treedefs -> Compiled of the flat function
     cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
 
-    def __init__(self, fun, argnums, bint many, str mode, bint replay=True):
+    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
         self.mode = MODES[mode]
         self.replay = replay
+        self.has_aux = has_aux
         self.cache = {}
+        self.trees = {}
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
 
@@ -275,13 +285,18 @@ cdef class Compiled:
         cdef Signature sig
         cdef bint cacheable = self.replay
         argnums = self.argnums_for(nargs)
+        for i in range(nargs):
+            t = type(args[i])
+            if t is tuple or t is list or t is dict or (
+                    isinstance(args[i], tuple) and hasattr(t, "_fields")):
+                return self.run_tree(args, kwargs, tangents, argnums)
         if active_traces:
             stack = trace_stack()
             if stack:      # called inside a trace: record into it (fastad.nested)
                 from fastad import nested
                 return nested.run(self.fun, argnums, self.many, MODE_NAMES[self.mode],
                                   stack[len(stack) - 1], args, kwargs or {}, tangents,
-                                  self.not_scalar)
+                                  self.not_scalar, self.has_aux)
         parts = []
         for i in range(nargs):
             p = key_part(i, args[i], i in argnums)
@@ -338,12 +353,63 @@ cdef class Compiled:
                 tape.release(w)
         return None
 
+    cdef object run_tree(self, tuple args, dict kwargs, tuple tangents, tuple argnums):
+        """Arguments that are pytrees: differentiate the function of their leaves, then give
+        each differentiated argument its derivative in its own structure."""
+        flat, defs, spans = [], [], []
+        for a in args:
+            leaves, d = tree_flatten(a)
+            spans.append((len(flat), len(leaves)))
+            flat.extend(leaves)
+            defs.append(d)
+        key = tuple(defs)
+        inner = self.trees.get(key)
+        if inner is None:
+            fun = self.fun
+
+            def flat_fun(*leaves):
+                return fun(*[tree_unflatten(d, leaves[o:o + n]) for d, (o, n) in zip(defs, spans)])
+
+            leaf_nums = tuple(o + k for a in argnums for k in range(spans[a][1])
+                              for o in (spans[a][0],))
+            inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
+                             self.has_aux)
+            self.trees[key] = inner
+        flat_tangents = None
+        if tangents is not None:
+            flat_tangents = tuple(l for t in tangents for l in tree_flatten(t)[0])
+        res = inner.run(tuple(flat), kwargs, flat_tangents)
+
+        def regroup(leaf_results):
+            out, k = [], 0
+            for a in argnums:
+                n = spans[a][1]
+                out.append(tree_unflatten(defs[a], leaf_results[k:k + n]))
+                k += n
+            return tuple(out) if self.many else out[0]
+
+        mode = self.mode
+        if mode == GRAD:
+            return (regroup(res[0]), res[1]) if self.has_aux else regroup(res)
+        if mode == VALUE_AND_GRAD:
+            return (res[0], regroup(res[1]))
+        if mode in (JACFWD, JACREV):
+            return (regroup(res[0]), res[1]) if self.has_aux else regroup(res)
+        if mode == VJP:
+            value, fn = res[0], res[1]
+            wrapped = lambda ct: tuple(regroup(fn(ct)) if self.many else (regroup(fn(ct)),))
+            return (value, wrapped) + tuple(res[2:])
+        return res    # jvp: value and tangent have the output's structure
+
     cdef object derivatives(self, Tape tape, Work *w, Signature sig, tuple argnums,
                             tuple tangents):
         """Run the mode's derivative sweep on workspace w (its values already current)."""
         cdef int32_t out = tape.output_slot
-        cdef double value = w.val[out]
         cdef bint big = tape.c.nrec >= NOGIL_MIN_RECORDS
+        cdef object meta = tape.meta
+        if meta is not None:        # array outputs, auxiliary data: the general path
+            return self.derivatives_general(tape, w, sig, argnums, tangents, <Outputs>meta)
+        cdef double value = w.val[out]
         if self.mode == JVP:
             tape.ensure_tan(w)
             sig.fill_tangents(tangents, w.tan)
@@ -367,6 +433,66 @@ cdef class Compiled:
             return g
         return (value, g)
 
+    cdef object derivatives_general(self, Tape tape, Work *w, Signature sig, tuple argnums,
+                                    tuple tangents, Outputs meta):
+        cdef int64_t[::1] outs = meta.slots
+        cdef Py_ssize_t i, j, nout = outs.shape[0]
+        cdef int64_t col
+        cdef cnp.ndarray J
+        cdef double[:, ::1] Jv
+        value = meta.read(w.val)
+        aux = meta.read_aux(w.val)
+        mode = self.mode
+        if mode == GRAD or mode == VALUE_AND_GRAD:
+            tape.ensure_adj(w)
+            sweep_reverse(tape.c, w.val, w.adj, outs[0], 1.0)
+            g = tuple([sig.read(a, w.adj) for a in argnums]) if self.many else \
+                sig.read(argnums[0], w.adj)
+            if mode == GRAD:
+                return (g, aux) if self.has_aux else g
+            return ((value, aux), g) if self.has_aux else (value, g)
+        if mode == JVP:
+            tape.ensure_tan(w)
+            sig.fill_tangents(tangents, w.tan)
+            sweep_tangent(tape.c, w.val, w.tan)
+            return (value, meta.read(w.tan))
+        if mode == VJP:
+            fn = VJPFunction.create(tape, w, sig, argnums, meta)
+            return (value, fn, aux) if self.has_aux else (value, fn)
+        # Jacobians: one reverse sweep per output (jacrev) or one tangent sweep per input
+        cols = [(sig.offset[a], sig.size[a]) for a in argnums]
+        ncol = sum(n for _, n in cols)
+        J = np.zeros((nout, ncol))
+        Jv = J
+        if mode == JACREV:
+            tape.ensure_adj(w)
+            for i in range(nout):
+                sweep_reverse(tape.c, w.val, w.adj, outs[i], 1.0)
+                col = 0
+                for off, n in cols:
+                    for j in range(n):
+                        Jv[i, col + j] = w.adj[off + j]
+                    col += n
+        else:
+            tape.ensure_tan(w)
+            col = 0
+            for off, n in cols:
+                for j in range(n):
+                    memset(w.tan, 0, sig.nin * sizeof(double))
+                    w.tan[off + j] = 1.0
+                    sweep_tangent(tape.c, w.val, w.tan)
+                    for i in range(nout):
+                        Jv[i, col + j] = w.tan[outs[i]]
+                col += n
+        parts, col = [], 0
+        for a, (off, n) in zip(argnums, cols):
+            shape = sig.shapes[a] if sig.shapes[a] is not None else ()
+            block = J[:, col:col + n].reshape(meta.shape + shape)
+            parts.append(block[()] if block.ndim == 0 else block)
+            col += n
+        jac = tuple(parts) if self.many else parts[0]
+        return (jac, aux) if self.has_aux else jac
+
     cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
                       tuple tangents):
         """Run the Python function on traced arguments, keep the tape, and differentiate."""
@@ -381,16 +507,16 @@ cdef class Compiled:
         push_trace(tape)
         try:
             out = self.fun(*targs, **kwargs)
+            meta = self.outputs(tape, out)
         except BaseException:
             tape.finish(-1)       # the tape is dropped; its traced values are now escaped
             raise
         finally:
             pop_trace()
-        slot = output_slot(tape, out)
-        if slot < 0:
-            tape.finish(-1)
-            raise TypeError(self.not_scalar(out))
-        tape.finish(slot)
+        tape.meta = meta
+        tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
+        if meta.simple:
+            tape.meta = None
         w = tape.acquire()
         try:
             res = self.derivatives(tape, w, sig, argnums, tangents)
@@ -400,6 +526,26 @@ cdef class Compiled:
         del sig.tapes[MAX_TAPES_PER_SIGNATURE:]
         return res
 
+    cdef Outputs outputs(self, Tape tape, out):
+        """Where the function's output (and auxiliary data) live on the tape."""
+        from fastad import arrays
+        aux = None
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("fastad: with has_aux=True the function must return a pair "
+                                f"(output, auxiliary data), got {type(out).__name__}")
+            out, aux = out
+        scalar_mode = self.mode == GRAD or self.mode == VALUE_AND_GRAD
+        if scalar_mode:
+            slot = output_slot(tape, out)
+            if slot < 0:
+                raise TypeError(self.not_scalar(out))
+            slots, shape = np.array([slot], dtype=np.int64), ()
+        else:
+            slots, shape = arrays.output_slots(tape, out)
+        return Outputs(slots, shape, arrays.aux_spec(tape, aux) if self.has_aux else None,
+                       scalar_mode and not self.has_aux)
+
     def not_scalar(self, out):
         name = getattr(self.fun, "__name__", repr(self.fun))
         shape = getattr(out, "shape", None)
@@ -407,4 +553,78 @@ cdef class Compiled:
         return (f"fastad: {name} must return a real scalar (a float or a 0-d array) to be "
                 f"differentiated this way, but it returned {what}. To differentiate the sum of "
                 f"its outputs, return out.sum(); for the derivative of every output, use "
-                f"fastad.jacobian (coming soon) or take grad of each component.")
+                f"fastad.jacobian.")
+
+
+cdef class Outputs:
+    """Where a traced function's output lives on its tape: the slots (flat), the output's
+    shape, and how to rebuild its auxiliary data (has_aux) from slot values."""
+    cdef readonly object slots      # int64 array
+    cdef readonly tuple shape
+    cdef object aux                 # None, or (treedef, [(kind, payload)])
+    cdef readonly bint simple       # one scalar output and no aux: the fast path
+
+    def __init__(self, slots, shape, aux, simple):
+        self.slots = np.ascontiguousarray(slots, dtype=np.int64)
+        self.shape = tuple(shape)
+        self.aux = aux
+        self.simple = simple
+
+    cdef object read(self, const double *v):
+        """The output's value from the value (or tangent) array v."""
+        cdef int64_t[::1] s = self.slots
+        cdef Py_ssize_t i
+        if self.shape == ():
+            return v[s[0]]
+        out = np.empty(s.shape[0])
+        cdef double[::1] o = out
+        for i in range(s.shape[0]):
+            o[i] = v[s[i]]
+        return out.reshape(self.shape)
+
+    cdef object read_aux(self, const double *v):
+        if self.aux is None:
+            return None
+        treedef, specs = self.aux
+        leaves = []
+        for kind, payload in specs:
+            if kind == "slot":
+                leaves.append(v[<int64_t>payload])
+            elif kind == "slots":
+                leaves.append(np.array([v[<int64_t>k] for k in payload.ravel()]).reshape(payload.shape))
+            else:
+                leaves.append(payload)
+        return tree_unflatten(treedef, leaves)
+
+
+cdef class VJPFunction:
+    """The vjp_fn of fastad.vjp: maps an output cotangent to the arguments' cotangents,
+    with one reverse sweep over the tape at the values of the call that made it."""
+    cdef Tape tape
+    cdef object values              # the slot values of that call (a private copy)
+    cdef Signature sig
+    cdef tuple argnums
+    cdef Outputs meta
+
+    @staticmethod
+    cdef VJPFunction create(Tape tape, Work *w, Signature sig, tuple argnums, Outputs meta):
+        cdef VJPFunction f = VJPFunction.__new__(VJPFunction)
+        f.tape, f.sig, f.argnums, f.meta = tape, sig, argnums, meta
+        f.values = np.empty(max(tape.c.nslot, 1))
+        memcpy(cnp.PyArray_DATA(f.values), w.val, tape.c.nslot * sizeof(double))
+        return f
+
+    def __call__(self, cotangent):
+        cdef int64_t[::1] outs = self.meta.slots
+        cdef Py_ssize_t i
+        ct = np.asarray(cotangent, dtype=np.float64)
+        if ct.shape != self.meta.shape:
+            raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "
+                             f"{self.meta.shape}, got {ct.shape}")
+        ct = ct.ravel()
+        adj = np.zeros(max(self.tape.c.nslot, 1))
+        cdef double[::1] g = adj
+        for i in range(outs.shape[0]):
+            g[outs[i]] += ct[i]
+        sweep_reverse_seeded(self.tape.c, <double *>cnp.PyArray_DATA(self.values), &g[0])
+        return tuple([self.sig.read(a, &g[0]) for a in self.argnums])

@@ -68,6 +68,7 @@ cdef class Tape:
     cdef readonly int32_t output_slot
     cdef Work main                   # the workspace of calls from one thread at a time
     cdef bint main_busy
+    cdef public object meta          # the replay layer's record of the outputs (or None)
     cdef object __weakref__
 
     cdef int check(self, int err) except -1
@@ -84,3 +85,4 @@ cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil
 cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil
 cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                         double seed) noexcept nogil
+cdef void sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil

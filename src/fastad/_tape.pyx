@@ -65,9 +65,14 @@ cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept
 cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                         double seed) noexcept nogil:
     """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
-    cdef int64_t i
     memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
+    sweep_reverse_seeded(t, v, adj)
+
+
+cdef void sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
+    """Reverse mode from adjoints already seeded in adj (zero elsewhere)."""
+    cdef int64_t i
     for i in range(t.nrec - 1, -1, -1):
         fa_rev(&t.rec[i], v, adj, t.ix)
 

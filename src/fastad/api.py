@@ -11,7 +11,8 @@ from fastad._replay import Compiled, push_trace, pop_trace
 from fastad._tape import Tape
 from fastad._tracer import make_inputs, output_slot
 
-__all__ = ["grad", "value_and_grad", "jvp", "record"]
+__all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
+           "hessian", "hvp", "hessian_vector_product", "stop_gradient"]
 
 
 def _check_argnums(argnums):
@@ -32,15 +33,15 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, who):
+def _wrap(fun, argnums, mode, replay, who, has_aux=False):
     _check_callable(fun, who)
     nums, many = _check_argnums(argnums)
-    compiled = Compiled(fun, nums, many, mode, replay)
+    compiled = Compiled(fun, nums, many, mode, replay, has_aux)
     functools.update_wrapper(compiled, fun)
     return compiled
 
 
-def grad(fun, argnums=0, *, replay=True):
+def grad(fun, argnums=0, *, has_aux=False, replay=True):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -55,16 +56,21 @@ def grad(fun, argnums=0, *, replay=True):
     right.  Values `fun` reads from globals or closures are frozen at trace time: pass
     them as arguments, or use ``replay=False`` to trace on every call.
 
+    Arguments may be pytrees (nested tuples, lists and dicts of floats and arrays); the
+    gradient then has the argument's structure.  With ``has_aux=True``, `fun` returns
+    ``(output, aux)`` and the result is ``(gradient, aux)``.
+
     >>> import numpy as np, fastad as fd
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, "grad")
+    return _wrap(fun, argnums, "grad", replay, "grad", has_aux)
 
 
-def value_and_grad(fun, argnums=0, *, replay=True):
-    """Like `grad`, but the returned function gives ``(fun(*args), gradient)``."""
-    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad")
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
+    """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
+    ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
+    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux)
 
 
 # jvp takes the function anew on every call (JAX's signature), so the tapes must be kept
@@ -101,6 +107,111 @@ def jvp(fun, primals, tangents):
     if compiled is None:
         compiled = per_fun[n] = Compiled(fun, tuple(range(n)), True, "jvp", True)
     return compiled.run(tuple(primals), {}, tuple(tangents))
+
+
+# vjp takes the function anew on every call, like jvp: the same weak per-function cache.
+_VJP_CACHE = weakref.WeakKeyDictionary()
+
+
+def vjp(fun, *primals, has_aux=False):
+    """Reverse mode for any output: ``(out, vjp_fn)``, where ``vjp_fn(cotangent)`` returns
+    a tuple with the cotangent of each primal (one reverse sweep per call).  With
+    ``has_aux=True``: ``(out, vjp_fn, aux)``.
+
+    >>> import numpy as np, fastad as fd
+    >>> out, f_vjp = fd.vjp(lambda x: x ** 2, np.array([1.0, 3.0]))
+    >>> f_vjp(np.ones(2))[0]
+    array([2., 6.])
+    """
+    _check_callable(fun, "vjp")
+    n = len(primals)
+    try:
+        per_fun = _VJP_CACHE.setdefault(fun, {})
+    except TypeError:
+        per_fun = {}
+    compiled = per_fun.get((n, has_aux))
+    if compiled is None:
+        compiled = per_fun[(n, has_aux)] = Compiled(fun, tuple(range(n)), True, "vjp", True,
+                                                    has_aux)
+    return compiled.run(tuple(primals), {}, None)
+
+
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True):
+    """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
+    ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
+    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux)
+
+
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
+    """Jacobian by reverse mode: one reverse sweep per output element.  The result has
+    shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
+    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux)
+
+
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
+    """Jacobian ``out.shape + arg.shape``, by the cheaper mode for the shapes at hand:
+    reverse sweeps when there are fewer outputs than inputs, tangent sweeps otherwise."""
+    _check_callable(fun, "jacobian")
+    fwd = jacfwd(fun, argnums, has_aux=has_aux, replay=replay)
+    rev = jacrev(fun, argnums, has_aux=has_aux, replay=replay)
+    nums, _ = _check_argnums(argnums)
+
+    @functools.wraps(fun)
+    def jac(*args, **kwargs):
+        import numpy as np
+        n_in = sum(np.size(args[i]) for i in nums)
+        out = fun(*args, **kwargs)
+        n_out = np.size(out[0] if has_aux else out)
+        return (rev if n_out < n_in else fwd)(*args, **kwargs)
+
+    jac.jacfwd, jac.jacrev = fwd, rev
+    return jac
+
+
+def hessian(fun, argnums=0, *, replay=True):
+    """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
+    recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
+    over it per input element, in C)."""
+    _check_callable(fun, "hessian")
+    return jacfwd(grad(fun, argnums, replay=replay), argnums, replay=replay)
+
+
+def hvp(fun, argnums=0, *, replay=True):
+    """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun(x, *rest) @ v, of x's
+    shape -- scipy's ``hessp(x, p, *args)`` signature.  Forward over reverse: one tangent
+    sweep in C over the recorded gradient computation per call; no retrace per vector."""
+    _check_callable(fun, "hvp")
+    if not isinstance(argnums, int) or isinstance(argnums, bool):
+        raise TypeError("fastad.hvp: argnums must be a single int")
+    g = grad(fun, argnums, replay=replay)
+    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay)
+
+    @functools.wraps(fun)
+    def hvp_fn(x, v, *rest):
+        import numpy as np
+        args = (x,) + tuple(rest)
+        if argnums != 0:
+            raise TypeError("fastad.hvp: with argnums != 0 call hvp_fn(x, v, *rest) where x "
+                            "is argument argnums")
+        tangents = (v,) + tuple(np.zeros_like(a, dtype=float) if isinstance(a, (float, np.ndarray))
+                                else a for a in rest)
+        return gjvp.run(args, {}, tangents)[1]
+
+    return hvp_fn
+
+
+hessian_vector_product = hvp
+
+
+def stop_gradient(x):
+    """x, with no derivative flowing through it (a constant for differentiation)."""
+    from fastad._tape import op_table
+    from fastad._tracer import Traced, TracedArray, apply_op
+    import numpy as np
+    if type(x) in (Traced, TracedArray):
+        code = [name for name, kind in op_table()].index("_stop")
+        return apply_op(code, 1, (x,), "stop_gradient")
+    return x
 
 
 def record(fun, *args):

@@ -766,3 +766,35 @@ def array_method(x, name):
         return functools.partial(_METHODS[name], x)
     raise AttributeError(f"'TracedArray' object has no attribute {name!r} (fastad traced "
                          f"arrays support the methods {', '.join(sorted(m for m in _METHODS if m[0] != '_'))} and .T)")
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def output_slots(tape, out):
+    """(slots, shape) of a traced function's output: a scalar, an array, or a constant."""
+    if type(out) not in (Traced, TracedArray):
+        arr = np.asarray(out) if not isinstance(out, (list, tuple)) else None
+        if arr is None or arr.dtype.kind not in "fiub" and arr.dtype != object:
+            raise TypeError(f"fastad: the function must return a float or an array, got "
+                            f"{type(out).__name__}")
+        if arr.dtype != object:
+            return np.array(slots_of(tape, arr.astype(np.float64)), dtype=np.int64).ravel(), \
+                arr.shape
+    x = as_traced(tape, out)
+    return np.asarray(slots_of(tape, x), dtype=np.int64).ravel(), tuple(x.shape)
+
+
+def aux_spec(tape, aux):
+    """How to rebuild `aux` (has_aux) at replay: traced leaves are read from their slots,
+    other leaves are kept as they were when traced."""
+    from fastad.pytree import tree_flatten
+    leaves, treedef = tree_flatten(aux)
+    specs = []
+    for leaf in leaves:
+        if type(leaf) is Traced:
+            specs.append(("slot", leaf.slot))
+        elif type(leaf) is TracedArray:
+            specs.append(("slots", np.asarray(leaf.idx)))
+        else:
+            specs.append(("const", leaf))
+    return treedef, specs

@@ -50,13 +50,26 @@ def _adjoint(tape, adj, x):
     return TracedArray.from_idx(tape, idx)
 
 
-def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar):
-    """fastad.grad / value_and_grad / jvp of `fun` at `args`, recorded into `tape`."""
+def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_aux=False):
+    """fastad.grad / value_and_grad / jvp / jacrev / jacfwd of `fun` at `args`, recorded
+    into `tape`."""
     args = list(args)
     for i in argnums:
         args[i] = _fresh(tape, args[i], i)
     lo = len(tape)
     out = fun(*args, **kwargs)
+    aux = None
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("fastad: with has_aux=True the function must return a pair "
+                            f"(output, auxiliary data), got {type(out).__name__}")
+        out, aux = out
+    if mode in ("jacrev", "jacfwd"):
+        jac = _jacobian(tape, lo, out, [args[i] for i in argnums], many)
+        return (jac, aux) if has_aux else jac
+    if mode == "vjp":
+        raise NotImplementedError("fastad: vjp inside a function being differentiated is not "
+                                  "supported; use grad or jacobian there")
     slot = output_slot(tape, out)
     if slot < 0:
         raise TypeError(not_scalar(out))
@@ -70,4 +83,21 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar):
                 if type(g) is TracedArray else total + g * t
         return value, total
     g = tuple(grads) if many else grads[0]
+    if has_aux:
+        return (g, aux) if mode == "grad" else ((value, aux), g)
     return g if mode == "grad" else (value, g)
+
+
+def _jacobian(tape, lo, out, variables, many):
+    """Rows d out[i] / d variables, one recorded reverse sweep per output element."""
+    slots, shape = arrays.output_slots(tape, out)
+    hi = len(tape)
+    rows = [[_adjoint(tape, tape.emit_reverse(lo, hi, int(s)), v) for v in variables]
+            for s in slots]
+    parts = []
+    for k, v in enumerate(variables):
+        vshape = v.shape if type(v) is TracedArray else ()
+        idx = np.array([arrays.slots_of(tape, row[k]) for row in rows], dtype=np.int64)
+        idx = idx.reshape(tuple(shape) + tuple(vshape))
+        parts.append(TracedArray.from_idx(tape, idx) if idx.ndim else new_scalar(tape, int(idx)))
+    return tuple(parts) if many else parts[0]
