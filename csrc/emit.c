@@ -335,6 +335,9 @@ static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         add_to_range(&em, adj, p->a, c);
         break;
     }
+    case FA_CALLBACK:   /* a custom_vjp function's rule is Python: it cannot be recorded */
+        if (!bad(adjoint_range(E, adj, p->r, m))) E->err = FA_ECALLBACK;
+        return;
     case FA_MATMUL: {   /* C (n x p) = A (n x m) B (m x k3):  gA = gC B^T,  gB = A^T gC */
         em.n = n * k3;
         fa_h w = adjoint_range(&em, adj, p->r, n * k3);

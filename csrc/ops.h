@@ -171,6 +171,8 @@ static inline double fa_expit(double a) {
  *   MAX, MIN r[j] = max/min_k a[j*n + k]           (NaN propagates; ties share the derivative)
  *   CUMSUM   r[j*n + k] = sum_{i<=k} a[j*n + i]
  *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
+ *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
+ *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   EXT      the extension word itself (a no-op in every sweep)
  * X(NAME, "name")
  */
@@ -182,6 +184,7 @@ static inline double fa_expit(double a) {
     X(MIN, "min")           \
     X(CUMSUM, "cumsum")     \
     X(MATMUL, "matmul")     \
+    X(CALLBACK, "callback") \
     X(EXT, "ext")
 
 typedef enum {

@@ -277,6 +277,30 @@ int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_
     return push(t, FA_MATMUL, a, b, (int32_t)m, (int32_t)k, (int32_t)p, m * p, 1, first);
 }
 
+int fa_callback(fa_tape *t, int32_t a, int64_t n, int64_t m, int32_t id, const double *values,
+                int32_t *first)
+{
+    if (n < 1 || m < 1 || n > FA_MAX_SLOTS || m > FA_MAX_SLOTS || id < 0) return FA_EARG;
+    if (!valid_range(t, a, 1, (int32_t)n)) return FA_EARG;
+    int err = new_slots(t, m, first);
+    if (err) return err;
+    fa_rec *p;
+    err = new_records(t, 2, &p);
+    if (err) { t->nslot -= m; return err; }
+    p->op = FA_CALLBACK;
+    p->flags = FA_RANGED;
+    p->r = *first;
+    p->a = a;
+    p->b = a;
+    p[1].op = FA_EXT;
+    p[1].r = (int32_t)n;
+    p[1].a = (int32_t)m;
+    p[1].b = id;
+    memcpy(t->val + *first, values, (size_t)m * sizeof(double));
+    t->ncb++;
+    return FA_OK;
+}
+
 int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
 {
     if (!valid_slot(t, a) || !valid_slot(t, b) || op < 0 || op >= FA_NUM_OPS

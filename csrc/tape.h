@@ -41,7 +41,8 @@ typedef struct {
 } fa_rec;
 
 /* error codes returned by the recording functions */
-enum { FA_OK = 0, FA_ENOMEM = -1, FA_EOVERFLOW = -2, FA_EORDER = -3, FA_EARG = -4 };
+enum { FA_OK = 0, FA_ENOMEM = -1, FA_EOVERFLOW = -2, FA_EORDER = -3, FA_EARG = -4,
+       FA_ECALLBACK = -5 /* a derivative would have to be recorded through a callback */ };
 
 /* largest slot count the int32 operand fields can address */
 #define FA_MAX_SLOTS ((int64_t)INT32_MAX)
@@ -59,6 +60,8 @@ typedef struct {
     int64_t ncranges, capcranges;
     int32_t *ix;          /* index pool of GATHER records */
     int64_t nix, capix;
+    int64_t ncb;          /* CALLBACK records: the sweeps must call back into Python */
+    void *owner;          /* the Python object owning the tape (for those callbacks) */
 } fa_tape;
 
 fa_tape *fa_tape_new(void);
@@ -77,6 +80,10 @@ int fa_reduce(fa_tape *t, int op, int32_t a, int64_t n, int64_t m, int32_t *firs
 int fa_matmul_rec(fa_tape *t, int32_t a, int32_t b, int64_t m, int64_t k, int64_t p,
                   int32_t *first);
 int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome);
+/* A CALLBACK record over the n-slot range at a with m results; values[0..m) are the
+ * results at recording time (computed by the caller, who owns the function `id`). */
+int fa_callback(fa_tape *t, int32_t a, int64_t n, int64_t m, int32_t id, const double *values,
+                int32_t *first);
 
 /* Record the adjoint computation of records [lo, hi) for the adjoint `seed` (a slot) of
  * slot `out` (emit.c).  adj has one entry per slot at the call, all -1; on return adj[s]

@@ -20,13 +20,14 @@ from fastad._tape import Tape, GuardFailure, RECORD_BYTES
 from fastad._tracer import Traced, TracedArray, EscapedTracerError
 from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
 from fastad.functions import SUPPORTED
+from fastad.custom import custom_vjp
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
-           "hessian", "hvp", "hessian_vector_product", "stop_gradient", "Tape", "Traced", "TracedArray",
+           "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)

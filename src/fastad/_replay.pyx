@@ -344,6 +344,8 @@ cdef class Compiled:
                 else:
                     with nogil:
                         failed = sweep_forward(tape.c, w.val)
+                if failed == -2:
+                    tape.raise_pending()
                 if failed < 0:
                     if i and tape in sig.tapes:
                         sig.tapes.remove(tape)
@@ -407,6 +409,7 @@ cdef class Compiled:
         cdef int32_t out = tape.output_slot
         cdef bint big = tape.c.nrec >= NOGIL_MIN_RECORDS
         cdef object meta = tape.meta
+        cdef int rc
         if meta is not None:        # array outputs, auxiliary data: the general path
             return self.derivatives_general(tape, w, sig, argnums, tangents, <Outputs>meta)
         cdef double value = w.val[out]
@@ -415,16 +418,20 @@ cdef class Compiled:
             sig.fill_tangents(tangents, w.tan)
             if big:
                 with nogil:
-                    sweep_tangent(tape.c, w.val, w.tan)
+                    rc = sweep_tangent(tape.c, w.val, w.tan)
             else:
-                sweep_tangent(tape.c, w.val, w.tan)
+                rc = sweep_tangent(tape.c, w.val, w.tan)
+            if rc:
+                tape.raise_pending()
             return (value, w.tan[out])
         tape.ensure_adj(w)
         if big:
             with nogil:
-                sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+                rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
         else:
-            sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+            rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+        if rc:
+            tape.raise_pending()
         if self.many:
             g = tuple([sig.read(a, w.adj) for a in argnums])
         else:
@@ -445,7 +452,8 @@ cdef class Compiled:
         mode = self.mode
         if mode == GRAD or mode == VALUE_AND_GRAD:
             tape.ensure_adj(w)
-            sweep_reverse(tape.c, w.val, w.adj, outs[0], 1.0)
+            if sweep_reverse(tape.c, w.val, w.adj, outs[0], 1.0):
+                tape.raise_pending()
             g = tuple([sig.read(a, w.adj) for a in argnums]) if self.many else \
                 sig.read(argnums[0], w.adj)
             if mode == GRAD:
@@ -454,7 +462,8 @@ cdef class Compiled:
         if mode == JVP:
             tape.ensure_tan(w)
             sig.fill_tangents(tangents, w.tan)
-            sweep_tangent(tape.c, w.val, w.tan)
+            if sweep_tangent(tape.c, w.val, w.tan):
+                tape.raise_pending()
             return (value, meta.read(w.tan))
         if mode == VJP:
             fn = VJPFunction.create(tape, w, sig, argnums, meta)
@@ -467,7 +476,8 @@ cdef class Compiled:
         if mode == JACREV:
             tape.ensure_adj(w)
             for i in range(nout):
-                sweep_reverse(tape.c, w.val, w.adj, outs[i], 1.0)
+                if sweep_reverse(tape.c, w.val, w.adj, outs[i], 1.0):
+                    tape.raise_pending()
                 col = 0
                 for off, n in cols:
                     for j in range(n):
@@ -480,7 +490,8 @@ cdef class Compiled:
                 for j in range(n):
                     memset(w.tan, 0, sig.nin * sizeof(double))
                     w.tan[off + j] = 1.0
-                    sweep_tangent(tape.c, w.val, w.tan)
+                    if sweep_tangent(tape.c, w.val, w.tan):
+                        tape.raise_pending()
                     for i in range(nout):
                         Jv[i, col + j] = w.tan[outs[i]]
                 col += n
@@ -626,5 +637,6 @@ cdef class VJPFunction:
         cdef double[::1] g = adj
         for i in range(outs.shape[0]):
             g[outs[i]] += ct[i]
-        sweep_reverse_seeded(self.tape.c, <double *>cnp.PyArray_DATA(self.values), &g[0])
+        if sweep_reverse_seeded(self.tape.c, <double *>cnp.PyArray_DATA(self.values), &g[0]):
+            self.tape.raise_pending()
         return tuple([self.sig.read(a, &g[0]) for a in self.argnums])

@@ -19,6 +19,8 @@ cdef extern from "tape.h" nogil:
         int64_t ncon
         int32_t *ix
         int64_t nix
+        int64_t ncb
+        void *owner
 
     ctypedef struct fa_op_info:
         const char *name
@@ -27,9 +29,10 @@ cdef extern from "tape.h" nogil:
         const char *db
 
     enum:
-        FA_OK, FA_ENOMEM, FA_EOVERFLOW, FA_EORDER, FA_EARG
+        FA_OK, FA_ENOMEM, FA_EOVERFLOW, FA_EORDER, FA_EARG, FA_ECALLBACK
         FA_RANGED, FA_TRUE
         FA_NUM_OPS, FA_EXT, FA_GATHER, FA_SUM, FA_PROD, FA_MAX, FA_MIN, FA_CUMSUM, FA_MATMUL
+        FA_CALLBACK
         FA_KIND_UNARY, FA_KIND_BINARY, FA_KIND_GUARD, FA_KIND_STRUCT
 
     const fa_op_info fa_op_table[]
@@ -50,6 +53,8 @@ cdef extern from "tape.h" nogil:
     int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     int fa_is_const(const fa_tape *t, int32_t slot)
     void fa_copy_consts(const fa_tape *t, double *dst)
+    int fa_callback(fa_tape *t, int32_t a, int64_t n, int64_t m, int32_t id,
+                    const double *values, int32_t *first)
     int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed,
                         int32_t *adj)
 
@@ -69,6 +74,9 @@ cdef class Tape:
     cdef Work main                   # the workspace of calls from one thread at a time
     cdef bint main_busy
     cdef public object meta          # the replay layer's record of the outputs (or None)
+    cdef public list callbacks       # the custom_vjp functions of CALLBACK records, by id
+    cdef object pending              # an exception raised by a callback during a sweep
+    cdef int raise_pending(self) except -1
     cdef object __weakref__
 
     cdef int check(self, int err) except -1
@@ -81,8 +89,10 @@ cdef class Tape:
     cdef int ensure_tan(self, Work *w) except -1
 
 
+# Sweeps return 0 (forward: -1) when done, and on a failed guard the forward sweep returns
+# the guard's index; -2 (forward) or -1 (others) means a callback raised: Tape.raise_pending.
 cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil
-cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil
-cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
-                        double seed) noexcept nogil
-cdef void sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil
+cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil
+cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
+                       double seed) noexcept nogil
+cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil

@@ -45,36 +45,89 @@ def op_partials():
 RECORD_BYTES = sizeof(fa_rec)
 
 
+cdef enum:
+    CB_FORWARD = 0
+    CB_TANGENT = 1
+    CB_REVERSE = 2
+
+
 cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
-    """Values at the inputs already in v[0:nin]; returns the index of the first failed
-    guard, or -1."""
+    """Values at the inputs already in v[0:nin]; returns -1, the index of the first failed
+    guard, or -2 if a callback raised."""
     cdef int64_t i
+    if t.ncb:
+        for i in range(t.nrec):
+            if t.rec[i].op == FA_CALLBACK:
+                if callback(t, i, v, NULL, CB_FORWARD):
+                    return -2
+            elif fa_fwd(&t.rec[i], v, t.ix):
+                return i
+        return -1
     for i in range(t.nrec):
         if fa_fwd(&t.rec[i], v, t.ix):
             return i
     return -1
 
 
-cdef void sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil:
+cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil:
     """Forward mode: tangents of the inputs already in tan[0:nin]."""
     cdef int64_t i
     for i in range(t.nrec):
-        fa_tan(&t.rec[i], v, tan, t.ix)
+        if t.ncb and t.rec[i].op == FA_CALLBACK:
+            if callback(t, i, <double *>v, tan, CB_TANGENT):
+                return -1
+        else:
+            fa_tan(&t.rec[i], v, tan, t.ix)
+    return 0
 
 
-cdef void sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
-                        double seed) noexcept nogil:
+cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
+                       double seed) noexcept nogil:
     """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
     memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
-    sweep_reverse_seeded(t, v, adj)
+    return sweep_reverse_seeded(t, v, adj)
 
 
-cdef void sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
+cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
     """Reverse mode from adjoints already seeded in adj (zero elsewhere)."""
     cdef int64_t i
     for i in range(t.nrec - 1, -1, -1):
-        fa_rev(&t.rec[i], v, adj, t.ix)
+        if t.ncb and t.rec[i].op == FA_CALLBACK:
+            if callback(t, i, <double *>v, adj, CB_REVERSE):
+                return -1
+        else:
+            fa_rev(&t.rec[i], v, adj, t.ix)
+    return 0
+
+
+cdef int callback(const fa_tape *t, int64_t i, double *v, double *d, int mode) noexcept with gil:
+    """Run record i, a custom_vjp function (fastad.custom), in Python: its value (forward),
+    or its rule (reverse: the inputs' adjoints += the rule applied to the outputs')."""
+    cdef Tape tape = <Tape>t.owner
+    cdef const fa_rec *p = &t.rec[i]
+    cdef int64_t n = p[1].r, m = p[1].a, k
+    try:
+        cb = tape.callbacks[p[1].b]
+        x = np.array([v[p.a + k] for k in range(n)])
+        if mode == CB_FORWARD:
+            out = cb.forward(x)
+            for k in range(m):
+                v[p.r + k] = out[k]
+        elif mode == CB_REVERSE:
+            g = np.array([d[p.r + k] for k in range(m)])
+            if g.any():
+                gin = cb.backward(x, g)
+                for k in range(n):
+                    d[p.a + k] += gin[k]
+        else:
+            raise NotImplementedError(
+                f"fastad: {cb.name} has a custom reverse-mode rule (custom_vjp) only; forward "
+                "mode (jvp, jacfwd, hessian, hvp) cannot go through it. Use grad, vjp or jacrev.")
+        return 0
+    except BaseException as e:
+        tape.pending = e
+        return -1
 
 
 cdef object copy_slots(const double *p, int64_t n):
@@ -106,6 +159,8 @@ cdef class Tape:
             raise MemoryError("fastad: could not allocate a tape")
         self.recording = True
         self.output_slot = -1
+        self.callbacks = []
+        self.c.owner = <void *>self     # borrowed: the fa_tape dies with this object
 
     def __dealloc__(self):
         free(self.main.adj)
@@ -124,9 +179,21 @@ cdef class Tape:
             raise OverflowError(
                 f"fastad: the tape would need more than 2**31 - 1 slots (it has {self.c.nslot}); "
                 "split the computation or use vectorized numpy operations")
+        if err == FA_ECALLBACK:
+            raise NotImplementedError(
+                "fastad: a derivative of a derivative would go through a custom_vjp function, "
+                "whose rule is Python and cannot be recorded; higher-order derivatives of such "
+                "functions are not supported")
         if err == FA_EORDER:
             raise RuntimeError("fastad internal error: an input was added after an operation")
         raise RuntimeError(f"fastad internal error: bad record (code {err})")
+
+    cdef int raise_pending(self) except -1:
+        """Raise the exception a callback stored during a sweep."""
+        e, self.pending = self.pending, None
+        if e is None:
+            raise RuntimeError("fastad internal error: a sweep failed without an exception")
+        raise e
 
     cdef int finish(self, int32_t out) except -1:
         """End recording with `out` as the output slot; the main workspace gets its adjoints."""
@@ -332,6 +399,23 @@ cdef class Tape:
         self.check(fa_op1(self.c, op, a, &s))
         return s
 
+    def callback(self, int32_t a, int64_t n, values, cb):
+        """Record a CALLBACK record: the custom_vjp function `cb` of the n-slot range at a,
+        whose results at the recording point are `values`; returns its first result slot."""
+        cdef const double[::1] xs = np.ascontiguousarray(values, dtype=np.float64).ravel()
+        cdef int32_t s
+        self._live()
+        self.callbacks.append(cb)
+        self.check(fa_callback(self.c, a, n, xs.shape[0], len(self.callbacks) - 1, &xs[0], &s))
+        return s
+
+    def slot_values(self, idx):
+        """The current values of the slots idx (an integer array), recording or replaying."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.c.nslot):
+            raise IndexError("fastad: slot out of range")
+        return copy_slots(self.c.val, self.c.nslot)[idx]
+
     def constant_value(self, slot):
         """The value of a constant slot, or None if the slot is an input or a result."""
         if not 0 <= slot < self.c.nslot or not fa_is_const(self.c, slot):
@@ -372,6 +456,8 @@ cdef class Tape:
             memcpy(self.c.val, &xs[0], self.c.nin * sizeof(double))
         with nogil:
             failed = sweep_forward(self.c, self.c.val)
+        if failed == -2:
+            self.raise_pending()
         if failed >= 0:
             raise GuardFailure(f"guard record {failed} ({self.records_name(failed)}) changed outcome")
         return self.c.val[self.output_slot]
@@ -386,8 +472,11 @@ cdef class Tape:
         self.ensure_tan(&self.main)
         if self.c.nin:
             memcpy(self.main.tan, &xs[0], self.c.nin * sizeof(double))
+        cdef int rc
         with nogil:
-            sweep_tangent(self.c, self.main.val, self.main.tan)
+            rc = sweep_tangent(self.c, self.main.val, self.main.tan)
+        if rc:
+            self.raise_pending()
         return self.main.tan[self.output_slot]
 
     def reverse(self, double seed=1.0):
@@ -395,8 +484,11 @@ cdef class Tape:
         the output."""
         self._main()
         self.ensure_adj(&self.main)
+        cdef int rc
         with nogil:
-            sweep_reverse(self.c, self.main.val, self.main.adj, self.output_slot, seed)
+            rc = sweep_reverse(self.c, self.main.val, self.main.adj, self.output_slot, seed)
+        if rc:
+            self.raise_pending()
         g = np.empty(self.c.nin)
         if self.c.nin:
             memcpy(cnp.PyArray_DATA(g), self.main.adj, self.c.nin * sizeof(double))
