@@ -21,6 +21,7 @@
 #ifndef FASTAD_SWEEPS_H
 #define FASTAD_SWEEPS_H
 
+#include <stdlib.h>
 #include "tape.h"
 
 #define FA_AZ(x, y) ((x) == 0.0 ? 0.0 : (x) * (y))
@@ -162,29 +163,83 @@ static inline void fa_matmul(const double *a, const double *b, double *c,
     }
 }
 
-/* gA (m x k) += gC (m x p) B^T;  gB (k x p) += A^T gC */
+/* gA (m x k) += gC (m x p) B^T;  gB (k x p) += A^T gC.  A NULL gA or gB is not needed
+ * (a passive operand).  gA goes through B^T, copied once, so its inner loop runs along
+ * contiguous rows like the others and vectorizes. */
 static inline void fa_matmul_rev(const double *a, const double *b, double *ga, double *gb,
                                  const double *gc, int64_t m, int64_t k, int64_t p)
 {
-    for (int64_t i = 0; i < m; i++) {
-        const double *gci = gc + i * p;
-        for (int64_t l = 0; l < k; l++) {
-            const double *bl = b + l * p;
-            double acc = 0.0;
-            for (int64_t j = 0; j < p; j++) acc += gci[j] * bl[j];
-            ga[i * k + l] += acc;
-            const double ail = a[i * k + l];
-            double *gbl = gb + l * p;
-            for (int64_t j = 0; j < p; j++) gbl[j] += ail * gci[j];
+    if (ga) {
+        double *bt = (double *)malloc((size_t)(k * p) * sizeof(double));
+        if (bt) {
+            for (int64_t l = 0; l < k; l++)
+                for (int64_t j = 0; j < p; j++) bt[j * k + l] = b[l * p + j];
+            fa_matmul(gc, bt, ga, m, p, k, 1);
+            free(bt);
+        } else {                /* no memory for the copy: the same sums, unvectorized */
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t l = 0; l < k; l++) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < p; j++) acc += gc[i * p + j] * b[l * p + j];
+                    ga[i * k + l] += acc;
+                }
+        }
+    }
+    if (gb) {
+        for (int64_t i = 0; i < m; i++) {
+            const double *gci = gc + i * p;
+            for (int64_t l = 0; l < k; l++) {
+                const double ail = a[i * k + l];
+                double *gbl = gb + l * p;
+                for (int64_t j = 0; j < p; j++) gbl[j] += ail * gci[j];
+            }
         }
     }
 }
 
 /* ---- ranged records: one call per record, the element loops inside ----------------- */
 
-static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
+/* A ranged elementwise op's values may come from numpy's own float64 loop for the ufunc of
+ * the same name (SIMD exp, tanh, log, ... where numpy has them).  fa_vec_loops is filled
+ * once, when fastad._tape is imported, from numpy's ufunc objects, and read-only after. */
+typedef void (*fa_npy_loop)(char **args, const intptr_t *dims, const intptr_t *steps, void *data);
+typedef struct { fa_npy_loop fn; void *data; } fa_vec_loop;
+extern fa_vec_loop fa_vec_loops[FA_NUM_OPS];
+
+/* The element loops of ranged records are compiled for several x86-64 levels and the
+ * best one for the running CPU is chosen when the library loads (GCC function
+ * multiversioning), so a portable build still gets AVX2/AVX-512 where the CPU has it. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_NO_CLONES)
+#define FA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FA_CLONES
+#endif
+
+/* Below this many elements the plain loop is as fast as the call. */
+#define FA_VEC_MIN 16
+
+static int fa_fwd_vec(const fa_rec *p, double *v)
+{
+    const fa_vec_loop L = fa_vec_loops[p->op];
+    const int64_t n = p[1].r;
+    if (!L.fn || n < FA_VEC_MIN) return 0;
+    const int kind = fa_op_table[p->op].kind;
+    intptr_t dims[1] = {(intptr_t)n};
+    intptr_t steps[3] = {(intptr_t)(p[1].a * (int32_t)sizeof(double)),
+                         (intptr_t)(p[1].b * (int32_t)sizeof(double)), sizeof(double)};
+    char *args[3] = {(char *)(v + p->a), (char *)(v + p->b), (char *)(v + p->r)};
+    if (kind == FA_KIND_UNARY) {
+        args[1] = args[2];
+        steps[1] = steps[2];
+    }
+    L.fn(args, dims, steps, L.data);
+    return 1;
+}
+
+FA_CLONES static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
 {
     FA_RANGE(p);
+    if (fa_fwd_vec(p, v)) return;
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: \
         FA_LOOP({ (void)kb; const double a = v[ia + ka]; v[ir + k] = (V); }) return;
@@ -208,7 +263,7 @@ static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
     }
 }
 
-static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     FA_RANGE(p);
     switch (p->op) {
@@ -239,11 +294,13 @@ static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int
 }
 
 /* Branch-free absolute-zero products here, so the element loops vectorize. */
-static void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     FA_RANGE(p);
+    const int pa_ = (p->flags & FA_A_PASSIVE) != 0, pb_ = (p->flags & FA_B_PASSIVE) != 0;
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: { \
+        if (pa_) return; \
         double acc_a = 0.0; \
         FA_LOOP({ (void)kb; const double w = g[ir + k], a = v[ia + ka], r = v[ir + k]; \
                   (void)a; (void)r; \
@@ -253,25 +310,30 @@ static void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int
 #define FA_K2(N, S, V, DA, DB) case FA_##N: { \
         /* a broadcast operand (stride 0) sums its adjoint in a register, not in memory */ \
         double acc_a = 0.0, acc_b = 0.0; \
-        FA_LOOP({ const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
-                  (void)a; (void)b; (void)r; \
-                  if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); \
-                  if (sb) g[ib + kb] += FA_AZ(w, (DB)); else acc_b += FA_AZ(w, (DB)); }) \
-        if (!sa) g[ia] += acc_a; \
-        if (!sb) g[ib] += acc_b; \
+        if (!pa_) { \
+            FA_LOOP({ (void)kb; const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], \
+                      r = v[ir + k]; (void)a; (void)b; (void)r; \
+                      if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); }) } \
+        if (!pb_) { \
+            FA_LOOP({ (void)ka; const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], \
+                      r = v[ir + k]; (void)a; (void)b; (void)r; \
+                      if (sb) g[ib + kb] += FA_AZ(w, (DB)); else acc_b += FA_AZ(w, (DB)); }) } \
+        if (!sa && !pa_) g[ia] += acc_a; \
+        if (!sb && !pb_) g[ib] += acc_b; \
         return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
 #undef FA_K2
     case FA_GATHER:
-        for (int64_t k = 0; k < n; k++) g[ix[ia + k]] += g[ir + k];
+        if (!pa_)
+            for (int64_t k = 0; k < n; k++) g[ix[ia + k]] += g[ir + k];
         return;
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
-        fa_reduce_rev(p->op, v + ia, v + ir, g + ia, g + ir, n, sa);
+        if (!pa_) fa_reduce_rev(p->op, v + ia, v + ir, g + ia, g + ir, n, sa);
         return;
     case FA_MATMUL:   /* gA += gC B^T,  gB += A^T gC */
-        fa_matmul_rev(v + ia, v + ib, g + ia, g + ib, g + ir, n, sa, sb);
+        fa_matmul_rev(v + ia, v + ib, pa_ ? NULL : g + ia, pb_ ? NULL : g + ib, g + ir, n, sa, sb);
         return;
     default:
         return;
@@ -334,13 +396,15 @@ void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: { \
         const double w = g[ir]; \
-        if (w != 0.0) { const double a = v[ia], r = v[ir]; (void)a; (void)r; \
+        if (w != 0.0 && !(p->flags & FA_A_PASSIVE)) { \
+            const double a = v[ia], r = v[ir]; (void)a; (void)r; \
             g[ia] += w * (DA); } \
         return; }
 #define FA_K2(N, S, V, DA, DB) case FA_##N: { \
         const double w = g[ir]; \
         if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-            g[ia] += w * (DA); g[ib] += w * (DB); } \
+            if (!(p->flags & FA_A_PASSIVE)) g[ia] += w * (DA); \
+            if (!(p->flags & FA_B_PASSIVE)) g[ib] += w * (DB); } \
         return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)

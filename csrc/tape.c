@@ -10,6 +10,9 @@
 #include "tape.h"
 #include "sweeps.h"
 
+/* numpy's loops for ranged records (sweeps.h); empty until fastad._tape fills it */
+fa_vec_loop fa_vec_loops[FA_NUM_OPS];
+
 const fa_op_info fa_op_table[FA_NUM_OPS] = {
 #define FA_I1(N, S, V, DA) {S, FA_KIND_UNARY, #DA, NULL},
 #define FA_I2(N, S, V, DA, DB) {S, FA_KIND_BINARY, #DA, #DB},
@@ -316,5 +319,56 @@ int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     /* the kernel reports a mismatch against flags; with FA_TRUE clear, mismatch == outcome */
     *outcome = fa_fwd(p, t->val, t->ix);
     if (*outcome) p->flags = FA_TRUE;
+    return FA_OK;
+}
+
+/* Is any slot of [s, s + n) active? */
+static int any_active(const uint8_t *act, int64_t s, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++) if (act[s + k]) return 1;
+    return 0;
+}
+
+int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
+{
+    uint8_t *act = (uint8_t *)calloc((size_t)(t->nslot ? t->nslot : 1), 1);
+    if (!act) return FA_ENOMEM;
+    memcpy(act, active_inputs, (size_t)t->nin);
+    for (int64_t i = 0; i < t->nrec; i++) {
+        fa_rec *p = &t->rec[i];
+        const int kind = fa_op_table[p->op].kind;
+        if (p->op == FA_EXT || kind == FA_KIND_GUARD) continue;
+        const int ranged = (p->flags & FA_RANGED) != 0;
+        const fa_rec *e = p + 1;
+        int64_t na = 1, nb = 1, nr = 1;          /* lengths of operand and result ranges */
+        if (ranged) {
+            switch (p->op) {
+            case FA_GATHER: na = 0; nr = e->r; break;
+            case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN:
+                na = (int64_t)e->r * e->a; nr = e->a; break;
+            case FA_CUMSUM: na = nr = (int64_t)e->r * e->a; break;
+            case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b;
+                nr = (int64_t)e->r * e->b; break;
+            case FA_CALLBACK: na = e->r; nr = e->a; break;
+            default:    /* elementwise: a stride-0 operand is one slot */
+                na = e->a ? e->r : 1; nb = e->b ? e->r : 1; nr = e->r;
+            }
+        }
+        if (p->op == FA_GATHER) {               /* element by element */
+            int any = 0;
+            for (int64_t k = 0; k < nr; k++) {
+                act[p->r + k] = act[t->ix[p->a + k]];
+                any |= act[p->r + k];
+            }
+            if (!any) p->flags |= FA_A_PASSIVE;
+            continue;
+        }
+        const int a_act = any_active(act, p->a, na);
+        const int b_act = kind == FA_KIND_BINARY || p->op == FA_MATMUL ? any_active(act, p->b, nb) : 0;
+        if (!a_act) p->flags |= FA_A_PASSIVE;
+        if (!b_act) p->flags |= FA_B_PASSIVE;
+        if (a_act || b_act) memset(act + p->r, 1, (size_t)nr);
+    }
+    free(act);
     return FA_OK;
 }

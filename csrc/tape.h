@@ -30,6 +30,8 @@
 /* flags */
 #define FA_RANGED 0x01u   /* header of a ranged record; an FA_EXT word follows */
 #define FA_TRUE   0x02u   /* guard: the comparison was true while tracing */
+#define FA_A_PASSIVE 0x04u  /* operand a needs no adjoint (see fa_mark_passive) */
+#define FA_B_PASSIVE 0x08u  /* operand b needs no adjoint */
 
 typedef struct {
     uint8_t op;       /* fa_op */
@@ -89,6 +91,11 @@ int fa_callback(fa_tape *t, int32_t a, int64_t n, int64_t m, int32_t id, const d
  * slot `out` (emit.c).  adj has one entry per slot at the call, all -1; on return adj[s]
  * is the slot holding d out / d s (-1: zero). */
 int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed, int32_t *adj);
+
+/* Activity analysis: given which inputs are differentiated (active[i] for input i), flag
+ * every operand that depends on none of them, so the reverse sweep skips its adjoint
+ * (constants, data inputs, and everything computed from them only). */
+int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs);
 
 /* Copy the constants' values into `dst` (a value array of nslot doubles). */
 void fa_copy_consts(const fa_tape *t, double *dst);

@@ -526,6 +526,12 @@ cdef class Compiled:
             pop_trace()
         tape.meta = meta
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
+        if self.mode != JVP and self.mode != JACFWD:
+            # reverse sweeps here read only the argnums inputs' adjoints
+            active = np.zeros(sig.nin, dtype=np.uint8)
+            for a in argnums:
+                active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
+            tape.mark_passive(active)
         if meta.simple:
             tape.meta = None
         w = tape.acquire()

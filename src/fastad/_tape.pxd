@@ -53,10 +53,20 @@ cdef extern from "tape.h" nogil:
     int fa_guard(fa_tape *t, int op, int32_t a, int32_t b, int *outcome)
     int fa_is_const(const fa_tape *t, int32_t slot)
     void fa_copy_consts(const fa_tape *t, double *dst)
+    int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
     int fa_callback(fa_tape *t, int32_t a, int64_t n, int64_t m, int32_t id,
                     const double *values, int32_t *first)
     int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed,
                         int32_t *adj)
+
+
+cdef extern from "sweeps.h" nogil:
+    ctypedef void (*fa_npy_loop)(char **args, const Py_ssize_t *dims, const Py_ssize_t *steps,
+                                 void *data)
+    ctypedef struct fa_vec_loop:
+        fa_npy_loop fn
+        void *data
+    fa_vec_loop fa_vec_loops[]
 
 
 cdef struct Work:

@@ -4,7 +4,7 @@
 Each sweep is one nogil loop over the records; the per-record work is the inline kernel
 of csrc/sweeps.h, one `case` per op, generated from the op table in csrc/ops.h.
 """
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
@@ -43,6 +43,34 @@ def op_partials():
 
 
 RECORD_BYTES = sizeof(fa_rec)
+
+
+def _use_numpy_loops():
+    """Point fa_vec_loops at numpy's float64 loop of each elementwise op's ufunc, so ranged
+    records compute values with numpy's SIMD code.  Runs once, at import."""
+    cdef cnp.ufunc uf
+    cdef int i, j, k, nargs
+    cdef bint all_double
+    for code, (name, kind) in enumerate(op_table()):
+        obj = getattr(np, name, None) if kind in ("unary", "binary") else None
+        if not isinstance(obj, np.ufunc) or obj.nout != 1 or obj.nin != (1 if kind == "unary" else 2):
+            continue
+        uf = obj
+        nargs = uf.nin + uf.nout
+        if uf.functions == NULL or uf.types == NULL:
+            continue
+        for i in range(uf.ntypes):
+            all_double = True
+            for j in range(nargs):
+                if uf.types[i * nargs + j] != cnp.NPY_DOUBLE:
+                    all_double = False
+            if all_double:
+                fa_vec_loops[code].fn = <fa_npy_loop><void *>uf.functions[i]   # numpy runs float loops without the GIL too
+                fa_vec_loops[code].data = uf.data[i]
+                break
+
+
+_use_numpy_loops()
 
 
 cdef enum:
@@ -378,6 +406,16 @@ cdef class Tape:
         self._live()
         self.check(fa_matmul_rec(self.c, a, b, m, k, p, &s))
         return s
+
+    def mark_passive(self, active_inputs):
+        """Flag the operands that depend on no active input (a bool per input), so reverse
+        sweeps skip their adjoints.  Their adjoints are then not computed: only for tapes
+        whose callers read the adjoints of active inputs alone."""
+        cdef const uint8_t[::1] a = np.ascontiguousarray(active_inputs, dtype=np.uint8)
+        if a.shape[0] != self.c.nin:
+            raise ValueError("fastad: one activity flag per input is needed")
+        if self.c.nin:
+            self.check(fa_mark_passive(self.c, &a[0]))
 
     def emit_reverse(self, int64_t lo, int64_t hi, int32_t out):
         """Record the reverse sweep of records [lo, hi) seeded with 1 on slot `out`.
