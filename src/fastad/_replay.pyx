@@ -30,6 +30,7 @@ cdef enum:
     VJP = 3
     JACFWD = 4
     JACREV = 5
+    JACOBIAN = 6       # either sweep, whichever the shapes make cheaper
     # Below this many records a sweep takes less time than releasing and re-taking the
     # GIL (about 100 ns), so small tapes are swept with the GIL held.
     NOGIL_MIN_RECORDS = 2000
@@ -39,7 +40,7 @@ cdef enum:
     ARRAY_IN = 2
 
 MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP, "vjp": VJP,
-         "jacfwd": JACFWD, "jacrev": JACREV}
+         "jacfwd": JACFWD, "jacrev": JACREV, "jacobian": JACOBIAN}
 
 # How many tapes (branch outcomes) a signature keeps, and how many signatures a function
 # keeps; the least recently used goes first.
@@ -230,10 +231,12 @@ cdef class Compiled:
     cdef bint replay
     cdef dict cache           # key -> Signature
     cdef readonly long traces, replays, retraces
+    cdef readonly long reverse_sweeps, tangent_sweeps   # derivative sweeps run (Jacobians)
     cdef Py_ssize_t need      # positional arguments argnums needs
     cdef bint nonneg          # argnums are all >= 0 (then no per-call normalisation)
     cdef readonly bint has_aux
     cdef dict trees           # pytree arguments: treedefs -> Compiled of the flat function
+    cdef object regroup       # for that inner Compiled: leaf derivatives -> the argument trees
     cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
 
     def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False):
@@ -245,6 +248,7 @@ cdef class Compiled:
         self.has_aux = has_aux
         self.cache = {}
         self.trees = {}
+        self.regroup = None
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
 
@@ -255,6 +259,7 @@ cdef class Compiled:
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
         by a failed guard), signatures and tapes cached."""
         return {"traces": self.traces, "replays": self.replays, "retraces": self.retraces,
+                "reverse_sweeps": self.reverse_sweeps, "tangent_sweeps": self.tangent_sweeps,
                 "signatures": len(self.cache),
                 "tapes": sum(len((<Signature>s).tapes) for s in self.cache.values())}
 
@@ -365,7 +370,7 @@ cdef class Compiled:
             flat.extend(leaves)
             defs.append(d)
         key = tuple(defs)
-        inner = self.trees.get(key)
+        cdef Compiled inner = self.trees.get(key)
         if inner is None:
             fun = self.fun
 
@@ -377,26 +382,24 @@ cdef class Compiled:
             inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
                              self.has_aux)
             self.trees[key] = inner
+            if self.mode in (JACFWD, JACREV, JACOBIAN):
+                inner.regroup = lambda leaf_results: _regroup(leaf_results, argnums, spans,
+                                                              defs, self.many)
         flat_tangents = None
         if tangents is not None:
             flat_tangents = tuple(l for t in tangents for l in tree_flatten(t)[0])
         res = inner.run(tuple(flat), kwargs, flat_tangents)
 
         def regroup(leaf_results):
-            out, k = [], 0
-            for a in argnums:
-                n = spans[a][1]
-                out.append(tree_unflatten(defs[a], leaf_results[k:k + n]))
-                k += n
-            return tuple(out) if self.many else out[0]
+            return _regroup(leaf_results, argnums, spans, defs, self.many)
 
         mode = self.mode
         if mode == GRAD:
             return (regroup(res[0]), res[1]) if self.has_aux else regroup(res)
         if mode == VALUE_AND_GRAD:
             return (res[0], regroup(res[1]))
-        if mode in (JACFWD, JACREV):
-            return (regroup(res[0]), res[1]) if self.has_aux else regroup(res)
+        if mode in (JACFWD, JACREV, JACOBIAN):
+            return res          # the inner Compiled regrouped each output leaf's blocks
         if mode == VJP:
             value, fn = res[0], res[1]
             wrapped = lambda ct: tuple(regroup(fn(ct)) if self.many else (regroup(fn(ct)),))
@@ -473,7 +476,10 @@ cdef class Compiled:
         ncol = sum(n for _, n in cols)
         J = np.zeros((nout, ncol))
         Jv = J
+        if mode == JACOBIAN:        # a sweep per row or per column: the fewer
+            mode = JACREV if nout < ncol else JACFWD
         if mode == JACREV:
+            self.reverse_sweeps += nout
             tape.ensure_adj(w)
             for i in range(nout):
                 if sweep_reverse(tape.c, w.val, w.adj, outs[i], 1.0):
@@ -484,6 +490,7 @@ cdef class Compiled:
                         Jv[i, col + j] = w.adj[off + j]
                     col += n
         else:
+            self.tangent_sweeps += ncol
             tape.ensure_tan(w)
             col = 0
             for off, n in cols:
@@ -495,13 +502,21 @@ cdef class Compiled:
                     for i in range(nout):
                         Jv[i, col + j] = w.tan[outs[i]]
                 col += n
-        parts, col = [], 0
-        for a, (off, n) in zip(argnums, cols):
-            shape = sig.shapes[a] if sig.shapes[a] is not None else ()
-            block = J[:, col:col + n].reshape(meta.shape + shape)
-            parts.append(block[()] if block.ndim == 0 else block)
-            col += n
-        jac = tuple(parts) if self.many else parts[0]
+        per_leaf, row = [], 0
+        for leaf_shape in meta.leaf_shapes():
+            nrow = int(np.prod(leaf_shape, dtype=np.int64))
+            parts, col = [], 0
+            for a, (off, n) in zip(argnums, cols):
+                shape = sig.shapes[a] if sig.shapes[a] is not None else ()
+                block = J[row:row + nrow, col:col + n].reshape(tuple(leaf_shape) + shape)
+                parts.append(block[()] if block.ndim == 0 else block)
+                col += n
+            if self.regroup is not None:    # pytree arguments: back to their structure
+                per_leaf.append(self.regroup(parts))
+            else:
+                per_leaf.append(tuple(parts) if self.many else parts[0])
+            row += nrow
+        jac = meta.unflatten(per_leaf)
         return (jac, aux) if self.has_aux else jac
 
     cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
@@ -526,7 +541,7 @@ cdef class Compiled:
             pop_trace()
         tape.meta = meta
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
-        if self.mode != JVP and self.mode != JACFWD:
+        if self.mode != JVP and self.mode != JACFWD:    # JACOBIAN may sweep in reverse
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)
             for a in argnums:
@@ -558,10 +573,20 @@ cdef class Compiled:
             if slot < 0:
                 raise TypeError(self.not_scalar(out))
             slots, shape = np.array([slot], dtype=np.int64), ()
-        else:
-            slots, shape = arrays.output_slots(tape, out)
-        return Outputs(slots, shape, arrays.aux_spec(tape, aux) if self.has_aux else None,
-                       scalar_mode and not self.has_aux)
+            return Outputs(slots, (), None, arrays.aux_spec(tape, aux) if self.has_aux else None,
+                           not self.has_aux)
+        leaves, treedef = tree_flatten(out)
+        parts, shapes = [], []
+        for leaf in leaves:
+            s, shape = arrays.output_slots(tape, leaf)
+            parts.append(s)
+            shapes.append(shape)
+        slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if treedef is None:         # a single array or scalar
+            return Outputs(slots, shapes[0], None,
+                           arrays.aux_spec(tape, aux) if self.has_aux else None, False)
+        return Outputs(slots, (), (treedef, shapes),
+                       arrays.aux_spec(tape, aux) if self.has_aux else None, False)
 
     def not_scalar(self, out):
         name = getattr(self.fun, "__name__", repr(self.fun))
@@ -573,31 +598,70 @@ cdef class Compiled:
                 f"fastad.jacobian.")
 
 
+def _regroup(leaf_results, argnums, spans, defs, many):
+    """Derivatives per argument leaf -> per argument, in the argument's structure."""
+    out, k = [], 0
+    for a in argnums:
+        n = spans[a][1]
+        out.append(tree_unflatten(defs[a], leaf_results[k:k + n]))
+        k += n
+    return tuple(out) if many else out[0]
+
+
 cdef class Outputs:
-    """Where a traced function's output lives on its tape: the slots (flat), the output's
-    shape, and how to rebuild its auxiliary data (has_aux) from slot values."""
+    """Where a traced function's output lives on its tape: the slots (flat, leaf after
+    leaf for a pytree output), the output's shape, and how to rebuild its auxiliary data
+    (has_aux) from slot values."""
     cdef readonly object slots      # int64 array
-    cdef readonly tuple shape
+    cdef readonly tuple shape       # the shape of a single-array output
+    cdef object tree                # None, or (treedef, [shape of each leaf])
     cdef object aux                 # None, or (treedef, [(kind, payload)])
     cdef readonly bint simple       # one scalar output and no aux: the fast path
 
-    def __init__(self, slots, shape, aux, simple):
+    def __init__(self, slots, shape, tree, aux, simple):
         self.slots = np.ascontiguousarray(slots, dtype=np.int64)
         self.shape = tuple(shape)
+        self.tree = tree
         self.aux = aux
         self.simple = simple
+
+    def leaf_shapes(self):
+        return [self.shape] if self.tree is None else self.tree[1]
+
+    def unflatten(self, leaves):
+        """Per-leaf results in the output's structure."""
+        return leaves[0] if self.tree is None else tree_unflatten(self.tree[0], leaves)
 
     cdef object read(self, const double *v):
         """The output's value from the value (or tangent) array v."""
         cdef int64_t[::1] s = self.slots
-        cdef Py_ssize_t i
-        if self.shape == ():
-            return v[s[0]]
-        out = np.empty(s.shape[0])
-        cdef double[::1] o = out
+        cdef Py_ssize_t i, k = 0
+        flat = np.empty(s.shape[0])
+        cdef double[::1] o = flat
         for i in range(s.shape[0]):
             o[i] = v[s[i]]
-        return out.reshape(self.shape)
+        leaves = []
+        for shape in self.leaf_shapes():
+            n = int(np.prod(shape, dtype=np.int64))
+            leaf = flat[k:k + n].reshape(shape)
+            leaves.append(float(leaf[()]) if leaf.ndim == 0 else leaf)
+            k += n
+        return self.unflatten(leaves)
+
+    def flatten_cotangent(self, cotangent):
+        """A cotangent of the output's structure and shapes, as one flat float64 array."""
+        leaves = [cotangent] if self.tree is None else tree_flatten(cotangent)[0]
+        shapes = self.leaf_shapes()
+        if len(leaves) != len(shapes):
+            raise ValueError("fastad: the cotangent's structure differs from the output's")
+        parts = []
+        for leaf, shape in zip(leaves, shapes):
+            c = np.asarray(leaf, dtype=np.float64)
+            if c.shape != tuple(shape):
+                raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "
+                                 f"{tuple(shape)}, got {c.shape}")
+            parts.append(c.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     cdef object read_aux(self, const double *v):
         if self.aux is None:
@@ -634,11 +698,7 @@ cdef class VJPFunction:
     def __call__(self, cotangent):
         cdef int64_t[::1] outs = self.meta.slots
         cdef Py_ssize_t i
-        ct = np.asarray(cotangent, dtype=np.float64)
-        if ct.shape != self.meta.shape:
-            raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "
-                             f"{self.meta.shape}, got {ct.shape}")
-        ct = ct.ravel()
+        ct = self.meta.flatten_cotangent(cotangent)
         adj = np.zeros(max(self.tape.c.nslot, 1))
         cdef double[::1] g = adj
         for i in range(outs.shape[0]):

@@ -149,23 +149,11 @@ def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
 
 
 def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
-    """Jacobian ``out.shape + arg.shape``, by the cheaper mode for the shapes at hand:
-    reverse sweeps when there are fewer outputs than inputs, tangent sweeps otherwise."""
-    _check_callable(fun, "jacobian")
-    fwd = jacfwd(fun, argnums, has_aux=has_aux, replay=replay)
-    rev = jacrev(fun, argnums, has_aux=has_aux, replay=replay)
-    nums, _ = _check_argnums(argnums)
-
-    @functools.wraps(fun)
-    def jac(*args, **kwargs):
-        import numpy as np
-        n_in = sum(np.size(args[i]) for i in nums)
-        out = fun(*args, **kwargs)
-        n_out = np.size(out[0] if has_aux else out)
-        return (rev if n_out < n_in else fwd)(*args, **kwargs)
-
-    jac.jacfwd, jac.jacrev = fwd, rev
-    return jac
+    """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
+    reverse sweep per output element when there are fewer outputs than inputs, one tangent
+    sweep per input element otherwise -- chosen at every call on the same replayed tape
+    (``cache_info()`` counts the sweeps of each kind)."""
+    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux)
 
 
 def hessian(fun, argnums=0, *, replay=True):
@@ -177,9 +165,11 @@ def hessian(fun, argnums=0, *, replay=True):
 
 
 def hvp(fun, argnums=0, *, replay=True):
-    """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun(x, *rest) @ v, of x's
-    shape -- scipy's ``hessp(x, p, *args)`` signature.  Forward over reverse: one tangent
-    sweep in C over the recorded gradient computation per call; no retrace per vector."""
+    """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
+    x is argument `argnums` and `rest` the other arguments in order -- scipy's
+    ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
+    in C over the recorded gradient computation per call; no retrace per vector.  x and v
+    may be pytrees of the same structure."""
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
@@ -188,14 +178,18 @@ def hvp(fun, argnums=0, *, replay=True):
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):
+        from fastad.pytree import tree_map
         import numpy as np
-        args = (x,) + tuple(rest)
-        if argnums != 0:
-            raise TypeError("fastad.hvp: with argnums != 0 call hvp_fn(x, v, *rest) where x "
-                            "is argument argnums")
-        tangents = (v,) + tuple(np.zeros_like(a, dtype=float) if isinstance(a, (float, np.ndarray))
-                                else a for a in rest)
-        return gjvp.run(args, {}, tangents)[1]
+        args = list(rest)
+        if not 0 <= argnums <= len(args):
+            raise TypeError(f"fastad.hvp: argnums={argnums} needs at least {argnums} other "
+                            f"arguments after x and v, got {len(args)}")
+        args.insert(argnums, x)
+        zero = lambda a: np.zeros_like(a, dtype=float) if isinstance(
+            a, (float, int, np.floating, np.ndarray)) and not isinstance(a, bool) else a
+        tangents = [tree_map(zero, a) for a in args]
+        tangents[argnums] = v
+        return gjvp.run(tuple(args), {}, tuple(tangents))[1]
 
     return hvp_fn
 
