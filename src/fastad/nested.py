@@ -64,9 +64,16 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
             raise TypeError("fastad: with has_aux=True the function must return a pair "
                             f"(output, auxiliary data), got {type(out).__name__}")
         out, aux = out
-    if mode in ("jacrev", "jacfwd"):
+    if mode in ("jacrev", "jacfwd", "jacobian"):
         jac = _jacobian(tape, lo, out, [args[i] for i in argnums], many)
         return (jac, aux) if has_aux else jac
+    if mode == "jvp" and type(out) is TracedArray:      # J @ tangent, row by row
+        jac = _jacobian(tape, lo, out, [args[i] for i in argnums], True)
+        total = 0.0
+        for J, t in zip(jac, tangents):
+            axes = tuple(range(out.ndim, J.ndim))
+            total = total + arrays.sum_(arrays.ufunc(np.multiply, (J, t)), axis=axes)
+        return out, total
     if mode == "vjp":
         raise NotImplementedError("fastad: vjp inside a function being differentiated is not "
                                   "supported; use grad or jacobian there")
