@@ -258,14 +258,19 @@ cdef class Compiled:
     def cache_info(self):
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
         by a failed guard), signatures and tapes cached."""
-        return {"traces": self.traces, "replays": self.replays, "retraces": self.retraces,
+        info = {"traces": self.traces, "replays": self.replays, "retraces": self.retraces,
                 "reverse_sweeps": self.reverse_sweeps, "tangent_sweeps": self.tangent_sweeps,
                 "signatures": len(self.cache),
                 "tapes": sum(len((<Signature>s).tapes) for s in self.cache.values())}
+        for inner in self.trees.values():     # calls with pytree arguments
+            for k, v in inner.cache_info().items():
+                info[k] += v
+        return info
 
     def tapes(self):
         """The cached tapes, most recently used first within each signature."""
-        return [t for s in self.cache.values() for t in (<Signature>s).tapes]
+        own = [t for s in self.cache.values() for t in (<Signature>s).tapes]
+        return own + [t for inner in self.trees.values() for t in inner.tapes()]
 
     def info(self):
         """Tape statistics: records by op, slots, bytes, guards, cached tapes, retraces."""
@@ -615,6 +620,7 @@ cdef class Outputs:
     cdef readonly object slots      # int64 array
     cdef readonly tuple shape       # the shape of a single-array output
     cdef object tree                # None, or (treedef, [shape of each leaf])
+    cdef list sizes                 # elements of each leaf
     cdef object aux                 # None, or (treedef, [(kind, payload)])
     cdef readonly bint simple       # one scalar output and no aux: the fast path
 
@@ -624,6 +630,7 @@ cdef class Outputs:
         self.tree = tree
         self.aux = aux
         self.simple = simple
+        self.sizes = [int(np.prod(sh, dtype=np.int64)) for sh in self.leaf_shapes()]
 
     def leaf_shapes(self):
         return [self.shape] if self.tree is None else self.tree[1]
@@ -636,13 +643,16 @@ cdef class Outputs:
         """The output's value from the value (or tangent) array v."""
         cdef int64_t[::1] s = self.slots
         cdef Py_ssize_t i, k = 0
+        if self.tree is None and not self.shape:     # one scalar
+            return v[s[0]]
         flat = np.empty(s.shape[0])
         cdef double[::1] o = flat
         for i in range(s.shape[0]):
             o[i] = v[s[i]]
+        if self.tree is None:
+            return flat.reshape(self.shape)
         leaves = []
-        for shape in self.leaf_shapes():
-            n = int(np.prod(shape, dtype=np.int64))
+        for shape, n in zip(self.tree[1], self.sizes):
             leaf = flat[k:k + n].reshape(shape)
             leaves.append(float(leaf[()]) if leaf.ndim == 0 else leaf)
             k += n

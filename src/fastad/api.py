@@ -7,9 +7,12 @@ once per argument signature and replays the tape in C afterwards.
 import functools
 import weakref
 
+import numpy as np
+
 from fastad._replay import Compiled, push_trace, pop_trace
 from fastad._tape import Tape
 from fastad._tracer import make_inputs, output_slot
+from fastad.pytree import tree_map
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient"]
@@ -156,12 +159,13 @@ def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
     return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux)
 
 
-def hessian(fun, argnums=0, *, replay=True):
+def hessian(fun, argnums=0, *, has_aux=False, replay=True):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
-    over it per input element, in C)."""
+    over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``."""
     _check_callable(fun, "hessian")
-    return jacfwd(grad(fun, argnums, replay=replay), argnums, replay=replay)
+    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay), argnums,
+                  has_aux=has_aux, replay=replay)
 
 
 def hvp(fun, argnums=0, *, replay=True):
@@ -178,20 +182,21 @@ def hvp(fun, argnums=0, *, replay=True):
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):
-        from fastad.pytree import tree_map
-        import numpy as np
-        args = list(rest)
-        if not 0 <= argnums <= len(args):
+        if not 0 <= argnums <= len(rest):
             raise TypeError(f"fastad.hvp: argnums={argnums} needs at least {argnums} other "
-                            f"arguments after x and v, got {len(args)}")
-        args.insert(argnums, x)
-        zero = lambda a: np.zeros_like(a, dtype=float) if isinstance(
-            a, (float, int, np.floating, np.ndarray)) and not isinstance(a, bool) else a
-        tangents = [tree_map(zero, a) for a in args]
-        tangents[argnums] = v
-        return gjvp.run(tuple(args), {}, tuple(tangents))[1]
+                            f"arguments after x and v, got {len(rest)}")
+        args = rest[:argnums] + (x,) + rest[argnums:]
+        tangents = tuple([tree_map(_zero_tangent, a) for a in rest[:argnums]] + [v]
+                         + [tree_map(_zero_tangent, a) for a in rest[argnums:]])
+        return gjvp.run(args, {}, tangents)[1]
 
     return hvp_fn
+
+
+def _zero_tangent(a):
+    if isinstance(a, (float, int, np.floating, np.ndarray)) and not isinstance(a, bool):
+        return np.zeros_like(a, dtype=float)
+    return a
 
 
 hessian_vector_product = hvp
