@@ -76,10 +76,27 @@ def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
     return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux)
 
 
-# jvp takes the function anew on every call (JAX's signature), so the tapes must be kept
-# somewhere that outlives one call: a cache keyed weakly by the function, which therefore
-# dies with it.  It is the one module-level mutable state of fastad.
-_JVP_CACHE = weakref.WeakKeyDictionary()
+# jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
+# be kept somewhere that outlives one call: a cache keyed weakly by the function.  The
+# cached Compiled reaches the function only through a weak reference, so the entry, and
+# its tapes, die with the function.  This is fastad's one module-level mutable state.
+_CALL_CACHE = weakref.WeakKeyDictionary()
+
+
+def _cached_compiled(fun, key, make):
+    """The Compiled `make(caller)` cached for (fun, key); caller calls fun weakly."""
+    try:
+        ref = weakref.ref(fun)
+        per_fun = _CALL_CACHE.setdefault(fun, {})
+    except TypeError:         # not weak-referenceable: a Compiled for this call only
+        return make(fun)
+    compiled = per_fun.get(key)
+    if compiled is None:
+        def caller(*args, **kwargs):
+            return ref()(*args, **kwargs)   # alive: the caller was handed fun to call
+        caller.__name__ = getattr(fun, "__name__", "function")
+        compiled = per_fun[key] = make(caller)
+    return compiled
 
 
 def jvp(fun, primals, tangents):
@@ -102,18 +119,9 @@ def jvp(fun, primals, tangents):
         raise ValueError(f"fastad.jvp: {len(primals)} primals but {len(tangents)} tangents; "
                          "give one tangent per primal")
     n = len(primals)
-    try:
-        per_fun = _JVP_CACHE.setdefault(fun, {})
-    except TypeError:         # not weak-referenceable: no cache
-        per_fun = {}
-    compiled = per_fun.get(n)
-    if compiled is None:
-        compiled = per_fun[n] = Compiled(fun, tuple(range(n)), True, "jvp", True)
+    compiled = _cached_compiled(fun, ("jvp", n),
+                                lambda f: Compiled(f, tuple(range(n)), True, "jvp", True))
     return compiled.run(tuple(primals), {}, tuple(tangents))
-
-
-# vjp takes the function anew on every call, like jvp: the same weak per-function cache.
-_VJP_CACHE = weakref.WeakKeyDictionary()
 
 
 def vjp(fun, *primals, has_aux=False):
@@ -128,14 +136,8 @@ def vjp(fun, *primals, has_aux=False):
     """
     _check_callable(fun, "vjp")
     n = len(primals)
-    try:
-        per_fun = _VJP_CACHE.setdefault(fun, {})
-    except TypeError:
-        per_fun = {}
-    compiled = per_fun.get((n, has_aux))
-    if compiled is None:
-        compiled = per_fun[(n, has_aux)] = Compiled(fun, tuple(range(n)), True, "vjp", True,
-                                                    has_aux)
+    compiled = _cached_compiled(fun, ("vjp", n, has_aux),
+                                lambda f: Compiled(f, tuple(range(n)), True, "vjp", True, has_aux))
     return compiled.run(tuple(primals), {}, None)
 
 
