@@ -2,6 +2,9 @@
 
 Environment switches:
   FASTAD_DEBUG=1      -O0 -g, Cython bounds checks back on
+  FASTAD_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g; any UB report
+                      aborts).  Python must then run with the ASan runtime preloaded:
+                      see tools/sanitize.sh and docs/hardening.md.
 """
 import glob
 import os
@@ -12,12 +15,21 @@ from setuptools import Extension, setup
 
 CSRC = ["csrc/tape.c", "csrc/emit.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
+SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 
 # -fno-math-errno: fastad never reads errno, and without it sqrt & co. inline and the
 # element loops of ranged records vectorize.
 compile_args = ["-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-function",
                 "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 compile_args += ["-O0", "-g"] if DEBUG else ["-O3"]
+link_args = []
+if SANITIZE:
+    # after -O3/-O0 above and Python's own CFLAGS, so these win; -fno-wrapv undoes Python's
+    # -fwrapv, so that a signed overflow (a wrapping index) is a UBSan report, not a wrap
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                "-fno-omit-frame-pointer"]
+    compile_args += sanitize + ["-O1", "-g", "-fno-wrapv"]
+    link_args += sanitize
 
 # numpy 2's C API, at the oldest version fastad supports
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
@@ -31,6 +43,7 @@ def extension(name, with_c=False):
         depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/fastad/*.pxd")),
         define_macros=macros,
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
         libraries=["m"],
     )
 
@@ -44,4 +57,7 @@ setup(
         include_path=["src"],
         compiler_directives={"language_level": 3, "boundscheck": DEBUG, "wraparound": False},
     ),
+    # sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off never
+    # reuses the other build's objects (build_ext --inplace still needs --force to switch)
+    options={"build": {"build_base": "build/sanitize"}} if SANITIZE else {},
 )

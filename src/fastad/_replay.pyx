@@ -339,12 +339,11 @@ cdef class Compiled:
         cdef Tape tape
         cdef Work *w
         cdef int64_t failed
-        cdef list tapes = sig.tapes
-        for i in range(MAX_TAPES_PER_SIGNATURE):
-            # another thread may reorder or trim the list while a sweep runs without the
-            # GIL: re-check the length (a tape tried twice or skipped only costs a trace)
-            if i >= len(tapes):
-                break
+        # a snapshot: another thread may reorder or trim sig.tapes while a sweep runs
+        # without the GIL, and walking the live list would then try one tape twice and
+        # skip another, tracing a duplicate of a tape that fits
+        cdef list tapes = list(sig.tapes)
+        for i in range(len(tapes)):
             tape = <Tape>tapes[i]
             w = tape.acquire()
             try:

@@ -83,10 +83,12 @@ cdef class Tape:
     cdef readonly int32_t output_slot
     cdef Work main                   # the workspace of calls from one thread at a time
     cdef bint main_busy
+    cdef Work *spare[4]              # private workspaces of finished concurrent replays
+    cdef int nspare
     cdef public object meta          # the replay layer's record of the outputs (or None)
     cdef public list callbacks       # the custom_vjp functions of CALLBACK records, by id
-    cdef object pending              # an exception raised by a callback during a sweep
     cdef int raise_pending(self) except -1
+    cdef int _main(self) except -1
     cdef object __weakref__
 
     cdef int check(self, int err) except -1

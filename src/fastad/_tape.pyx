@@ -8,6 +8,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
+import threading
 import numpy as np
 
 cnp.import_array()
@@ -71,6 +72,11 @@ def _use_numpy_loops():
 
 
 _use_numpy_loops()
+
+
+# the exception a callback raised during a sweep, until the sweep's caller raises it: per
+# thread, since concurrent replays of one tape share the Tape
+_pending = threading.local()
 
 
 cdef enum:
@@ -154,8 +160,16 @@ cdef int callback(const fa_tape *t, int64_t i, double *v, double *d, int mode) n
                 "mode (jvp, jacfwd, hessian, hvp) cannot go through it. Use grad, vjp or jacrev.")
         return 0
     except BaseException as e:
-        tape.pending = e
+        # per thread: concurrent replays of one tape each raise their own exception
+        _pending.e = e
         return -1
+
+
+cdef void free_work(Work *w) noexcept:
+    free(w.val)
+    free(w.adj)
+    free(w.tan)
+    free(w)
 
 
 cdef object copy_slots(const double *p, int64_t n):
@@ -191,6 +205,9 @@ cdef class Tape:
         self.c.owner = <void *>self     # borrowed: the fa_tape dies with this object
 
     def __dealloc__(self):
+        cdef int i
+        for i in range(self.nspare):
+            free_work(self.spare[i])
         free(self.main.adj)
         free(self.main.tan)
         fa_tape_free(self.c)   # owns main.val
@@ -217,8 +234,9 @@ cdef class Tape:
         raise RuntimeError(f"fastad internal error: bad record (code {err})")
 
     cdef int raise_pending(self) except -1:
-        """Raise the exception a callback stored during a sweep."""
-        e, self.pending = self.pending, None
+        """Raise the exception a callback stored during a sweep (in this thread)."""
+        e = getattr(_pending, "e", None)
+        _pending.e = None
         if e is None:
             raise RuntimeError("fastad internal error: a sweep failed without an exception")
         raise e
@@ -255,6 +273,12 @@ cdef class Tape:
             self.main_busy = True
             self.main.val = self.c.val
             return &self.main
+        if self.nspare:
+            # a private workspace an earlier concurrent replay gave back: its constants are
+            # still in place (no sweep writes them), and every other slot is written before
+            # it is read
+            self.nspare -= 1
+            return self.spare[self.nspare]
         w = <Work *>calloc(1, sizeof(Work))
         if w == NULL:
             raise MemoryError("fastad: cannot allocate a workspace")
@@ -270,15 +294,21 @@ cdef class Tape:
     cdef void release(self, Work *w) noexcept:
         if w == &self.main:
             self.main_busy = False
+        elif self.nspare < 4:
+            # kept for the next concurrent replay: allocating and freeing a big tape's
+            # workspace on every call costs page faults with the GIL held (glibc gives the
+            # memory back to the system), which undid the speed-up of threads
+            self.spare[self.nspare] = w
+            self.nspare += 1
         else:
-            free(w.val)
-            free(w.adj)
-            free(w.tan)
-            free(w)
+            free_work(w)
 
     # ------------------------------------------------------------------ Python interface
     def _finish(self, int32_t out):
         """End recording with `out` as the output slot (used by fastad.record)."""
+        if not 0 <= out < self.c.nslot:
+            raise ValueError(f"fastad: output slot {out} is not a slot of this tape "
+                             f"({self.c.nslot} slots)")
         self.finish(out)
 
     def _abort(self):
@@ -475,12 +505,21 @@ cdef class Tape:
         """Copy of every slot's adjoint after the last reverse(), or None."""
         return copy_slots(self.main.adj, self.c.nslot)
 
-    def _main(self):
+    cdef int _main(self) except -1:
+        """Take the main workspace for a low-level sweep (the caller clears main_busy in a
+        `finally`): compiled replays from other threads meanwhile use private workspaces."""
         if self.recording:
             raise RuntimeError("fastad: the tape is still recording")
+        if self.output_slot < 0:
+            # a recording that failed (the traced function raised), or one whose output is
+            # empty: the sweeps below read and seed the output slot
+            raise RuntimeError("fastad: this tape has no output slot (its recording failed, "
+                               "or the function's output is empty); it cannot be swept")
         if self.main_busy:
             raise RuntimeError("fastad: the tape is being replayed by another call")
         self.main.val = self.c.val
+        self.main_busy = True
+        return 0
 
     def forward(self, x):
         """Replay the values at new inputs `x` (flat, in input order); return the output.
@@ -490,10 +529,13 @@ cdef class Tape:
         cdef double[::1] xs = flat_inputs(x, self.c.nin, "inputs")
         cdef int64_t failed
         self._main()
-        if self.c.nin:
-            memcpy(self.c.val, &xs[0], self.c.nin * sizeof(double))
-        with nogil:
-            failed = sweep_forward(self.c, self.c.val)
+        try:
+            if self.c.nin:
+                memcpy(self.c.val, &xs[0], self.c.nin * sizeof(double))
+            with nogil:
+                failed = sweep_forward(self.c, self.c.val)
+        finally:
+            self.main_busy = False
         if failed == -2:
             self.raise_pending()
         if failed >= 0:
@@ -501,18 +543,23 @@ cdef class Tape:
         return self.c.val[self.output_slot]
 
     def records_name(self, int64_t i):
+        if not 0 <= i < self.c.nrec:
+            raise IndexError(f"fastad: record {i} out of range ({self.c.nrec} records)")
         return op_table()[self.c.rec[i].op][0]
 
     def tangent(self, xdot):
         """Forward mode at the current values: the output's tangent for input tangents `xdot`."""
         cdef double[::1] xs = flat_inputs(xdot, self.c.nin, "tangents")
-        self._main()
-        self.ensure_tan(&self.main)
-        if self.c.nin:
-            memcpy(self.main.tan, &xs[0], self.c.nin * sizeof(double))
         cdef int rc
-        with nogil:
-            rc = sweep_tangent(self.c, self.main.val, self.main.tan)
+        self._main()
+        try:
+            self.ensure_tan(&self.main)
+            if self.c.nin:
+                memcpy(self.main.tan, &xs[0], self.c.nin * sizeof(double))
+            with nogil:
+                rc = sweep_tangent(self.c, self.main.val, self.main.tan)
+        finally:
+            self.main_busy = False
         if rc:
             self.raise_pending()
         return self.main.tan[self.output_slot]
@@ -520,11 +567,14 @@ cdef class Tape:
     def reverse(self, double seed=1.0):
         """Reverse mode at the current values: the inputs' adjoints (an array) for `seed` on
         the output."""
-        self._main()
-        self.ensure_adj(&self.main)
         cdef int rc
-        with nogil:
-            rc = sweep_reverse(self.c, self.main.val, self.main.adj, self.output_slot, seed)
+        self._main()
+        try:
+            self.ensure_adj(&self.main)
+            with nogil:
+                rc = sweep_reverse(self.c, self.main.val, self.main.adj, self.output_slot, seed)
+        finally:
+            self.main_busy = False
         if rc:
             self.raise_pending()
         g = np.empty(self.c.nin)

@@ -245,8 +245,14 @@ cdef class Traced:
     def dtype(self):
         return np.dtype(np.float64)
 
+    def __init__(self, *args, **kwargs):
+        # fastad makes these with Traced.__new__, which skips __init__; one made by hand
+        # would have no tape
+        raise TypeError("fastad: Traced values are made by fastad while it traces a "
+                        "function; they cannot be created directly")
+
     def __repr__(self):
-        if self.slot < self.tape.c.nslot:
+        if 0 <= self.slot < self.tape.c.nslot:
             return f"Traced({self.tape.c.val[self.slot]!r})"
         return "Traced(<released>)"
 
@@ -381,6 +387,10 @@ cdef class TracedArray:
     cdef readonly bint is_mask   # the 0/1 result of an array comparison
 
     __array_priority__ = 1000
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("fastad: traced arrays are made by fastad while it traces a "
+                        "function; they cannot be created directly")
 
     @staticmethod
     cdef TracedArray contiguous(Tape t, int64_t start, tuple shape):
