@@ -64,6 +64,7 @@ static int grow(void **buf, int64_t *cap, int64_t need, size_t size)
 /* Reserve `n` new slots; stores the first one. */
 static int new_slots(fa_tape *t, int64_t n, int32_t *first)
 {
+    t->want = n < 0 ? 0 : t->nslot + n;       /* for the error message, if this fails */
     if (n < 0 || t->nslot + n > FA_MAX_SLOTS) return FA_EOVERFLOW;
     int err = grow((void **)&t->val, &t->capslot, t->nslot + n, sizeof(double));
     if (err) return err;

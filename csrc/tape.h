@@ -64,6 +64,7 @@ typedef struct {
     int64_t nix, capix;
     int64_t ncb;          /* CALLBACK records: the sweeps must call back into Python */
     void *owner;          /* the Python object owning the tape (for those callbacks) */
+    int64_t want;         /* slots the last growth asked for (reported when it fails) */
 } fa_tape;
 
 fa_tape *fa_tape_new(void);

@@ -21,6 +21,7 @@ cdef extern from "tape.h" nogil:
         int64_t nix
         int64_t ncb
         void *owner
+        int64_t want
 
     ctypedef struct fa_op_info:
         const char *name

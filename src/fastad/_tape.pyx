@@ -217,13 +217,15 @@ cdef class Tape:
         if err == FA_OK:
             return 0
         if err == FA_ENOMEM:
+            need = max(self.c.want, self.c.nslot)
             raise MemoryError(
-                f"fastad: out of memory growing the tape ({self.c.nrec} records, "
-                f"{self.c.nslot} slots so far, {self.c.nslot * 16 + self.c.nrec * 16} bytes)")
+                f"fastad: out of memory growing the tape to {need} slots "
+                f"({need * 16} bytes of values and adjoints, plus {self.c.nrec * 16} bytes of "
+                f"records so far)")
         if err == FA_EOVERFLOW:
             raise OverflowError(
-                f"fastad: the tape would need more than 2**31 - 1 slots (it has {self.c.nslot}); "
-                "split the computation or use vectorized numpy operations")
+                f"fastad: the tape would need {self.c.want} slots, more than 2**31 - 1 slots (it "
+                f"has {self.c.nslot}); split the computation or use vectorized numpy operations")
         if err == FA_ECALLBACK:
             raise NotImplementedError(
                 "fastad: a derivative of a derivative would go through a custom_vjp function, "
