@@ -186,8 +186,7 @@ def apply_ufunc(ufunc, method, tuple inputs, dict kwargs):
     """numpy's __array_ufunc__ protocol for traced values."""
     if method != "__call__" or ufunc is np.matmul or has_array(inputs):
         return _arrays().array_ufunc(ufunc, method, inputs, kwargs)
-    if method != "__call__":
-        raise TypeError(f"fastad: np.{ufunc.__name__}.{method} is not supported on traced values")
+    # scalars: the hot path of loop-written programs, kept free of the array layer
     if kwargs:
         if "out" in kwargs:
             raise TypeError(f"fastad: np.{ufunc.__name__}(..., out=...) cannot write a traced value "
