@@ -806,3 +806,33 @@ def central_diff(f, x, h=None, one_sided=False):
         if dps > 2000:
             return +d
         dps *= 2
+
+
+# --------------------------------------------------------------------------------------
+# The lecture notes' worked example, f(x1, x2) = x1*x2 + exp(x1*x2) - sin(x2) at (1.5, 0.5):
+# its evaluation trace v1..v7, the tangents with x-dot = (1, 0) and the adjoints with
+# v7-bar = 1, written out from the notes' equations at 50 digits (the v2-bar rule
+# corrected: v2-bar = v3-bar * v1 + v4-bar * cos(v2)).  Shared by the tests of the tape,
+# of fastad.trace and of the command line.
+def _notes_example():
+    with mpmath.workdps(50):
+        m1, m2 = mpmath.mpf(1.5), mpmath.mpf(0.5)
+        V = {1: m1, 2: m2, 3: m1 * m2, 4: mpmath.sin(m2), 5: mpmath.exp(m1 * m2),
+             6: m1 * m2 - mpmath.sin(m2), 7: mpmath.exp(m1 * m2) + m1 * m2 - mpmath.sin(m2)}
+        VDOT = {1: mpmath.mpf(1), 2: mpmath.mpf(0)}
+        VDOT[3] = V[1] * VDOT[2] + VDOT[1] * V[2]
+        VDOT[4] = VDOT[2] * mpmath.cos(V[2])
+        VDOT[5] = VDOT[3] * mpmath.exp(V[3])
+        VDOT[6] = VDOT[3] - VDOT[4]
+        VDOT[7] = VDOT[5] + VDOT[6]
+        VBAR = {7: mpmath.mpf(1)}
+        VBAR[6] = VBAR[7]
+        VBAR[5] = VBAR[7]
+        VBAR[4] = -VBAR[6]
+        VBAR[3] = VBAR[5] * V[5] + VBAR[6]
+        VBAR[2] = VBAR[3] * V[1] + VBAR[4] * mpmath.cos(V[2])      # the correct rule
+        VBAR[1] = VBAR[3] * V[2]
+    return V, VDOT, VBAR
+
+
+NOTES_V, NOTES_VDOT, NOTES_VBAR = _notes_example()

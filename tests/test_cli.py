@@ -14,6 +14,7 @@ import pytest
 from mpmath import mp, mpf
 
 from fastad import cli
+from reference import NOTES_V, NOTES_VBAR, NOTES_VDOT
 
 EPS = 2.0 ** -52
 mp.dps = 50
@@ -21,21 +22,7 @@ m1, m2 = mpf(1.5), mpf(0.5)
 NOTES = "x1*x2 + exp(x1*x2) - sin(x2)"
 AT = ["--at", "x1=1.5", "x2=0.5"]
 
-V = {1: m1, 2: m2, 3: m1 * m2, 4: mp.sin(m2), 5: mp.exp(m1 * m2),
-     6: m1 * m2 - mp.sin(m2), 7: mp.exp(m1 * m2) + m1 * m2 - mp.sin(m2)}
-VDOT = {1: mpf(1), 2: mpf(0)}                       # x-dot = (1, 0)
-VDOT[3] = V[1] * VDOT[2] + VDOT[1] * V[2]
-VDOT[4] = VDOT[2] * mp.cos(V[2])
-VDOT[5] = VDOT[3] * mp.exp(V[3])
-VDOT[6] = VDOT[3] - VDOT[4]
-VDOT[7] = VDOT[5] + VDOT[6]
-VBAR = {7: mpf(1)}
-VBAR[6] = VBAR[7]
-VBAR[5] = VBAR[7]
-VBAR[4] = -VBAR[6]
-VBAR[3] = VBAR[5] * V[5] + VBAR[6]
-VBAR[2] = VBAR[3] * V[1] + VBAR[4] * mp.cos(V[2])     # the correct rule
-VBAR[1] = VBAR[3] * V[2]
+V, VDOT, VBAR = NOTES_V, NOTES_VDOT, NOTES_VBAR     # the notes' closed forms (reference.py)
 DEFINITIONS = {1: "x1", 2: "x2", 3: "v1 * v2", 4: "sin(v2)", 5: "exp(v3)", 6: "v3 - v4",
                7: "v5 + v6"}
 

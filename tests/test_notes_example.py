@@ -23,38 +23,16 @@ import pytest
 from mpmath import mp, mpf
 
 import fastad as fd
-from reference import EPS, rel_close
+from reference import EPS, NOTES_V, NOTES_VBAR, NOTES_VDOT, rel_close
 
 X1, X2 = 1.5, 0.5
 RTOL = 8 * EPS
 
 mp.dps = 50
 m1, m2 = mpf(X1), mpf(X2)
-# closed forms of the notes' trace
-V = {
-    1: m1,
-    2: m2,
-    3: m1 * m2,
-    4: mp.sin(m2),
-    5: mp.exp(m1 * m2),
-    6: m1 * m2 - mp.sin(m2),
-    7: mp.exp(m1 * m2) + m1 * m2 - mp.sin(m2),
-}
-# tangents with x-dot = (1, 0): the notes' forward-mode equations
-VDOT = {1: mpf(1), 2: mpf(0)}
-VDOT[3] = V[1] * VDOT[2] + VDOT[1] * V[2]
-VDOT[4] = VDOT[2] * mp.cos(V[2])
-VDOT[5] = VDOT[3] * mp.exp(V[3])
-VDOT[6] = VDOT[3] - VDOT[4]
-VDOT[7] = VDOT[5] + VDOT[6]
-# adjoints with v7-bar = 1: the notes' reverse-mode equations (v2 rule corrected)
-VBAR = {7: mpf(1)}
-VBAR[6] = VBAR[7]
-VBAR[5] = VBAR[7]
-VBAR[4] = -VBAR[6]
-VBAR[3] = VBAR[5] * V[5] + VBAR[6]
-VBAR[2] = VBAR[3] * V[1] + VBAR[4] * mp.cos(V[2])      # correct rule
-VBAR[1] = VBAR[3] * V[2]
+# closed forms of the notes' trace, tangents (x-dot = (1, 0)) and adjoints (v7-bar = 1,
+# the v2-bar rule corrected): see reference.py
+V, VDOT, VBAR = NOTES_V, NOTES_VDOT, NOTES_VBAR
 
 # analytic partial derivatives of f (independent of the trace)
 DF_DX1 = m2 + m2 * mp.exp(m1 * m2)

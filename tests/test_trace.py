@@ -24,6 +24,7 @@ from mpmath import mp, mpf
 
 import fastad as fd
 from fastad.trace import EvaluationTrace, GraphvizNotFoundError, trace, trace_info
+from reference import NOTES_V, NOTES_VBAR, NOTES_VDOT
 
 # the module itself (fastad.trace may be re-exported as the function of that name)
 trace_module = importlib.import_module("fastad.trace")
@@ -32,23 +33,7 @@ mp.dps = 50
 X1, X2 = 1.5, 0.5
 m1, m2 = mpf(X1), mpf(X2)
 
-V = {1: m1, 2: m2, 3: m1 * m2, 4: mp.sin(m2), 5: mp.exp(m1 * m2),
-     6: m1 * m2 - mp.sin(m2), 7: mp.exp(m1 * m2) + m1 * m2 - mp.sin(m2)}
-# tangents, x-dot = (1, 0)
-VDOT = {1: mpf(1), 2: mpf(0)}
-VDOT[3] = V[1] * VDOT[2] + VDOT[1] * V[2]
-VDOT[4] = VDOT[2] * mp.cos(V[2])
-VDOT[5] = VDOT[3] * mp.exp(V[3])
-VDOT[6] = VDOT[3] - VDOT[4]
-VDOT[7] = VDOT[5] + VDOT[6]
-# adjoints, v7-bar = 1, with the correct v2-bar rule
-VBAR = {7: mpf(1)}
-VBAR[6] = VBAR[7]
-VBAR[5] = VBAR[7]
-VBAR[4] = -VBAR[6]
-VBAR[3] = VBAR[5] * V[5] + VBAR[6]
-VBAR[2] = VBAR[3] * V[1] + VBAR[4] * mp.cos(V[2])
-VBAR[1] = VBAR[3] * V[2]
+V, VDOT, VBAR = NOTES_V, NOTES_VDOT, NOTES_VBAR     # the notes' closed forms (reference.py)
 # the notes' structure: v_k = op(operands)
 STRUCTURE = {1: ("input", []), 2: ("input", []), 3: ("multiply", ["v1", "v2"]),
              4: ("sin", ["v2"]), 5: ("exp", ["v3"]), 6: ("subtract", ["v3", "v4"]),
