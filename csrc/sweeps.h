@@ -12,9 +12,9 @@
  * of programs written as Python loops) or over the n elements of a ranged record, whose
  * operands advance by their strides (0: one broadcast slot, 1: a range).
  *
- * Tangent and adjoint products are "absolute zero" products (CppAD's azmul): a zero
- * tangent or adjoint times an infinite or NaN partial is 0, and in forward mode a zero
- * partial times an infinite or NaN tangent is 0 too.  So a branch that does not
+ * Tangent and adjoint products are "absolute zero" products (CppAD's azmul, both ways):
+ * a zero tangent or adjoint times an infinite or NaN partial is 0, and a zero partial
+ * times an infinite or NaN tangent or adjoint is 0 too.  So a branch that does not
  * influence the output (0 * sqrt(x) at x = 0, the untaken side of a select) never turns
  * a gradient into NaN.
  */
@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include "tape.h"
 
-#define FA_AZ(x, y) ((x) == 0.0 ? 0.0 : (x) * (y))
-/* Tangents use it both ways: a zero partial also stops an infinite or NaN tangent (the
- * untaken side of a select must not poison forward mode either). */
-#define FA_AZ2(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
+/* Both ways: a zero tangent or adjoint times an infinite or NaN partial is 0, and so is a
+ * zero partial times an infinite or NaN tangent or adjoint (the untaken side of a select
+ * must not poison forward mode, nor a second reverse sweep through recorded adjoints). */
+#define FA_AZ(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
 
 /* A ranged record's indices, length and EXT fields (the operand strides of elementwise
  * ops).  Only read for records with FA_RANGED, which always have their EXT word. */
@@ -269,11 +269,11 @@ FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t,
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: \
         FA_LOOP({ (void)kb; const double a = v[ia + ka], r = v[ir + k]; (void)a; (void)r; \
-                  t[ir + k] = FA_AZ2(t[ia + ka], (DA)); }) return;
+                  t[ir + k] = FA_AZ(t[ia + ka], (DA)); }) return;
 #define FA_K2(N, S, V, DA, DB) case FA_##N: \
         FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
                   (void)a; (void)b; (void)r; \
-                  t[ir + k] = FA_AZ2(t[ia + ka], (DA)) + FA_AZ2(t[ib + kb], (DB)); }) return;
+                  t[ir + k] = FA_AZ(t[ia + ka], (DA)) + FA_AZ(t[ib + kb], (DB)); }) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -373,10 +373,10 @@ void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: { \
         const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-        t[ir] = FA_AZ2(t[ia], (DA)); return; }
+        t[ir] = FA_AZ(t[ia], (DA)); return; }
 #define FA_K2(N, S, V, DA, DB) case FA_##N: { \
         const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-        t[ir] = FA_AZ2(t[ia], (DA)) + FA_AZ2(t[ib], (DB)); return; }
+        t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -398,13 +398,13 @@ void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
         const double w = g[ir]; \
         if (w != 0.0 && !(p->flags & FA_A_PASSIVE)) { \
             const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-            g[ia] += w * (DA); } \
+            g[ia] += FA_AZ(w, (DA)); } \
         return; }
 #define FA_K2(N, S, V, DA, DB) case FA_##N: { \
         const double w = g[ir]; \
         if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-            if (!(p->flags & FA_A_PASSIVE)) g[ia] += w * (DA); \
-            if (!(p->flags & FA_B_PASSIVE)) g[ib] += w * (DB); } \
+            if (!(p->flags & FA_A_PASSIVE)) g[ia] += FA_AZ(w, (DA)); \
+            if (!(p->flags & FA_B_PASSIVE)) g[ib] += FA_AZ(w, (DB)); } \
         return; }
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_reverse,
                            sweep_reverse_seeded)
-from fastad._tracer import make_inputs, output_slot
+from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 
 cnp.import_array()
@@ -196,6 +196,9 @@ cdef class Signature:
                                     f"its primal, got {type(t).__name__}")
                 dst[self.offset[i]] = <double>t
             elif self.kind[i] == ARRAY_IN:
+                if np.iscomplexobj(t):
+                    raise TypeError(f"fastad: the tangent of argument {i} is complex; fastad "
+                                    "differentiates real programs")
                 arr = np.asarray(t, dtype=np.float64, order="C")
                 if arr.shape != self.shapes[i]:
                     raise ValueError(f"fastad.jvp: primal {i} has shape {self.shapes[i]} but its "
@@ -368,8 +371,12 @@ cdef class Compiled:
         """Arguments that are pytrees: differentiate the function of their leaves, then give
         each differentiated argument its derivative in its own structure."""
         flat, defs, spans = [], [], []
-        for a in args:
+        for i, a in enumerate(args):
             leaves, d = tree_flatten(a)
+            if i in argnums:        # checked here, so that errors name the argument
+                for leaf in leaves:
+                    if not is_traced(leaf):          # traced leaves: a nested derivative
+                        key_part(i, leaf, True)
             spans.append((len(flat), len(leaves)))
             flat.extend(leaves)
             defs.append(d)
@@ -665,6 +672,9 @@ cdef class Outputs:
             raise ValueError("fastad: the cotangent's structure differs from the output's")
         parts = []
         for leaf, shape in zip(leaves, shapes):
+            if np.iscomplexobj(leaf):
+                raise TypeError("fastad: the cotangent is complex; fastad differentiates real "
+                                "programs")
             c = np.asarray(leaf, dtype=np.float64)
             if c.shape != tuple(shape):
                 raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "

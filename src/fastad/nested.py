@@ -24,10 +24,12 @@ def _fresh(tape, x, i):
     """A new variable of `tape` holding x's value (the inner derivative's input)."""
     if type(x) is Traced:
         return new_scalar(tape, tape.op1(_COPY, x.slot))
+    if type(x) is TracedArray and x.shape == ():          # a 0-d array stays 0-d
+        return TracedArray.from_idx(tape, np.array(tape.op1(_COPY, int(x.idx[()]))))
     if type(x) is TracedArray or (isinstance(x, np.ndarray) and x.dtype.kind in "fiu"):
         shape = x.shape
         if not shape:
-            return _fresh(tape, arrays.as_traced(tape, x), i)
+            return _fresh(tape, float(x), i)
         if arrays._size(shape) == 0:
             return arrays._empty(tape, shape)
         start = arrays.contiguous(tape, x, shape)
