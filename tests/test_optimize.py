@@ -21,23 +21,7 @@ from fastad.optimize import minimize
 
 # --------------------------------------------------------------------- problems, by hand
 
-def rosen(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
-def rosen_loop(x):
-    s = 0.0
-    for i in range(len(x) - 1):
-        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-    return s
-
-
-def rosen_grad_hand(x):
-    g = np.zeros_like(x)
-    d = x[1:] - x[:-1] ** 2
-    g[:-1] += -400.0 * x[:-1] * d - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * d
-    return g
+from reference import rosen, rosen_loop, rosen_grad as rosen_grad_hand  # noqa: E402
 
 
 def rosen_hessp_hand(x, p):
