@@ -662,14 +662,6 @@ for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack, np.d
     HANDLED[_f] = _join(_f)
 
 
-@implements(np.array, np.asarray, np.asanyarray)
-def array(obj, dtype=None, copy=True, **kw):
-    tape = tape_of(obj)
-    if dtype is not None and np.dtype(dtype) != np.float64:
-        raise TypeError("fastad: traced arrays are float64")
-    return TracedArray.from_idx(tape, slots_of(tape, obj)) if np.ndim(obj) else obj
-
-
 @implements(np.any)
 def any_(a, axis=None, out=None, keepdims=False, **kw):
     _no_out(out, "any")
