@@ -227,17 +227,7 @@ def grad_cumsum(x, axis, w):
 
 # ----------------------------------------------------------------------------- programs
 
-def rosen(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
-def rosen_grad(x):
-    """The textbook Rosenbrock gradient."""
-    g = np.zeros_like(x)
-    d = x[1:] - x[:-1] ** 2
-    g[:-1] += -400.0 * x[:-1] * d - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * d
-    return g
+from reference import rosen, rosen_grad  # noqa: E402,F401  (the shared problem)
 
 
 def mlp_loss(W1, b1, W2, b2, X, y):
