@@ -13,7 +13,8 @@ Modules:
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
     pytree     nested tuples, lists and dicts as arguments
-    cli        python -m fastad trace "<expression>" (parsed against a whitelist)
+    expression an expression string compiled to a traceable program (an ast whitelist)
+    cli        python -m fastad [trace "<expression>"]: argparse and output only
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
     _replay    trace once per signature, replay afterwards, retrace on a failed guard
