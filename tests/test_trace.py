@@ -193,7 +193,7 @@ def test_mermaid_one_node_per_variable_one_edge_per_operand(tr, kind):
 
 
 def test_render_needs_graphviz_and_says_how_to_install(tr, tmp_path, monkeypatch):
-    monkeypatch.setattr(trace_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(trace_module.graph.shutil, "which", lambda name: None)
     with pytest.raises(GraphvizNotFoundError) as info:
         tr.render(tmp_path / "g.svg")
     msg = str(info.value)

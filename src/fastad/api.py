@@ -208,11 +208,17 @@ def stop_gradient(x):
     """x, with no derivative flowing through it (a constant for differentiation)."""
     from fastad._tape import op_table
     from fastad._tracer import Traced, TracedArray, apply_op
-    import numpy as np
     if type(x) in (Traced, TracedArray):
         code = [name for name, kind in op_table()].index("_stop")
         return apply_op(code, 1, (x,), "stop_gradient")
     return x
+
+
+def is_record_input(a):
+    """fastad.record's rule (and fastad.trace's): a float or a float array is a tape input;
+    ints and everything else are passed through unchanged."""
+    return isinstance(a, (float, np.floating)) or (isinstance(a, np.ndarray)
+                                                    and a.dtype.kind == "f")
 
 
 def record(fun, *args):
@@ -223,19 +229,18 @@ def record(fun, *args):
     records, values, and the forward/tangent/reverse sweeps can then be inspected and run
     directly.  This is what the higher-level functions are built on.
     """
-    import numpy as np
     _check_callable(fun, "record")
     tape = Tape()
-    flat, layout, targs = [], [], []
+    flat, layout = [], []
     for a in args:
-        if isinstance(a, (float, np.floating)):
-            layout.append(None)
-            flat.append(np.array([float(a)]))
-        elif isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        if not is_record_input(a):
+            layout.append(False)
+        elif isinstance(a, np.ndarray):
             layout.append(a.shape)
             flat.append(np.asarray(a, dtype=np.float64).ravel())
         else:
-            layout.append(False)
+            layout.append(None)
+            flat.append(np.array([float(a)]))
     data = np.concatenate(flat) if flat else np.zeros(0)
     traced = iter(make_inputs(tape, data, [s for s in layout if s is not False]))
     targs = [next(traced) if s is not False else a for s, a in zip(layout, args)]

@@ -19,6 +19,7 @@ import argparse
 import sys
 import textwrap
 
+from fastad.trace import GraphvizNotFoundError, check_show, to_ascii
 from fastad.expression import (FUNCTION_ALIASES, MAX_DEPTH, ExpressionError, function_table,
                                compile_expression, parse_values, trace_expression)
 
@@ -139,7 +140,6 @@ def _stdout_takes_unicode():
 
 
 def run_trace(args):
-    from fastad.trace import GraphvizNotFoundError
     at = parse_values(args.at)
     if args.precision < 1 or args.precision > 17:
         raise ExpressionError("--precision must be between 1 and 17")
@@ -155,8 +155,7 @@ def run_trace(args):
     ascii_ = args.ascii or not _stdout_takes_unicode()
     fmt = args.format
     try:
-        from fastad.trace import _check_show
-        show = _check_show(args.show)
+        show = check_show(args.show)
     except ValueError as e:
         raise ExpressionError(f"--show: {e}".replace("fastad: show= takes", "takes")) from None
     if fmt == "table":
@@ -180,8 +179,7 @@ def run_trace(args):
         except (OSError, RuntimeError, ValueError) as e:
             raise ExpressionError(f"--render {args.render}: {e}") from None
     if ascii_:
-        from fastad.trace import _ascii
-        out = _ascii(out).encode("ascii", "backslashreplace").decode("ascii")
+        out = to_ascii(out).encode("ascii", "backslashreplace").decode("ascii")
     try:
         print(out)
         sys.stdout.flush()

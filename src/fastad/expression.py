@@ -463,8 +463,8 @@ def trace_expression(text, at=None, *, wrt=None, adjoint=True, balance=True, **v
     title = (f"f({', '.join(names)}) = {' '.join(text.split())}"
              + (f"   at {', '.join(f'{n} = {_fmt(v)}' for n, v in zip(names, vals))}"
                 if names else ""))
-    return EvaluationTrace(tape, input_names=names, input_shapes=[None] * len(names),
-                           tangents=direction, adjoint=adjoint, title=title)
+    return EvaluationTrace.of_tape(tape, input_names=names, input_shapes=[None] * len(names),
+                                   tangents=direction, adjoint=adjoint, title=title)
 
 
 def _fmt(v):
