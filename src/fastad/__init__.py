@@ -29,6 +29,9 @@ from fastad.custom import custom_vjp
 from fastad.optimize import minimize
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
+from fastad._replay import register_info as _register_info
+
+_register_info(trace_info)          # g.info(): the tools layer's report, without an upward import
 
 __version__ = "0.1.0"
 

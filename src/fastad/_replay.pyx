@@ -1,12 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Trace once, replay in C: the call path of every fastad derivative wrapper.
 
-A `Compiled` holds the user's function and a cache of `Signature`s: what kind each
-argument is (a scalar input, an array input of some shape, or a static value) and the
-tapes recorded for it.  A call computes the signature key, writes the inputs straight
-into a tape's workspace and runs the forward sweep; if every guard holds it runs the
-derivative sweep and returns.  If a guard fails it tries the signature's next tape, and
-if none fits it traces the function again and keeps the new tape in front.
+Design (what lives where, and why):
+  (a) C (csrc/): the tape and its three sweeps; no Python, error codes only.
+  (b) Cython, `_tape`: the Tape type owning a C tape, per-call workspaces, the nogil sweeps.
+  (c) Cython, here: the call path, kept in C because it runs on every call (≈ 0.3 µs):
+      - `Signature`: what kind each argument is (a scalar input, an array input of some
+        shape, or a static value) and the tapes recorded for it; `SignatureCache` keeps
+        them, least recently used out first.
+      - `Mode`: one object per family of derivatives -- `Grad` (with or without the value),
+        `Jvp`, `Vjp`, `Jacobian` (forward, reverse or whichever is cheaper) -- each
+        answering the same questions: must the output be a scalar, may it sweep in reverse,
+        which sweeps give its result, how results regroup for pytree arguments.  A new
+        transform is a new Mode, not an if-chain through the replay loop.
+      - `Compiled`: the replay loop.  A call computes the signature key, writes the inputs
+        straight into a tape's workspace and runs the forward sweep; if every guard holds,
+        its mode's sweeps give the result.  If a guard fails it tries the signature's next
+        tape, and if none fits it traces the function again and keeps the new tape in front.
+  (d) Python: argument checking (api.py), pytrees (pytree.py, wrapped around the leaf path
+      by `TreeCompiled`), derivatives taken inside a trace (nested.py, by the same modes).
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
@@ -24,13 +36,6 @@ from fastad.pytree import tree_flatten, tree_unflatten
 cnp.import_array()
 
 cdef enum:
-    GRAD = 0
-    VALUE_AND_GRAD = 1
-    JVP = 2
-    VJP = 3
-    JACFWD = 4
-    JACREV = 5
-    JACOBIAN = 6       # either sweep, whichever the shapes make cheaper
     # Below this many records a sweep takes less time than releasing and re-taking the
     # GIL (about 100 ns), so small tapes are swept with the GIL held.
     NOGIL_MIN_RECORDS = 2000
@@ -38,18 +43,12 @@ cdef enum:
     STATIC = 0
     SCALAR_IN = 1
     ARRAY_IN = 2
-
-MODES = {"grad": GRAD, "value_and_grad": VALUE_AND_GRAD, "jvp": JVP, "vjp": VJP,
-         "jacfwd": JACFWD, "jacrev": JACREV, "jacobian": JACOBIAN}
-
-# How many tapes (branch outcomes) a signature keeps, and how many signatures a function
-# keeps; the least recently used goes first.
-cdef enum:
+    # How many tapes (branch outcomes) a signature keeps, and how many signatures a
+    # function keeps; the least recently used goes first.
     MAX_TAPES_PER_SIGNATURE = 8
     MAX_SIGNATURES = 64
 
 cdef object SCALAR = "f"          # key part of a scalar input
-MODE_NAMES = {v: k for k, v in MODES.items()}
 
 # Nested differentiation needs the trace a call happens inside: each thread keeps the
 # stack of tapes it is recording (per-thread, so threads trace independently), and
@@ -81,6 +80,19 @@ cdef object UNCACHEABLE = object()
 
 
 # ------------------------------------------------------------------------ signatures
+# Which arguments are tape inputs (one rule, shared with fastad.record and fastad.trace
+# through `is_input`): a float or a float array always; an int, int array or numpy integer
+# only when it is differentiated (in argnums), where it is promoted to float.  Everything
+# else is static: part of the cache key, so a new value traces again.
+
+def is_input(a, bint diff=False):
+    """True if argument `a` is a tape input (see the rule above)."""
+    if isinstance(a, np.ndarray):
+        return a.dtype.kind == "f" or (diff and a.dtype.kind in "iu")
+    if isinstance(a, (bool, np.bool_)):
+        return False
+    return isinstance(a, (float, np.floating)) or (diff and isinstance(a, (int, np.integer)))
+
 
 cdef object array_part(object a, Py_ssize_t i, bint diff):
     kind = a.dtype.kind
@@ -103,15 +115,14 @@ cdef object array_part(object a, Py_ssize_t i, bint diff):
 cdef object key_part(Py_ssize_t i, object a, bint diff):
     """The signature key part of argument i (raises for arguments fastad cannot take)."""
     t = type(a)
-    if t is float:
+    if t is float:                  # the common case first
         return SCALAR
     if t is np.ndarray:
         return array_part(a, i, diff)
     if isinstance(a, (complex, np.complexfloating)):
         raise TypeError(f"fastad: argument {i} is complex ({a!r}); fastad differentiates "
                         "real programs.")
-    if t is not bool and not isinstance(a, np.bool_) and (
-            isinstance(a, (float, np.floating)) or (diff and isinstance(a, (int, np.integer)))):
+    if is_input(a, diff) and not isinstance(a, np.ndarray):   # subclasses (np.matrix...) aren't scalars
         return SCALAR
     if diff:
         raise TypeError(f"fastad: argument {i} is differentiated (in argnums) but is a "
@@ -223,33 +234,301 @@ cdef class Signature:
         return [self.shapes[i] for i in range(self.nargs) if self.kind[i] != STATIC]
 
 
+
+cdef class SignatureCache:
+    """key -> Signature, at most MAX_SIGNATURES of them; the oldest goes first."""
+    cdef dict entries
+
+    def __init__(self):
+        self.entries = {}
+
+    cdef Signature get(self, object key):
+        return self.entries.get(key)
+
+    cdef Signature add(self, object key, Py_ssize_t nargs, bint keep):
+        cdef Signature sig = Signature(key, nargs)
+        if keep:
+            if len(self.entries) >= MAX_SIGNATURES:
+                del self.entries[next(iter(self.entries))]
+            self.entries[key] = sig
+        return sig
+
+    def __len__(self):
+        return len(self.entries)
+
+    def signatures(self):
+        return list(self.entries.values())
+
+    def clear(self):
+        self.entries.clear()
+
+
+# ------------------------------------------------------------------------ sweeps
+# The one place that decides whether a sweep releases the GIL, and that turns a sweep's
+# error code (a callback's exception, a failed allocation) into a Python exception.
+
+cdef inline bint nogil_pays(Tape tape):
+    return tape.c.nrec >= NOGIL_MIN_RECORDS
+
+
+cdef int64_t run_forward(Tape tape, Work *w) except -3:
+    """The forward sweep: -1 if every guard held, else the index of the failed guard."""
+    cdef int64_t failed
+    if nogil_pays(tape):
+        with nogil:
+            failed = sweep_forward(tape.c, w.val)
+    else:
+        failed = sweep_forward(tape.c, w.val)
+    if failed == -2:
+        tape.raise_pending()
+    return failed
+
+
+cdef int run_tangent(Tape tape, Work *w) except -1:
+    """The tangent sweep along w.tan[0:nin] (jvp)."""
+    cdef int rc
+    if nogil_pays(tape):
+        with nogil:
+            rc = sweep_tangent(tape.c, w.val, w.tan)
+    else:
+        rc = sweep_tangent(tape.c, w.val, w.tan)
+    if rc:
+        tape.raise_pending()
+    return 0
+
+
+cdef int run_reverse(Tape tape, Work *w, int32_t out) except -1:
+    """The reverse sweep seeded with 1 at slot `out` (adjoints in w.adj)."""
+    cdef int rc
+    if nogil_pays(tape):
+        with nogil:
+            rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+    else:
+        rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
+    if rc:
+        tape.raise_pending()
+    return 0
+
+
+# ------------------------------------------------------------------------ modes
+
+cdef class Mode:
+    """A family of derivatives: what a replay computes once the forward sweep has held.
+
+    family: "grad", "jvp", "vjp" or "jacobian" (nested.py and check.py read it);
+    scalar_output: the function must return a scalar; reverse: the mode may sweep in
+    reverse, so inputs outside argnums can be marked passive after tracing."""
+    cdef readonly str name, family
+    cdef readonly bint scalar_output, reverse
+
+    cdef object derive(self, Compiled c, Tape tape, Work *w, Signature sig, tuple argnums,
+                       tuple tangents, Outputs meta):
+        """The result, from workspace w whose values are current; meta is None for one
+        scalar output without aux (the fast path)."""
+        raise NotImplementedError
+
+    def regroup_tree(self, res, regroup, bint many, bint has_aux):
+        """The result of the leaf function, with each argument derivative regrouped into its
+        argument's structure by regroup(leaf derivatives).  Jacobians regroup per output
+        leaf as they are cut (Compiled.regroup); jvp results have the output's structure."""
+        return res
+
+    def __repr__(self):
+        return f"<fastad mode {self.name}>"
+
+
+cdef object gradient(Tape tape, Work *w, Signature sig, tuple argnums, bint many, int32_t out):
+    tape.ensure_adj(w)
+    run_reverse(tape, w, out)
+    if many:
+        return tuple([sig.read(a, w.adj) for a in argnums])
+    return sig.read(argnums[0], w.adj)
+
+
+cdef class Grad(Mode):
+    """grad (value=False) and value_and_grad (value=True): one reverse sweep."""
+    cdef readonly bint value
+
+    def __init__(self, bint value=False):
+        self.value = value
+        self.name = "value_and_grad" if value else "grad"
+        self.family = "grad"
+        self.scalar_output = True
+        self.reverse = True
+
+    cdef object derive(self, Compiled c, Tape tape, Work *w, Signature sig, tuple argnums,
+                       tuple tangents, Outputs meta):
+        cdef int32_t out = tape.output_slot if meta is None else meta.slots[0]
+        cdef double value = w.val[out]
+        g = gradient(tape, w, sig, argnums, c.many, out)
+        if meta is None:
+            return (value, g) if self.value else g
+        aux = meta.read_aux(w.val)
+        if self.value:
+            return ((value, aux), g) if c.has_aux else (value, g)
+        return (g, aux) if c.has_aux else g
+
+    def regroup_tree(self, res, regroup, bint many, bint has_aux):
+        if self.value:
+            return (res[0], regroup(res[1]))
+        return (regroup(res[0]), res[1]) if has_aux else regroup(res)
+
+
+cdef class Jvp(Mode):
+    """jvp: one tangent sweep along the given tangents; the value and tangent have the
+    output's structure."""
+
+    def __init__(self):
+        self.name = self.family = "jvp"
+
+    cdef object derive(self, Compiled c, Tape tape, Work *w, Signature sig, tuple argnums,
+                       tuple tangents, Outputs meta):
+        tape.ensure_tan(w)
+        sig.fill_tangents(tangents, w.tan)
+        run_tangent(tape, w)
+        return (meta.read(w.val), meta.read(w.tan))
+
+
+cdef class Vjp(Mode):
+    """vjp: the value and a VJPFunction that runs one reverse sweep per cotangent."""
+
+    def __init__(self):
+        self.name = self.family = "vjp"
+        self.reverse = True
+
+    cdef object derive(self, Compiled c, Tape tape, Work *w, Signature sig, tuple argnums,
+                       tuple tangents, Outputs meta):
+        fn = VJPFunction.create(tape, w, sig, argnums, meta)
+        value = meta.read(w.val)
+        return (value, fn, meta.read_aux(w.val)) if c.has_aux else (value, fn)
+
+    def regroup_tree(self, res, regroup, bint many, bint has_aux):
+        value, fn = res[0], res[1]
+        wrapped = lambda ct: tuple(regroup(fn(ct)) if many else (regroup(fn(ct)),))
+        return (value, wrapped) + tuple(res[2:])
+
+
+cdef class Jacobian(Mode):
+    """jacfwd (sweep="fwd": a tangent sweep per input element), jacrev (sweep="rev": a
+    reverse sweep per output element) and jacobian (sweep="auto": the fewer, chosen per
+    call on the same tape).  The result is out.shape + arg.shape per argument."""
+    cdef readonly str sweep
+
+    def __init__(self, str sweep="auto"):
+        if sweep not in ("fwd", "rev", "auto"):
+            raise ValueError(f"fastad: a Jacobian sweeps 'fwd', 'rev' or 'auto', not {sweep!r}")
+        self.sweep = sweep
+        self.name = {"fwd": "jacfwd", "rev": "jacrev", "auto": "jacobian"}[sweep]
+        self.family = "jacobian"
+        self.reverse = sweep != "fwd"
+
+    cdef object derive(self, Compiled c, Tape tape, Work *w, Signature sig, tuple argnums,
+                       tuple tangents, Outputs meta):
+        cdef int64_t[::1] outs = meta.slots
+        cdef Py_ssize_t i, j, nout = outs.shape[0]
+        cdef int64_t col
+        cdef double[:, ::1] Jv
+        cols = [(sig.offset[a], sig.size[a]) for a in argnums]
+        ncol = sum(n for _, n in cols)
+        J = np.zeros((nout, ncol))
+        Jv = J
+        if self.sweep == "rev" or (self.sweep == "auto" and nout < ncol):
+            c.reverse_sweeps += nout
+            tape.ensure_adj(w)
+            for i in range(nout):
+                run_reverse(tape, w, outs[i])
+                col = 0
+                for off, n in cols:
+                    for j in range(n):
+                        Jv[i, col + j] = w.adj[off + j]
+                    col += n
+        else:
+            c.tangent_sweeps += ncol
+            tape.ensure_tan(w)
+            col = 0
+            for off, n in cols:
+                for j in range(n):
+                    memset(w.tan, 0, sig.nin * sizeof(double))
+                    w.tan[off + j] = 1.0
+                    run_tangent(tape, w)
+                    for i in range(nout):
+                        Jv[i, col + j] = w.tan[outs[i]]
+                col += n
+        jac = meta.unflatten(self.blocks(c, J, meta, sig, argnums, cols))
+        return (jac, meta.read_aux(w.val)) if c.has_aux else jac
+
+    cdef list blocks(self, Compiled c, object J, Outputs meta, Signature sig, tuple argnums,
+                     list cols):
+        """J cut into out.shape + arg.shape blocks, per output leaf and argument."""
+        per_leaf, row = [], 0
+        for leaf_shape in meta.leaf_shapes():
+            nrow = int(np.prod(leaf_shape, dtype=np.int64))
+            parts, col = [], 0
+            for a, (off, n) in zip(argnums, cols):
+                shape = sig.shapes[a] if sig.shapes[a] is not None else ()
+                block = J[row:row + nrow, col:col + n].reshape(tuple(leaf_shape) + shape)
+                parts.append(block[()] if block.ndim == 0 else block)
+                col += n
+            if c.regroup is not None:       # pytree arguments: back to their structure
+                per_leaf.append(c.regroup(parts))
+            else:
+                per_leaf.append(tuple(parts) if c.many else parts[0])
+            row += nrow
+        return per_leaf
+
+
+# The modes by the names of the public transforms (api.py makes them by these names).
+MODES = {m.name: m for m in (Grad(False), Grad(True), Jvp(), Vjp(), Jacobian("fwd"),
+                             Jacobian("rev"), Jacobian("auto"))}
+
+
 # ------------------------------------------------------------------------ compiled functions
+
+# g.info() is a method of every compiled function, but the report belongs to the tools
+# layer (fastad.trace); fastad/__init__.py registers it here so this module imports
+# nothing above it.  Set once at import, read-only afterwards.
+_info_report = None
+
+
+def register_info(report):
+    """Install the function behind Compiled.info() (fastad.trace.trace_info)."""
+    global _info_report
+    _info_report = report
+
+
+cdef bint has_tree(tuple args):
+    """True if an argument is a pytree container (then the leaf path is wrapped)."""
+    for a in args:
+        t = type(a)
+        if t is tuple or t is list or t is dict or (isinstance(a, tuple) and hasattr(t, "_fields")):
+            return True
+    return False
+
 
 cdef class Compiled:
     """A traced-and-replayed derivative of `fun` (what fastad.grad & co. return)."""
     cdef readonly object fun
-    cdef tuple argnums
-    cdef bint many            # argnums was given as a tuple: return a tuple
-    cdef int mode
-    cdef bint replay
-    cdef dict cache           # key -> Signature
+    cdef readonly tuple argnums
+    cdef readonly bint many           # argnums was given as a tuple: return a tuple
+    cdef readonly Mode mode
+    cdef readonly bint replay, has_aux
+    cdef SignatureCache cache
     cdef readonly long traces, replays, retraces
-    cdef readonly long reverse_sweeps, tangent_sweeps   # derivative sweeps run (Jacobians)
-    cdef Py_ssize_t need      # positional arguments argnums needs
-    cdef bint nonneg          # argnums are all >= 0 (then no per-call normalisation)
-    cdef readonly bint has_aux
-    cdef dict trees           # pytree arguments: treedefs -> Compiled of the flat function
-    cdef object regroup       # for that inner Compiled: leaf derivatives -> the argument trees
-    cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
+    cdef public long reverse_sweeps, tangent_sweeps   # derivative sweeps run (Jacobians)
+    cdef Py_ssize_t need              # positional arguments argnums needs
+    cdef bint nonneg                  # argnums are all >= 0 (then no per-call normalisation)
+    cdef dict trees                   # pytree arguments: treedefs -> Compiled of the leaves
+    cdef object regroup               # for that leaf Compiled: leaf derivatives -> trees
+    cdef dict __dict__                # lets functools.wraps copy __name__, __doc__, ...
 
-    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False):
+    def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
-        self.mode = MODES[mode]
+        self.mode = MODES[mode] if isinstance(mode, str) else mode
         self.replay = replay
         self.has_aux = has_aux
-        self.cache = {}
+        self.cache = SignatureCache()
         self.trees = {}
         self.regroup = None
         self.nonneg = min(self.argnums, default=0) >= 0
@@ -264,7 +543,7 @@ cdef class Compiled:
         info = {"traces": self.traces, "replays": self.replays, "retraces": self.retraces,
                 "reverse_sweeps": self.reverse_sweeps, "tangent_sweeps": self.tangent_sweeps,
                 "signatures": len(self.cache),
-                "tapes": sum(len((<Signature>s).tapes) for s in self.cache.values())}
+                "tapes": sum(len((<Signature>s).tapes) for s in self.cache.signatures())}
         for inner in self.trees.values():     # calls with pytree arguments
             for k, v in inner.cache_info().items():
                 info[k] += v
@@ -272,13 +551,12 @@ cdef class Compiled:
 
     def tapes(self):
         """The cached tapes, most recently used first within each signature."""
-        own = [t for s in self.cache.values() for t in (<Signature>s).tapes]
+        own = [t for s in self.cache.signatures() for t in (<Signature>s).tapes]
         return own + [t for inner in self.trees.values() for t in inner.tapes()]
 
     def info(self):
         """Tape statistics: records by op, slots, bytes, guards, cached tapes, retraces."""
-        from fastad.trace import trace_info
-        return trace_info(self)
+        return _info_report(self)
 
     def cache_clear(self):
         """Drop every cached tape; the next call traces again."""
@@ -298,16 +576,13 @@ cdef class Compiled:
         cdef Signature sig
         cdef bint cacheable = self.replay
         argnums = self.argnums_for(nargs)
-        for i in range(nargs):
-            t = type(args[i])
-            if t is tuple or t is list or t is dict or (
-                    isinstance(args[i], tuple) and hasattr(t, "_fields")):
-                return self.run_tree(args, kwargs, tangents, argnums)
+        if has_tree(args):
+            return run_tree(self, args, kwargs, tangents, argnums)
         if active_traces:
             stack = trace_stack()
             if stack:      # called inside a trace: record into it (fastad.nested)
                 from fastad import nested
-                return nested.run(self.fun, argnums, self.many, MODE_NAMES[self.mode],
+                return nested.run(self.fun, argnums, self.many, self.mode,
                                   stack[len(stack) - 1], args, kwargs or {}, tangents,
                                   self.not_scalar, self.has_aux)
         parts = []
@@ -329,11 +604,7 @@ cdef class Compiled:
                 return res
             self.retraces += 1
         else:
-            sig = Signature(key, nargs)
-            if cacheable:
-                if len(self.cache) >= MAX_SIGNATURES:
-                    del self.cache[next(iter(self.cache))]
-                self.cache[key] = sig
+            sig = self.cache.add(key, nargs, cacheable)
         return self.trace(sig, args, kwargs, argnums, tangents)
 
     cdef object replay_signature(self, Signature sig, tuple args, tuple argnums, tuple tangents):
@@ -341,7 +612,6 @@ cdef class Compiled:
         cdef Py_ssize_t i
         cdef Tape tape
         cdef Work *w
-        cdef int64_t failed
         # a snapshot: another thread may reorder or trim sig.tapes while a sweep runs
         # without the GIL, and walking the live list would then try one tape twice and
         # skip another, tracing a duplicate of a tape that fits
@@ -351,184 +621,14 @@ cdef class Compiled:
             w = tape.acquire()
             try:
                 sig.fill(args, w.val)
-                if tape.c.nrec < NOGIL_MIN_RECORDS:
-                    failed = sweep_forward(tape.c, w.val)
-                else:
-                    with nogil:
-                        failed = sweep_forward(tape.c, w.val)
-                if failed == -2:
-                    tape.raise_pending()
-                if failed < 0:
+                if run_forward(tape, w) < 0:
                     if i and tape in sig.tapes:
                         sig.tapes.remove(tape)
                         sig.tapes.insert(0, tape)
-                    return self.derivatives(tape, w, sig, argnums, tangents)
+                    return self.mode.derive(self, tape, w, sig, argnums, tangents, tape.meta)
             finally:
                 tape.release(w)
         return None
-
-    cdef object run_tree(self, tuple args, dict kwargs, tuple tangents, tuple argnums):
-        """Arguments that are pytrees: differentiate the function of their leaves, then give
-        each differentiated argument its derivative in its own structure."""
-        flat, defs, spans = [], [], []
-        for i, a in enumerate(args):
-            leaves, d = tree_flatten(a)
-            if i in argnums:        # checked here, so that errors name the argument
-                for leaf in leaves:
-                    if not is_traced(leaf):          # traced leaves: a nested derivative
-                        key_part(i, leaf, True)
-            spans.append((len(flat), len(leaves)))
-            flat.extend(leaves)
-            defs.append(d)
-        key = tuple(defs)
-        cdef Compiled inner = self.trees.get(key)
-        if inner is None:
-            fun = self.fun
-
-            def flat_fun(*leaves):
-                return fun(*[tree_unflatten(d, leaves[o:o + n]) for d, (o, n) in zip(defs, spans)])
-
-            leaf_nums = tuple(o + k for a in argnums for k in range(spans[a][1])
-                              for o in (spans[a][0],))
-            inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
-                             self.has_aux)
-            self.trees[key] = inner
-            if self.mode in (JACFWD, JACREV, JACOBIAN):
-                inner.regroup = lambda leaf_results: _regroup(leaf_results, argnums, spans,
-                                                              defs, self.many)
-        flat_tangents = None
-        if tangents is not None:
-            flat_tangents = tuple(l for t in tangents for l in tree_flatten(t)[0])
-        res = inner.run(tuple(flat), kwargs, flat_tangents)
-
-        def regroup(leaf_results):
-            return _regroup(leaf_results, argnums, spans, defs, self.many)
-
-        mode = self.mode
-        if mode == GRAD:
-            return (regroup(res[0]), res[1]) if self.has_aux else regroup(res)
-        if mode == VALUE_AND_GRAD:
-            return (res[0], regroup(res[1]))
-        if mode in (JACFWD, JACREV, JACOBIAN):
-            return res          # the inner Compiled regrouped each output leaf's blocks
-        if mode == VJP:
-            value, fn = res[0], res[1]
-            wrapped = lambda ct: tuple(regroup(fn(ct)) if self.many else (regroup(fn(ct)),))
-            return (value, wrapped) + tuple(res[2:])
-        return res    # jvp: value and tangent have the output's structure
-
-    cdef object derivatives(self, Tape tape, Work *w, Signature sig, tuple argnums,
-                            tuple tangents):
-        """Run the mode's derivative sweep on workspace w (its values already current)."""
-        cdef int32_t out = tape.output_slot
-        cdef bint big = tape.c.nrec >= NOGIL_MIN_RECORDS
-        cdef object meta = tape.meta
-        cdef int rc
-        if meta is not None:        # array outputs, auxiliary data: the general path
-            return self.derivatives_general(tape, w, sig, argnums, tangents, <Outputs>meta)
-        cdef double value = w.val[out]
-        if self.mode == JVP:
-            tape.ensure_tan(w)
-            sig.fill_tangents(tangents, w.tan)
-            if big:
-                with nogil:
-                    rc = sweep_tangent(tape.c, w.val, w.tan)
-            else:
-                rc = sweep_tangent(tape.c, w.val, w.tan)
-            if rc:
-                tape.raise_pending()
-            return (value, w.tan[out])
-        tape.ensure_adj(w)
-        if big:
-            with nogil:
-                rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
-        else:
-            rc = sweep_reverse(tape.c, w.val, w.adj, out, 1.0)
-        if rc:
-            tape.raise_pending()
-        if self.many:
-            g = tuple([sig.read(a, w.adj) for a in argnums])
-        else:
-            g = sig.read(argnums[0], w.adj)
-        if self.mode == GRAD:
-            return g
-        return (value, g)
-
-    cdef object derivatives_general(self, Tape tape, Work *w, Signature sig, tuple argnums,
-                                    tuple tangents, Outputs meta):
-        cdef int64_t[::1] outs = meta.slots
-        cdef Py_ssize_t i, j, nout = outs.shape[0]
-        cdef int64_t col
-        cdef cnp.ndarray J
-        cdef double[:, ::1] Jv
-        value = meta.read(w.val)
-        aux = meta.read_aux(w.val)
-        mode = self.mode
-        if mode == GRAD or mode == VALUE_AND_GRAD:
-            tape.ensure_adj(w)
-            if sweep_reverse(tape.c, w.val, w.adj, outs[0], 1.0):
-                tape.raise_pending()
-            g = tuple([sig.read(a, w.adj) for a in argnums]) if self.many else \
-                sig.read(argnums[0], w.adj)
-            if mode == GRAD:
-                return (g, aux) if self.has_aux else g
-            return ((value, aux), g) if self.has_aux else (value, g)
-        if mode == JVP:
-            tape.ensure_tan(w)
-            sig.fill_tangents(tangents, w.tan)
-            if sweep_tangent(tape.c, w.val, w.tan):
-                tape.raise_pending()
-            return (value, meta.read(w.tan))
-        if mode == VJP:
-            fn = VJPFunction.create(tape, w, sig, argnums, meta)
-            return (value, fn, aux) if self.has_aux else (value, fn)
-        # Jacobians: one reverse sweep per output (jacrev) or one tangent sweep per input
-        cols = [(sig.offset[a], sig.size[a]) for a in argnums]
-        ncol = sum(n for _, n in cols)
-        J = np.zeros((nout, ncol))
-        Jv = J
-        if mode == JACOBIAN:        # a sweep per row or per column: the fewer
-            mode = JACREV if nout < ncol else JACFWD
-        if mode == JACREV:
-            self.reverse_sweeps += nout
-            tape.ensure_adj(w)
-            for i in range(nout):
-                if sweep_reverse(tape.c, w.val, w.adj, outs[i], 1.0):
-                    tape.raise_pending()
-                col = 0
-                for off, n in cols:
-                    for j in range(n):
-                        Jv[i, col + j] = w.adj[off + j]
-                    col += n
-        else:
-            self.tangent_sweeps += ncol
-            tape.ensure_tan(w)
-            col = 0
-            for off, n in cols:
-                for j in range(n):
-                    memset(w.tan, 0, sig.nin * sizeof(double))
-                    w.tan[off + j] = 1.0
-                    if sweep_tangent(tape.c, w.val, w.tan):
-                        tape.raise_pending()
-                    for i in range(nout):
-                        Jv[i, col + j] = w.tan[outs[i]]
-                col += n
-        per_leaf, row = [], 0
-        for leaf_shape in meta.leaf_shapes():
-            nrow = int(np.prod(leaf_shape, dtype=np.int64))
-            parts, col = [], 0
-            for a, (off, n) in zip(argnums, cols):
-                shape = sig.shapes[a] if sig.shapes[a] is not None else ()
-                block = J[row:row + nrow, col:col + n].reshape(tuple(leaf_shape) + shape)
-                parts.append(block[()] if block.ndim == 0 else block)
-                col += n
-            if self.regroup is not None:    # pytree arguments: back to their structure
-                per_leaf.append(self.regroup(parts))
-            else:
-                per_leaf.append(tuple(parts) if self.many else parts[0])
-            row += nrow
-        jac = meta.unflatten(per_leaf)
-        return (jac, aux) if self.has_aux else jac
 
     cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
                       tuple tangents):
@@ -550,19 +650,17 @@ cdef class Compiled:
             raise
         finally:
             pop_trace()
-        tape.meta = meta
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
-        if self.mode != JVP and self.mode != JACFWD:    # JACOBIAN may sweep in reverse
+        if self.mode.reverse:
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)
             for a in argnums:
                 active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
             tape.mark_passive(active)
-        if meta.simple:
-            tape.meta = None
+        tape.meta = None if meta.simple else meta
         w = tape.acquire()
         try:
-            res = self.derivatives(tape, w, sig, argnums, tangents)
+            res = self.mode.derive(self, tape, w, sig, argnums, tangents, tape.meta)
         finally:
             tape.release(w)
         sig.tapes.insert(0, tape)
@@ -578,13 +676,12 @@ cdef class Compiled:
                 raise TypeError("fastad: with has_aux=True the function must return a pair "
                                 f"(output, auxiliary data), got {type(out).__name__}")
             out, aux = out
-        scalar_mode = self.mode == GRAD or self.mode == VALUE_AND_GRAD
-        if scalar_mode:
+        aux_spec = arrays.aux_spec(tape, aux) if self.has_aux else None
+        if self.mode.scalar_output:
             slot = output_slot(tape, out)
             if slot < 0:
                 raise TypeError(self.not_scalar(out))
-            slots, shape = np.array([slot], dtype=np.int64), ()
-            return Outputs(slots, (), None, arrays.aux_spec(tape, aux) if self.has_aux else None,
+            return Outputs(np.array([slot], dtype=np.int64), (), None, aux_spec,
                            not self.has_aux)
         leaves, treedef = tree_flatten(out)
         parts, shapes = [], []
@@ -594,10 +691,8 @@ cdef class Compiled:
             shapes.append(shape)
         slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         if treedef is None:         # a single array or scalar
-            return Outputs(slots, shapes[0], None,
-                           arrays.aux_spec(tape, aux) if self.has_aux else None, False)
-        return Outputs(slots, (), (treedef, shapes),
-                       arrays.aux_spec(tape, aux) if self.has_aux else None, False)
+            return Outputs(slots, shapes[0], None, aux_spec, False)
+        return Outputs(slots, (), (treedef, shapes), aux_spec, False)
 
     def not_scalar(self, out):
         name = getattr(self.fun, "__name__", repr(self.fun))
@@ -609,14 +704,51 @@ cdef class Compiled:
                 f"fastad.jacobian.")
 
 
-def _regroup(leaf_results, argnums, spans, defs, many):
-    """Derivatives per argument leaf -> per argument, in the argument's structure."""
-    out, k = [], 0
-    for a in argnums:
-        n = spans[a][1]
-        out.append(tree_unflatten(defs[a], leaf_results[k:k + n]))
-        k += n
-    return tuple(out) if many else out[0]
+# ------------------------------------------------------------------------ pytree arguments
+
+cdef object run_tree(Compiled c, tuple args, dict kwargs, tuple tangents, tuple argnums):
+    """Arguments that are pytrees: differentiate the function of their leaves (a Compiled of
+    its own, cached per tree structure), then give each differentiated argument its
+    derivative in its own structure (the mode's regroup_tree)."""
+    flat, defs, spans = [], [], []
+    for i, a in enumerate(args):
+        leaves, d = tree_flatten(a)
+        if i in argnums:        # checked here, so that errors name the argument
+            for leaf in leaves:
+                if not is_traced(leaf):          # traced leaves: a nested derivative
+                    key_part(i, leaf, True)
+        spans.append((len(flat), len(leaves)))
+        flat.extend(leaves)
+        defs.append(d)
+    key = tuple(defs)
+    cdef Compiled inner = c.trees.get(key)
+    many = c.many
+
+    def regroup(leaf_results):
+        """Derivatives per argument leaf -> per argument, in the argument's structure."""
+        out, k = [], 0
+        for a in argnums:
+            n = spans[a][1]
+            out.append(tree_unflatten(defs[a], leaf_results[k:k + n]))
+            k += n
+        return tuple(out) if many else out[0]
+
+    if inner is None:
+        fun = c.fun
+
+        def flat_fun(*leaves):
+            return fun(*[tree_unflatten(d, leaves[o:o + n]) for d, (o, n) in zip(defs, spans)])
+
+        leaf_nums = tuple(spans[a][0] + k for a in argnums for k in range(spans[a][1]))
+        inner = Compiled(flat_fun, leaf_nums, True, c.mode, c.replay, c.has_aux)
+        if c.mode.family == "jacobian":
+            inner.regroup = regroup
+        c.trees[key] = inner
+    flat_tangents = None
+    if tangents is not None:
+        flat_tangents = tuple(l for t in tangents for l in tree_flatten(t)[0])
+    res = inner.run(tuple(flat), kwargs, flat_tangents)
+    return c.mode.regroup_tree(res, regroup, many, c.has_aux)
 
 
 cdef class Outputs:

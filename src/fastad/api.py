@@ -36,8 +36,9 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, who, has_aux=False):
-    _check_callable(fun, who)
+def _wrap(fun, argnums, mode, replay, has_aux=False):
+    """The Compiled function of transform `mode` (a name of fastad._replay.MODES)."""
+    _check_callable(fun, mode)
     nums, many = _check_argnums(argnums)
     compiled = Compiled(fun, nums, many, mode, replay, has_aux)
     functools.update_wrapper(compiled, fun)
@@ -67,13 +68,13 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, "grad", has_aux)
+    return _wrap(fun, argnums, "grad", replay, has_aux)
 
 
 def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
-    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux)
+    return _wrap(fun, argnums, "value_and_grad", replay, has_aux)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -144,13 +145,13 @@ def vjp(fun, *primals, has_aux=False):
 def jacfwd(fun, argnums=0, *, has_aux=False, replay=True):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux)
+    return _wrap(fun, argnums, "jacfwd", replay, has_aux)
 
 
 def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux)
+    return _wrap(fun, argnums, "jacrev", replay, has_aux)
 
 
 def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
@@ -158,7 +159,7 @@ def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
     (``cache_info()`` counts the sweeps of each kind)."""
-    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux)
+    return _wrap(fun, argnums, "jacobian", replay, has_aux)
 
 
 def hessian(fun, argnums=0, *, has_aux=False, replay=True):

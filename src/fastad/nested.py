@@ -54,7 +54,8 @@ def _adjoint(tape, adj, x):
 
 def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_aux=False):
     """fastad.grad / value_and_grad / jvp / jacrev / jacfwd of `fun` at `args`, recorded
-    into `tape`."""
+    into `tape`.  `mode` is the transform's Mode (fastad._replay): its family says which
+    derivative to record; a recorded Jacobian is the same whichever sweep it was asked for."""
     args = list(args)
     for i in argnums:
         args[i] = _fresh(tape, args[i], i)
@@ -66,17 +67,18 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
             raise TypeError("fastad: with has_aux=True the function must return a pair "
                             f"(output, auxiliary data), got {type(out).__name__}")
         out, aux = out
-    if mode in ("jacrev", "jacfwd", "jacobian"):
+    family = mode.family
+    if family == "jacobian":
         jac = _jacobian(tape, lo, out, [args[i] for i in argnums], many)
         return (jac, aux) if has_aux else jac
-    if mode == "jvp" and type(out) is TracedArray:      # J @ tangent, row by row
+    if family == "jvp" and type(out) is TracedArray:      # J @ tangent, row by row
         jac = _jacobian(tape, lo, out, [args[i] for i in argnums], True)
         total = 0.0
         for J, t in zip(jac, tangents):
             axes = tuple(range(out.ndim, J.ndim))
             total = total + arrays.sum_(arrays.ufunc(np.multiply, (J, t)), axis=axes)
         return out, total
-    if mode == "vjp":
+    if family == "vjp":
         raise NotImplementedError("fastad: vjp inside a function being differentiated is not "
                                   "supported; use grad or jacobian there")
     slot = output_slot(tape, out)
@@ -85,7 +87,7 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
     adj = tape.emit_reverse(lo, len(tape), slot)
     value = new_scalar(tape, slot)
     grads = [_adjoint(tape, adj, args[i]) for i in argnums]
-    if mode == "jvp":      # a scalar output's directional derivative is <gradient, tangent>
+    if family == "jvp":      # a scalar output's directional derivative is <gradient, tangent>
         total = 0.0
         for g, t in zip(grads, tangents):
             total = total + arrays.sum_(arrays.ufunc(np.multiply, (g, t))) \
@@ -93,8 +95,8 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
         return value, total
     g = tuple(grads) if many else grads[0]
     if has_aux:
-        return (g, aux) if mode == "grad" else ((value, aux), g)
-    return g if mode == "grad" else (value, g)
+        return ((value, aux), g) if mode.value else (g, aux)
+    return (value, g) if mode.value else g
 
 
 def _jacobian(tape, lo, out, variables, many):
