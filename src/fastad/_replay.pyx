@@ -644,7 +644,7 @@ cdef class Compiled:
         push_trace(tape)
         try:
             out = self.fun(*targs, **kwargs)
-            meta = self.outputs(tape, out)
+            meta = find_outputs(tape, out, self.mode, self.has_aux, self.fun)
         except BaseException:
             tape.finish(-1)       # the tape is dropped; its traced values are now escaped
             raise
@@ -667,41 +667,46 @@ cdef class Compiled:
         del sig.tapes[MAX_TAPES_PER_SIGNATURE:]
         return res
 
-    cdef Outputs outputs(self, Tape tape, out):
-        """Where the function's output (and auxiliary data) live on the tape."""
-        from fastad import arrays
-        aux = None
-        if self.has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError("fastad: with has_aux=True the function must return a pair "
-                                f"(output, auxiliary data), got {type(out).__name__}")
-            out, aux = out
-        aux_spec = arrays.aux_spec(tape, aux) if self.has_aux else None
-        if self.mode.scalar_output:
-            slot = output_slot(tape, out)
-            if slot < 0:
-                raise TypeError(self.not_scalar(out))
-            return Outputs(np.array([slot], dtype=np.int64), (), None, aux_spec,
-                           not self.has_aux)
-        leaves, treedef = tree_flatten(out)
-        parts, shapes = [], []
-        for leaf in leaves:
-            s, shape = arrays.output_slots(tape, leaf)
-            parts.append(s)
-            shapes.append(shape)
-        slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        if treedef is None:         # a single array or scalar
-            return Outputs(slots, shapes[0], None, aux_spec, False)
-        return Outputs(slots, (), (treedef, shapes), aux_spec, False)
-
     def not_scalar(self, out):
-        name = getattr(self.fun, "__name__", repr(self.fun))
-        shape = getattr(out, "shape", None)
-        what = f"an array of shape {shape}" if shape is not None else f"a {type(out).__name__}"
-        return (f"fastad: {name} must return a real scalar (a float or a 0-d array) to be "
-                f"differentiated this way, but it returned {what}. To differentiate the sum of "
-                f"its outputs, return out.sum(); for the derivative of every output, use "
-                f"fastad.jacobian.")
+        return not_scalar_message(self.fun, out)
+
+
+cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object fun):
+    """Where the function's output (and auxiliary data) live on the tape."""
+    from fastad import arrays
+    aux = None
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("fastad: with has_aux=True the function must return a pair "
+                            f"(output, auxiliary data), got {type(out).__name__}")
+        out, aux = out
+    aux_spec = arrays.aux_spec(tape, aux) if has_aux else None
+    if mode.scalar_output:
+        slot = output_slot(tape, out)
+        if slot < 0:
+            raise TypeError(not_scalar_message(fun, out))
+        return Outputs(np.array([slot], dtype=np.int64), (), None, aux_spec, not has_aux)
+    leaves, treedef = tree_flatten(out)
+    parts, shapes = [], []
+    for leaf in leaves:
+        s, shape = arrays.output_slots(tape, leaf)
+        parts.append(s)
+        shapes.append(shape)
+    slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if treedef is None:         # a single array or scalar
+        return Outputs(slots, shapes[0], None, aux_spec, False)
+    return Outputs(slots, (), (treedef, shapes), aux_spec, False)
+
+
+def not_scalar_message(fun, out):
+    """The error for a non-scalar output where a scalar is needed (grad, value_and_grad)."""
+    name = getattr(fun, "__name__", repr(fun))
+    shape = getattr(out, "shape", None)
+    what = f"an array of shape {shape}" if shape is not None else f"a {type(out).__name__}"
+    return (f"fastad: {name} must return a real scalar (a float or a 0-d array) to be "
+            f"differentiated this way, but it returned {what}. To differentiate the sum of "
+            f"its outputs, return out.sum(); for the derivative of every output, use "
+            f"fastad.jacobian.")
 
 
 # ------------------------------------------------------------------------ pytree arguments
