@@ -44,6 +44,9 @@ def op_partials():
 
 
 RECORD_BYTES = sizeof(fa_rec)
+# op code -> numpy name / kind, read once for records() and error messages
+cdef list OP_NAMES = [name for name, kind in op_table()]
+cdef list OP_KINDS = [kind for name, kind in op_table()]
 
 
 def _use_numpy_loops():
@@ -351,8 +354,7 @@ cdef class Tape:
         cdef int64_t i
         cdef const fa_rec *p
         out = []
-        names = [name for name, kind in op_table()]
-        kinds = [kind for name, kind in op_table()]
+        names, kinds = OP_NAMES, OP_KINDS
         for i in range(self.c.nrec):
             p = &self.c.rec[i]
             if p.op == FA_EXT:
@@ -547,7 +549,7 @@ cdef class Tape:
     def records_name(self, int64_t i):
         if not 0 <= i < self.c.nrec:
             raise IndexError(f"fastad: record {i} out of range ({self.c.nrec} records)")
-        return op_table()[self.c.rec[i].op][0]
+        return OP_NAMES[self.c.rec[i].op]
 
     def tangent(self, xdot):
         """Forward mode at the current values: the output's tangent for input tangents `xdot`."""

@@ -12,7 +12,7 @@ from libc.stdint cimport int32_t, int64_t
 from fastad._tape cimport Tape, fa_const, fa_op1, fa_op2, fa_guard, fa_input
 
 import numpy as np
-from fastad._tape import op_table
+from fastad.ops import KIND, NAME, Kind, Op
 
 
 class EscapedTracerError(RuntimeError):
@@ -20,17 +20,14 @@ class EscapedTracerError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------
-# Dispatch tables, derived from the C op table: op names are numpy's ufunc names.
-_OPS = op_table()
-_CODE = {name: code for code, (name, kind) in enumerate(_OPS)}
-
-cdef int NEGATIVE = _CODE["negative"], SQUARE = _CODE["square"], ABSOLUTE = _CODE["absolute"]
-cdef int ADD = _CODE["add"], SUBTRACT = _CODE["subtract"], MULTIPLY = _CODE["multiply"]
-cdef int DIVIDE = _CODE["divide"], POWER = _CODE["power"], RINT = _CODE["rint"]
-cdef int FLOOR = _CODE["floor"], CEIL = _CODE["ceil"]
-cdef int LESS = _CODE["less"], LESS_EQUAL = _CODE["less_equal"]
-cdef int EQUAL = _CODE["equal"], NOT_EQUAL = _CODE["not_equal"]
-cdef int UNARY = 1, BINARY = 2, GUARD = 3
+# Dispatch tables, derived from the C op table (fastad.ops): op names are numpy's ufunc names.
+cdef int NEGATIVE = Op.NEGATIVE, SQUARE = Op.SQUARE, ABSOLUTE = Op.ABSOLUTE
+cdef int ADD = Op.ADD, SUBTRACT = Op.SUBTRACT, MULTIPLY = Op.MULTIPLY
+cdef int DIVIDE = Op.DIVIDE, POWER = Op.POWER, RINT = Op.RINT
+cdef int FLOOR = Op.FLOOR, CEIL = Op.CEIL
+cdef int LESS = Op.LESS, LESS_EQUAL = Op.LESS_EQUAL
+cdef int EQUAL = Op.EQUAL, NOT_EQUAL = Op.NOT_EQUAL
+cdef int UNARY = Kind.UNARY, BINARY = Kind.BINARY, GUARD = Kind.GUARD
 
 
 def _ufunc_table():
@@ -39,16 +36,16 @@ def _ufunc_table():
         import scipy.special as sp
     except ImportError:
         sp = None
-    kinds = {"unary": UNARY, "binary": BINARY, "guard": GUARD}
     table = {}
-    for code, (name, kind) in enumerate(_OPS):
-        if kind not in kinds:
+    for code, kind in KIND.items():
+        if kind == Kind.STRUCT:
             continue
+        name = NAME[code]
         uf = getattr(np, name, None)
         if uf is None and sp is not None:
             uf = getattr(sp, name, None)
         if isinstance(uf, np.ufunc):
-            table[uf] = (code, kinds[kind], False)
+            table[uf] = (int(code), int(kind), False)
     # numpy spellings that are the same op
     table[np.greater] = (LESS, GUARD, True)
     table[np.greater_equal] = (LESS_EQUAL, GUARD, True)

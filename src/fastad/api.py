@@ -11,7 +11,8 @@ import numpy as np
 
 from fastad._replay import Compiled, push_trace, pop_trace
 from fastad._tape import Tape
-from fastad._tracer import make_inputs, output_slot
+from fastad._tracer import Traced, TracedArray, apply_op, make_inputs, output_slot
+from fastad.ops import Kind, Op
 from fastad.pytree import tree_map
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
@@ -207,11 +208,8 @@ hessian_vector_product = hvp
 
 def stop_gradient(x):
     """x, with no derivative flowing through it (a constant for differentiation)."""
-    from fastad._tape import op_table
-    from fastad._tracer import Traced, TracedArray, apply_op
     if type(x) in (Traced, TracedArray):
-        code = [name for name, kind in op_table()].index("_stop")
-        return apply_op(code, 1, (x,), "stop_gradient")
+        return apply_op(Op.STOP, Kind.UNARY, (x,), "stop_gradient")
     return x
 
 

@@ -15,14 +15,10 @@ import math
 
 import numpy as np
 
-from fastad._tape import op_table
 from fastad._tracer import TracedArray, Traced, UFUNCS, apply_op, new_scalar
+from fastad.ops import BY_NAME, MASK_OF, Kind, Op
 
-_CODE = {name: code for code, (name, kind) in enumerate(op_table())}
-UNARY, BINARY, GUARD = 1, 2, 3
-# array comparisons produce 0/1 values through the op named "_<name>_mask"
-_MASK = {_CODE[name]: _CODE[f"_{name}_mask"]
-         for name, kind in op_table() if kind == "guard"}
+UNARY, BINARY, GUARD = Kind.UNARY, Kind.BINARY, Kind.GUARD
 
 HANDLED = {}
 
@@ -139,7 +135,7 @@ def elementwise(code, kind, inputs, name):
         raise ValueError(f"fastad: {name}: operands could not be broadcast together with "
                          f"shapes {' '.join(map(str, shapes))}") from None
     if kind == GUARD:            # array comparisons give 0/1 masks, not guards
-        code, kind, is_mask = _MASK[code], BINARY, True
+        code, kind, is_mask = MASK_OF[code], BINARY, True   # array comparisons: 0/1 masks
     else:
         is_mask = False
     n = _size(shape)
@@ -270,7 +266,7 @@ def reduction(kind, x, axis=None, keepdims=False, dtype=None, initial=None, wher
     else:
         moved = np.moveaxis(x.idx, axes, tuple(range(x.ndim - len(axes), x.ndim)))
         a = contiguous(tape, TracedArray.from_idx(tape, moved), moved.shape)
-    start = tape.reduce(_CODE[kind], a, n, m)
+    start = tape.reduce(BY_NAME[kind], a, n, m)
     return wrap(tape, start, out_shape)
 
 
@@ -342,7 +338,7 @@ def cumsum(x, axis=None, dtype=None, out=None):
         return x
     moved = np.moveaxis(x.idx, axis, -1)
     a = contiguous(tape, TracedArray.from_idx(tape, moved), moved.shape)
-    start = tape.reduce(_CODE["cumsum"], a, moved.shape[-1], moved.size // moved.shape[-1])
+    start = tape.reduce(Op.CUMSUM, a, moved.shape[-1], moved.size // moved.shape[-1])
     res = np.arange(start, start + moved.size, dtype=np.int64).reshape(moved.shape)
     return TracedArray.from_idx(tape, np.moveaxis(res, -1, axis))
 
@@ -599,8 +595,8 @@ def where(cond, x=None, y=None):
         iy = np.broadcast_to(slots_of(tape, y), shape)
         idx = np.where(np.broadcast_to(c, shape), ix, iy)
         return TracedArray.from_idx(tape, idx) if idx.ndim else new_scalar(tape, int(idx))
-    taken = elementwise(_CODE["_select"], BINARY, (cond, x), "where")
-    other = elementwise(_CODE["_select_not"], BINARY, (cond, y), "where")
+    taken = elementwise(Op.SELECT, BINARY, (cond, x), "where")
+    other = elementwise(Op.SELECT_NOT, BINARY, (cond, y), "where")
     return ufunc(np.add, (taken, other))
 
 

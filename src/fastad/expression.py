@@ -60,11 +60,9 @@ class ExpressionError(ValueError):
 
 def function_table():
     """name -> (numpy name, arity) for every callable name."""
-    from fastad._tape import op_table
     from fastad.functions import SUPPORTED
-    arity = {name: (1 if kind == "unary" else 2) for name, kind in op_table()
-             if kind in ("unary", "binary")}
-    table = {name: (name, arity[name]) for name in SUPPORTED if name in arity}
+    from fastad.ops import ARITY, BY_NAME
+    table = {name: (name, ARITY[BY_NAME[name]]) for name in SUPPORTED}
     for alias, name in FUNCTION_ALIASES.items():
         if name in table:
             table[alias] = table[name]

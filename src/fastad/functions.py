@@ -8,10 +8,8 @@ import math
 
 import numpy as np
 
-from fastad._tape import op_table
 from fastad._tracer import apply_op, is_traced
-
-_KINDS = {"unary": 1, "binary": 2}
+from fastad.ops import ARITY, KIND, NAME, Kind
 
 
 def _plain(name):
@@ -33,9 +31,9 @@ def _plain(name):
     return fallbacks[name]
 
 
-def _make(name, code, kind):
+def _make(name, code):
     plain = _plain(name)
-    arity = _KINDS[kind]
+    arity = ARITY[code]
 
     def f(*args):
         if len(args) != arity:
@@ -50,15 +48,15 @@ def _make(name, code, kind):
     return f
 
 
-def _public(name, kind):
-    return kind in _KINDS and not name.startswith("_")
+def _public(op):
+    return KIND[op] in (Kind.UNARY, Kind.BINARY) and not NAME[op].startswith("_")
 
 
-SUPPORTED = tuple(name for name, kind in op_table() if _public(name, kind))
+SUPPORTED = tuple(NAME[op] for op in NAME if _public(op))
 
-for _code, (_name, _kind) in enumerate(op_table()):
-    if _public(_name, _kind):
-        globals()[_name] = _make(_name, _code, _kind)
+for _op in NAME:
+    if _public(_op):
+        globals()[NAME[_op]] = _make(NAME[_op], _op)
 
 abs = globals()["absolute"]
 round = globals()["rint"]

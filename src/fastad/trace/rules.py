@@ -23,18 +23,13 @@ _INFIX = {"D_ADD": (" + ", 1), "D_SUB": (" - ", 1), "D_MUL": (MUL, 2), "D_DIV": 
 _ALIASES = {"D_SIGNPOS": "sign"}                # words whose op is internal ("_signpos")
 
 
-@functools.lru_cache(maxsize=None)
-def _op_names():
-    from fastad._tape import op_table
-    return frozenset(name for name, _ in op_table())
-
-
 def _function_name(word):
     """The function a D_ word calls in the text: its alias, or the op it is named after."""
     if word in _ALIASES:
         return _ALIASES[word]
     name = word[2:].lower()
-    if name in _op_names() or "_" + name in _op_names():
+    from fastad.ops import BY_NAME
+    if name in BY_NAME or "_" + name in BY_NAME:
         return name
     raise ValueError(f"no rendering for {word}: name it after an op of csrc/ops.h")
 
@@ -86,9 +81,9 @@ def _render(node):
 @functools.lru_cache(maxsize=None)
 def partials_table():
     """op name -> its partials as text templates in {a}, {b} and {r} (the result)."""
-    from fastad._tape import op_partials
+    from fastad.ops import PARTIALS
     table = {}
-    for name, rules in op_partials().items():
+    for name, rules in PARTIALS.items():
         texts = tuple(_render(ast.parse(r, mode="eval").body)[0] for r in rules if r is not None)
         table[name] = texts
         table[name.lstrip("_")] = texts
