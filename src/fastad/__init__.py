@@ -21,7 +21,7 @@ Modules:
 """
 from fastad.api import (grad, value_and_grad, jvp, record, vjp, jacfwd, jacrev, jacobian,
                         hessian, hvp, hessian_vector_product, stop_gradient)
-from fastad._tape import Tape, GuardFailure, RECORD_BYTES
+from fastad._tape import Tape, GuardFailure, Record, RECORD_BYTES
 from fastad._tracer import Traced, TracedArray, EscapedTracerError
 from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
 from fastad.functions import SUPPORTED
@@ -37,6 +37,6 @@ __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
-           "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
+           "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES", "Record",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)

@@ -1,14 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The Tape extension type (owner of one C tape) and the three sweeps over it.
 
-Each sweep is one nogil loop over the records; the per-record work is the inline kernel
-of csrc/sweeps.h, one `case` per op, generated from the op table in csrc/ops.h.
+Design (what lives where, and why):
+  (a) C (csrc/tape.c, sweeps.h, emit.c): the records, slots and constants, checked growth,
+      the per-record kernels generated from the op table (csrc/ops.h), the recorded
+      adjoints.  No Python: every failure is an error code.
+  (b) Cython, here: the sweeps -- each one nogil loop over the records calling the inline
+      kernel of csrc/sweeps.h, one `case` per op -- because they run on every replay; the
+      workspaces that let threads replay one tape at once; the one place (`Tape.check`)
+      where C error codes become Python exceptions.
+  (c) Python, above: tracing (_tracer), the call path (_replay), the numpy surface.
+The Tape type owns its C tape and frees it with itself; `records()` reads it back as
+`Record`s for the tools (fastad.trace).
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
 import threading
+from collections import namedtuple
+
 import numpy as np
 
 cnp.import_array()
@@ -17,6 +28,12 @@ cdef extern from "sweeps.h" nogil:
     int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
     void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+
+
+Record = namedtuple("Record", ["op", "result", "operands"])
+Record.__doc__ = """One record of a tape, as Tape.records() reads it back: `op` is its numpy
+name; `result` its result slot (a range for a ranged record, -1 for a guard); `operands`
+a tuple of slots, ranges (ranged operands) or a tuple of slots (a gather)."""
 
 
 class GuardFailure(Exception):
@@ -347,7 +364,8 @@ cdef class Tape:
         return tuple(range(self.c.nin))
 
     def records(self):
-        """[(op_name, result_slot, operand_slots)] in execution order.
+        """[Record(op, result, operands)] in execution order (Records are tuples, so
+        `for op, result, operands in tape.records()` works too).
 
         A ranged record shows its result and operand ranges as Python ranges; guards
         have result slot -1 and the name of their comparison."""
@@ -361,18 +379,18 @@ cdef class Tape:
                 continue
             kind = kinds[p.op]
             if kind == "struct":
-                out.append(self._struct_record(names[p.op], p))
+                out.append(Record(*self._struct_record(names[p.op], p)))
             elif p.flags & FA_RANGED:
                 n, sa, sb = p[1].r, p[1].a, p[1].b
                 res = p.r if p.op == FA_SUM else range(p.r, p.r + n)
                 ops = (range(p.a, p.a + n * sa, sa) if sa else p.a,)
                 if kind == "binary":
                     ops += (range(p.b, p.b + n * sb, sb) if sb else p.b,)
-                out.append((names[p.op], res, ops))
+                out.append(Record(names[p.op], res, ops))
             elif kind == "unary":
-                out.append((names[p.op], p.r, (p.a,)))
+                out.append(Record(names[p.op], p.r, (p.a,)))
             else:
-                out.append((names[p.op], p.r, (p.a, p.b)))
+                out.append(Record(names[p.op], p.r, (p.a, p.b)))
         return out
 
     cdef tuple _struct_record(self, str name, const fa_rec *p):

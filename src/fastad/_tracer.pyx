@@ -6,6 +6,16 @@ operator, numpy ufunc or comparison on them appends one record to the C tape (on
 extension-type call, no Python-level bookkeeping) and returns a new traced value.
 Comparisons return plain bools and record a guard, so `if x > 0:` works and is rechecked
 when the tape is replayed.
+
+Design (what lives where, and why):
+  (a) C (csrc/tape.c): appending a record evaluates it with the same forward kernel that
+      replays it, so recording and replay cannot disagree.
+  (b) Cython, here: the operators and the scalar fast paths (x[i], x * y, x > 0), because
+      they run once per traced operation: a free-listed extension type and one C call per
+      op, no Python list, dict or closure touched.
+  (c) Python (arrays.py): numpy's functions on traced arrays, reached through
+      __array_function__ / __array_ufunc__; each records O(1) ranged records, so Python
+      speed does not matter there.
 """
 cimport cython
 from libc.stdint cimport int32_t, int64_t
