@@ -537,6 +537,11 @@ cdef class Compiled:
     def __call__(self, *args, **kwargs):
         return self.run(args, kwargs, None)
 
+    cdef Compiled like(self, fun, tuple argnums):
+        """A Compiled of another function with this one's mode and options (the function of
+        a pytree call's leaves)."""
+        return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux)
+
     def cache_info(self):
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
         by a failed guard), signatures and tapes cached."""
@@ -745,7 +750,7 @@ cdef object run_tree(Compiled c, tuple args, dict kwargs, tuple tangents, tuple 
             return fun(*[tree_unflatten(d, leaves[o:o + n]) for d, (o, n) in zip(defs, spans)])
 
         leaf_nums = tuple(spans[a][0] + k for a in argnums for k in range(spans[a][1]))
-        inner = Compiled(flat_fun, leaf_nums, True, c.mode, c.replay, c.has_aux)
+        inner = c.like(flat_fun, leaf_nums)
         if c.mode.family == "jacobian":
             inner.regroup = regroup
         c.trees[key] = inner
