@@ -264,3 +264,48 @@ def test_division_by_zero_gives_ieee_inf():
     assert v == math.inf and g == -math.inf
     v, g = fd.value_and_grad(np.log)(0.0)
     assert v == -math.inf and g == math.inf
+
+
+# ====================================================================== the catalogue
+
+def test_every_error_class_is_its_builtin_too():
+    """docs/errors.md: each catalogued error is also the builtin users catch."""
+    from fastad import errors
+    assert issubclass(errors.EscapedTracerError, RuntimeError)
+    assert issubclass(errors.MixedTracesError, RuntimeError)
+    for name in ("TracedConversionError", "UnsupportedNumpyError", "NonScalarOutputError",
+                 "ComplexValueError"):
+        assert issubclass(getattr(errors, name), TypeError), name
+    assert issubclass(errors.NestedCallbackError, NotImplementedError)
+    assert fd.EscapedTracerError is errors.EscapedTracerError
+    assert fd.GuardFailure is errors.GuardFailure
+
+
+def test_errors_page_is_generated_from_the_classes():
+    """docs/errors.md is what tools/errors_doc.py prints, so doc and docstrings agree, and
+    every anchor a message links to is a section there."""
+    import importlib.util
+    import pathlib
+    from fastad import errors
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("errors_doc", root / "tools" / "errors_doc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    page = (root / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert page == mod.page()
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if isinstance(cls, type) and cls.anchor:
+            assert f"## {name}" in page and cls.anchor == name.lower()
+
+
+@pytest.mark.parametrize("call, cls", [
+    (lambda: fd.grad(lambda x: x * np.ones(3))(1.0), "NonScalarOutputError"),
+    (lambda: fd.grad(lambda x: x)(1j), "ComplexValueError"),
+    (lambda: fd.jvp(lambda x: x, (np.ones(2),), (np.ones(2) * 1j,)), "ComplexValueError"),
+])
+def test_errors_are_raised_as_their_catalogue_class_with_a_link(call, cls):
+    from fastad import errors
+    with pytest.raises(getattr(errors, cls)) as info:
+        call()
+    assert f"docs/errors.md#{cls.lower()}" in str(info.value)

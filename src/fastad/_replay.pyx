@@ -32,6 +32,7 @@ from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_rever
                            sweep_reverse_seeded)
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
+from fastad.errors import ComplexValueError, NonScalarOutputError
 
 cnp.import_array()
 
@@ -99,9 +100,7 @@ cdef object array_part(object a, Py_ssize_t i, bint diff):
     if kind == "f" or (diff and kind in "iu"):
         return ("a", a.shape)
     if kind == "c":
-        raise TypeError(f"fastad: argument {i} is a complex array ({a.dtype}); fastad "
-                        "differentiates real programs. Pass the real and imaginary parts "
-                        "as two float arrays.")
+        raise ComplexValueError(ComplexValueError.message(f"argument {i}", a.dtype))
     if kind == "O":
         raise TypeError(f"fastad: argument {i} is an object array; pass a float array "
                         "(np.asarray(x, dtype=float)).")
@@ -120,8 +119,7 @@ cdef object key_part(Py_ssize_t i, object a, bint diff):
     if t is np.ndarray:
         return array_part(a, i, diff)
     if isinstance(a, (complex, np.complexfloating)):
-        raise TypeError(f"fastad: argument {i} is complex ({a!r}); fastad differentiates "
-                        "real programs.")
+        raise ComplexValueError(ComplexValueError.message(f"argument {i} ({a!r})"))
     if is_input(a, diff) and not isinstance(a, np.ndarray):   # subclasses (np.matrix...) aren't scalars
         return SCALAR
     if diff:
@@ -208,8 +206,7 @@ cdef class Signature:
                 dst[self.offset[i]] = <double>t
             elif self.kind[i] == ARRAY_IN:
                 if np.iscomplexobj(t):
-                    raise TypeError(f"fastad: the tangent of argument {i} is complex; fastad "
-                                    "differentiates real programs")
+                    raise ComplexValueError(ComplexValueError.message(f"the tangent of argument {i}"))
                 arr = np.asarray(t, dtype=np.float64, order="C")
                 if arr.shape != self.shapes[i]:
                     raise ValueError(f"fastad.jvp: primal {i} has shape {self.shapes[i]} but its "
@@ -689,7 +686,7 @@ cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object
     if mode.scalar_output:
         slot = output_slot(tape, out)
         if slot < 0:
-            raise TypeError(not_scalar_message(fun, out))
+            raise NonScalarOutputError(not_scalar_message(fun, out))
         return Outputs(np.array([slot], dtype=np.int64), (), None, aux_spec, not has_aux)
     leaves, treedef = tree_flatten(out)
     parts, shapes = [], []
@@ -705,13 +702,9 @@ cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object
 
 def not_scalar_message(fun, out):
     """The error for a non-scalar output where a scalar is needed (grad, value_and_grad)."""
-    name = getattr(fun, "__name__", repr(fun))
     shape = getattr(out, "shape", None)
     what = f"an array of shape {shape}" if shape is not None else f"a {type(out).__name__}"
-    return (f"fastad: {name} must return a real scalar (a float or a 0-d array) to be "
-            f"differentiated this way, but it returned {what}. To differentiate the sum of "
-            f"its outputs, return out.sum(); for the derivative of every output, use "
-            f"fastad.jacobian.")
+    return NonScalarOutputError.message(getattr(fun, "__name__", repr(fun)), what)
 
 
 # ------------------------------------------------------------------------ pytree arguments
@@ -815,8 +808,7 @@ cdef class Outputs:
         parts = []
         for leaf, shape in zip(leaves, shapes):
             if np.iscomplexobj(leaf):
-                raise TypeError("fastad: the cotangent is complex; fastad differentiates real "
-                                "programs")
+                raise ComplexValueError(ComplexValueError.message("the cotangent"))
             c = np.asarray(leaf, dtype=np.float64)
             if c.shape != tuple(shape):
                 raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "

@@ -36,8 +36,8 @@ name; `result` its result slot (a range for a ranged record, -1 for a guard); `o
 a tuple of slots, ranges (ranged operands) or a tuple of slots (a gather)."""
 
 
-class GuardFailure(Exception):
-    """A comparison recorded while tracing came out differently at replay: retrace."""
+from fastad.errors import (EscapedTracerError, GuardFailure, NestedCallbackError,
+                           NonScalarOutputError)
 
 
 def op_table():
@@ -175,9 +175,7 @@ cdef int callback(const fa_tape *t, int64_t i, double *v, double *d, int mode) n
                 for k in range(n):
                     d[p.a + k] += gin[k]
         else:
-            raise NotImplementedError(
-                f"fastad: {cb.name} has a custom reverse-mode rule (custom_vjp) only; forward "
-                "mode (jvp, jacfwd, hessian, hvp) cannot go through it. Use grad, vjp or jacrev.")
+            raise NestedCallbackError(NestedCallbackError.forward_message(cb.name))
         return 0
     except BaseException as e:
         # per thread: concurrent replays of one tape each raise their own exception
@@ -247,10 +245,7 @@ cdef class Tape:
                 f"fastad: the tape would need {self.c.want} slots, more than 2**31 - 1 slots (it "
                 f"has {self.c.nslot}); split the computation or use vectorized numpy operations")
         if err == FA_ECALLBACK:
-            raise NotImplementedError(
-                "fastad: a derivative of a derivative would go through a custom_vjp function, "
-                "whose rule is Python and cannot be recorded; higher-order derivatives of such "
-                "functions are not supported")
+            raise NestedCallbackError(NestedCallbackError.nested_message())
         if err == FA_EORDER:
             raise RuntimeError("fastad internal error: an input was added after an operation")
         raise RuntimeError(f"fastad internal error: bad record (code {err})")
@@ -408,10 +403,7 @@ cdef class Tape:
     # -- recording primitives for the array layer (one call per array operation) --------
     cdef int _live(self) except -1:
         if not self.recording:
-            from fastad._tracer import EscapedTracerError
-            raise EscapedTracerError(
-                "fastad: a traced array was used after the function being differentiated "
-                "returned; return what you need from the function instead.")
+            raise EscapedTracerError(EscapedTracerError.message("array"))
         return 0
 
     def const(self, double x):
@@ -561,7 +553,7 @@ cdef class Tape:
         if failed == -2:
             self.raise_pending()
         if failed >= 0:
-            raise GuardFailure(f"guard record {failed} ({self.records_name(failed)}) changed outcome")
+            raise GuardFailure(GuardFailure.message(failed, self.records_name(failed)))
         return self.c.val[self.output_slot]
 
     def records_name(self, int64_t i):

@@ -25,8 +25,7 @@ import numpy as np
 from fastad.ops import KIND, NAME, Kind, Op
 
 
-class EscapedTracerError(RuntimeError):
-    """A traced value was used after the function that produced it returned."""
+from fastad.errors import EscapedTracerError, MixedTracesError
 
 
 # ---------------------------------------------------------------------------------------
@@ -72,17 +71,11 @@ UFUNCS = _ufunc_table()
 # Errors that say what happened and what to do.
 
 cdef object escaped(Tape t):
-    raise EscapedTracerError(
-        "fastad: a traced value was used after the function being differentiated returned "
-        "(was it stored in a global, a closure or an attribute?). Traced values only live "
-        "during their trace; return what you need from the function instead.")
+    raise EscapedTracerError(EscapedTracerError.message())
 
 
 cdef object mixed_tapes():
-    raise NotImplementedError(
-        "fastad: this operation mixes traced values from two different traces (a fastad "
-        "derivative taken inside a function that is itself being differentiated). Nested "
-        "differentiation is not supported yet.")
+    raise MixedTracesError(MixedTracesError.message())
 
 
 cdef object other_tape(Tape other):

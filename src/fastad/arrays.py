@@ -17,6 +17,7 @@ import numpy as np
 
 from fastad._tracer import TracedArray, Traced, UFUNCS, apply_op, new_scalar
 from fastad.ops import BY_NAME, MASK_OF, Kind, Op
+from fastad.errors import ComplexValueError, EscapedTracerError, MixedTracesError
 
 UNARY, BINARY, GUARD = Kind.UNARY, Kind.BINARY, Kind.GUARD
 
@@ -50,13 +51,8 @@ def tape_of(*xs):
             if tape is not None and t is not tape:
                 for stale in (t, tape):
                     if not stale.recording:
-                        from fastad._tracer import EscapedTracerError
-                        raise EscapedTracerError(
-                            "fastad: a traced value was used after the function being "
-                            "differentiated returned; return what you need instead.")
-                raise NotImplementedError(
-                    "fastad: this operation mixes traced values from two different traces "
-                    "(nested differentiation is not supported yet)")
+                        raise EscapedTracerError(EscapedTracerError.message())
+                raise MixedTracesError(MixedTracesError.message())
             tape = t
     return tape
 
@@ -69,7 +65,7 @@ def as_traced(tape, x):
         return TracedArray.from_idx(tape, slots_of(tape, x))
     arr = np.asarray(x)
     if arr.dtype.kind == "c":
-        raise TypeError("fastad: complex values are not supported in traced computations")
+        raise ComplexValueError(ComplexValueError.message("a value in a traced computation"))
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"fastad: cannot use a {arr.dtype} value in a traced computation")
     if arr.ndim == 0:
