@@ -131,7 +131,15 @@ def in_place_sort(x):
     return np.sum(y * np.arange(1.0, 5.0))
 
 
-ASSIGN = [residual, residual_like, residual_fd_zeros, masked_const, masked_traced, row_view,
+def full_and_int_like(x):
+    y = fd.full((2, 2), x[0])               # a traced fill value
+    y[1, 1] = x[3] * x[2]
+    k = np.zeros_like(x, dtype=int)         # an int array stays numpy's
+    assert type(k) is np.ndarray and k.dtype.kind == "i"
+    return np.sum(y * np.array([[1.0, 2.0], [3.0, 4.0]])) + x[k[0]] ** 2
+
+
+ASSIGN = [full_and_int_like, residual, residual_like, residual_fd_zeros, masked_const, masked_traced, row_view,
           copy_is_not_a_view, fancy_accumulate, in_place_sort]
 
 
@@ -196,6 +204,8 @@ LISTS = {
     "scalar_minus_list": lambda x: np.sum((x[0] - [3, 5, 2]) ** 2),
     "list_plus_array": lambda x: np.sum(([0.5, 1.0, 1.5, 2.0] + x) ** 2),
     "array_of_list_in_ufunc": lambda x: np.sum(np.sin(np.array([x[0], x[1] * x[2]]))),
+    "array_like": lambda x: np.sum(np.array([x[1], 2.0, x[0] * x[2]], like=x) ** 2),
+    "item_tolist": lambda x: x[1:2].item() * x.reshape(2, 2).tolist()[1][0],
     "nested_list": lambda x: np.sum(np.array([[x[0], 1.0], [2.0, x[3]]]) @ x[:2]),
 }
 

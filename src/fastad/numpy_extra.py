@@ -190,6 +190,9 @@ def integers(x, rounding, what):
 
 
 _METHODS["astype"] = astype
+_METHODS["item"] = lambda x, *i: (x.reshape(-1)[i[0]] if i else HANDLED[np.reshape](x, ()))
+_METHODS["tolist"] = lambda x: [e.tolist() if type(e) is TracedArray else e for e in x] \
+    if x.ndim else x
 PROPERTIES["real"] = lambda x: x
 PROPERTIES["imag"] = lambda x: _filled(x.tape, x.shape, 0.0) if x.shape else 0.0
 _METHODS["conj"] = _METHODS["conjugate"] = lambda x: x
