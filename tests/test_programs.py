@@ -188,6 +188,19 @@ def test_assignment_into_a_broadcast_view_is_refused_like_numpy():
         fd.grad(f)(X4)
 
 
+def test_assigning_an_escaped_traced_array_is_refused():
+    kept = []
+    fd.grad(lambda x: (kept.append(x), np.sum(x))[1])(X4)
+
+    def f(x):
+        y = np.zeros_like(x)
+        y[:] = kept[0]
+        return np.sum(y)
+
+    with pytest.raises(fd.EscapedTracerError):
+        fd.grad(f)(X4)
+
+
 def test_fd_zeros_outside_a_trace_is_numpy():
     z = fd.zeros((2, 3))
     assert type(z) is np.ndarray and z.shape == (2, 3) and not z.any()
@@ -204,6 +217,8 @@ LISTS = {
     "scalar_minus_list": lambda x: np.sum((x[0] - [3, 5, 2]) ** 2),
     "list_plus_array": lambda x: np.sum(([0.5, 1.0, 1.5, 2.0] + x) ** 2),
     "array_of_list_in_ufunc": lambda x: np.sum(np.sin(np.array([x[0], x[1] * x[2]]))),
+    "scalar_times_traced_list": lambda x: np.sum(np.multiply(x[0], [x[1], 1.0])
+                                                 + x[2:] * (x[3], 2.0)),
     "array_like": lambda x: np.sum(np.array([x[1], 2.0, x[0] * x[2]], like=x) ** 2),
     "item_tolist": lambda x: x[1:2].item() * x.reshape(2, 2).tolist()[1][0],
     "nested_list": lambda x: np.sum(np.array([[x[0], 1.0], [2.0, x[3]]]) @ x[:2]),

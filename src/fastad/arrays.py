@@ -89,10 +89,10 @@ def as_traced(tape, x):
 
 def slots_of(tape, x):
     """An int64 array of the slots holding x's elements (constants get slots)."""
-    if type(x) is TracedArray:
-        return x.idx
-    if type(x) is Traced:
-        return np.array(x.slot, dtype=np.int64)
+    if type(x) is TracedArray or type(x) is Traced:
+        if x.tape is not tape:        # an escaped value (or another trace's): refuse
+            tape_of(x, new_scalar(tape, 0))
+        return x.idx if type(x) is TracedArray else np.array(x.slot, dtype=np.int64)
     if isinstance(x, np.ndarray) and x.dtype == object:
         out = np.empty(x.shape, dtype=np.int64)
         for i, e in np.ndenumerate(x):
@@ -143,6 +143,7 @@ def _empty(tape, shape):
 def elementwise(code, kind, inputs, name):
     """One ranged record of op `code` over the broadcast of `inputs`."""
     tape = tape_of(*inputs)
+    inputs = tuple(as_traced(tape, x) if isinstance(x, (list, tuple)) else x for x in inputs)
     shapes = [np.shape(x) if type(x) not in (Traced, TracedArray) else x.shape for x in inputs]
     try:
         shape = np.broadcast_shapes(*shapes)
