@@ -340,6 +340,9 @@ FUNCS = {
                                                        ("edge", "reflect", "symmetric",
                                                         "wrap")])),
     "pad_2d": loss(lambda x: np.pad(x.reshape(2, 2) ** 2, ((1, 0), (0, 2)), mode="edge")),
+    "take_delete_resize_rot90": loss(lambda x: np.concatenate([
+        np.take_along_axis(x.reshape(2, 2), np.array([[1, 0], [1, 1]]), 1).ravel(),
+        np.delete(x, 1), np.resize(x[:3], 5), np.rot90(x.reshape(2, 2)).ravel()])),
     "kron": loss(lambda x: np.kron(x[:2], x[1:] ** 2)),
     "kron_2d": loss(lambda x: np.kron(x.reshape(2, 2), W2 * x[0])),
     "cross": loss(lambda x: np.cross(x[:3], x[1:] ** 2)),

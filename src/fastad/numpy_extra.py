@@ -16,7 +16,7 @@ import numpy as np
 
 from fastad.arrays import (HANDLED, COMPOSED_UFUNCS, PROPERTIES, _METHODS, implements,
                            tape_of, as_traced, slots_of, ufunc, reduction, where, transpose,
-                           matmul, _size, _axes, _no_out)
+                           matmul, _idx_fn, _size, _axes, _no_out)
 from fastad._tracer import Traced, TracedArray, new_scalar
 
 def _traced(x):
@@ -305,6 +305,10 @@ def _split_fn(np_fn):
 
 for _f in (np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit):
     HANDLED[_f] = _split_fn(_f)
+
+# more functions that only pick slots (the first argument's)
+for _f in (np.take_along_axis, np.delete, np.resize, np.rot90):
+    HANDLED[_f] = _idx_fn(_f)
 
 _PAD_BY_COPY = ("constant", "edge", "reflect", "symmetric", "wrap", "empty")
 
