@@ -366,6 +366,10 @@ FUNCS = {
     "polyval_x": loss(lambda x: np.polyval([1.0, -2.0, 0.5], x)),
     "deg_rad": lambda x: np.sum(np.sin(np.deg2rad(x * 40)) + np.radians(x) * np.rad2deg(x)
                                 + np.degrees(x)),
+    "isnan_isinf_isfinite": lambda x: np.sum(np.where(np.isnan(x / x[1]), 0.0, x ** 2)
+                                             + np.where(np.isinf(1.0 / x), 1.0, x)
+                                             * np.isfinite(x)) + (x[0] if np.isnan(x[1])
+                                                                  else x[1] ** 2),
     "real_imag_conj": lambda x: np.sum(np.real(x) * np.conj(x) + np.imag(x) + x.real
                                        * x.conj() + x.imag),
     "astype_float": lambda x: np.sum(x.astype(np.float64) ** 2),
@@ -485,7 +489,7 @@ UNSUPPORTED = {
     "np.nonzero": lambda x: np.sum(x[np.nonzero(x)]),
     "np.searchsorted": lambda x: np.searchsorted(x, 0.5) * x[0],
     "np.histogram": lambda x: np.sum(np.histogram(x)[0]),
-    "np.isnan": lambda x: np.sum(np.where(np.isnan(x), 0.0, x)),
+    "np.signbit": lambda x: np.sum(np.where(np.signbit(x), 0.0, x)),
     "np.heaviside": lambda x: np.sum(np.heaviside(x, 0.5)),
     "np.nanmean": lambda x: np.nanmean(x),
     "np.partition": lambda x: np.sum(np.partition(x, 2)),

@@ -248,6 +248,11 @@ COMPOSED_UFUNCS[np.deg2rad] = COMPOSED_UFUNCS[np.radians] = \
     lambda x: ufunc(np.multiply, (x, _RAD))
 COMPOSED_UFUNCS[np.rad2deg] = COMPOSED_UFUNCS[np.degrees] = \
     lambda x: ufunc(np.multiply, (x, _DEG))
+# NaN and infinity tests: comparisons (x != x is NaN's test), so a 0/1 mask on arrays and a
+# guarded bool on a scalar, like every comparison
+COMPOSED_UFUNCS[np.isnan] = lambda x: ufunc(np.not_equal, (x, x))
+COMPOSED_UFUNCS[np.isinf] = lambda x: ufunc(np.equal, (ufunc(np.absolute, (x,)), np.inf))
+COMPOSED_UFUNCS[np.isfinite] = lambda x: ufunc(np.less, (ufunc(np.absolute, (x,)), np.inf))
 COMPOSED_UFUNCS[np.divmod] = lambda a, b: (ufunc(np.floor_divide, (a, b)),
                                            ufunc(np.remainder, (a, b)))
 
