@@ -370,6 +370,16 @@ FUNCS = {
                                              + np.where(np.isinf(1.0 / x), 1.0, x)
                                              * np.isfinite(x)) + (x[0] if np.isnan(x[1])
                                                                   else x[1] ** 2),
+    "select": loss(lambda x: np.select([x < 0, x > 2.0], [x ** 2, np.sin(x)], x * 3)),
+    "piecewise": loss(lambda x: np.piecewise(x, [x < 0, x >= 1.0], [lambda u: u ** 3,
+                                                                    np.exp, 0.5])),
+    "piecewise_default": loss(lambda x: np.piecewise(x, [x < 0], [np.cos, lambda u: u * 2])),
+    "trapezoid": lambda x: np.trapezoid(x ** 2, x=np.array([0.0, 0.5, 1.5, 2.0])) +
+    np.trapezoid(x, dx=0.3) + np.trapezoid(np.exp(x), x=x * 2),
+    "trapezoid_2d": loss(lambda x: np.trapezoid(np.outer(x, x), axis=0)),
+    "convolve": loss(lambda x: np.concatenate([np.convolve(x, [1.0, -2.0, 0.5]),
+                                               np.convolve(x[:2], x, "same"),
+                                               np.convolve(x ** 2, x[1:], "valid")])),
     "real_imag_conj": lambda x: np.sum(np.real(x) * np.conj(x) + np.imag(x) + x.real
                                        * x.conj() + x.imag),
     "astype_float": lambda x: np.sum(x.astype(np.float64) ** 2),

@@ -770,3 +770,103 @@ def einsum(*operands, optimize=False, out=None, dtype=None, order="K", casting="
         x = transpose(x, [s.index(c) for c in out_s])
     x = _arr(tape, x)
     return x if x.ndim else new_scalar(tape, int(x.idx))
+
+
+# ----------------------------------------------------------------------------- piecewise
+
+@implements(np.select)
+def select(condlist, choicelist, default=0.0):
+    """The first true condition's choice, as nested selects (np.where) from the last."""
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    res = default
+    for cond, choice in zip(reversed(condlist), reversed(choicelist)):
+        res = where(cond, choice, res)
+    tape = tape_of(res)
+    shape = np.broadcast_shapes(*[np.shape(c) for c in condlist],
+                                *[np.shape(c) for c in choicelist])
+    return TracedArray.from_idx(tape, np.broadcast_to(_arr(tape, res).idx, shape)) \
+        if shape else res
+
+
+@implements(np.piecewise)
+def piecewise(x, condlist, funclist, *args, **kw):
+    """funclist[k](x) where condlist[k] holds (the last true one wins, as in numpy), else
+    0 or the extra default function.  Every function is evaluated on all of x and the
+    pieces selected with np.where, so the pieces not taken get a zero adjoint."""
+    tape = tape_of(x, condlist)
+    x = _arr(tape, x)
+    if isinstance(condlist, np.ndarray) and condlist.dtype == bool and condlist.ndim == \
+            x.ndim or _traced(condlist):
+        condlist = [condlist]
+    condlist = list(condlist)
+    n = len(condlist)
+    if len(funclist) not in (n, n + 1):
+        raise ValueError(f"with {n} condition(s), either {n} or {n + 1} functions are "
+                         f"expected")
+    if len(funclist) == n + 1:          # the default: where no condition holds
+        others = None
+        for c in condlist:
+            c = _op(np.not_equal, c, 0.0) if _traced(c) else np.asarray(c, dtype=bool)
+            nc = _op(np.subtract, 1.0, c) if _traced(c) else ~c
+            others = nc if others is None else _op(np.multiply, others, nc) \
+                if _traced(nc) or _traced(others) else others & nc
+        condlist.append(others)
+
+    def piece(f):
+        return f(x, *args, **kw) if callable(f) else f
+
+    res = _filled(tape, x.shape, 0.0)
+    for cond, f in zip(condlist, funclist):
+        res = where(cond, piece(f), res)
+    return res
+
+
+@implements(np.trapezoid)
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """The trapezoidal rule as numpy writes it: sum(d * (y[1:] + y[:-1]) / 2)."""
+    tape = tape_of(y, x, dx)
+    y = _arr(tape, y)
+    axis = _axes(axis, y.ndim)[0]
+    if x is None:
+        d = dx
+    else:
+        xa = _arr(tape, x) if _traced(x) or tape_of(x) is not None else np.asarray(x)
+        if np.ndim(xa) == 1:
+            d = diff(xa) if _traced(xa) else np.diff(xa)
+            shape = [1] * y.ndim
+            shape[axis] = np.shape(d)[0]
+            d = d.reshape(shape)
+        else:
+            d = diff(xa, axis=axis) if _traced(xa) else np.diff(xa, axis=axis)
+    hi = [slice(None)] * y.ndim
+    lo = [slice(None)] * y.ndim
+    hi[axis], lo[axis] = slice(1, None), slice(None, -1)
+    s = ufunc(np.add, (y[tuple(hi)], y[tuple(lo)]))
+    return reduction("sum", ufunc(np.divide, (_op(np.multiply, d, s), 2.0)), axis)
+
+
+@implements(np.convolve)
+def convolve(a, v, mode="full"):
+    """Discrete convolution: a matrix of shifted slots of a (zero-padded) times v reversed,
+    summed along rows -- the same products numpy's correlate sums."""
+    tape = tape_of(a, v)
+    A, V = _arr(tape, a).reshape(-1), _arr(tape, v).reshape(-1)
+    if A.shape[0] < V.shape[0]:
+        A, V = V, A
+    n, m = A.shape[0], V.shape[0]
+    if m == 0:
+        raise ValueError("v cannot be empty")
+    zero = tape.const(0.0)
+    padded = np.concatenate([np.full(m - 1, zero), A.idx, np.full(m - 1, zero)])
+    k = np.arange(n + m - 1)[:, None] + np.arange(m)[None, :]
+    rows = TracedArray.from_idx(tape, padded[k])                  # (n + m - 1, m)
+    full = reduction("sum", ufunc(np.multiply, (rows, V[::-1])), 1)
+    if mode == "full":
+        return full
+    if mode == "same":
+        start = (m - 1) // 2
+        return full[start:start + n]
+    if mode == "valid":
+        return full[m - 1:n]
+    raise ValueError(f"mode must be one of 'full', 'same', 'valid', got {mode!r}")
