@@ -252,7 +252,8 @@ def lookup(x):
 
 def floor_index(x):
     k = math.floor(x[1])
-    return x[k] * x[3] + TABLE[math.ceil(x[0])] * x[2]
+    j = x[2].astype(int) + 2                  # a traced scalar's astype: numpy's int64
+    return x[k] * x[3] + TABLE[math.ceil(x[0])] * x[2] + TABLE[j] * x[0] ** 2
 
 
 def advect(x):
