@@ -381,6 +381,10 @@ FUNCS = {
     "convolve": loss(lambda x: np.concatenate([np.convolve(x, [1.0, -2.0, 0.5]),
                                                np.convolve(x[:2], x, "same"),
                                                np.convolve(x ** 2, x[1:], "valid")])),
+    "gradient": loss(lambda x: np.concatenate([np.gradient(x ** 3), np.gradient(x, 0.5),
+                                               np.gradient(np.exp(x), 0.3, edge_order=2)])),
+    "gradient_2d": loss(lambda x: np.stack(np.gradient(np.outer(x, x[:3]) ** 2, 0.5, 2.0))),
+    "gradient_axis": loss(lambda x: np.gradient(np.outer(x, x), axis=1, edge_order=2)),
     "real_imag_conj": lambda x: np.sum(np.real(x) * np.conj(x) + np.imag(x) + x.real
                                        * x.conj() + x.imag),
     "astype_float": lambda x: np.sum(x.astype(np.float64) ** 2),

@@ -870,3 +870,53 @@ def convolve(a, v, mode="full"):
     if mode == "valid":
         return full[m - 1:n]
     raise ValueError(f"mode must be one of 'full', 'same', 'valid', got {mode!r}")
+
+
+@implements(np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """numpy's finite-difference gradient for uniform spacing (a scalar per axis, or none):
+    central differences inside, one-sided (edge_order 1 or 2) at the ends, in numpy's
+    formulas.  Coordinate arrays (non-uniform spacing) are not supported."""
+    tape = tape_of(f, *varargs)
+    f = _arr(tape, f)
+    axes = _axes(axis, f.ndim) if axis is not None else tuple(range(f.ndim))
+    if isinstance(axis, (int, np.integer)):
+        axes = (axes[0],)
+    if len(varargs) == 0:
+        dxs = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        dxs = [varargs[0]] * len(axes)
+    elif len(varargs) == len(axes) and all(np.ndim(d) == 0 for d in varargs):
+        dxs = list(varargs)
+    else:
+        raise TypeError("fastad: np.gradient with coordinate arrays (non-uniform spacing) is "
+                        "not supported on traced values; pass one scalar spacing per axis")
+    if edge_order not in (1, 2):
+        raise ValueError("'edge_order' greater than 2 not supported")
+    out = []
+    for ax, h in zip(axes, dxs):
+        n = f.shape[ax]
+        if n < edge_order + 1:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, "
+                             "at least (edge_order + 1) elements are required.")
+
+        def at(sl, ax=ax):
+            key = [slice(None)] * f.ndim
+            key[ax] = sl
+            return f[tuple(key)]
+
+        mid = _op(np.divide, _op(np.subtract, at(slice(2, None)), at(slice(None, -2))),
+                  _op(np.multiply, 2.0, h))
+        if edge_order == 1:
+            first = _op(np.divide, _op(np.subtract, at(slice(1, 2)), at(slice(0, 1))), h)
+            last = _op(np.divide, _op(np.subtract, at(slice(-1, None)), at(slice(-2, -1))), h)
+        else:
+            def comb(coeffs, sls):
+                terms = [_op(np.multiply, _op(np.divide, c, h), at(s)) for c, s in
+                         zip(coeffs, sls)]
+                return _op(np.add, _op(np.add, terms[0], terms[1]), terms[2])
+            first = comb((-1.5, 2.0, -0.5), (slice(0, 1), slice(1, 2), slice(2, 3)))
+            last = comb((0.5, -2.0, 1.5), (slice(-3, -2), slice(-2, -1), slice(-1, None)))
+        parts = [_arr(tape, p).idx for p in (first, mid, last)]
+        out.append(TracedArray.from_idx(tape, np.concatenate(parts, axis=ax)))
+    return out[0] if len(out) == 1 else tuple(out)
