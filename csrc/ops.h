@@ -39,6 +39,21 @@ static inline double fa_logaddexp(double a, double b) {
     double m = a > b ? a : b, d = a > b ? b - a : a - b;
     return d != d ? d : m + log1p(exp(d));  /* NaN stays NaN */
 }
+/* numpy's npy_divmod: the floor quotient and Python-style remainder of a / b, rounded the
+ * way numpy rounds them (fmod first, then the quotient snapped to an integer) */
+static inline double fa_divmod(double a, double b, double *mod) {
+    double m = fmod(a, b), div, fl;
+    if (!b) { *mod = m; return a / b; }
+    div = (a - m) / b;
+    if (m) { if ((b < 0) != (m < 0)) { m += b; div -= 1.0; } }
+    else m = copysign(0.0, b);
+    if (div) { fl = floor(div); if (div - fl > 0.5) fl += 1.0; }
+    else fl = copysign(0.0, a / b);
+    *mod = m;
+    return fl;
+}
+static inline double fa_remainder(double a, double b) { double m; fa_divmod(a, b, &m); return m; }
+static inline double fa_floor_divide(double a, double b) { double m; return fa_divmod(a, b, &m); }
 static inline double fa_expit(double a) {
     /* numerically stable logistic: never exp of a large positive number */
     if (a >= 0) return 1.0 / (1.0 + exp(-a));
@@ -111,6 +126,7 @@ static inline double fa_expit(double a) {
     X(FLOOR,      "floor",      floor(a),    D_0)                                          \
     X(CEIL,       "ceil",       ceil(a),     D_0)                                          \
     X(RINT,       "rint",       nearbyint(a), D_0)                                         \
+    X(TRUNC,      "trunc",      trunc(a),    D_0)       /* int(x), astype(int), fmod */   \
     X(ERF,        "erf",        erf(a),      D_MUL(D_K(FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
     X(ERFC,       "erfc",       erfc(a),     D_MUL(D_K(-FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
     X(EXPIT,      "expit",      fa_expit(a), D_MUL(r, D_SUB(D_1, r)))                      \
@@ -140,6 +156,11 @@ static inline double fa_expit(double a) {
     X(FMAX,     "fmax",     fmax(a, b),   D_FMAXDA(a, b),      D_FMAXDA(b, a))             \
     X(FMIN,     "fmin",     fmin(a, b),   D_FMAXDA(D_NEG(a), D_NEG(b)), D_FMAXDA(D_NEG(b), D_NEG(a))) \
     X(LOGADDEXP, "logaddexp", fa_logaddexp(a, b), D_EXP(D_SUB(a, r)), D_EXP(D_SUB(b, r)))  \
+    /* numpy's floor division and remainders (fa_divmod); d/db of a remainder is minus the \
+     * quotient, (a - r) / b, an integer up to rounding */                                 \
+    X(REMAINDER, "remainder", fa_remainder(a, b), D_1, D_NEG(D_DIV(D_SUB(a, r), b)))       \
+    X(FMOD,     "fmod",     fmod(a, b),   D_1,                 D_NEG(D_DIV(D_SUB(a, r), b))) \
+    X(FLOOR_DIVIDE, "floor_divide", fa_floor_divide(a, b), D_0, D_0)                       \
     /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */       \
     X(SELECT,     "_select",     a != 0 ? b : 0.0, D_0,        D_NE(a, D_0))               \
     X(SELECT_NOT, "_select_not", a != 0 ? 0.0 : b, D_0,        D_EQ(a, D_0))               \

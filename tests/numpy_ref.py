@@ -56,6 +56,7 @@ UNARY = {
     "floor": (np.floor, np.zeros_like, (-2.0, 2.0)),
     "ceil": (np.ceil, np.zeros_like, (-2.0, 2.0)),
     "rint": (np.rint, np.zeros_like, (-2.0, 2.0)),
+    "trunc": (np.trunc, np.zeros_like, (-2.0, 2.0)),
     "erf": (sp.erf, lambda x: 2.0 / math.sqrt(math.pi) * np.exp(-x * x), (-2.0, 2.0)),
     "erfc": (sp.erfc, lambda x: -2.0 / math.sqrt(math.pi) * np.exp(-x * x), (-2.0, 2.0)),
     "expit": (sp.expit, lambda x: sp.expit(x) * sp.expit(-x), (-3.0, 3.0)),
@@ -92,6 +93,14 @@ BINARY = {
              lambda a, b: (b < a) + 0.5 * (a == b), (-2.0, 2.0)),
     "logaddexp": (np.logaddexp, lambda a, b: 1.0 / (1.0 + np.exp(b - a)),
                   lambda a, b: 1.0 / (1.0 + np.exp(a - b)), (-2.0, 2.0)),
+    # piecewise: d/db is minus the integer quotient; sampled (seeded) points are away from
+    # the jumps at integer a / b
+    "remainder": (np.remainder, lambda a, b: np.ones_like(a + b),
+                  lambda a, b: -np.floor_divide(a, b), (0.3, 2.0)),
+    "fmod": (np.fmod, lambda a, b: np.ones_like(a + b), lambda a, b: -np.trunc(a / b),
+             (0.3, 2.0)),
+    "floor_divide": (np.floor_divide, lambda a, b: np.zeros_like(a + b),
+                     lambda a, b: np.zeros_like(a + b), (0.3, 2.0)),
 }
 
 

@@ -7,6 +7,7 @@ Modules:
     api        grad, value_and_grad, jvp, record  (argument checking, the public entry points)
     functions  fastad.sin & co., generated from the op table
     arrays     numpy functions and ufuncs on traced arrays (ranged records)
+    numpy_extra  assignment, integers from traced values, sort/interp/einsum & co.
     trace      the evaluation trace of a tape: tables, DOT/Mermaid graphs, statistics
     check      check_grad: derivatives against central finite differences
     nested     derivatives taken inside a traced function (recorded reverse sweeps)
@@ -26,6 +27,7 @@ from fastad._tracer import Traced, TracedArray, EscapedTracerError
 from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SUPPORTED)
 from fastad.functions import SUPPORTED
 from fastad.custom import custom_vjp
+from fastad.numpy_extra import zeros, ones, empty, full
 from fastad.optimize import minimize
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
@@ -39,4 +41,4 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES", "Record",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
-           "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)
+           "check_grad", "GradCheckError", "GradCheckResult", "zeros", "ones", "empty", "full"] + list(SUPPORTED)

@@ -23,8 +23,6 @@ from fastad._tape cimport Tape, fa_const, fa_op1, fa_op2, fa_guard, fa_input
 
 import numpy as np
 from fastad.ops import KIND, NAME, Kind, Op
-
-
 from fastad.errors import EscapedTracerError, MixedTracesError
 
 
@@ -33,7 +31,7 @@ from fastad.errors import EscapedTracerError, MixedTracesError
 cdef int NEGATIVE = Op.NEGATIVE, SQUARE = Op.SQUARE, ABSOLUTE = Op.ABSOLUTE
 cdef int ADD = Op.ADD, SUBTRACT = Op.SUBTRACT, MULTIPLY = Op.MULTIPLY
 cdef int DIVIDE = Op.DIVIDE, POWER = Op.POWER, RINT = Op.RINT
-cdef int FLOOR = Op.FLOOR, CEIL = Op.CEIL
+cdef int FLOOR = Op.FLOOR, CEIL = Op.CEIL, TRUNC = Op.TRUNC
 cdef int LESS = Op.LESS, LESS_EQUAL = Op.LESS_EQUAL
 cdef int EQUAL = Op.EQUAL, NOT_EQUAL = Op.NOT_EQUAL
 cdef int UNARY = Kind.UNARY, BINARY = Kind.BINARY, GUARD = Kind.GUARD
@@ -67,6 +65,31 @@ def _ufunc_table():
 UFUNCS = _ufunc_table()
 
 
+class _ScalarDtype:
+    """Traced.dtype: numpy's float64 dtype, except that `.type(v)` keeps a traced v traced:
+    numpy's mean and var of a list convert their result with ret.dtype.type(ret / n),
+    which for np.float64 itself would be a float() that loses the derivative."""
+    dtype = np.dtype(np.float64)      # np.dtype(x.dtype), np.finfo(x.dtype) read this
+
+    def type(self, v=0.0):
+        return v if type(v) is Traced else np.float64(v)
+
+    def __getattr__(self, name):
+        return getattr(np.dtype(np.float64), name)
+
+    def __eq__(self, other):
+        return np.dtype(np.float64) == other
+
+    def __hash__(self):
+        return hash(np.dtype(np.float64))
+
+    def __repr__(self):
+        return "dtype('float64')"
+
+
+SCALAR_DTYPE = _ScalarDtype()
+
+
 # ---------------------------------------------------------------------------------------
 # Errors that say what happened and what to do.
 
@@ -85,15 +108,73 @@ cdef object other_tape(Tape other):
     mixed_tapes()
 
 
+_FIX_ASSIGN = (
+    "Make the array from the traced input instead, and the assignment records it:\n"
+    "    y = np.zeros_like(x)        # or np.zeros(n, like=x), or fastad.zeros(n)\n"
+    "    y[i] = ...\n"
+    "(or build a list and call np.array(list) or np.stack(list)).")
+
+
+def _caller():
+    """(kind, name) of what is converting a traced value: ("assign", None) for an item
+    assignment into a numpy array in the user's code, ("library", "scipy.integrate.quad")
+    when numpy/scipy Python code does it, else ("user", None)."""
+    import sys
+    f = sys._getframe(0)      # Cython functions push no frame: this is the caller's
+    mod = f.f_globals.get("__name__", "") or ""
+    top = mod.split(".")[0]
+    if top in ("numpy", "scipy"):
+        outer = f
+        while f is not None and (f.f_globals.get("__name__", "") or "").split(".")[0] == top:
+            outer, f = f, f.f_back
+        mod = outer.f_globals.get("__name__", "") or top
+        return "library", _public_name(mod, outer.f_code.co_name)
+    try:
+        import dis
+        if dis.opname[f.f_code.co_code[f.f_lasti]] == "STORE_SUBSCR":
+            return "assign", None
+    except (IndexError, AttributeError):
+        pass
+    return "user", None
+
+
+def _public_name(mod, name):
+    """'np.mean' for (numpy._core.fromnumeric, mean): the shortest public module path
+    that exports `name`."""
+    import sys
+    parts = [p for p in mod.split(".") if not p.startswith("_")]
+    for k in range(1, len(parts) + 1):
+        m = sys.modules.get(".".join(parts[:k]))
+        if m is not None and getattr(m, name, None) is not None:
+            return (".".join(parts[:k]) + "." + name).replace("numpy.", "np.", 1)
+    return ".".join(parts + [name]).replace("numpy.", "np.", 1)
+
+
+def _library_error(name):
+    raise TypeError(
+        f"fastad: {name} is not supported on traced values: it converted a traced value to a "
+        "plain float (it runs code fastad cannot see into), which would lose the derivative. "
+        "Use numpy functions fastad supports (docs/numpy.md), give the function a derivative "
+        "with fastad.custom_vjp, or call it only on values that are not differentiated.")
+
+
 def _conversion_error(Traced t, what):
+    kind, name = _caller()
+    if kind == "assign":
+        raise TypeError(
+            f"fastad: a traced value {t!r} was assigned into a numpy float array made without "
+            "fastad (e.g. y = np.zeros(n)); numpy would store a plain float and lose the "
+            "derivative. " + _FIX_ASSIGN)
+    if kind == "library":
+        _library_error(name)
     raise TypeError(
         f"fastad: {what} was called on a traced value {t!r}. That would turn it into a "
         "constant: its derivative would be lost and replays would reuse the traced value. "
         "Keep it as a traced value: use numpy or fastad functions (np.sin, fd.sin) instead of "
-        "math functions, and comparisons (x > 0) instead of float()/int(). To fill an "
-        "array with traced values, build a list and call np.array(list) or np.stack(list) "
-        "instead of assigning into a float ndarray; to index with a value the function "
-        "computes, pass the index as an int argument instead.")
+        "math functions, and comparisons (x > 0) instead of float(); int(x) and math.floor(x) "
+        "give integers (recorded as guards). To fill an array with traced values, make it "
+        "with np.zeros_like(x) (or np.zeros(n, like=x), fastad.zeros(n)) and assign into it, "
+        "or build a list and call np.array(list) or np.stack(list).")
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,6 +204,28 @@ cdef int32_t slot_of(Tape t, object x) except -2:
     return -1
 
 
+cdef inline bint is_sequence(object x):
+    return type(x) is list or type(x) is tuple
+
+
+cdef object int_guard(Traced x, int op, str what):
+    """The integer op(x) (trunc, floor or ceil) as a plain int, with a guard op(x) == k
+    recorded: the tape replays while op(x) stays k and retraces when it changes."""
+    cdef Tape t = x.tape
+    cdef int32_t r
+    if not t.recording:
+        escaped(t)
+    t.check(fa_op1(t.c, op, x.slot, &r))
+    v = t.c.val[r]
+    if v != v:
+        raise ValueError(f"fastad: {what} of NaN: cannot convert NaN to an integer")
+    if v in (float("inf"), float("-inf")):
+        raise OverflowError(f"fastad: {what} of an infinite value: cannot convert to an integer")
+    if not compare(t, new_traced(t, r), v, EQUAL):
+        raise RuntimeError("fastad internal error: an integer guard does not hold")
+    return int(v)
+
+
 cdef object unary(Traced x, int op):
     cdef Tape t = x.tape
     cdef int32_t r
@@ -140,6 +243,8 @@ cdef object binary(Tape t, object x, object y, int op):
     a = slot_of(t, x)
     b = slot_of(t, y)
     if a == -1 or b == -1:
+        if is_sequence(x) or is_sequence(y):      # x[0] - [3, 5, 2], [1, 2] * t
+            return _arrays().elementwise(op, BINARY, (x, y), NAME[op])
         return NotImplemented
     t.check(fa_op2(t.c, op, a, b, &r))
     return new_traced(t, r)
@@ -154,6 +259,8 @@ cdef object compare(Tape t, object x, object y, int op):
     a = slot_of(t, x)
     b = slot_of(t, y)
     if a == -1 or b == -1:
+        if is_sequence(x) or is_sequence(y):      # t < [1, 2]: a 0/1 mask, like numpy's
+            return _arrays().elementwise(op, GUARD, (x, y), NAME[op])
         return NotImplemented
     t.check(fa_guard(t.c, op, a, b, &outcome))
     return outcome != 0
@@ -194,11 +301,8 @@ def apply_ufunc(ufunc, method, tuple inputs, dict kwargs):
         raise TypeError(f"fastad: np.{ufunc.__name__} keyword arguments {sorted(kwargs)} are not "
                         "supported on traced values")
     entry = UFUNCS.get(ufunc)
-    if entry is None:
-        if ufunc is np.positive or ufunc is np.conjugate:
-            return inputs[0]
-        raise TypeError(f"fastad: np.{ufunc.__name__} is not supported on traced values; "
-                        "see fastad.SUPPORTED for the functions fastad can differentiate")
+    if entry is None:         # composed ufuncs (remainder, deg2rad, ...) or a refusal
+        return _arrays().ufunc(ufunc, inputs)
     code, kind, swap = entry
     if swap:
         inputs = (inputs[1], inputs[0])
@@ -242,7 +346,7 @@ cdef class Traced:
 
     @property
     def dtype(self):
-        return np.dtype(np.float64)
+        return SCALAR_DTYPE
 
     def __init__(self, *args, **kwargs):
         # fastad makes these with Traced.__new__, which skips __init__; one made by hand
@@ -292,6 +396,24 @@ cdef class Traced:
             return NotImplemented
         return binary(self.tape, other, self, POWER)
 
+    def __mod__(self, other):
+        return _arrays().ufunc(np.remainder, (self, other))
+
+    def __rmod__(self, other):
+        return _arrays().ufunc(np.remainder, (other, self))
+
+    def __floordiv__(self, other):
+        return _arrays().ufunc(np.floor_divide, (self, other))
+
+    def __rfloordiv__(self, other):
+        return _arrays().ufunc(np.floor_divide, (other, self))
+
+    def __divmod__(self, other):
+        return (self // other, self % other)
+
+    def __rdivmod__(self, other):
+        return (other // self, other % self)
+
     def __neg__(self):
         return unary(self, NEGATIVE)
 
@@ -313,11 +435,15 @@ cdef class Traced:
             raise TypeError("fastad: only np.round(x) with decimals=0 is supported on traced values")
         return unary(self, RINT)
 
+    # integers: plain ints, each with a guard on its value (see int_guard)
     def __floor__(self):
-        return unary(self, FLOOR)
+        return int_guard(self, FLOOR, "math.floor")
 
     def __ceil__(self):
-        return unary(self, CEIL)
+        return int_guard(self, CEIL, "math.ceil")
+
+    def __trunc__(self):
+        return int_guard(self, TRUNC, "math.trunc")
 
     # comparisons: plain bools, recorded as guards ---------------------------------------
     def __lt__(self, other):
@@ -348,10 +474,13 @@ cdef class Traced:
         _conversion_error(self, "float() (or a math-module function)")
 
     def __int__(self):
-        _conversion_error(self, "int()")
+        return int_guard(self, TRUNC, "int()")
 
     def __index__(self):
-        _conversion_error(self, "an index conversion")
+        # numpy refuses float indices too; an explicit int(x) is an integer with a guard
+        raise TypeError(f"fastad: a traced value {self!r} was used as an index or a count; "
+                        "like a numpy float it is not an integer. Convert it with int(x) or "
+                        "math.floor(x): that gives an int and records a guard on it.")
 
     def __complex__(self):
         _conversion_error(self, "complex()")
@@ -368,7 +497,24 @@ cdef class Traced:
         entry = UFUNCS.get(getattr(np, name, None))
         if entry is not None and entry[1] == UNARY:
             return lambda: unary(self, entry[0])
+        if entry is not None:       # binary loops call a.arctan2(b)
+            return lambda other: apply_op(entry[0], entry[1],
+                                          (other, self) if entry[2] else (self, other), name)
+        if name[:2] != "__":       # x.astype(int), x.real, x.sum(), ...: as a 0-d array
+            return _arrays().array_method(self, name)
         raise AttributeError(f"'Traced' object has no attribute {name!r}")
+
+
+# Item assignment rebinds slots in a traced array's index array, and views share that
+# array (as numpy views share memory), so a cached contiguity (TracedArray.start) of an
+# array whose index array exists is trusted only if no assignment happened since it was
+# checked.  A process-wide counter (bumped under the GIL; a spurious mismatch only costs a
+# recheck) is the cheapest way to know.
+cdef int64_t _mutations = 0
+
+
+cdef inline bint start_valid(TracedArray a):
+    return a.start >= 0 and (a._idx is None or a.seen == _mutations)
 
 
 @cython.final
@@ -384,6 +530,7 @@ cdef class TracedArray:
     cdef int64_t start        # first slot if the elements are that C-order range, else -1
     cdef object _idx          # int64 slot array of `shape`, built when first needed
     cdef readonly bint is_mask   # the 0/1 result of an array comparison
+    cdef int64_t seen         # _mutations when `start` was last checked against _idx
 
     __array_priority__ = 1000
 
@@ -423,15 +570,20 @@ cdef class TracedArray:
         """The slot of every element (an int64 array of this array's shape)."""
         if self._idx is None:
             self._idx = np.arange(self.start, self.start + self.size, dtype=np.int64).reshape(self.shape)
+            self.seen = _mutations
         return self._idx
 
     def range_start(self):
         """First slot if the elements are a contiguous C-order range of slots, else -1."""
-        if self.start < 0 and self._idx is not None and self._idx.size:
+        if start_valid(self):
+            return self.start
+        self.start = -1
+        if self._idx is not None and self._idx.size:
             flat = self._idx.ravel()
             if flat[flat.size - 1] - flat[0] == flat.size - 1 and (
                     flat.size == 1 or bool(np.all(np.diff(flat) == 1))):
                 self.start = int(flat[0])
+                self.seen = _mutations
         return self.start
 
     @property
@@ -465,7 +617,7 @@ cdef class TracedArray:
         cdef int64_t i, n
         if not self.tape.recording:
             escaped(self.tape)
-        if type(key) is int and self.start >= 0 and len(self.shape) == 1:
+        if type(key) is int and start_valid(self) and len(self.shape) == 1:
             i, n = key, self.shape[0]      # the scalar-loop fast path: x[i]
             if i < 0:
                 i += n
@@ -478,8 +630,9 @@ cdef class TracedArray:
                 raise TypeError("fastad: indexing with a traced boolean mask gives an array "
                                 "whose shape depends on the values; use np.where(mask, x, 0) "
                                 "(or a mask computed from data arguments) instead")
-            raise TypeError("fastad: a traced value cannot be used as an index; pass indices "
-                            "as int or int-array arguments")
+            raise TypeError("fastad: a traced value cannot be used as an index; convert it "
+                            "with int(x) or math.floor(x) (an integer with a guard), or pass "
+                            "indices as int or int-array arguments")
         sub = self.idx[key]
         if isinstance(sub, np.ndarray) and sub.ndim > 0:
             return TracedArray.from_idx(self.tape, sub, self.is_mask)
@@ -488,9 +641,31 @@ cdef class TracedArray:
         return new_traced(self.tape, <int32_t>sub)
 
     def __setitem__(self, key, value):
-        raise TypeError("fastad: traced arrays are read-only; build the new array instead, "
-                        "e.g. with np.where(mask, new, x), np.concatenate, or np.array of a "
-                        "list of traced values")
+        """y[i] = v, y[mask] = v, y[1:-1] = x, y[i] += v: rebind the slots of the selected
+        elements (no record; views see it, as numpy views see an assignment)."""
+        global _mutations
+        if not self.tape.recording:
+            escaped(self.tape)
+        if self.is_mask:
+            raise TypeError("fastad: assigning into the result of a comparison (a traced "
+                            "mask) is not supported; combine masks with &, | and ~ instead")
+        if type(key) is TracedArray:        # a traced mask: y = where(mask, value, y)
+            new = _arrays().where(key, value, self)
+            if tuple(np.shape(new.idx)) != self.shape:
+                raise ValueError(f"fastad: a traced mask of shape {key.shape} cannot select "
+                                 f"from an array of shape {self.shape}")
+            key, value = Ellipsis, new
+        elif type(key) is Traced or (type(key) is tuple and any(
+                type(k) in (Traced, TracedArray) for k in key)):
+            raise TypeError("fastad: a traced value cannot be used as an index; convert it "
+                            "with int(x) or math.floor(x) (an integer with a guard)")
+        idx = self.idx
+        if not idx.flags.writeable:
+            raise ValueError("fastad: assignment destination is read-only (a broadcast or "
+                             "diagonal view, as in numpy); assign into a .copy() of it")
+        idx[key] = _arrays().slots_of(self.tape, value)
+        _mutations += 1
+        self.start = -1
 
     def __array__(self, dtype=None, copy=None):
         # np.array([x, 2 * x]) and np.asarray(x) cannot be intercepted by numpy's protocols;
@@ -500,6 +675,13 @@ cdef class TracedArray:
             for i, s in np.ndenumerate(self.idx):
                 out[i] = new_traced(self.tape, <int32_t>s)
             return out
+        kind, name = _caller()
+        if kind == "assign":
+            raise TypeError("fastad: a traced array was assigned into a numpy float array "
+                            "made without fastad (e.g. y = np.zeros(n)); numpy would store "
+                            "plain floats and lose the derivatives. " + _FIX_ASSIGN)
+        if kind == "library":
+            _library_error(name)
         raise TypeError("fastad: a traced array cannot be converted to a numpy float array "
                         "(or assigned into one): its values would lose their derivatives. "
                         "Use numpy functions on it directly, and build new arrays with "
@@ -538,6 +720,10 @@ cdef class TracedArray:
     def __rpow__(self, other, mod): return _arrays().ufunc(np.power, (other, self))
     def __matmul__(self, other): return _arrays().matmul(self, other)
     def __rmatmul__(self, other): return _arrays().matmul(other, self)
+    def __mod__(self, other): return _arrays().ufunc(np.remainder, (self, other))
+    def __rmod__(self, other): return _arrays().ufunc(np.remainder, (other, self))
+    def __floordiv__(self, other): return _arrays().ufunc(np.floor_divide, (self, other))
+    def __rfloordiv__(self, other): return _arrays().ufunc(np.floor_divide, (other, self))
     def __neg__(self): return _arrays().ufunc(np.negative, (self,))
     def __pos__(self): return self
     def __abs__(self): return _arrays().ufunc(np.absolute, (self,))
@@ -593,8 +779,11 @@ def make_inputs(Tape t, double[::1] flat, list layout):
 def output_slot(Tape t, out):
     """The slot holding the traced function's scalar output, or -1 if `out` is not a real
     scalar (a constant output becomes a constant slot)."""
-    if type(out) is TracedArray and (<TracedArray>out).shape == ():
-        out = out[()]
+    if type(out) is TracedArray and (<TracedArray>out).size == 1:
+        # a size-1 output of any shape, as numpy's float() takes it
+        out = new_traced((<TracedArray>out).tape, <int32_t>(<TracedArray>out).idx.ravel()[0])
+    elif isinstance(out, np.ndarray) and out.size == 1 and out.dtype.kind in "fiuO":
+        out = out.reshape(())[()]
     if type(out) is Traced and (<Traced>out).tape is not t:
         other_tape((<Traced>out).tape)
     if isinstance(out, (bool, np.bool_)):

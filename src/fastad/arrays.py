@@ -22,6 +22,8 @@ from fastad.errors import ComplexValueError, EscapedTracerError, MixedTracesErro
 UNARY, BINARY, GUARD = Kind.UNARY, Kind.BINARY, Kind.GUARD
 
 HANDLED = {}
+COMPOSED_UFUNCS = {}      # numpy ufunc -> its implementation by other records (numpy_extra)
+PROPERTIES = {}           # x.real, x.imag, ...: attribute name -> function of x (numpy_extra)
 
 
 def implements(*funcs):
@@ -61,8 +63,10 @@ def as_traced(tape, x):
     """x as a TracedArray (or a Traced for a scalar) of `tape`: constants get slots."""
     if type(x) in (Traced, TracedArray):
         return x
-    if isinstance(x, np.ndarray) and x.dtype == object:
-        return TracedArray.from_idx(tape, slots_of(tape, x))
+    if isinstance(x, np.ndarray) and x.dtype == object or (
+            isinstance(x, (list, tuple)) and tape_of(x) is not None):
+        idx = slots_of(tape, x)      # [0.0, x[0]], [x, x + 2]: as numpy's float array
+        return TracedArray.from_idx(tape, idx) if idx.ndim else new_scalar(tape, int(idx))
     arr = np.asarray(x)
     if arr.dtype.kind == "c":
         raise ComplexValueError(ComplexValueError.message("a value in a traced computation"))
@@ -77,17 +81,24 @@ def as_traced(tape, x):
 
 def slots_of(tape, x):
     """An int64 array of the slots holding x's elements (constants get slots)."""
-    if type(x) is TracedArray:
-        return x.idx
-    if type(x) is Traced:
-        return np.array(x.slot, dtype=np.int64)
+    if type(x) is TracedArray or type(x) is Traced:
+        if x.tape is not tape:        # an escaped value (or another trace's): refuse
+            tape_of(x, new_scalar(tape, 0))
+        return x.idx if type(x) is TracedArray else np.array(x.slot, dtype=np.int64)
     if isinstance(x, np.ndarray) and x.dtype == object:
         out = np.empty(x.shape, dtype=np.int64)
         for i, e in np.ndenumerate(x):
             out[i] = e.slot if type(e) is Traced else tape.const(float(e))
         return out
     if isinstance(x, (list, tuple)):
-        return np.array([slots_of(tape, e) for e in x], dtype=np.int64)
+        if tape_of(x) is None:
+            return slots_of(tape, as_traced(tape, x))
+        parts = [slots_of(tape, e) for e in x]
+        if len({p.shape for p in parts}) > 1:
+            raise ValueError("fastad: setting an array element with a sequence: the nested "
+                             "lists have different lengths ("
+                             f"{sorted({p.shape for p in parts})})")
+        return np.array(parts, dtype=np.int64)
     return slots_of(tape, as_traced(tape, x))
 
 
@@ -124,6 +135,7 @@ def _empty(tape, shape):
 def elementwise(code, kind, inputs, name):
     """One ranged record of op `code` over the broadcast of `inputs`."""
     tape = tape_of(*inputs)
+    inputs = tuple(as_traced(tape, x) if isinstance(x, (list, tuple)) else x for x in inputs)
     shapes = [np.shape(x) if type(x) not in (Traced, TracedArray) else x.shape for x in inputs]
     try:
         shape = np.broadcast_shapes(*shapes)
@@ -157,12 +169,17 @@ def ufunc(uf, inputs):
         return matmul(*inputs)
     entry = UFUNCS.get(uf)
     if entry is None:
+        if uf in COMPOSED_UFUNCS:
+            return COMPOSED_UFUNCS[uf](*inputs)
         if uf in (np.positive, np.conjugate):
             return inputs[0]
         if uf in _LOGICAL:
             return _LOGICAL[uf](*inputs)
-        raise TypeError(f"fastad: np.{uf.__name__} is not supported on traced values; "
-                        "fastad.SUPPORTED lists the elementwise functions fastad differentiates")
+        where_from = "np" if getattr(np, uf.__name__, None) is uf else "scipy.special"
+        raise TypeError(f"fastad: {where_from}.{uf.__name__} is not supported on traced "
+                        "values; fastad.SUPPORTED lists the elementwise functions fastad "
+                        "differentiates (docs/numpy.md the rest); give it a derivative with "
+                        "fastad.custom_vjp, or apply it to values that are not differentiated")
     code, kind, swap = entry
     if swap:
         inputs = (inputs[1], inputs[0])
@@ -461,6 +478,10 @@ def outer(a, b, out=None):
 def tensordot(a, b, axes=2):
     tape = tape_of(a, b)
     a, b = as_traced(tape, a), as_traced(tape, b)
+    if a.ndim == 0 or b.ndim == 0:           # only axes=0 fits a scalar: an outer product
+        if axes not in (0, ([], []), [[], []]):
+            raise ValueError("fastad: tensordot: a scalar operand has no axes to sum over")
+        return ufunc(np.multiply, (a, b))
     if isinstance(axes, (int, np.integer)):
         ax_a, ax_b = list(range(a.ndim - axes, a.ndim)), list(range(axes))
     else:
@@ -477,71 +498,7 @@ def tensordot(a, b, axes=2):
     return reshape(_matmul2(tape, am, bm), out_shape)
 
 
-@implements(np.einsum)
-def einsum(subscripts, *operands, optimize=False, **kw):
-    """einsum for one or two operands: transposes, diagonals, sums and one matmul."""
-    if kw:
-        raise TypeError(f"fastad: np.einsum keyword arguments {sorted(kw)} are not supported")
-    tape = tape_of(*operands)
-    ops = [as_traced(tape, o) for o in operands]
-    spec = subscripts.replace(" ", "")
-    if "->" in spec:
-        lhs, out = spec.split("->")
-    else:
-        lhs = spec
-        letters = lhs.replace(",", "")
-        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    ins = lhs.split(",")
-    if "." in spec or len(ins) != len(ops) or len(ops) not in (1, 2):
-        raise TypeError(f"fastad: np.einsum({subscripts!r}) is not supported on traced arrays "
-                        "(one or two operands, no ellipsis)")
-    ops = [_einsum_prepare(tape, o, s, out, ins) for o, s in zip(ops, ins)]
-    if len(ops) == 1:
-        x, s = ops[0]
-        return _einsum_finish(x, s, out)
-    (a, sa), (b, sb) = ops
-    batch = [c for c in sa if c in sb and c in out]
-    contract = [c for c in sa if c in sb and c not in out]
-    keep_a = [c for c in sa if c not in sb]
-    keep_b = [c for c in sb if c not in sa]
-    dims = {c: d for s, x in ((sa, a), (sb, b)) for c, d in zip(s, x.shape)}
-    at = transpose(a, [sa.index(c) for c in batch + keep_a + contract])
-    bt = transpose(b, [sb.index(c) for c in batch + contract + keep_b])
-    nb = _size([dims[c] for c in batch])
-    m, k, p = (_size([dims[c] for c in keep_a]), _size([dims[c] for c in contract]),
-               _size([dims[c] for c in keep_b]))
-    prod_ = matmul(at.reshape(nb, m, k), bt.reshape(nb, k, p))
-    res = prod_.reshape(tuple(dims[c] for c in batch + keep_a + keep_b))
-    return _einsum_finish(res, "".join(batch + keep_a + keep_b), out)
-
-
-def _einsum_prepare(tape, x, s, out, ins):
-    """Take repeated-index diagonals and sum indices that appear nowhere else."""
-    if len(s) != x.ndim:
-        raise ValueError(f"fastad: einsum: operand has {x.ndim} dimensions, subscripts {s!r}")
-    while len(set(s)) < len(s):           # 'ii' -> the diagonal, as a last axis 'i'
-        c = next(ch for ch in s if s.count(ch) > 1)
-        i = s.index(c)
-        j = s.index(c, i + 1)
-        x = TracedArray.from_idx(tape, np.diagonal(x.idx, axis1=i, axis2=j))
-        s = s[:i] + s[i + 1:j] + s[j + 1:] + c
-    lonely = [k for k, c in enumerate(s) if c not in out and sum(t.count(c) for t in ins) == 1]
-    if lonely:
-        x = reduction("sum", x, tuple(lonely))
-        s = "".join(c for k, c in enumerate(s) if k not in lonely)
-        if type(x) is Traced:
-            x = TracedArray.from_idx(tape, np.array(x.slot))
-    return x, s
-
-
-def _einsum_finish(x, s, out):
-    extra = tuple(k for k, c in enumerate(s) if c not in out)
-    if extra:
-        x = reduction("sum", x, extra)
-        s = "".join(c for c in s if c in out)
-    if type(x) is Traced:
-        return x
-    return transpose(x, [s.index(c) for c in out]) if s != out else x
+# np.einsum (every form) is in numpy_extra
 
 
 @implements(np.trace)
@@ -683,22 +640,13 @@ def size(a, axis=None):
 
 @implements(np.copy)
 def copy(a, **kw):
-    return a
+    tape = tape_of(a)
+    a = as_traced(tape, a)
+    return TracedArray.from_idx(tape, a.idx.copy()) if type(a) is TracedArray else a
 
 
-for _f, _name in ((np.zeros_like, "zeros_like"), (np.ones_like, "ones_like"),
-                  (np.empty_like, "empty_like")):
-    def _like(a, dtype=None, order="K", subok=True, shape=None, _f=_f, **kw):
-        # constants of the traced array's shape: no derivative flows through them
-        return _f(np.empty(a.shape if shape is None else shape), dtype=dtype)
-    HANDLED[_f] = _like
-
-
-@implements(np.full_like)
-def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    if type(fill_value) in (Traced, TracedArray):
-        return broadcast_to(fill_value, a.shape if shape is None else shape)
-    return np.full(a.shape if shape is None else shape, fill_value, dtype=dtype)
+# np.zeros_like(x) & co. and np.full_like live in numpy_extra: they make traced arrays
+# that item assignment fills
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -748,8 +696,20 @@ def array_method(x, name):
         return HANDLED[np.swapaxes](x, -1, -2)
     if name in _METHODS:
         return functools.partial(_METHODS[name], x)
-    raise AttributeError(f"'TracedArray' object has no attribute {name!r} (fastad traced "
-                         f"arrays support the methods {', '.join(sorted(m for m in _METHODS if m[0] != '_'))} and .T)")
+    if name in PROPERTIES:
+        return PROPERTIES[name](x)
+    if name[:2] == "__" or not hasattr(np.ndarray, name):
+        raise AttributeError(f"'{type(x).__name__}' object has no attribute {name!r}")
+    raise UnsupportedMethodError(
+        f"fastad: the ndarray method .{name}() is not supported on traced values; fastad "
+        f"supports {', '.join(sorted(m for m in _METHODS if m[0] != '_'))}, .T, "
+        f"{', '.join('.' + p for p in sorted(PROPERTIES))} and the numpy functions of "
+        "docs/numpy.md (call np.<function>(x) where one exists).")
+
+
+class UnsupportedMethodError(TypeError, AttributeError):
+    """An ndarray method fastad does not implement on traced values (a TypeError that
+    hasattr() still reads as a missing attribute)."""
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -782,3 +742,7 @@ def aux_spec(tape, aux):
         else:
             specs.append(("const", leaf))
     return treedef, specs
+
+
+# structural functions composed from the records above (registered into HANDLED)
+from fastad import numpy_extra  # noqa: E402,F401

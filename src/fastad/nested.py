@@ -71,13 +71,8 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
     if family == "jacobian":
         jac = _jacobian(tape, lo, out, [args[i] for i in argnums], many)
         return (jac, aux) if has_aux else jac
-    if family == "jvp" and type(out) is TracedArray:      # J @ tangent, row by row
-        jac = _jacobian(tape, lo, out, [args[i] for i in argnums], True)
-        total = 0.0
-        for J, t in zip(jac, tangents):
-            axes = tuple(range(out.ndim, J.ndim))
-            total = total + arrays.sum_(arrays.ufunc(np.multiply, (J, t)), axis=axes)
-        return out, total
+    if family == "jvp" and type(out) is not Traced:     # arrays, lists, tuples, dicts
+        return _jvp_tree(tape, lo, out, [args[i] for i in argnums], tangents)
     if family == "vjp":
         raise NotImplementedError("fastad: vjp inside a function being differentiated is not "
                                   "supported; use grad or jacobian there")
@@ -97,6 +92,35 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
     if has_aux:
         return ((value, aux), g) if mode.value else (g, aux)
     return (value, g) if mode.value else g
+
+
+def _jvp_tree(tape, lo, out, variables, tangents):
+    """(out, tangent of out) for an output of any structure: per leaf, the rows of its
+    Jacobian (recorded reverse sweeps) contracted with the tangents.  An array or list
+    leaf becomes a traced array, as at top level it becomes a float array."""
+    from fastad.pytree import tree_flatten, tree_unflatten
+    leaves, treedef = tree_flatten(out)
+    values, tans = [], []
+    for leaf in leaves:
+        if isinstance(leaf, (bool, np.bool_, str)) or leaf is None:
+            raise TypeError(f"fastad.jvp: the function's output has a {type(leaf).__name__} "
+                            "leaf; outputs must be floats or float arrays")
+        tape_leaf = arrays.tape_of(leaf)
+        if tape_leaf is None:                      # a constant: no tangent
+            values.append(leaf)
+            tans.append(np.zeros_like(np.asarray(leaf, dtype=np.float64))
+                        if np.ndim(leaf) else 0.0)
+            continue
+        leaf = arrays.as_traced(tape, leaf)
+        jac = _jacobian(tape, lo, leaf, variables, True)
+        total = 0.0
+        for J, t in zip(jac, tangents):
+            axes = tuple(range(np.ndim(leaf), np.ndim(J)))
+            total = arrays.ufunc(np.add, (total, arrays.sum_(
+                arrays.ufunc(np.multiply, (J, t)), axis=axes)))
+        values.append(leaf)
+        tans.append(total)
+    return tree_unflatten(treedef, values), tree_unflatten(treedef, tans)
 
 
 def _jacobian(tape, lo, out, variables, many):
