@@ -23,7 +23,8 @@ from fastad._tape cimport Tape, fa_const, fa_op1, fa_op2, fa_guard, fa_input
 
 import numpy as np
 from fastad.ops import KIND, NAME, Kind, Op
-from fastad.errors import EscapedTracerError, MixedTracesError
+from fastad.errors import (EscapedTracerError, MixedTracesError, TracedConversionError,
+                           UnsupportedNumpyError)
 
 
 # ---------------------------------------------------------------------------------------
@@ -151,30 +152,30 @@ def _public_name(mod, name):
 
 
 def _library_error(name):
-    raise TypeError(
-        f"fastad: {name} is not supported on traced values: it converted a traced value to a "
-        "plain float (it runs code fastad cannot see into), which would lose the derivative. "
-        "Use numpy functions fastad supports (docs/numpy.md), give the function a derivative "
-        "with fastad.custom_vjp, or call it only on values that are not differentiated.")
+    raise UnsupportedNumpyError(UnsupportedNumpyError.message(
+        name, "it converted a traced value to a plain float (it runs code fastad cannot see "
+        "into), which would lose the derivative. Use numpy functions fastad supports "
+        "(docs/numpy.md), give the function a derivative with fastad.custom_vjp, or call it "
+        "only on values that are not differentiated"))
 
 
 def _conversion_error(Traced t, what):
     kind, name = _caller()
     if kind == "assign":
-        raise TypeError(
-            f"fastad: a traced value {t!r} was assigned into a numpy float array made without "
+        raise TracedConversionError(TracedConversionError.message(
+            f"a traced value {t!r} was assigned into a numpy float array made without "
             "fastad (e.g. y = np.zeros(n)); numpy would store a plain float and lose the "
-            "derivative. " + _FIX_ASSIGN)
+            "derivative. " + _FIX_ASSIGN))
     if kind == "library":
         _library_error(name)
-    raise TypeError(
-        f"fastad: {what} was called on a traced value {t!r}. That would turn it into a "
+    raise TracedConversionError(TracedConversionError.message(
+        f"{what} was called on a traced value {t!r}. That would turn it into a "
         "constant: its derivative would be lost and replays would reuse the traced value. "
         "Keep it as a traced value: use numpy or fastad functions (np.sin, fd.sin) instead of "
         "math functions, and comparisons (x > 0) instead of float(); int(x) and math.floor(x) "
         "give integers (recorded as guards). To fill an array with traced values, make it "
         "with np.zeros_like(x) (or np.zeros(n, like=x), fastad.zeros(n)) and assign into it, "
-        "or build a list and call np.array(list) or np.stack(list).")
+        "or build a list and call np.array(list) or np.stack(list)."))
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,8 +297,7 @@ def apply_ufunc(ufunc, method, tuple inputs, dict kwargs):
     # scalars: the hot path of loop-written programs, kept free of the array layer
     if kwargs:
         if "out" in kwargs:
-            raise TypeError(f"fastad: np.{ufunc.__name__}(..., out=...) cannot write a traced value "
-                            "into an array; use the returned value instead")
+            raise UnsupportedNumpyError(UnsupportedNumpyError.out_message(f"np.{ufunc.__name__}"))
         raise TypeError(f"fastad: np.{ufunc.__name__} keyword arguments {sorted(kwargs)} are not "
                         "supported on traced values")
     entry = UFUNCS.get(ufunc)
@@ -677,16 +677,17 @@ cdef class TracedArray:
             return out
         kind, name = _caller()
         if kind == "assign":
-            raise TypeError("fastad: a traced array was assigned into a numpy float array "
-                            "made without fastad (e.g. y = np.zeros(n)); numpy would store "
-                            "plain floats and lose the derivatives. " + _FIX_ASSIGN)
+            raise TracedConversionError(TracedConversionError.message(
+                "a traced array was assigned into a numpy float array made without fastad "
+                "(e.g. y = np.zeros(n)); numpy would store plain floats and lose the "
+                "derivatives. " + _FIX_ASSIGN))
         if kind == "library":
             _library_error(name)
-        raise TypeError("fastad: a traced array cannot be converted to a numpy float array "
-                        "(or assigned into one): its values would lose their derivatives. "
-                        "Use numpy functions on it directly, and build new arrays with "
-                        "np.concatenate, np.stack or np.where instead of assigning into a "
-                        "numpy array.")
+        raise TracedConversionError(TracedConversionError.message(
+            "a traced array cannot be converted to a numpy float array (or assigned into "
+            "one): its values would lose their derivatives. Use numpy functions on it "
+            "directly, and build new arrays with np.concatenate, np.stack or np.where instead "
+            "of assigning into a numpy array."))
 
     def __bool__(self):
         if self.size != 1:

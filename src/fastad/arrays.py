@@ -17,7 +17,8 @@ import numpy as np
 
 from fastad._tracer import TracedArray, Traced, UFUNCS, apply_op, new_scalar
 from fastad.ops import BY_NAME, MASK_OF, Kind, Op
-from fastad.errors import ComplexValueError, EscapedTracerError, MixedTracesError
+from fastad.errors import (ComplexValueError, EscapedTracerError, MixedTracesError,
+                           UnsupportedMethodError, UnsupportedNumpyError)
 
 UNARY, BINARY, GUARD = Kind.UNARY, Kind.BINARY, Kind.GUARD
 
@@ -176,10 +177,10 @@ def ufunc(uf, inputs):
         if uf in _LOGICAL:
             return _LOGICAL[uf](*inputs)
         where_from = "np" if getattr(np, uf.__name__, None) is uf else "scipy.special"
-        raise TypeError(f"fastad: {where_from}.{uf.__name__} is not supported on traced "
-                        "values; fastad.SUPPORTED lists the elementwise functions fastad "
-                        "differentiates (docs/numpy.md the rest); give it a derivative with "
-                        "fastad.custom_vjp, or apply it to values that are not differentiated")
+        raise UnsupportedNumpyError(UnsupportedNumpyError.message(
+            f"{where_from}.{uf.__name__}", "fastad.SUPPORTED lists the elementwise functions "
+            "fastad differentiates (docs/numpy.md the rest); give it a derivative with "
+            "fastad.custom_vjp, or apply it to values that are not differentiated"))
     code, kind, swap = entry
     if swap:
         inputs = (inputs[1], inputs[0])
@@ -193,8 +194,7 @@ _REDUCE_METHODS = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.min
 def array_ufunc(uf, method, inputs, kwargs):
     """numpy's __array_ufunc__ for calls that involve traced arrays."""
     if "out" in kwargs:
-        raise TypeError(f"fastad: np.{uf.__name__}(..., out=...) cannot write traced values "
-                        "into an array; use the returned value instead")
+        raise UnsupportedNumpyError(UnsupportedNumpyError.out_message(f"np.{uf.__name__}"))
     if method == "__call__":
         if kwargs:
             raise TypeError(f"fastad: np.{uf.__name__} keyword arguments {sorted(kwargs)} are "
@@ -204,7 +204,7 @@ def array_ufunc(uf, method, inputs, kwargs):
         return reduction(_REDUCE_METHODS[uf], inputs[0], **kwargs)
     if method == "accumulate" and uf is np.add:
         return cumsum(inputs[0], **kwargs)
-    raise TypeError(f"fastad: np.{uf.__name__}.{method} is not supported on traced values")
+    raise UnsupportedNumpyError(UnsupportedNumpyError.message(f"np.{uf.__name__}.{method}"))
 
 
 # masks: 0/1 traced arrays from comparisons
@@ -389,8 +389,7 @@ def clip(x, a_min=None, a_max=None, out=None, **kw):
 
 def _no_out(out, name):
     if out is not None:
-        raise TypeError(f"fastad: np.{name}(..., out=...) cannot write traced values into an "
-                        "array; use the returned value instead")
+        raise UnsupportedNumpyError(UnsupportedNumpyError.out_message(f"np.{name}"))
 
 
 # ----------------------------------------------------------------------------- products
@@ -660,9 +659,7 @@ def array_function(func, args, kwargs):
             else f"{mod}.{func.__name__}"
         name = name.replace("np._core.", "np.").replace("np.core.", "np.")
         name = name.replace("np.fromnumeric.", "np.").replace("np.multiarray.", "np.")
-        raise TypeError(f"fastad: {name} is not supported on traced values. "
-                        "fastad handles numpy's elementwise functions, reductions, products, "
-                        "shape functions and where; see docs/numpy.md for the list.")
+        raise UnsupportedNumpyError(UnsupportedNumpyError.message(name))
     return impl(*args, **kwargs)
 
 
@@ -705,11 +702,6 @@ def array_method(x, name):
         f"supports {', '.join(sorted(m for m in _METHODS if m[0] != '_'))}, .T, "
         f"{', '.join('.' + p for p in sorted(PROPERTIES))} and the numpy functions of "
         "docs/numpy.md (call np.<function>(x) where one exists).")
-
-
-class UnsupportedMethodError(TypeError, AttributeError):
-    """An ndarray method fastad does not implement on traced values (a TypeError that
-    hasattr() still reads as a missing attribute)."""
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -8,7 +8,8 @@ raise from here.
 """
 
 __all__ = ["FastadError", "EscapedTracerError", "GuardFailure", "MixedTracesError",
-           "TracedConversionError", "UnsupportedNumpyError", "NonScalarOutputError",
+           "TracedConversionError", "UnsupportedNumpyError", "UnsupportedMethodError",
+           "NonScalarOutputError",
            "ComplexValueError", "NestedCallbackError", "docs_link"]
 
 DOCS = "docs/errors.md"
@@ -90,12 +91,9 @@ class TracedConversionError(FastadError, TypeError):
     anchor = "tracedconversionerror"
 
     @staticmethod
-    def message(what, value, hint=""):
-        return (f"fastad: {what} was called on a traced value {value!r}. That would turn it "
-                "into a constant: its derivative would be lost and replays would reuse the "
-                "traced value. Keep it as a traced value: use numpy or fastad functions "
-                "(np.sin, fd.sin) instead of math functions, and comparisons (x > 0) instead "
-                f"of float(){hint} {docs_link(TracedConversionError.anchor)}")
+    def message(text):
+        """The message: `text` says what happened and how to fix it."""
+        return f"fastad: {text} {docs_link(TracedConversionError.anchor)}"
 
 
 class UnsupportedNumpyError(FastadError, TypeError):
@@ -117,6 +115,15 @@ class UnsupportedNumpyError(FastadError, TypeError):
         return UnsupportedNumpyError.message(
             f"{name}(..., out=...)", "it would write traced values into an array fastad "
             "cannot see; use the returned value instead")
+
+
+class UnsupportedMethodError(UnsupportedNumpyError, AttributeError):
+    """An ndarray method fastad does not implement on traced values (x.argpartition()).
+
+    Also an AttributeError, so hasattr(x, name) still reads it as a missing attribute.
+    Fix: the message lists the methods fastad supports; call np.<function>(x) where numpy
+    has one."""
+    anchor = "unsupportedmethoderror"
 
 
 class NonScalarOutputError(FastadError, TypeError):
