@@ -20,6 +20,7 @@ from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_rever
                            sweep_reverse_seeded)
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
+from fastad import randomness
 
 cnp.import_array()
 
@@ -241,8 +242,11 @@ cdef class Compiled:
     cdef dict trees           # pytree arguments: treedefs -> Compiled of the flat function
     cdef object regroup       # for that inner Compiled: leaf derivatives -> the argument trees
     cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
+    cdef readonly str random  # "fresh" or "freeze": random draws (fastad.randomness)
+    cdef object rand          # its randomness.Policy (None: nothing to watch)
 
-    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False):
+    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False,
+                 str random="fresh"):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
@@ -254,6 +258,9 @@ cdef class Compiled:
         self.regroup = None
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
+        self.random = randomness.check_mode(random)
+        # replay=False traces every call, so its draws are fresh without any watching
+        self.rand = randomness.Policy(fun) if random == "fresh" and replay else None
 
     def __call__(self, *args, **kwargs):
         return self.run(args, kwargs, None)
@@ -296,7 +303,7 @@ cdef class Compiled:
     cpdef object run(self, tuple args, dict kwargs, tuple tangents):
         cdef Py_ssize_t i, nargs = len(args)
         cdef Signature sig
-        cdef bint cacheable = self.replay
+        cdef bint cacheable = self.replay and not (self.rand is not None and self.rand.retrace)
         argnums = self.argnums_for(nargs)
         for i in range(nargs):
             t = type(args[i])
@@ -342,6 +349,7 @@ cdef class Compiled:
         cdef Tape tape
         cdef Work *w
         cdef int64_t failed
+        cdef cnp.ndarray draw
         # a snapshot: another thread may reorder or trim sig.tapes while a sweep runs
         # without the GIL, and walking the live list would then try one tape twice and
         # skip another, tracing a duplicate of a tape that fits
@@ -351,6 +359,15 @@ cdef class Compiled:
             w = tape.acquire()
             try:
                 sig.fill(args, w.val)
+                saved = None
+                if self.rand is not None and self.rand.active:   # fresh draws into their slots
+                    draws, saved = self.rand.redraw(tape, args)
+                    if draws is None:
+                        randomness.Policy.undo(saved)
+                        continue
+                    for first, draw in draws:
+                        memcpy(w.val + <int64_t>first, cnp.PyArray_DATA(draw),
+                               cnp.PyArray_SIZE(draw) * sizeof(double))
                 if tape.c.nrec < NOGIL_MIN_RECORDS:
                     failed = sweep_forward(tape.c, w.val)
                 else:
@@ -363,6 +380,8 @@ cdef class Compiled:
                         sig.tapes.remove(tape)
                         sig.tapes.insert(0, tape)
                     return self.derivatives(tape, w, sig, argnums, tangents)
+                if saved is not None:        # this path does not fit the draws either
+                    randomness.Policy.undo(saved)
             finally:
                 tape.release(w)
         return None
@@ -391,7 +410,7 @@ cdef class Compiled:
             leaf_nums = tuple(o + k for a in argnums for k in range(spans[a][1])
                               for o in (spans[a][0],))
             inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
-                             self.has_aux)
+                             self.has_aux, self.random)
             self.trees[key] = inner
             if self.mode in (JACFWD, JACREV, JACOBIAN):
                 inner.regroup = lambda leaf_results: _regroup(leaf_results, argnums, spans,
@@ -541,9 +560,10 @@ cdef class Compiled:
         sig.fill(args, <double *>cnp.PyArray_DATA(flat))
         traced = iter(make_inputs(tape, flat, sig.layout()))
         targs = [args[i] if sig.kind[i] == STATIC else next(traced) for i in range(sig.nargs)]
+        rec = self.rand.begin(tape, args, kwargs) if self.rand is not None else None
         push_trace(tape)
         try:
-            out = self.fun(*targs, **kwargs)
+            out = self.fun(*targs, **kwargs) if rec is None else rec.call(self.fun, targs, kwargs)
             meta = self.outputs(tape, out)
         except BaseException:
             tape.finish(-1)       # the tape is dropped; its traced values are now escaped
@@ -552,6 +572,8 @@ cdef class Compiled:
             pop_trace()
         tape.meta = meta
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
+        if rec is not None:
+            self.rand.end(rec, tape)
         if self.mode != JVP and self.mode != JACFWD:    # JACOBIAN may sweep in reverse
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)
