@@ -47,6 +47,14 @@ CASES = [
          [1.0, -1.0], [[1.0, 0.0], [0.0, 1.0]]),
     Case("min reduction tie", lambda x: np.min(x ** 3), [1.0, 1.0], [1.0, 2.0],
          [1.5, 1.5], [[3.0, 0.0], [0.0, 3.0]]),
+    # sqrt(max(x) - 1) at (0, 1): an infinite adjoint reaches the max, whose partial for the
+    # element that is not the max is 0 -- 0, not inf * 0; f'' = -1/(4 (x1 - 1)^1.5) = -inf
+    Case("infinite adjoint into a max", lambda x: np.sqrt(np.max(x) - 1.0), [0.0, 1.0],
+         [0.0, 2.0], [0.0, inf], [[0.0, 0.0], [0.0, -inf]]),
+    # sqrt(x0 x1) at (0, 1): f_x0 = inf, f_x1 = 0 (inf * 0); H = [[-inf, inf], [inf, 0]], the
+    # limits of -x1^2/(4 p^1.5), 1/(4 sqrt p) and -sqrt(x0)/(4 x1^1.5) as x0 -> 0
+    Case("infinite adjoint into a prod", lambda x: np.sqrt(np.prod(x)), [0.0, 1.0],
+         [2.0, 1.0], [inf, 0.0], [[-inf, inf], [inf, 0.0]]),
     # where(x > 0, log x, 0) at (0, 2): the untaken log'(0) = inf gets adjoint 0
     Case("log at 0 behind a select", lambda x: np.sum(np.where(x > 0, np.log(x), 0.0)),
          [0.0, 2.0], [1.0, 2.0], [0.0, 0.5], [[0.0, 0.0], [0.0, -0.25]]),
