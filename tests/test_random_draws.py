@@ -200,6 +200,26 @@ def test_integer_draws_retrace_every_call():
     assert "runs the Python code on every call" in message
 
 
+@pytest.mark.parametrize("kind", ["RandomState", "random.Random"])
+def test_generator_objects_without_interception_retrace(kind):
+    """A RandomState or random.Random object in the closure: its draws are detected by the
+    state comparison, not intercepted, so each call runs the Python code."""
+    def make():
+        if kind == "RandomState":
+            src = np.random.RandomState(6)
+            draw = lambda: src.standard_normal(2)
+        else:
+            src = random.Random(6)
+            draw = lambda: np.array([src.gauss(0.0, 1.0), src.random()])
+
+        def f(p):
+            return np.sum(np.exp(p) * draw())
+        return f, src
+    vg, message = _check_sequence(make, XS)
+    assert vg.cache_info()["traces"] == CALLS
+    assert kind.split(".")[-1] in message
+
+
 def test_draws_used_as_python_floats_retrace():
     """float(draw) fails on a traced draw: fastad reruns that trace on plain draws (the
     generator rewound) and retraces from then on."""
