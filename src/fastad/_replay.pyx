@@ -366,6 +366,9 @@ cdef class Compiled:
                         randomness.Policy.undo(saved)
                         continue
                     for first, draw in draws:
+                        if first < 0 or first + cnp.PyArray_SIZE(draw) > tape.c.nslot:
+                            raise RuntimeError("fastad internal error: random draws outside "
+                                               "the tape's slots")
                         memcpy(w.val + <int64_t>first, cnp.PyArray_DATA(draw),
                                cnp.PyArray_SIZE(draw) * sizeof(double))
                 if tape.c.nrec < NOGIL_MIN_RECORDS:
