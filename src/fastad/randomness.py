@@ -19,7 +19,8 @@ How (one `Policy` per `Compiled`, i.e. per function):
 * **Fast path: draws as inputs.**  While tracing, calls of float-valued sampling methods
   are intercepted -- on `Generator`s found in arguments, closure cells, globals or module
   attributes (a recording `Generator` sharing the same bit generator is put in their place
-  for the trace), and on the `np.random.*` and `random.*` module functions.  Each draw's
+  for the trace), and on the `np.random.*` and `random.*` module functions (swapped for
+  recording ones during the trace, when the reachable code names one of them).  Each draw's
   value enters the tape as fresh constant slots followed by a `_copy` record, so everything
   computed from it is recorded.  After the trace the recorded calls are re-run on copies
   of the sources taken before it: if they reproduce every source's state change exactly,
@@ -63,6 +64,7 @@ _PY_FLOAT = ("random", "uniform", "gauss", "normalvariate", "expovariate", "logn
              "betavariate", "gammavariate", "triangular", "vonmisesvariate",
              "paretovariate", "weibullvariate")
 
+_MODULE_NAMES = frozenset(_NP_GLOBAL_FLOAT + _PY_FLOAT)
 _SEARCH_DEPTH = 4      # functions reached through functions, and so on
 
 
@@ -160,10 +162,13 @@ def _code_names(code, out):
     return out
 
 
-def find_sources(fun, args, kwargs):
-    """[(source, location)] reachable from the call, the two module globals first."""
+def find_sources(fun, args, kwargs, names=None):
+    """[(source, location)] reachable from the call, the two module globals first.  The
+    names the reachable code uses are added to the set `names`."""
     found = {id(_np_global()): (_np_global(), None), id(_py_global()): (_py_global(), None)}
     seen = set()
+    if names is None:
+        names = set()
 
     def value(v, loc, depth):
         if isinstance(v, weakref.ref):
@@ -203,14 +208,15 @@ def find_sources(fun, args, kwargs):
             except ValueError:                       # an empty cell
                 pass
         g = f.__globals__
-        names = _code_names(f.__code__, set())
-        for name in names:
+        own = _code_names(f.__code__, set())
+        names.update(own)
+        for name in own:
             if name in g:
                 v = g[name]
                 if isinstance(v, types.ModuleType):
                     if v is np or v is np.random or v is _pyrandom:
                         continue
-                    for attr in names:
+                    for attr in own:
                         w = getattr(v, attr, None) if attr in v.__dict__ else None
                         if w is not None and _is_source(w):
                             value(w, _attr_location(v, attr), depth)
@@ -218,7 +224,7 @@ def find_sources(fun, args, kwargs):
                     value(v, _item_location(g, name), depth)
                     obj_dict = getattr(v, "__dict__", None)
                     if isinstance(obj_dict, dict) and not isinstance(v, (type, types.FunctionType)):
-                        for attr in names:
+                        for attr in own:
                             if _is_source(obj_dict.get(attr)):
                                 value(obj_dict[attr], _attr_location(v, attr), depth)
         for v in (f.__defaults__ or ()) + tuple((f.__kwdefaults__ or {}).values()):
@@ -337,9 +343,12 @@ class _Draw:
 class Recorder:
     """The random draws of one trace."""
 
-    def __init__(self, tape, sources):
+    def __init__(self, tape, sources, names=()):
         self.tape = tape
         self.sources = sources            # [(source, location)]
+        # the np.random / random module functions are swapped for recording ones only if
+        # the reachable code names one (a draw through a deeper path is still detected)
+        self.patch = not _MODULE_NAMES.isdisjoint(names)
         self.before = [_state(s) for s, _ in sources]
         self.draws = []
         self.opaque = False               # a draw that cannot be a tape input
@@ -406,7 +415,8 @@ class Recorder:
                 swapped.append((s, loc))
         prev = _recorder()
         _local.rec = self
-        _install()
+        if self.patch:
+            _install()
         try:
             return fun(*targs, **kwargs)
         except (TypeError, NotImplementedError):
@@ -414,7 +424,8 @@ class Recorder:
             if not self.traced:
                 raise
         finally:
-            _uninstall()
+            if self.patch:
+                _uninstall()
             _local.rec = prev
             for s, loc in swapped:
                 loc.set(s)
@@ -462,7 +473,9 @@ class Policy:
         self.active = False            # some tape has a plan: replays must redraw
 
     def begin(self, tape, args, kwargs):
-        return Recorder(tape, find_sources(self.fun, args, kwargs))
+        names = set()
+        sources = find_sources(self.fun, args, kwargs, names)
+        return Recorder(tape, sources, names)
 
     def end(self, rec, tape):
         """After a successful trace: keep the tape's plan, or switch to retracing."""
