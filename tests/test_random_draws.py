@@ -71,7 +71,10 @@ def _keep_global_generators():
 
 
 def _set(src, state):
-    if isinstance(src, np.random.Generator):
+    if isinstance(src, _Both):
+        np.random.set_state(state[0])
+        src.helper.rng.bit_generator.state = state[1]
+    elif isinstance(src, np.random.Generator):
         src.bit_generator.state = state
     elif isinstance(src, np.random.RandomState):
         src.set_state(state)
@@ -80,6 +83,8 @@ def _set(src, state):
 
 
 def _state(src):
+    if isinstance(src, _Both):
+        return (np.random.get_state(legacy=False), src.helper.rng.bit_generator.state)
     if isinstance(src, np.random.Generator):
         return src.bit_generator.state
     if isinstance(src, np.random.RandomState):
@@ -88,6 +93,8 @@ def _state(src):
 
 
 def _same_state(a, b):
+    if isinstance(a, tuple) and isinstance(a[0], dict):
+        return all(_same_state(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return all(_same_state(a[k], b[k]) for k in a)
     return np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
@@ -232,6 +239,50 @@ def test_draws_used_as_python_floats_retrace():
         return f, rng
     vg, _ = _check_sequence(make, XS)
     assert vg.cache_info()["traces"] == CALLS
+
+
+def test_draws_in_a_helper_of_another_module(tmp_path, monkeypatch):
+    """f calls helper.sample (a function of another module) that draws from np.random and
+    from a Generator global of that module: both are re-drawn at replay."""
+    (tmp_path / "fastad_rand_helper.py").write_text(
+        "import numpy as np\n"
+        "rng = np.random.default_rng(12)\n"
+        "def sample(n):\n"
+        "    return np.random.normal(size=n) + rng.standard_normal(n)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fastad_rand_helper as helper
+
+    def make():
+        np.random.seed(13)
+        helper.rng = np.random.default_rng(12)
+
+        def f(p):
+            return np.sum(np.sin(p) * helper.sample(2))
+        return f, _Both(helper)
+    vg, _ = _check_sequence(make, XS)
+    assert vg.cache_info()["traces"] == 1
+
+
+class _Both:
+    """The two generators of the helper test, as one source for _check_sequence."""
+
+    def __init__(self, helper):
+        self.helper = helper
+
+
+def test_generator_on_an_object_the_function_calls():
+    class Model:
+        def __init__(self):
+            self.rng = np.random.default_rng(30)
+
+        def loss(self, p):
+            return np.sum(p ** 2 * self.rng.uniform(0.5, 1.5, size=2))
+
+    def make():
+        model = Model()
+        return (lambda p: model.loss(p)), model.rng
+    vg, _ = _check_sequence(make, XS)
+    assert vg.cache_info()["traces"] == 1
 
 
 def test_module_global_generator():

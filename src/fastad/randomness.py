@@ -179,6 +179,27 @@ def find_sources(fun, args, kwargs, names=None):
         elif callable(v) and not isinstance(v, type):
             function(v, depth + 1)
 
+    def named(v, loc, own, depth):
+        """A value a function names (global or closure variable); `own`: its code's names,
+        the attributes it may read from v (mylib.rng, mylib.sample, self.rng...)."""
+        if isinstance(v, types.ModuleType):
+            if v is np or v is np.random or v is _pyrandom:
+                return
+            for attr in own:
+                w = v.__dict__.get(attr)
+                if w is not None and (_is_source(w) or isinstance(w, types.FunctionType)):
+                    value(w, _attr_location(v, attr), depth)
+            return
+        value(v, loc, depth)
+        obj_dict = getattr(v, "__dict__", None)
+        if isinstance(obj_dict, dict) and not isinstance(v, (type, types.FunctionType)):
+            for attr in own:
+                if _is_source(obj_dict.get(attr)):
+                    value(obj_dict[attr], _attr_location(v, attr), depth)
+                method = getattr(type(v), attr, None)
+                if isinstance(method, types.FunctionType):        # model.loss -> self.rng
+                    function(types.MethodType(method, v), depth + 1)
+
     def function(f, depth):
         if depth > _SEARCH_DEPTH or id(f) in seen:
             return
@@ -202,31 +223,18 @@ def find_sources(fun, args, kwargs, names=None):
             if wrapped is not None:
                 function(wrapped, depth)
             return
-        for cell in f.__closure__ or ():
-            try:
-                value(cell.cell_contents, _cell_location(cell), depth)
-            except ValueError:                       # an empty cell
-                pass
-        g = f.__globals__
         own = _code_names(f.__code__, set())
         names.update(own)
+        for cell in f.__closure__ or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:                       # an empty cell
+                continue
+            named(v, _cell_location(cell), own, depth)
+        g = f.__globals__
         for name in own:
             if name in g:
-                v = g[name]
-                if isinstance(v, types.ModuleType):
-                    if v is np or v is np.random or v is _pyrandom:
-                        continue
-                    for attr in own:
-                        w = getattr(v, attr, None) if attr in v.__dict__ else None
-                        if w is not None and _is_source(w):
-                            value(w, _attr_location(v, attr), depth)
-                else:
-                    value(v, _item_location(g, name), depth)
-                    obj_dict = getattr(v, "__dict__", None)
-                    if isinstance(obj_dict, dict) and not isinstance(v, (type, types.FunctionType)):
-                        for attr in own:
-                            if _is_source(obj_dict.get(attr)):
-                                value(obj_dict[attr], _attr_location(v, attr), depth)
+                named(g[name], _item_location(g, name), own, depth)
         for v in (f.__defaults__ or ()) + tuple((f.__kwdefaults__ or {}).values()):
             value(v, None, depth)
 
