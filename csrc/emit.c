@@ -293,6 +293,36 @@ static fa_h reduce(fa_em *E, int op, fa_h x, int64_t n, int64_t m)
     return (fa_h){r, (op == FA_CUMSUM ? n * m : m) > 1};
 }
 
+/* d r_j / d x_k of r_j = prod_k x[j*n + k], recorded exact with zeros as fa_reduce_d is,
+ * and differentiable again (the Hessian of a product with zeros is not 0).  Without a zero,
+ * r / x (a guard that no element is 0 retraces a replay with zeros); with zeros, the
+ * product of the other elements of each one, gathered (n - 1 values per element). */
+static fa_h prod_partials(fa_em *em, const fa_rec *p, int64_t n, int64_t m)
+{
+    fa_h x = {p->a, 1};
+    fa_h mask = e_op(em, FA_EQUAL_MASK, x, e_k(em, 0.0), 2);
+    fa_h zeros = reduce(em, FA_SUM, mask, n * m, 1);
+    fa_h zero = e_k(em, 0.0);
+    int none = 0;
+    if (em->err || bad(zeros) || bad(zero)) return BAD;
+    int err = fa_guard(em->t, FA_EQUAL, zeros.s, zero.s, &none);
+    if (err) { em->err = err; return BAD; }
+    if (none)
+        return e_op(em, FA_DIVIDE, expand(em, (fa_h){p->r, m > 1}, n, m), x, 2);
+    if (n == 1) return e_k(em, 1.0);                /* the empty product */
+    if (n - 1 > FA_MAX_SLOTS / (n * m)) { em->t->want = n * m * (n - 1); em->err = FA_EOVERFLOW; return BAD; }
+    int64_t *idx = (int64_t *)malloc((size_t)(n * m * (n - 1)) * sizeof(int64_t));
+    if (!idx) { em->err = FA_ENOMEM; return BAD; }
+    int64_t q = 0;
+    for (int64_t j = 0; j < m; j++)
+        for (int64_t k = 0; k < n; k++)
+            for (int64_t i = 0; i < n; i++)
+                if (i != k) idx[q++] = p->a + j * n + i;
+    fa_h others = gather(em, idx, q);
+    free(idx);
+    return reduce(em, FA_PROD, others, n - 1, n * m);
+}
+
 static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext,
                        const int32_t *src)
 {
@@ -309,16 +339,17 @@ static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         if (bad(w)) return;
         em.n = n * m;
         fa_h c = expand(&em, w, n, m), x = {p->a, 1};
+        fa_em seg = {E->t, m, 0};     /* ops over the m segment results */
         if (p->op == FA_MAX || p->op == FA_MIN) {
-            /* ties share: mask / count */
+            /* ties share: mask / count, as fa_reduce_d; a NaN result matches no element,
+             * and max(count, 1) keeps those partials 0 (not 0/0) like the sweeps */
             fa_h mask = e_op(&em, FA_EQUAL_MASK, x, expand(&em, (fa_h){p->r, m > 1}, n, m), 2);
-            fa_h cnt = reduce(&em, FA_SUM, mask, n, m);
+            fa_h cnt = e_op(&seg, FA_FMAX, reduce(&em, FA_SUM, mask, n, m), e_k(&seg, 1.0), 2);
             c = e_op(&em, FA_AZMUL, c, e_op(&em, FA_DIVIDE, mask, expand(&em, cnt, n, m), 2), 2);
         } else if (p->op == FA_PROD) {
-            /* r / x: exact unless the segment holds a zero (documented) */
-            fa_h q = e_op(&em, FA_DIVIDE, expand(&em, (fa_h){p->r, m > 1}, n, m), x, 2);
-            c = e_op(&em, FA_AZMUL, c, q, 2);
+            c = e_op(&em, FA_AZMUL, c, prod_partials(&em, p, n, m), 2);
         }
+        if (seg.err) em.err = seg.err;
         add_to_range(&em, adj, p->a, c);
         break;
     }

@@ -169,10 +169,13 @@ static inline double fa_expit(double a) {
     X(LESS_EQUAL_MASK, "_less_equal_mask", a <= b ? 1.0 : 0.0, D_0, D_0)                   \
     X(EQUAL_MASK,      "_equal_mask",      a == b ? 1.0 : 0.0, D_0, D_0)                   \
     X(NOT_EQUAL_MASK,  "_not_equal_mask",  a != b ? 1.0 : 0.0, D_0, D_0)                   \
-    /* internal: the slopes of maximum/fmax, and the absolute-zero product a*b (0 if a==0) */ \
+    /* internal: the slopes of maximum/fmax, and the absolute-zero product a*b: 0 when    \
+     * either factor is 0, even if the other is infinite or NaN -- the product the sweeps   \
+     * use (FA_AZ in sweeps.h), so that a recorded adjoint (emit.c) and its derivatives of  \
+     * any order follow the same convention (docs/conventions.md) */                        \
     X(GTSHARE,  "_gtshare", fa_gt_share(a, b), D_0, D_0)                                   \
     X(FMAXDA,   "_fmaxda",  fa_fmax_da(a, b),  D_0, D_0)                                   \
-    X(AZMUL,    "_azmul",   a == 0 ? 0.0 : a * b, b, a)
+    X(AZMUL,    "_azmul",   (a == 0 || b == 0) ? 0.0 : a * b, b, a)
 
 /* Guards: comparisons the traced program made.  A guard has no result slot; its
  * record's flags hold the outcome seen while tracing, and a replay whose outcome

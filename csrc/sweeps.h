@@ -142,8 +142,8 @@ static inline void fa_reduce_rev(int op, const double *a, const double *r, doubl
         }
         int64_t zero_at, ties;
         fa_reduce_partials(op, x, r[j], n, &zero_at, &ties);
-        for (int64_t k = 0; k < n; k++)
-            gx[k] += w * fa_reduce_d(op, x, r[j], n, k, zero_at, ties);
+        for (int64_t k = 0; k < n; k++)    /* absolute zero: an inf adjoint, a 0 partial */
+            gx[k] += FA_AZ(w, fa_reduce_d(op, x, r[j], n, k, zero_at, ties));
     }
 }
 

@@ -647,6 +647,107 @@ def test_fuzz_hessian(e1, e2, cond, c, branch, n, seed):
                 check(float(got[a, b]), want[a][b], f"hessian[{a},{b}] at {x!r}", scale)
 
 
+# ---------------------------------------------------------------- (d) every path, at kinks
+
+# Programs evaluated AT kinks and zeros on purpose (points drawn from a few values such as
+# 0 and 1, expressions such as x - x, ties of maximum and of max reductions, sqrt of a zero,
+# log behind a select, prod and std over zeros), where docs/conventions.md decides the
+# derivative.  No finite-difference reference exists there; instead every derivative path of
+# tests/conventions_paths.py (sweeps, recorded adjoints, their tangents, hessian, hvp,
+# jacobians of gradients, jvp-of-grad, grad-of-jvp, and any path appended to that list)
+# must agree with every other, NaN and infinities included.  Left out on purpose: an
+# infinite partial meeting a nonzero adjoint whose parts later cancel (sqrt(|x - x|) at 0:
+# the reverse sweep adds +inf and -inf, the tangent sweep cancels x - x first); that is IEEE
+# arithmetic, where forward and reverse mode differ in every AD system (docs/conventions.md).
+
+KINK_POINTS = [0.0, 1.0, -1.0, 0.5, 2.0]
+KINK_UNARY = {
+    "abs": lambda a: np.abs(a),
+    "sqrt_sq": lambda a: np.sqrt(a * a),
+    "sqrt_abs": lambda a: np.sqrt(np.abs(a) + 0.25),
+    "square": lambda a: a * a,
+    "sin": lambda a: np.sin(a),
+    "exp_tanh": lambda a: np.exp(np.tanh(a)),
+    "log_sel": lambda a: np.where(a > 0, np.log(a), 0.0),
+    "zero_sqrt": lambda a: 0.0 * np.sqrt(np.abs(a)) + a,
+    "std": lambda a: np.std(a[:1]) + 0.0 * a,
+    "max": lambda a: np.max(a) + 0.0 * a,
+    "min": lambda a: np.min(a * a) + 0.0 * a,
+    "prod": lambda a: np.prod(a) + 0.0 * a,
+}
+KINK_BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "hypot": np.hypot,
+    "where": lambda a, b: np.where(a > b, a * b, b - a),
+}
+
+
+def kink_exprs(max_leaves=6):
+    leaf = st.one_of(st.just(("x",)), st.just(("rev",)), st.just(("zero",)),
+                     st.tuples(st.just("c"), st.sampled_from([0.0, 1.0, 2.0])))
+    return st.recursive(
+        leaf,
+        lambda kids: st.one_of(
+            st.tuples(st.just("u"), st.sampled_from(sorted(KINK_UNARY)), kids),
+            st.tuples(st.just("b"), st.sampled_from(sorted(KINK_BINARY)), kids, kids)),
+        max_leaves=max_leaves)
+
+
+def eval_kink(tree, x):
+    k = tree[0]
+    if k == "x":
+        return x
+    if k == "rev":
+        return x[::-1]
+    if k == "zero":
+        return x - x
+    if k == "c":
+        return tree[1] + 0.0 * x
+    if k == "u":
+        return KINK_UNARY[tree[1]](eval_kink(tree[2], x))
+    return KINK_BINARY[tree[1]](eval_kink(tree[2], x), eval_kink(tree[3], x))
+
+
+def _agree(got, want):
+    """Same NaNs, same infinities, and finite values equal to rounding."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    if got.shape != want.shape:
+        return False
+    same_special = (np.isnan(got) == np.isnan(want)) & (np.isinf(got) == np.isinf(want))
+    finite = np.isfinite(want) & np.isfinite(got)
+    scale = 1.0 + np.max(np.abs(want[np.isfinite(want)]), initial=0.0)
+    close = np.abs(got - want) <= 1e-9 * scale
+    return bool(np.all(same_special) and np.all(np.where(np.isinf(want), got == want, True))
+                and np.all(close[finite]))
+
+
+@(_SETTINGS if (_N or LONG) else settings(max_examples=25))
+@given(tree=kink_exprs(), n=st.integers(1, 3),
+       pts=st.lists(st.sampled_from(KINK_POINTS), min_size=6, max_size=6),
+       trace_pts=st.lists(st.sampled_from(KINK_POINTS), min_size=3, max_size=3))
+def test_fuzz_every_path_agrees_at_kinks(tree, n, pts, trace_pts):
+    from conventions_paths import evaluate, paths
+    x = np.array(pts[:n])
+    x_trace = np.array(trace_pts[:n])
+    note(f"f = {tree!r}; x = {x.tolist()}, traced first at {x_trace.tolist()}")
+
+    def f(y):
+        return np.sum(eval_kink(tree, y) * np.arange(1.0, n + 1.0))
+
+    with np.errstate(all="ignore"):
+        for order in (1, 2):
+            results = [(p.name, r) for p in paths(order)
+                       for r in evaluate(p, f, x, x_trace)]
+            ref_name, ref = results[0]
+            for name, got in results[1:]:
+                assert _agree(got, ref), (f"order {order}: {name} gives {np.asarray(got).tolist()}"
+                                          f" but {ref_name} gives {np.asarray(ref).tolist()}")
+
+
 # ---------------------------------------------------------------- pinned findings
 
 def test_pinned_runaway_loop_is_float64_limited():

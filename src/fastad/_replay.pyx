@@ -33,6 +33,7 @@ from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_rever
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 from fastad.errors import ComplexValueError, NonScalarOutputError
+from fastad import randomness
 
 cnp.import_array()
 
@@ -78,6 +79,7 @@ def pop_trace():
     trace_stack().pop()
     active_traces -= 1
 cdef object UNCACHEABLE = object()
+cdef object NO_DRAWS = object()          # Compiled.fresh_draws: this tape's draws do not fit
 
 
 # ------------------------------------------------------------------------ signatures
@@ -517,8 +519,11 @@ cdef class Compiled:
     cdef dict trees                   # pytree arguments: treedefs -> Compiled of the leaves
     cdef object regroup               # for that leaf Compiled: leaf derivatives -> trees
     cdef dict __dict__                # lets functools.wraps copy __name__, __doc__, ...
+    cdef readonly str random          # "fresh" or "freeze": random draws (fastad.randomness)
+    cdef object rand                  # its randomness.Policy (None: nothing to watch)
 
-    def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False):
+    def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False,
+                 str random="fresh"):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
@@ -530,6 +535,9 @@ cdef class Compiled:
         self.regroup = None
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
+        self.random = randomness.check_mode(random)
+        # replay=False traces every call, so its draws are fresh without any watching
+        self.rand = randomness.Policy(fun) if random == "fresh" and replay else None
 
     def __call__(self, *args, **kwargs):
         return self.run(args, kwargs, None)
@@ -537,7 +545,7 @@ cdef class Compiled:
     cdef Compiled like(self, fun, tuple argnums):
         """A Compiled of another function with this one's mode and options (the function of
         a pytree call's leaves)."""
-        return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux)
+        return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux, self.random)
 
     def cache_info(self):
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
@@ -576,7 +584,8 @@ cdef class Compiled:
     cpdef object run(self, tuple args, dict kwargs, tuple tangents):
         cdef Py_ssize_t i, nargs = len(args)
         cdef Signature sig
-        cdef bint cacheable = self.replay
+        # a function whose draws fastad cannot replay traces every call (fastad.randomness)
+        cdef bint cacheable = self.replay and not (self.rand is not None and self.rand.retrace)
         argnums = self.argnums_for(nargs)
         if has_tree(args):
             return run_tree(self, args, kwargs, tangents, argnums)
@@ -623,14 +632,37 @@ cdef class Compiled:
             w = tape.acquire()
             try:
                 sig.fill(args, w.val)
+                saved = None
+                if self.rand is not None and self.rand.active:
+                    saved = self.fresh_draws(tape, w, args)
+                    if saved is NO_DRAWS:
+                        continue
                 if run_forward(tape, w) < 0:
                     if i and tape in sig.tapes:
                         sig.tapes.remove(tape)
                         sig.tapes.insert(0, tape)
                     return self.mode.derive(self, tape, w, sig, argnums, tangents, tape.meta)
+                if saved is not None:        # this path does not fit the draws either
+                    randomness.Policy.undo(saved)
             finally:
                 tape.release(w)
         return None
+
+    cdef object fresh_draws(self, Tape tape, Work *w, tuple args):
+        """Draw this call's random numbers into their slots of w (the same generator calls
+        as the trace made); the generators' saved states, or NO_DRAWS if this tape's draws
+        do not fit the call (the states are then restored already)."""
+        cdef cnp.ndarray draw
+        draws, saved = self.rand.redraw(tape, args)
+        if draws is None:
+            randomness.Policy.undo(saved)
+            return NO_DRAWS
+        for first, draw in draws:
+            if first < 0 or first + cnp.PyArray_SIZE(draw) > tape.c.nslot:
+                raise RuntimeError("fastad internal error: random draws outside the tape's slots")
+            memcpy(w.val + <int64_t>first, cnp.PyArray_DATA(draw),
+                   cnp.PyArray_SIZE(draw) * sizeof(double))
+        return saved
 
     cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
                       tuple tangents):
@@ -643,9 +675,10 @@ cdef class Compiled:
         sig.fill(args, <double *>cnp.PyArray_DATA(flat))
         traced = iter(make_inputs(tape, flat, sig.layout()))
         targs = [args[i] if sig.kind[i] == STATIC else next(traced) for i in range(sig.nargs)]
+        rec = self.rand.begin(tape, args, kwargs) if self.rand is not None else None
         push_trace(tape)
         try:
-            out = self.fun(*targs, **kwargs)
+            out = self.fun(*targs, **kwargs) if rec is None else rec.call(self.fun, targs, kwargs)
             meta = find_outputs(tape, out, self.mode, self.has_aux, self.fun)
         except BaseException:
             tape.finish(-1)       # the tape is dropped; its traced values are now escaped
@@ -653,6 +686,8 @@ cdef class Compiled:
         finally:
             pop_trace()
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
+        if rec is not None:
+            self.rand.end(rec, tape)
         if self.mode.reverse:
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)

@@ -37,16 +37,16 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, has_aux=False):
+def _wrap(fun, argnums, mode, replay, has_aux=False, random="fresh"):
     """The Compiled function of transform `mode` (a name of fastad._replay.MODES)."""
     _check_callable(fun, mode)
     nums, many = _check_argnums(argnums)
-    compiled = Compiled(fun, nums, many, mode, replay, has_aux)
+    compiled = Compiled(fun, nums, many, mode, replay, has_aux, random)
     functools.update_wrapper(compiled, fun)
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True):
+def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -59,7 +59,10 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     the tape in C without running `fun`'s Python code.  Comparisons `fun` makes are
     rechecked at every replay and a changed outcome retraces, so branches are always
     right.  Values `fun` reads from globals or closures are frozen at trace time: pass
-    them as arguments, or use ``replay=False`` to trace on every call.
+    them as arguments, or use ``replay=False`` to trace on every call.  Random numbers
+    `fun` draws are not: by default (``random="fresh"``) every call gets fresh draws from
+    the same generator, as plain Python would; ``random="freeze"`` reuses the first call's
+    draws (docs/conventions.md, "Random draws").
 
     Arguments may be pytrees (nested tuples, lists and dicts of floats and arrays); the
     gradient then has the argument's structure.  With ``has_aux=True``, `fun` returns
@@ -69,13 +72,13 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, has_aux)
+    return _wrap(fun, argnums, "grad", replay, has_aux, random)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
-    return _wrap(fun, argnums, "value_and_grad", replay, has_aux)
+    return _wrap(fun, argnums, "value_and_grad", replay, has_aux, random)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -143,36 +146,36 @@ def vjp(fun, *primals, has_aux=False):
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True):
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacfwd", replay, has_aux)
+    return _wrap(fun, argnums, "jacfwd", replay, has_aux, random)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacrev", replay, has_aux)
+    return _wrap(fun, argnums, "jacrev", replay, has_aux, random)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
     (``cache_info()`` counts the sweeps of each kind)."""
-    return _wrap(fun, argnums, "jacobian", replay, has_aux)
+    return _wrap(fun, argnums, "jacobian", replay, has_aux, random)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True):
+def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``."""
     _check_callable(fun, "hessian")
-    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay), argnums,
-                  has_aux=has_aux, replay=replay)
+    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay, random=random), argnums,
+                  has_aux=has_aux, replay=replay, random=random)
 
 
-def hvp(fun, argnums=0, *, replay=True):
+def hvp(fun, argnums=0, *, replay=True, random="fresh"):
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -181,8 +184,8 @@ def hvp(fun, argnums=0, *, replay=True):
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
-    g = grad(fun, argnums, replay=replay)
-    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay)
+    g = grad(fun, argnums, replay=replay, random=random)
+    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay, False, random)
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):

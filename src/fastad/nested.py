@@ -13,11 +13,21 @@ d/dx [x * d/dy (x + y)] is 1, not 2 (ForwardDiff.jl issue 83).
 """
 import numpy as np
 
-from fastad._tracer import Traced, TracedArray, new_scalar, output_slot
+from fastad._tracer import Traced, TracedArray, apply_op, is_traced, new_scalar, output_slot
 from fastad import arrays
-from fastad.ops import Op
+from fastad.ops import Kind, Op
 
 _COPY = Op.COPY
+
+
+def _azmul(g, t):
+    """A recorded derivative times a tangent, as the tangent sweep multiplies: 0 when either
+    is 0, even if the other is infinite or NaN (docs/conventions.md, "Zeros beat
+    infinities")."""
+    if not is_traced(g):            # 0.0: no adjoint reached the variable
+        shape = np.broadcast_shapes(np.shape(g), tuple(getattr(t, "shape", np.shape(t))))
+        return np.zeros(shape) if shape else 0.0
+    return apply_op(Op.AZMUL, Kind.BINARY, (g, t), "_azmul")
 
 
 def _fresh(tape, x, i):
@@ -85,8 +95,8 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
     if family == "jvp":      # a scalar output's directional derivative is <gradient, tangent>
         total = 0.0
         for g, t in zip(grads, tangents):
-            total = total + arrays.sum_(arrays.ufunc(np.multiply, (g, t))) \
-                if type(g) is TracedArray else total + g * t
+            total = total + arrays.sum_(_azmul(g, t)) \
+                if type(g) is TracedArray else total + _azmul(g, t)
         return value, total
     g = tuple(grads) if many else grads[0]
     if has_aux:
@@ -116,8 +126,7 @@ def _jvp_tree(tape, lo, out, variables, tangents):
         total = 0.0
         for J, t in zip(jac, tangents):
             axes = tuple(range(np.ndim(leaf), np.ndim(J)))
-            total = arrays.ufunc(np.add, (total, arrays.sum_(
-                arrays.ufunc(np.multiply, (J, t)), axis=axes)))
+            total = arrays.ufunc(np.add, (total, arrays.sum_(_azmul(J, t), axis=axes)))
         values.append(leaf)
         tans.append(total)
     return tree_unflatten(treedef, values), tree_unflatten(treedef, tans)
