@@ -12,6 +12,7 @@ Modules:
     nested     derivatives taken inside a traced function (recorded reverse sweeps)
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
+    sparse     sparsity patterns, colourings and sparse Jacobians/Hessians (_sparsity)
     pytree     nested tuples, lists and dicts as arguments
     cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
@@ -26,6 +27,7 @@ from fastad.functions import *          # noqa: F401,F403  sin, exp, ... (see SU
 from fastad.functions import SUPPORTED
 from fastad.custom import custom_vjp
 from fastad.optimize import minimize
+from fastad.sparse import jacobian_sparsity, hessian_sparsity
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
 
@@ -35,4 +37,5 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
-           "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)
+           "check_grad", "GradCheckError", "GradCheckResult",
+           "jacobian_sparsity", "hessian_sparsity"] + list(SUPPORTED)
