@@ -13,6 +13,7 @@ Modules:
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
     sparse     sparsity patterns, colourings and sparse Jacobians/Hessians (_sparsity)
+    constraints  NonlinearConstraint for minimize, least_squares: exact sparse derivatives
     pytree     nested tuples, lists and dicts as arguments
     cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
@@ -28,6 +29,7 @@ from fastad.functions import SUPPORTED
 from fastad.custom import custom_vjp
 from fastad.optimize import minimize
 from fastad.sparse import jacobian_sparsity, hessian_sparsity
+from fastad.constraints import NonlinearConstraint, least_squares
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
 
@@ -38,4 +40,4 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult",
-           "jacobian_sparsity", "hessian_sparsity"] + list(SUPPORTED)
+           "jacobian_sparsity", "hessian_sparsity", "NonlinearConstraint", "least_squares"] + list(SUPPORTED)

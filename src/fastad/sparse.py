@@ -440,6 +440,13 @@ class SparseJacobian:
     def __call__(self, *args):
         return self.value_and_jac(*args)[1]
 
+    def value(self, *args):
+        """The flat output values at args (a replay of the tape, no derivative sweep)."""
+        def forward_only(e, x):
+            return _sparsity.compressed(e.tape, x, e.col, np.zeros(e.ncols, dtype=np.int32),
+                                        0, e.outs, False)
+        return self.prog.run(args, forward_only)[1][0]
+
     def info(self):
         """Pattern and colouring statistics of the most recently used tape."""
         return _info(self.prog, self._last, "jacobian")
