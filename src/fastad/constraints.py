@@ -74,13 +74,13 @@ def wire_nonlinear(c, cfun, x0_flat, method, so, fd, replay, name):
     m = out.shape[0]
     lb, ub = check_bounds(c.lb, c.ub, m, name)
     scalar = np.ndim(cfun(x0_flat)) == 0
+    J = SparseJacobian(lambda x: cfun(x) * 1.0, replay=replay)
 
-    def value(x):
-        v = cfun(x)
-        return float(v) if scalar else np.ascontiguousarray(v, dtype=np.float64)
+    def value(x):       # a replay of the traced constraint, not a run of its Python
+        v = J.value(np.ascontiguousarray(x, dtype=np.float64))
+        return float(v[0]) if scalar else v
 
     if method == "trust-constr":
-        J = SparseJacobian(lambda x: cfun(x) * 1.0, replay=replay)
 
         def lagr(x, v):
             return np.sum(v * cfun(x))
