@@ -421,6 +421,8 @@ class SparseJacobian:
         if e.plan is None:
             pattern = _jac_pattern(self.prog, e)
             e.plan = _plan_jacobian(pattern, len(e.outs), e.ncols, self.mode)
+            if e.plan["reverse"]:       # reverse sweeps skip adjoints no column reads
+                e.tape.mark_passive(e.col >= 0)
         return e.plan
 
     def value_and_jac(self, *args):
