@@ -349,3 +349,9 @@ def test_banded_colour_counts():
     tri = sp.diags([np.ones(n - 1), np.ones(n), np.ones(n - 1)], [-1, 0, 1]).tocsr()
     c, k = _sparsity.star_colouring(tri.indptr.astype(np.int64), tri.indices.astype(np.int32), n)
     assert k == 3 and star_valid(tri[:60, :60], c[:60])
+
+
+def test_sparse_inside_a_traced_function_says_so():
+    inner = fd.jacobian(lambda y: y * y, sparse=True)
+    with pytest.raises(NotImplementedError, match="sparse=False"):
+        fd.grad(lambda x: inner(x).sum())(np.ones(3))

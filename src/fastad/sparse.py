@@ -26,7 +26,7 @@ import numpy as np
 from fastad import _sparsity
 from fastad._replay import push_trace, pop_trace
 from fastad._tape import Tape, op_table, op_partials
-from fastad._tracer import make_inputs, output_slot
+from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian",
@@ -164,6 +164,11 @@ class _Program:
             leaves, treedef = tree_flatten(a)
             roles = []
             for j, leaf in enumerate(leaves):
+                if is_traced(leaf):
+                    raise NotImplementedError(
+                        f"fastad.{self.who} was called inside a function being "
+                        "differentiated; sparse derivatives are not recorded into an "
+                        "enclosing tape. Use the dense one there (sparse=False)")
                 if i in nums:
                     arr = np.asarray(leaf)
                     if isinstance(leaf, (bool, np.bool_)) or arr.dtype.kind not in "fiu":
