@@ -392,7 +392,12 @@ def _plan_jacobian(pattern, m, n, mode):
     if mode in ("auto", "fwd") and _sparsity.colour_cost(indptr) <= MAX_COLOUR_WORK:
         c, k = _sparsity.colour_columns(indptr, indices, colptr, rowind, n)
         options.append((k, 0, False, c))
-    if mode in ("auto", "rev") and _sparsity.colour_cost(colptr) <= MAX_COLOUR_WORK:
+    # rows need at least as many colours as the longest column has entries: skip colouring
+    # them when the columns already did that well
+    rows_bound = int(np.diff(colptr).max()) if n else 0
+    if options and mode == "auto" and options[0][0] <= rows_bound:
+        pass
+    elif mode in ("auto", "rev") and _sparsity.colour_cost(colptr) <= MAX_COLOUR_WORK:
         c, k = _sparsity.colour_columns(colptr, rowind, indptr, indices, m)
         options.append((k, 1, True, c))
     if not options:
