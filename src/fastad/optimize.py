@@ -15,8 +15,11 @@ What is wired, and how:
   (Newton-CG, trust-ncg, trust-krylov, trust-constr), and ``hess`` from
   `fastad.hessian` for the methods that need the full matrix (dogleg, trust-exact);
 * constraints given as dicts ``{'type': 'eq' | 'ineq', 'fun': c}`` get ``'jac'`` from
-  `fastad.jacobian` when they have none; a `scipy.optimize.NonlinearConstraint` whose
-  ``jac`` is a finite-difference scheme ('2-point', '3-point', 'cs') gets the exact one;
+  `fastad.jacobian` when they have none; a `fastad.NonlinearConstraint`, or a
+  `scipy.optimize.NonlinearConstraint` whose ``jac`` is a finite-difference scheme
+  ('2-point', '3-point', 'cs'), gets the exact one -- for trust-constr a sparse Jacobian,
+  the sparse Hessian of ``v . c(x)`` and the objective's sparse Hessian, i.e. the exact
+  Hessian of the Lagrangian (fastad.constraints, docs/sparse.md);
 * ``bounds`` and everything else in ``**kw`` go to SciPy unchanged.
 
 Parameters may be a pytree: a float, an array of any shape, or nested tuples, lists and
