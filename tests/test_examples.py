@@ -68,3 +68,62 @@ def test_mlp_backprop_example(tmp_path):
     else:
         assert "matplotlib is not installed: skipping the plot" in out
         assert not png.exists()
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(EXAMPLES, name))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_optimal_control_example(tmp_path):
+    """Direct transcription (docs/sparse.md): the run prints its iterations and time, saves
+    a plot, and the optimum agrees with SciPy's own solve by finite differences."""
+    pytest.importorskip("scipy")
+    plot = tmp_path / "oc.png"
+    out = run_example("optimal_control.py", "--n", "60", "--plot", str(plot))
+    fields = dict(re.findall(r"(\w+)=\s*(\S+)", out))
+    assert fields["success"] == "True" and int(fields["iterations"]) < 200, out
+    assert float(fields["max_violation"]) < 1e-8 and fields["time"].endswith("s"), out
+    assert int(fields["colours"]) <= 6, out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert plot.exists() and plot.stat().st_size > 1000
+    import numpy as np
+    from scipy.optimize import minimize, NonlinearConstraint, Bounds
+    oc = load_example("optimal_control.py")
+    n = 20
+    res, _ = oc.solve(n, verbose=False)
+    lb = np.full(3 * n + 2, -np.inf)
+    ub = np.full(3 * n + 2, np.inf)
+    lb[:n + 1] = -0.25
+    lb[2 * n + 2:], ub[2 * n + 2:] = -0.75, 1.0
+    z0 = np.zeros(3 * n + 2)
+    z0[n + 1:2 * n + 2] = np.linspace(1.0, 0.0, n + 1)
+    ref = minimize(lambda z: oc.cost(z, n), z0, method="SLSQP", bounds=list(zip(lb, ub)),
+                   constraints=[NonlinearConstraint(lambda z: oc.dynamics(z, n), 0.0, 0.0)],
+                   options={"maxiter": 500, "ftol": 1e-12})
+    assert ref.success
+    assert abs(res.fun - ref.fun) < 1e-5 * abs(ref.fun), (res.fun, ref.fun)
+
+
+def test_least_squares_example():
+    pytest.importorskip("scipy")
+    out = run_example("least_squares.py", "--n", "1000")
+    fields = dict(re.findall(r"(\w+)=\s*(\S+)", out))
+    assert int(fields["residuals"]) == 1998 and int(fields["colours"]) == 3, out
+    assert int(fields["status"]) > 0 and float(fields["max_grad"]) < 1e-5, out
+    assert float(fields["rms_error"]) < 0.1, out
+    # against SciPy with finite differences on a small instance
+    import numpy as np
+    from scipy.optimize import least_squares
+    import fastad as fd
+    ls = load_example("least_squares.py")
+    t, truth, y = ls.make_data(300)
+    tol = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    a = fd.least_squares(ls.residuals, np.zeros(300), args=(y, 1.0), **tol)
+    b = least_squares(ls.residuals, np.zeros(300), args=(y, 1.0), jac="3-point", **tol)
+    # the same minimum; u is only weakly determined where exp(u) is small, so x agrees to
+    # the flatness of the cost there, and the costs agree closely
+    assert abs(a.cost - b.cost) < 1e-9 * b.cost
+    np.testing.assert_allclose(a.x, b.x, atol=5e-5)

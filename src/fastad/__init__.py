@@ -13,6 +13,8 @@ Modules:
     nested     derivatives taken inside a traced function (recorded reverse sweeps)
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
+    sparse     sparsity patterns, colourings and sparse Jacobians/Hessians (_sparsity)
+    constraints  NonlinearConstraint for minimize, least_squares: exact sparse derivatives
     pytree     nested tuples, lists and dicts as arguments
     expression an expression string compiled to a traceable program (an ast whitelist)
     cli        python -m fastad [trace "<expression>"]: argparse and output only
@@ -29,6 +31,8 @@ from fastad.functions import SUPPORTED
 from fastad.custom import custom_vjp
 from fastad.numpy_extra import zeros, ones, empty, full
 from fastad.optimize import minimize
+from fastad.sparse import jacobian_sparsity, hessian_sparsity
+from fastad.constraints import NonlinearConstraint, least_squares
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
 from fastad._replay import register_info as _register_info
@@ -41,4 +45,5 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES", "Record",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
-           "check_grad", "GradCheckError", "GradCheckResult", "zeros", "ones", "empty", "full"] + list(SUPPORTED)
+           "check_grad", "GradCheckError", "GradCheckResult", "zeros", "ones", "empty", "full",
+           "jacobian_sparsity", "hessian_sparsity", "NonlinearConstraint", "least_squares"] + list(SUPPORTED)

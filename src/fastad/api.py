@@ -146,31 +146,53 @@ def vjp(fun, *primals, has_aux=False):
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
-    ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
+    ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
+    ``sparse=True``: a `scipy.sparse.csr_array`, one tangent sweep per column colour
+    (docs/sparse.md)."""
+    if sparse:
+        return _sparse_jacobian(fun, argnums, "fwd", has_aux, replay)
     return _wrap(fun, argnums, "jacfwd", replay, has_aux, random)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
-    shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
+    shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
+    ``sparse=True``: a `scipy.sparse.csr_array`, one reverse sweep per row colour."""
+    if sparse:
+        return _sparse_jacobian(fun, argnums, "rev", has_aux, replay)
     return _wrap(fun, argnums, "jacrev", replay, has_aux, random)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
-    (``cache_info()`` counts the sweeps of each kind)."""
+    (``cache_info()`` counts the sweeps of each kind).  With ``sparse=True``: a
+    `scipy.sparse.csr_array` of shape (outputs, inputs) from the tape's sparsity pattern,
+    one sweep per colour, forward or reverse, whichever is fewer (docs/sparse.md)."""
+    if sparse:
+        return _sparse_jacobian(fun, argnums, "auto", has_aux, replay)
     return _wrap(fun, argnums, "jacobian", replay, has_aux, random)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
+    from fastad.sparse import sparse_jacobian
+    _check_callable(fun, "jacobian")
+    return sparse_jacobian(fun, argnums, mode=mode, has_aux=has_aux, replay=replay)
+
+
+def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
-    over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``."""
+    over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``.  With
+    ``sparse=True``: a symmetric `scipy.sparse.csr_array`, one forward-over-reverse sweep
+    per star colour (docs/sparse.md)."""
     _check_callable(fun, "hessian")
+    if sparse:
+        from fastad.sparse import sparse_hessian
+        return sparse_hessian(fun, argnums, has_aux=has_aux, replay=replay)
     return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay, random=random), argnums,
                   has_aux=has_aux, replay=replay, random=random)
 

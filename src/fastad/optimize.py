@@ -15,8 +15,11 @@ What is wired, and how:
   (Newton-CG, trust-ncg, trust-krylov, trust-constr), and ``hess`` from
   `fastad.hessian` for the methods that need the full matrix (dogleg, trust-exact);
 * constraints given as dicts ``{'type': 'eq' | 'ineq', 'fun': c}`` get ``'jac'`` from
-  `fastad.jacobian` when they have none; a `scipy.optimize.NonlinearConstraint` whose
-  ``jac`` is a finite-difference scheme ('2-point', '3-point', 'cs') gets the exact one;
+  `fastad.jacobian` when they have none; a `fastad.NonlinearConstraint`, or a
+  `scipy.optimize.NonlinearConstraint` whose ``jac`` is a finite-difference scheme
+  ('2-point', '3-point', 'cs'), gets the exact one -- for trust-constr a sparse Jacobian,
+  the sparse Hessian of ``v . c(x)`` and the objective's sparse Hessian, i.e. the exact
+  Hessian of the Lagrangian (fastad.constraints, docs/sparse.md);
 * ``bounds`` and everything else in ``**kw`` go to SciPy unchanged.
 
 Parameters may be a pytree: a float, an array of any shape, or nested tuples, lists and
@@ -220,7 +223,14 @@ def minimize(fun, x0, method="BFGS", args=(), *, replay=True, **kw):
     hess = user_hess
     hessp = user_hessp
     if hess is None and hessp is None:
-        if name in _HESSP_METHODS:
+        if name == "trust-constr" and _has_nonlinear(kw.get("constraints"), so):
+            # the exact sparse Hessian: trust-constr adds the constraints' sparse
+            # Hessians to it, which makes the Lagrangian's (docs/sparse.md)
+            hs = fd.hessian(flat_fun, replay=replay, sparse=True)
+
+            def hess(x, *a):
+                return hs(np.ascontiguousarray(x, dtype=np.float64), *a)
+        elif name in _HESSP_METHODS:
             hv = fd.hvp(flat_fun, replay=replay)
 
             def hessp(x, p, *a):
@@ -232,7 +242,7 @@ def minimize(fun, x0, method="BFGS", args=(), *, replay=True, **kw):
                 return np.ascontiguousarray(np.atleast_2d(h(x, *a)), dtype=np.float64)
 
     if "constraints" in kw and kw["constraints"] is not None:
-        kw["constraints"] = _wire_constraints(kw["constraints"], layout, so, fd, replay)
+        kw["constraints"] = _wire_constraints(kw["constraints"], layout, so, fd, replay, name)
     if kw.get("callback") is not None and not layout.plain:
         kw["callback"] = _wrap_callback(kw["callback"], layout)
 
@@ -261,11 +271,26 @@ def _constraint_jacobian(cfun, layout, fd, replay):
     return jac
 
 
-def _wire_constraints(constraints, layout, so, fd, replay):
+def _has_nonlinear(constraints, so):
+    from fastad.constraints import NonlinearConstraint
+    items = constraints if isinstance(constraints, (list, tuple)) else [constraints]
+    return any(isinstance(c, (NonlinearConstraint, so.NonlinearConstraint)) for c in items)
+
+
+def _wire_constraints(constraints, layout, so, fd, replay, name=None):
+    from fastad.constraints import NonlinearConstraint, wire_nonlinear
     single = isinstance(constraints, dict) or not isinstance(constraints, (list, tuple))
     items = [constraints] if single else list(constraints)
     out = []
-    for c in items:
+    for k, c in enumerate(items):
+        derive = isinstance(c, NonlinearConstraint) or (
+            isinstance(c, so.NonlinearConstraint) and (c.jac is None or (
+                isinstance(c.jac, str) and c.jac in _FD_SCHEMES)))
+        if derive:      # exact derivatives: sparse for trust-constr (fastad.constraints)
+            user = c.fun
+            cfun = user if layout.plain else (lambda x, _u=user: _u(layout.unflatten(x)))
+            out.append(wire_nonlinear(c, cfun, layout.x0, name, so, fd, replay, f"#{k}"))
+            continue
         if isinstance(c, dict):
             c = dict(c)
             if "fun" not in c:

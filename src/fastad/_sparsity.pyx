@@ -1,0 +1,789 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Sparsity patterns from a tape, graph colourings, and compressed sweeps (docs/sparse.md).
+
+Patterns.  Every slot gets the set of input columns it depends on (a sorted int32 run in
+one pool; a result that depends on exactly the set of one operand shares that run, so a
+chain of unary ops costs nothing).  Sets are propagated forward through the records:
+elementwise ops take the union of the operands whose partial is not identically zero
+(read from the op table, see fastad.sparse), gathers copy, reductions and matrix products
+take the union of what each result reads, callbacks make every output depend on every
+input.  Guards are skipped: a pattern is exact for the branch outcomes the tape recorded,
+and the tape is replayed only while those outcomes hold.  A structural record this module
+does not know raises instead of guessing.
+
+The Hessian pattern is computed by nonlinear-interaction propagation (Walther 2008,
+"Computing sparse Hessians with automatic differentiation"): with the forward index sets
+X above, every record whose result reaches the output through nonzero partials (a reverse
+"live" pass) adds the pairs X[a] x X[b] for each pair of operands (a, b) with a nonzero
+second partial (the op table says which), and the pattern is their symmetric union.
+
+Colourings.  Greedy distance-2 colouring of the column intersection graph (Jacobians,
+columns for forward mode, rows for reverse mode) and greedy star colouring of the
+adjacency graph (Hessians: no path on four vertices has only two colours, which allows
+direct recovery).  Both visit vertices in natural order, which is optimal for banded
+structure.  Written here rather than taken from networkx because they must handle 10^6
+columns in well under a second (networkx's greedy_color builds Python dicts per vertex).
+
+Compressed sweeps.  One tangent sweep (or one reverse sweep) per colour, on a workspace of
+the tape, in C without the GIL.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport malloc, calloc, realloc, free, qsort
+from libc.string cimport memset, memcpy
+cimport numpy as cnp
+import numpy as np
+
+from fastad._tape cimport (Tape, Work, fa_tape, fa_rec, sweep_forward, sweep_tangent,
+                           sweep_reverse_seeded, FA_EXT, FA_RANGED, FA_GATHER, FA_SUM,
+                           FA_PROD, FA_MAX, FA_MIN, FA_CUMSUM, FA_MATMUL, FA_CALLBACK,
+                           FA_NUM_OPS)
+
+cnp.import_array()
+
+# op kinds, as fastad._tape.op_table() names them
+cdef enum:
+    K_UNARY = 1
+    K_BINARY = 2
+    K_GUARD = 3
+    K_STRUCT = 4
+
+
+cdef int cmp_i32(const void *x, const void *y) noexcept nogil:
+    cdef int32_t a = (<const int32_t *>x)[0], b = (<const int32_t *>y)[0]
+    return (a > b) - (a < b)
+
+
+cdef struct Sets:
+    int64_t *off          # per slot: start of its set in pool
+    int32_t *len          # per slot: size of its set
+    int32_t *pool
+    int64_t npool, cap, limit
+    int32_t *scratch      # a multi-way union being built
+    int64_t nscratch, capscratch
+    int64_t *stamp        # per column: the union that last added it
+    int64_t now
+
+
+cdef int grow32(int32_t **buf, int64_t *cap, int64_t need, int64_t limit, str what) except -1:
+    cdef int64_t ncap
+    cdef int32_t *p
+    if need <= cap[0]:
+        return 0
+    if need > limit:
+        raise MemoryError(
+            f"fastad: the {what} needs more than {limit} index entries (limit max_entries); "
+            "the pattern is too large for a sparse derivative: use the dense one "
+            "(sparse=False), or raise max_entries if memory allows")
+    ncap = max(cap[0] * 2, need, 1024)
+    if ncap > limit:
+        ncap = limit
+    p = <int32_t *>realloc(buf[0], <size_t>ncap * sizeof(int32_t))
+    if p == NULL:
+        raise MemoryError(f"fastad: out of memory for the {what} ({ncap} index entries)")
+    buf[0] = p
+    cap[0] = ncap
+    return 0
+
+
+cdef void sets_free(Sets *S) noexcept:
+    free(S.off); free(S.len); free(S.pool); free(S.scratch); free(S.stamp)
+
+
+cdef int sets_init(Sets *S, const fa_tape *t, const int64_t[::1] col, int64_t ncols,
+                   int64_t limit) except -1:
+    cdef int64_t i, n = max(t.nslot, 1)
+    memset(S, 0, sizeof(Sets))
+    S.limit = limit
+    S.off = <int64_t *>calloc(n, sizeof(int64_t))
+    S.len = <int32_t *>calloc(n, sizeof(int32_t))
+    S.stamp = <int64_t *>calloc(max(ncols, 1), sizeof(int64_t))
+    if S.off == NULL or S.len == NULL or S.stamp == NULL:
+        raise MemoryError(f"fastad: out of memory for the index sets of {t.nslot} slots")
+    grow32(&S.pool, &S.cap, max(ncols, 1), limit, "sparsity pattern")
+    for i in range(t.nin):
+        if col[i] >= 0:
+            S.pool[S.npool] = <int32_t>col[i]
+            S.off[i] = S.npool
+            S.len[i] = 1
+            S.npool += 1
+    return 0
+
+
+cdef inline void share(Sets *S, int64_t r, int64_t a) noexcept:
+    S.off[r] = S.off[a]
+    S.len[r] = S.len[a]
+
+
+cdef int union2(Sets *S, int64_t r, int64_t a, int64_t b, bint ua, bint ub) except -1:
+    """X[r] = (X[a] if ua) | (X[b] if ub), sharing an operand's run when it is the union."""
+    cdef int64_t la = S.len[a] if ua else 0, lb = S.len[b] if ub else 0
+    cdef int64_t i, j, k, oa, ob
+    cdef int32_t x, y
+    if lb == 0 or (ua and a == b) or (la == lb and S.off[a] == S.off[b]):
+        if la:
+            share(S, r, a)
+        else:
+            S.len[r] = 0
+        return 0
+    if la == 0:
+        share(S, r, b)
+        return 0
+    grow32(&S.pool, &S.cap, S.npool + la + lb, S.limit, "sparsity pattern")
+    oa, ob = S.off[a], S.off[b]
+    i = j = 0
+    k = S.npool
+    while i < la and j < lb:
+        x, y = S.pool[oa + i], S.pool[ob + j]
+        if x < y:
+            S.pool[k] = x; i += 1
+        elif y < x:
+            S.pool[k] = y; j += 1
+        else:
+            S.pool[k] = x; i += 1; j += 1
+        k += 1
+    while i < la:
+        S.pool[k] = S.pool[oa + i]; i += 1; k += 1
+    while j < lb:
+        S.pool[k] = S.pool[ob + j]; j += 1; k += 1
+    k -= S.npool
+    if k == la:
+        share(S, r, a)
+    elif k == lb:
+        share(S, r, b)
+    else:
+        S.off[r] = S.npool
+        S.len[r] = <int32_t>k
+        S.npool += k
+    return 0
+
+
+cdef inline void multi_begin(Sets *S) noexcept:
+    S.now += 1
+    S.nscratch = 0
+
+
+cdef int multi_add(Sets *S, int64_t s) except -1:
+    cdef int64_t k, n = S.len[s], o = S.off[s]
+    cdef int32_t c
+    if n == 0:
+        return 0
+    grow32(&S.scratch, &S.capscratch, S.nscratch + n, S.limit, "sparsity pattern")
+    for k in range(n):
+        c = S.pool[o + k]
+        if S.stamp[c] != S.now:
+            S.stamp[c] = S.now
+            S.scratch[S.nscratch] = c
+            S.nscratch += 1
+    return 0
+
+
+cdef int multi_end(Sets *S, int64_t r) except -1:
+    """X[r] = the union built since multi_begin (sorted into the pool)."""
+    if S.nscratch == 0:
+        S.len[r] = 0
+        return 0
+    if S.nscratch > 2147483647:
+        raise MemoryError("fastad: one index set has more than 2**31 - 1 entries")
+    qsort(S.scratch, <size_t>S.nscratch, sizeof(int32_t), cmp_i32)
+    grow32(&S.pool, &S.cap, S.npool + S.nscratch, S.limit, "sparsity pattern")
+    memcpy(S.pool + S.npool, S.scratch, <size_t>S.nscratch * sizeof(int32_t))
+    S.off[r] = S.npool
+    S.len[r] = <int32_t>S.nscratch
+    S.npool += S.nscratch
+    return 0
+
+
+cdef int unknown(int op, list names) except -1:
+    name = names[op] if 0 <= op < len(names) else f"#{op}"
+    raise NotImplementedError(
+        f"fastad: the sparsity analysis does not know the tape record '{name}', so it "
+        "cannot bound what that record depends on; use the dense derivative (sparse=False)")
+
+
+cdef int propagate(Sets *S, const fa_tape *t, int64_t hi, const uint8_t[::1] kind,
+                   const uint8_t[::1] jm, list names) except -1:
+    """Forward index sets through records [0, hi)."""
+    cdef int64_t i, k, j, l, n, m, q, sa, sb, ir, ia, ib
+    cdef const fa_rec *p
+    cdef int op
+    cdef uint8_t kd
+    for i in range(hi):
+        p = &t.rec[i]
+        op = p.op
+        if op == FA_EXT or op >= kind.shape[0]:
+            if op >= kind.shape[0]:
+                unknown(op, names)
+            continue
+        kd = kind[op]
+        if kd == K_GUARD:
+            continue
+        ir, ia, ib = p.r, p.a, p.b
+        if not (p.flags & FA_RANGED):
+            if kd == K_UNARY or kd == K_BINARY:
+                union2(S, ir, ia, ib, jm[op] & 1, jm[op] & 2)
+            else:
+                unknown(op, names)
+            continue
+        n, sa, sb = p[1].r, p[1].a, p[1].b
+        if kd == K_UNARY or kd == K_BINARY:
+            for k in range(n):
+                union2(S, ir + k, ia + k * sa, ib + k * sb, jm[op] & 1, jm[op] & 2)
+        elif op == FA_GATHER:
+            for k in range(n):
+                share(S, ir + k, t.ix[ia + k])
+        elif op == FA_SUM or op == FA_PROD or op == FA_MAX or op == FA_MIN:
+            for j in range(sa):             # sa = m segments of n
+                multi_begin(S)
+                for k in range(n):
+                    multi_add(S, ia + j * n + k)
+                multi_end(S, ir + j)
+        elif op == FA_CUMSUM:
+            for j in range(sa):
+                share(S, ir + j * n, ia + j * n)
+                for k in range(1, n):
+                    union2(S, ir + j * n + k, ir + j * n + k - 1, ia + j * n + k, 1, 1)
+        elif op == FA_MATMUL:               # (n x sa) @ (sa x sb)
+            for j in range(n):
+                for q in range(sb):
+                    multi_begin(S)
+                    for l in range(sa):
+                        multi_add(S, ia + j * sa + l)
+                        multi_add(S, ib + l * sb + q)
+                    multi_end(S, ir + j * sb + q)
+        elif op == FA_CALLBACK:             # n inputs, sa outputs: all on all
+            multi_begin(S)
+            for k in range(n):
+                multi_add(S, ia + k)
+            multi_end(S, ir)
+            for k in range(1, sa):
+                share(S, ir + k, ir)
+        else:
+            unknown(op, names)
+    return 0
+
+
+def jacobian_pattern(Tape tape, const int64_t[::1] col, int64_t ncols,
+                     const int64_t[::1] outs, const uint8_t[::1] kind, const uint8_t[::1] jm,
+                     list names, int64_t max_entries):
+    """CSR (indptr, indices) of the outputs' dependence on the input columns."""
+    cdef Sets S
+    cdef const fa_tape *t = tape.c
+    cdef int64_t i, k, nnz = 0, o
+    cdef cnp.ndarray indptr, indices
+    cdef int64_t[::1] ip
+    cdef int32_t[::1] ix
+    if col.shape[0] != t.nin:
+        raise ValueError("fastad internal error: column map does not match the tape inputs")
+    for i in range(outs.shape[0]):
+        if not 0 <= outs[i] < t.nslot:
+            raise ValueError("fastad internal error: output slot out of range")
+    try:
+        sets_init(&S, t, col, ncols, max_entries)
+        propagate(&S, t, t.nrec, kind, jm, names)
+        for i in range(outs.shape[0]):
+            nnz += S.len[outs[i]]
+        indptr = np.zeros(outs.shape[0] + 1, dtype=np.int64)
+        indices = np.empty(nnz, dtype=np.int32)
+        ip = indptr
+        ix = indices
+        nnz = 0
+        for i in range(outs.shape[0]):
+            o = S.off[outs[i]]
+            for k in range(S.len[outs[i]]):
+                ix[nnz + k] = S.pool[o + k]
+            nnz += S.len[outs[i]]
+            ip[i + 1] = nnz
+    finally:
+        sets_free(&S)
+    return indptr, indices
+
+
+# ---------------------------------------------------------------- Hessian: interactions
+
+cdef struct Edges:
+    int32_t *e            # pairs (i, j), i <= j
+    int64_t n, cap, limit
+
+
+cdef int edge(Edges *E, int32_t i, int32_t j) except -1:
+    if E.n + 2 > E.cap:
+        grow32(&E.e, &E.cap, E.n + 2, E.limit, "Hessian pattern")
+    if i <= j:
+        E.e[E.n] = i; E.e[E.n + 1] = j
+    else:
+        E.e[E.n] = j; E.e[E.n + 1] = i
+    E.n += 2
+    return 0
+
+
+cdef int cross(Edges *E, Sets *S, int64_t a, int64_t b) except -1:
+    cdef int64_t i, j, oa = S.off[a], ob = S.off[b], la = S.len[a], lb = S.len[b]
+    if a == b:
+        return clique(E, S.pool + oa, la)
+    for i in range(la):
+        for j in range(lb):
+            edge(E, S.pool[oa + i], S.pool[ob + j])
+    return 0
+
+
+cdef int clique(Edges *E, const int32_t *x, int64_t n) except -1:
+    cdef int64_t i, j
+    for i in range(n):
+        for j in range(i, n):
+            edge(E, x[i], x[j])
+    return 0
+
+
+cdef int mark_live(uint8_t *live, const fa_tape *t, int64_t hi, const uint8_t[::1] kind,
+                   const uint8_t[::1] jm, list names) except -1:
+    """live[s]: slot s reaches the output through nonzero partials (records [0, hi))."""
+    cdef int64_t i, k, j, l, q, n, sa, sb, ir, ia, ib
+    cdef const fa_rec *p
+    cdef int op
+    cdef uint8_t kd, any_
+    for i in range(hi - 1, -1, -1):
+        p = &t.rec[i]
+        op = p.op
+        if op == FA_EXT:
+            continue
+        if op >= kind.shape[0]:
+            unknown(op, names)
+        kd = kind[op]
+        if kd == K_GUARD:
+            continue
+        ir, ia, ib = p.r, p.a, p.b
+        if not (p.flags & FA_RANGED):
+            if kd != K_UNARY and kd != K_BINARY:
+                unknown(op, names)
+            if live[ir]:
+                if jm[op] & 1:
+                    live[ia] = 1
+                if jm[op] & 2:
+                    live[ib] = 1
+            continue
+        n, sa, sb = p[1].r, p[1].a, p[1].b
+        if kd == K_UNARY or kd == K_BINARY:
+            for k in range(n):
+                if live[ir + k]:
+                    if jm[op] & 1:
+                        live[ia + k * sa] = 1
+                    if jm[op] & 2:
+                        live[ib + k * sb] = 1
+        elif op == FA_GATHER:
+            for k in range(n):
+                if live[ir + k]:
+                    live[t.ix[ia + k]] = 1
+        elif op == FA_SUM or op == FA_PROD or op == FA_MAX or op == FA_MIN:
+            for j in range(sa):
+                if live[ir + j]:
+                    memset(live + ia + j * n, 1, <size_t>n)
+        elif op == FA_CUMSUM:
+            for j in range(sa):
+                any_ = 0
+                for k in range(n - 1, -1, -1):
+                    any_ = any_ | live[ir + j * n + k]
+                    if any_:
+                        live[ia + j * n + k] = 1
+        elif op == FA_MATMUL:
+            for j in range(n):
+                for q in range(sb):
+                    if live[ir + j * sb + q]:
+                        for l in range(sa):
+                            live[ia + j * sa + l] = 1
+                            live[ib + l * sb + q] = 1
+        elif op == FA_CALLBACK:
+            any_ = 0
+            for k in range(sa):
+                any_ = any_ | live[ir + k]
+            if any_:
+                memset(live + ia, 1, <size_t>n)
+        else:
+            unknown(op, names)
+    return 0
+
+
+cdef int interactions(Edges *E, Sets *S, const uint8_t *live, const fa_tape *t, int64_t hi,
+                      const uint8_t[::1] kind, const uint8_t[::1] hm) except -1:
+    """The nonzero second partials of the live records, as index pairs."""
+    cdef int64_t i, k, j, l, q, n, sa, sb, ir, ia, ib, ak, bk
+    cdef const fa_rec *p
+    cdef int op
+    cdef uint8_t kd, h, any_
+    for i in range(hi):
+        p = &t.rec[i]
+        op = p.op
+        if op == FA_EXT:
+            continue
+        kd = kind[op]
+        if kd == K_GUARD:
+            continue
+        ir, ia, ib = p.r, p.a, p.b
+        if kd == K_UNARY or kd == K_BINARY:
+            h = hm[op]
+            if h == 0:
+                continue
+            n, sa, sb = 1, 0, 0
+            if p.flags & FA_RANGED:
+                n, sa, sb = p[1].r, p[1].a, p[1].b
+            for k in range(n):
+                if not live[ir + k]:
+                    continue
+                ak, bk = ia + k * sa, ib + k * sb
+                if h & 1:
+                    clique(E, S.pool + S.off[ak], S.len[ak])
+                if h & 2:
+                    cross(E, S, ak, bk)
+                if h & 4:
+                    clique(E, S.pool + S.off[bk], S.len[bk])
+            continue
+        n, sa, sb = p[1].r, p[1].a, p[1].b
+        if op == FA_PROD:
+            for j in range(sa):
+                if live[ir + j]:
+                    multi_begin(S)
+                    for k in range(n):
+                        multi_add(S, ia + j * n + k)
+                    clique(E, S.scratch, S.nscratch)
+        elif op == FA_MATMUL:
+            for j in range(n):
+                for q in range(sb):
+                    if live[ir + j * sb + q]:
+                        for l in range(sa):
+                            cross(E, S, ia + j * sa + l, ib + l * sb + q)
+        elif op == FA_CALLBACK:
+            any_ = 0
+            for k in range(sa):
+                any_ = any_ | live[ir + k]
+            if any_:
+                multi_begin(S)
+                for k in range(n):
+                    multi_add(S, ia + k)
+                clique(E, S.scratch, S.nscratch)
+        # GATHER, SUM, MAX, MIN, CUMSUM: linear (or piecewise linear) -- no interaction
+    return 0
+
+
+def hessian_pattern(Tape tape, int64_t hi, int64_t out, const int64_t[::1] col, int64_t ncols,
+                    const uint8_t[::1] kind, const uint8_t[::1] jm, const uint8_t[::1] hm,
+                    list names, int64_t max_entries):
+    """Symmetric CSR (indptr, indices) of d2 out / d col d col over records [0, hi)."""
+    cdef Sets S
+    cdef Edges E
+    cdef uint8_t *live = NULL
+    cdef const fa_tape *t = tape.c
+    if col.shape[0] != t.nin or not 0 <= out < t.nslot or not 0 <= hi <= t.nrec:
+        raise ValueError("fastad internal error: bad arguments to hessian_pattern")
+    memset(&E, 0, sizeof(Edges))
+    E.limit = max_entries
+    try:
+        sets_init(&S, t, col, ncols, max_entries)
+        propagate(&S, t, hi, kind, jm, names)
+        live = <uint8_t *>calloc(max(t.nslot, 1), 1)
+        if live == NULL:
+            raise MemoryError("fastad: out of memory for the Hessian pattern")
+        live[out] = 1
+        mark_live(live, t, hi, kind, jm, names)
+        interactions(&E, &S, live, t, hi, kind, hm)
+        return pairs_to_csr(E.e, E.n // 2, ncols)
+    finally:
+        sets_free(&S)
+        free(live)
+        free(E.e)
+
+
+cdef tuple pairs_to_csr(const int32_t *e, int64_t npair, int64_t n):
+    """Symmetric CSR of the pairs (i, j) and (j, i), duplicates removed."""
+    cdef cnp.ndarray indptr = np.zeros(n + 1, dtype=np.int64)
+    cdef int64_t[::1] ip = indptr
+    cdef int64_t k, i, j, r, w, start
+    cdef int64_t *fill = NULL
+    cdef int32_t *tmp = NULL
+    for k in range(npair):
+        ip[e[2 * k] + 1] += 1
+        if e[2 * k] != e[2 * k + 1]:
+            ip[e[2 * k + 1] + 1] += 1
+    for r in range(n):
+        ip[r + 1] += ip[r]
+    try:
+        tmp = <int32_t *>malloc(max(ip[n], 1) * sizeof(int32_t))
+        fill = <int64_t *>malloc(max(n, 1) * sizeof(int64_t))
+        if tmp == NULL or fill == NULL:
+            raise MemoryError("fastad: out of memory for the Hessian pattern")
+        for r in range(n):
+            fill[r] = ip[r]
+        for k in range(npair):
+            i, j = e[2 * k], e[2 * k + 1]
+            tmp[fill[i]] = <int32_t>j
+            fill[i] += 1
+            if i != j:
+                tmp[fill[j]] = <int32_t>i
+                fill[j] += 1
+        # sort and deduplicate each row in place, compacting as we go
+        w = 0
+        start = 0
+        for r in range(n):
+            qsort(tmp + start, <size_t>(ip[r + 1] - start), sizeof(int32_t), cmp_i32)
+            k = start
+            j = w
+            while k < ip[r + 1]:
+                if w == j or tmp[w - 1] != tmp[k]:
+                    tmp[w] = tmp[k]
+                    w += 1
+                k += 1
+            start = ip[r + 1]
+            ip[r + 1] = w
+        indices = np.empty(w, dtype=np.int32)
+        if w:
+            memcpy(cnp.PyArray_DATA(indices), tmp, <size_t>w * sizeof(int32_t))
+    finally:
+        free(tmp)
+        free(fill)
+    return indptr, indices
+
+
+# ---------------------------------------------------------------------------- colourings
+
+def transpose(const int64_t[::1] indptr, const int32_t[::1] indices, int64_t ncols):
+    """CSR of the transpose (same structure, no values)."""
+    cdef int64_t nrows = indptr.shape[0] - 1, i, p, c
+    cdef cnp.ndarray tptr = np.zeros(ncols + 1, dtype=np.int64)
+    cdef cnp.ndarray tind = np.empty(indices.shape[0], dtype=np.int32)
+    cdef int64_t[::1] tp = tptr
+    cdef int32_t[::1] ti = tind
+    cdef int64_t[::1] fill
+    for p in range(indices.shape[0]):
+        tp[indices[p] + 1] += 1
+    for c in range(ncols):
+        tp[c + 1] += tp[c]
+    fill = tptr[:ncols].copy()
+    for i in range(nrows):
+        for p in range(indptr[i], indptr[i + 1]):
+            c = indices[p]
+            ti[fill[c]] = <int32_t>i
+            fill[c] += 1
+    return tptr, tind
+
+
+def colour_cost(const int64_t[::1] indptr):
+    """Work of a distance-2 colouring of the columns: sum of squared row lengths."""
+    cdef int64_t i, d, s = 0
+    for i in range(indptr.shape[0] - 1):
+        d = indptr[i + 1] - indptr[i]
+        s += d * d
+    return s
+
+
+def colour_columns(const int64_t[::1] indptr, const int32_t[::1] indices,
+                   const int64_t[::1] colptr, const int32_t[::1] rowind, int64_t ncols):
+    """Greedy distance-2 colouring of the columns of a pattern (CSR and its CSC): two
+    columns sharing a row get different colours.  Returns (colours int32, number)."""
+    cdef cnp.ndarray colours = np.full(ncols, -1, dtype=np.int32)
+    cdef int32_t[::1] col = colours
+    cdef int64_t *forbid = <int64_t *>malloc(max(ncols + 1, 1) * sizeof(int64_t))
+    cdef int64_t j, p, q, i, c, ncol = 0
+    if forbid == NULL:
+        raise MemoryError("fastad: out of memory for the colouring")
+    try:
+        for j in range(ncols + 1):
+            forbid[j] = -1
+        for j in range(ncols):
+            for p in range(colptr[j], colptr[j + 1]):
+                i = rowind[p]
+                for q in range(indptr[i], indptr[i + 1]):
+                    c = col[indices[q]]
+                    if c >= 0:
+                        forbid[c] = j
+            c = 0
+            while forbid[c] == j:
+                c += 1
+            col[j] = <int32_t>c
+            if c + 1 > ncol:
+                ncol = c + 1
+    finally:
+        free(forbid)
+    return colours, ncol
+
+
+def star_colouring(const int64_t[::1] indptr, const int32_t[::1] indices, int64_t n):
+    """Greedy star colouring of the adjacency graph of a symmetric pattern (the diagonal
+    is ignored): adjacent vertices differ, and no path on four vertices is two-coloured.
+    When vertex v is coloured, a colour is forbidden if it would close such a path with v
+    at an end (v-w-x-y with c(x) = c(v), c(y) = c(w)) or inside it (u-v-w-x with
+    c(u) = c(w), c(x) = c(v)).  Returns (colours int32, number)."""
+    cdef cnp.ndarray colours = np.full(n, -1, dtype=np.int32)
+    cdef int32_t[::1] col = colours
+    cdef int64_t *forbid = <int64_t *>malloc(max(n + 1, 1) * sizeof(int64_t))
+    cdef int64_t *seen = <int64_t *>malloc(max(n + 1, 1) * sizeof(int64_t))   # colour -> stamp
+    cdef int64_t *twice = <int64_t *>malloc(max(n + 1, 1) * sizeof(int64_t))
+    cdef int64_t v, p, q, s, w, x, y, cw, cx, c, ncol = 0
+    if forbid == NULL or seen == NULL or twice == NULL:
+        free(forbid); free(seen); free(twice)
+        raise MemoryError("fastad: out of memory for the colouring")
+    try:
+        for v in range(n + 1):
+            forbid[v] = -1
+            seen[v] = -1
+            twice[v] = -1
+        for v in range(n):
+            # colours seen among v's coloured neighbours, and those seen twice
+            for p in range(indptr[v], indptr[v + 1]):
+                w = indices[p]
+                if w == v or col[w] < 0:
+                    continue
+                cw = col[w]
+                forbid[cw] = v
+                if seen[cw] == v:
+                    twice[cw] = v
+                seen[cw] = v
+            for p in range(indptr[v], indptr[v + 1]):
+                w = indices[p]
+                if w == v or col[w] < 0:
+                    continue
+                cw = col[w]
+                for q in range(indptr[w], indptr[w + 1]):
+                    x = indices[q]
+                    if x == w or x == v or col[x] < 0:
+                        continue
+                    cx = col[x]
+                    if twice[cw] == v:          # u-v-w-x with c(u) = c(w)
+                        forbid[cx] = v
+                        continue
+                    if forbid[cx] == v:
+                        continue
+                    for s in range(indptr[x], indptr[x + 1]):    # v-w-x-y with c(y) = c(w)
+                        y = indices[s]
+                        if y != x and y != w and y != v and col[y] == cw:
+                            forbid[cx] = v
+                            break
+            c = 0
+            while forbid[c] == v:
+                c += 1
+            col[v] = <int32_t>c
+            if c + 1 > ncol:
+                ncol = c + 1
+    finally:
+        free(forbid); free(seen); free(twice)
+    return colours, ncol
+
+
+# ------------------------------------------------------------------------------ recovery
+
+def recover_direct(const int64_t[::1] indptr, const int32_t[::1] indices,
+                   const int32_t[::1] colours, const double[:, ::1] B, bint by_row):
+    """Values of a distance-2-coloured pattern from its compression B.  Columns coloured
+    (forward): J[i, j] = B[i, c(j)].  Rows coloured (reverse): J[i, j] = B[j, c(i)]."""
+    cdef int64_t i, p
+    cdef cnp.ndarray data = np.empty(indices.shape[0])
+    cdef double[::1] d = data
+    for i in range(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            if by_row:
+                d[p] = B[indices[p], colours[i]]
+            else:
+                d[p] = B[i, colours[indices[p]]]
+    return data
+
+
+def recover_star(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const int32_t[::1] colours, const double[:, ::1] B, int64_t ncol):
+    """Values of a star-coloured symmetric pattern from B = H S: H[i, j] is B[i, c(j)] when
+    j is i's only neighbour of colour c(j), else B[j, c(i)] (a star colouring guarantees
+    one of the two)."""
+    cdef int64_t n = indptr.shape[0] - 1, i, j, p
+    cdef cnp.ndarray data = np.empty(indices.shape[0])
+    cdef double[::1] d = data
+    cdef int64_t *cnt = <int64_t *>calloc(max(ncol, 1), sizeof(int64_t))
+    if cnt == NULL:
+        raise MemoryError("fastad: out of memory for the recovery")
+    try:
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                if indices[p] != i:
+                    cnt[colours[indices[p]]] += 1
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                if j == i or cnt[colours[j]] == 1:
+                    d[p] = B[i, colours[j]]
+                else:
+                    d[p] = B[j, colours[i]]
+            for p in range(indptr[i], indptr[i + 1]):
+                if indices[p] != i:
+                    cnt[colours[indices[p]]] = 0
+    finally:
+        free(cnt)
+    return data
+
+
+# ------------------------------------------------------------------- compressed sweeps
+
+def compressed(Tape tape, const double[::1] x, const int64_t[::1] col,
+               const int32_t[::1] colours, int64_t ncol, const int64_t[::1] outs, bint reverse):
+    """Replay the tape at inputs x, then one sweep per colour.
+
+    Forward (reverse=False): tangent sweep with input column j seeded 1 when colours[j] is
+    the colour; B[i, c] = tangent of output i  (shape nout x ncol).
+    Reverse: adjoint sweep with output i seeded 1 when colours[i] is the colour;
+    B[j, c] = adjoint of input column j  (shape ncols x ncol).
+    Returns (output values, B), or None when a guard fails (the caller retraces)."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t nin = t.nin, nout = outs.shape[0], ncols, i, c, failed
+    cdef int rc = 0
+    cdef Work *w
+    cdef cnp.ndarray vals = np.empty(nout), Barr
+    cdef double[::1] vv = vals
+    cdef double[:, ::1] B
+    if x.shape[0] != nin or col.shape[0] != nin:
+        raise ValueError("fastad internal error: inputs do not match the tape")
+    ncols = 0
+    for i in range(nin):
+        if col[i] + 1 > ncols:
+            ncols = col[i] + 1
+    if colours.shape[0] != (nout if reverse else ncols):
+        raise ValueError("fastad internal error: colouring does not match the pattern")
+    for i in range(nout):
+        if not 0 <= outs[i] < t.nslot:
+            raise ValueError("fastad internal error: output slot out of range")
+    Barr = np.zeros((ncols, ncol) if reverse else (nout, ncol))
+    B = Barr
+    w = tape.acquire()
+    try:
+        if nin:
+            memcpy(w.val, &x[0], <size_t>nin * sizeof(double))
+        with nogil:
+            failed = sweep_forward(t, w.val)
+        if failed == -2:
+            tape.raise_pending()
+        if failed >= 0:
+            return None
+        for i in range(nout):
+            vv[i] = w.val[outs[i]]
+        if reverse:
+            tape.ensure_adj(w)
+            for c in range(ncol):
+                with nogil:
+                    memset(w.adj, 0, <size_t>t.nslot * sizeof(double))
+                    for i in range(nout):
+                        if colours[i] == c:
+                            w.adj[outs[i]] += 1.0
+                    rc = sweep_reverse_seeded(t, w.val, w.adj)
+                    if rc == 0:
+                        for i in range(nin):
+                            if col[i] >= 0:
+                                B[col[i], c] = w.adj[i]
+                if rc:
+                    tape.raise_pending()
+        else:
+            tape.ensure_tan(w)
+            for c in range(ncol):
+                with nogil:
+                    for i in range(nin):
+                        w.tan[i] = 1.0 if col[i] >= 0 and colours[col[i]] == c else 0.0
+                    rc = sweep_tangent(t, w.val, w.tan)
+                    if rc == 0:
+                        for i in range(nout):
+                            B[i, c] = w.tan[outs[i]]
+                if rc:
+                    tape.raise_pending()
+    finally:
+        tape.release(w)
+    return vals, Barr
