@@ -33,7 +33,7 @@ from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_rever
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 from fastad.errors import ComplexValueError, NonScalarOutputError
-from fastad import randomness
+from fastad import _record, randomness
 
 cnp.import_array()
 
@@ -710,14 +710,13 @@ cdef class Compiled:
 
 cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object fun):
     """Where the function's output (and auxiliary data) live on the tape."""
-    from fastad import arrays
     aux = None
     if has_aux:
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError("fastad: with has_aux=True the function must return a pair "
                             f"(output, auxiliary data), got {type(out).__name__}")
         out, aux = out
-    aux_spec = arrays.aux_spec(tape, aux) if has_aux else None
+    aux_spec = _record.aux_spec(tape, aux) if has_aux else None
     if mode.scalar_output:
         slot = output_slot(tape, out)
         if slot < 0:
@@ -726,7 +725,7 @@ cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object
     leaves, treedef = tree_flatten(out)
     parts, shapes = [], []
     for leaf in leaves:
-        s, shape = arrays.output_slots(tape, leaf)
+        s, shape = _record.output_slots(tape, leaf)
         parts.append(s)
         shapes.append(shape)
     slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -742,15 +742,20 @@ cdef class TracedArray:
     __hash__ = None
 
 
-cdef object _arrays_module = None
+# The numpy surface (fastad.arrays) sits above this module and implements TracedArray's
+# operators and numpy's protocols; it installs itself here when it is imported, so this
+# module imports nothing above it.  Set once, at import.
+cdef object _surface = None
 
-cdef object _arrays():
-    # fastad.arrays imports this module, so it is looked up on first use
-    global _arrays_module
-    if _arrays_module is None:
-        import fastad.arrays
-        _arrays_module = fastad.arrays
-    return _arrays_module
+
+def install_array_surface(module):
+    """Called by fastad.arrays at import: where TracedArray's operations are implemented."""
+    global _surface
+    _surface = module
+
+
+cdef inline object _arrays():
+    return _surface
 
 
 def make_inputs(Tape t, double[::1] flat, list layout):

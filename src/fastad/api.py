@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 
-from fastad._replay import Compiled, push_trace, pop_trace
+from fastad._replay import Compiled, is_input, push_trace, pop_trace
 from fastad._tape import Tape
 from fastad._tracer import Traced, TracedArray, apply_op, make_inputs, output_slot
 from fastad.ops import Kind, Op
@@ -240,9 +240,9 @@ def stop_gradient(x):
 
 def is_record_input(a):
     """fastad.record's rule (and fastad.trace's): a float or a float array is a tape input;
-    ints and everything else are passed through unchanged."""
-    return isinstance(a, (float, np.floating)) or (isinstance(a, np.ndarray)
-                                                    and a.dtype.kind == "f")
+    ints and everything else are passed through unchanged (the rule of the call path,
+    fastad._replay.is_input, with nothing differentiated)."""
+    return is_input(a, False)
 
 
 def record(fun, *args):

@@ -25,6 +25,7 @@ import functools
 
 import numpy as np
 
+from fastad import _record
 from fastad._tracer import Traced, TracedArray
 
 __all__ = ["custom_vjp"]
@@ -45,20 +46,19 @@ class custom_vjp:
         return self
 
     def __call__(self, *args):
-        from fastad import arrays
         traced = [i for i, a in enumerate(args) if type(a) in (Traced, TracedArray)]
         if not traced:
             return self.fun(*args)
         if self.bwd is None:
             raise TypeError(f"fastad: {self.__name__} is a custom_vjp function without a rule; "
                             "call .defvjp(fwd, bwd) before differentiating it")
-        tape = arrays.tape_of(*[args[i] for i in traced])
-        idx = np.concatenate([np.asarray(arrays.slots_of(tape, args[i])).ravel() for i in traced])
+        tape = _record.tape_of(*[args[i] for i in traced])
+        idx = np.concatenate([np.asarray(_record.slots_of(tape, args[i])).ravel() for i in traced])
         cb = _Callback(self, args, traced)
         out = cb.forward(tape.slot_values(idx), first=True)
-        start = arrays.contiguous(tape, arrays.TracedArray.from_idx(tape, idx), idx.shape)
+        start = _record.contiguous(tape, TracedArray.from_idx(tape, idx), idx.shape)
         first = tape.callback(start, idx.size, out, cb)
-        return arrays.wrap(tape, first, cb.out_shape)
+        return _record.wrap(tape, first, cb.out_shape)
 
 
 class _Callback:

@@ -14,7 +14,7 @@ d/dx [x * d/dy (x + y)] is 1, not 2 (ForwardDiff.jl issue 83).
 import numpy as np
 
 from fastad._tracer import Traced, TracedArray, apply_op, is_traced, new_scalar, output_slot
-from fastad import arrays
+from fastad import _record, arrays
 from fastad.ops import Kind, Op
 
 _COPY = Op.COPY
@@ -40,10 +40,10 @@ def _fresh(tape, x, i):
         shape = x.shape
         if not shape:
             return _fresh(tape, float(x), i)
-        if arrays._size(shape) == 0:
-            return arrays._empty(tape, shape)
-        start = arrays.contiguous(tape, x, shape)
-        n = arrays._size(shape)
+        if _record.size(shape) == 0:
+            return _record.empty(tape, shape)
+        start = _record.contiguous(tape, x, shape)
+        n = _record.size(shape)
         return TracedArray.from_range(tape, tape.op_ranged(_COPY, start, 1, start, 1, n), shape)
     if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool):
         return new_scalar(tape, tape.op1(_COPY, tape.const(float(x))))
@@ -115,13 +115,13 @@ def _jvp_tree(tape, lo, out, variables, tangents):
         if isinstance(leaf, (bool, np.bool_, str)) or leaf is None:
             raise TypeError(f"fastad.jvp: the function's output has a {type(leaf).__name__} "
                             "leaf; outputs must be floats or float arrays")
-        tape_leaf = arrays.tape_of(leaf)
+        tape_leaf = _record.tape_of(leaf)
         if tape_leaf is None:                      # a constant: no tangent
             values.append(leaf)
             tans.append(np.zeros_like(np.asarray(leaf, dtype=np.float64))
                         if np.ndim(leaf) else 0.0)
             continue
-        leaf = arrays.as_traced(tape, leaf)
+        leaf = _record.as_traced(tape, leaf)
         jac = _jacobian(tape, lo, leaf, variables, True)
         total = 0.0
         for J, t in zip(jac, tangents):
@@ -134,14 +134,14 @@ def _jvp_tree(tape, lo, out, variables, tangents):
 
 def _jacobian(tape, lo, out, variables, many):
     """Rows d out[i] / d variables, one recorded reverse sweep per output element."""
-    slots, shape = arrays.output_slots(tape, out)
+    slots, shape = _record.output_slots(tape, out)
     hi = len(tape)
     rows = [[_adjoint(tape, tape.emit_reverse(lo, hi, int(s)), v) for v in variables]
             for s in slots]
     parts = []
     for k, v in enumerate(variables):
         vshape = v.shape if type(v) is TracedArray else ()
-        idx = np.array([arrays.slots_of(tape, row[k]) for row in rows], dtype=np.int64)
+        idx = np.array([_record.slots_of(tape, row[k]) for row in rows], dtype=np.int64)
         idx = idx.reshape(tuple(shape) + tuple(vshape))
         parts.append(TracedArray.from_idx(tape, idx) if idx.ndim else new_scalar(tape, int(idx)))
     return tuple(parts) if many else parts[0]

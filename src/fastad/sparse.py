@@ -25,7 +25,9 @@ import numpy as np
 
 from fastad import _sparsity
 from fastad._replay import push_trace, pop_trace
-from fastad._tape import Tape, op_table, op_partials
+from fastad import _record
+from fastad._tape import Tape
+from fastad.ops import KIND, NAME, PARTIALS, Kind
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 
@@ -87,19 +89,16 @@ def op_classes():
     kind 1 unary, 2 binary, 3 guard, 4 structural; jm bit 0/1: the partial with respect
     to operand a/b is not identically zero; hm bits 0/1/2: the second partial d2/da2,
     d2/dadb, d2/db2 is not identically zero."""
-    table = op_table()
-    partials = op_partials()
-    codes = {"unary": 1, "binary": 2, "guard": 3, "struct": 4}
-    n = len(table)
+    n = len(NAME)
     kind = np.zeros(n, dtype=np.uint8)
     jm = np.zeros(n, dtype=np.uint8)
     hm = np.zeros(n, dtype=np.uint8)
-    for op, (name, k) in enumerate(table):
-        kind[op] = codes[k]
-        if name not in partials:
+    for op, name in NAME.items():
+        kind[op] = KIND[op]
+        if name not in PARTIALS:
             continue
-        unary = k == "unary"
-        da, db = (ast.parse(p, mode="eval").body if p else None for p in partials[name])
+        unary = KIND[op] == Kind.UNARY
+        da, db = (ast.parse(p, mode="eval").body if p else None for p in PARTIALS[name])
         if not _zero(da):
             jm[op] |= 1
             d = _deps(da, unary)
@@ -108,7 +107,7 @@ def op_classes():
             jm[op] |= 2
             d = _deps(db, unary)
             hm[op] |= (2 if "a" in d else 0) | (4 if "b" in d else 0)
-    return kind, jm, hm, [name for name, _ in table]
+    return kind, jm, hm, [NAME[op] for op in sorted(NAME)]
 
 
 # -------------------------------------------------------------------- tracing and caching
@@ -278,9 +277,8 @@ class _Program:
                         outs[colarr[s]] = g
                 out_shape = (ncols,)
             else:
-                from fastad import arrays
                 leaves, _ = tree_flatten(out)
-                slots = [arrays.output_slots(tape, leaf)[0] for leaf in leaves]
+                slots = [_record.output_slots(tape, leaf)[0] for leaf in leaves]
                 outs = np.concatenate(slots).astype(np.int64) if slots else \
                     np.zeros(0, dtype=np.int64)
                 out_shape = (len(outs),)
