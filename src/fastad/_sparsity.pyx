@@ -36,16 +36,17 @@ import numpy as np
 from fastad._tape cimport (Tape, Work, fa_tape, fa_rec, sweep_forward, sweep_tangent,
                            sweep_reverse_seeded, FA_EXT, FA_RANGED, FA_GATHER, FA_SUM,
                            FA_PROD, FA_MAX, FA_MIN, FA_CUMSUM, FA_MATMUL, FA_CALLBACK,
-                           FA_NUM_OPS)
+                           FA_NUM_OPS, FA_KIND_UNARY, FA_KIND_BINARY, FA_KIND_GUARD,
+                           FA_KIND_STRUCT)
 
 cnp.import_array()
 
-# op kinds, as fastad._tape.op_table() names them
+# op kinds of the C op table (csrc/ops.h)
 cdef enum:
-    K_UNARY = 1
-    K_BINARY = 2
-    K_GUARD = 3
-    K_STRUCT = 4
+    K_UNARY = FA_KIND_UNARY
+    K_BINARY = FA_KIND_BINARY
+    K_GUARD = FA_KIND_GUARD
+    K_STRUCT = FA_KIND_STRUCT
 
 
 cdef int cmp_i32(const void *x, const void *y) noexcept nogil:

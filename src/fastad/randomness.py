@@ -373,9 +373,9 @@ class Recorder:
         return self._traced(source, method, a, k, arr)
 
     def _traced(self, source, method, a, k, arr):
-        from fastad._tape import op_table
         from fastad._tracer import TracedArray, new_scalar
-        copy_op = [name for name, kind in op_table()].index("_copy")
+        from fastad.ops import Op
+        copy_op = Op.COPY
         t = self.tape
         first = t.const_array(arr.reshape(-1))
         n = arr.size
