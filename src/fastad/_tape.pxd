@@ -68,6 +68,10 @@ cdef extern from "sweeps.h" nogil:
         fa_npy_loop fn
         void *data
     fa_vec_loop fa_vec_loops[]
+    ctypedef void (*fa_dgemm_fn)(char *ta, char *tb, int *m, int *n, int *k, double *alpha,
+                                 double *a, int *lda, double *b, int *ldb, double *beta,
+                                 double *c, int *ldc) noexcept nogil
+    fa_dgemm_fn fa_dgemm
 
 
 cdef struct Work:

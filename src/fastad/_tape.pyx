@@ -8,6 +8,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
+from scipy.linalg.cython_blas cimport dgemm as _blas_dgemm
 import threading
 import numpy as np
 
@@ -72,6 +73,16 @@ def _use_numpy_loops():
 
 
 _use_numpy_loops()
+
+
+def _use_blas():
+    """Point fa_dgemm at scipy's BLAS dgemm, so MATMUL records (values, tangents and both
+    adjoints) run in BLAS.  Runs once, at import."""
+    global fa_dgemm
+    fa_dgemm = <fa_dgemm_fn>_blas_dgemm
+
+
+_use_blas()
 
 
 # the exception a callback raised during a sweep, until the sweep's caller raises it: per
