@@ -32,7 +32,8 @@ cdef enum:
     JACREV = 5
     JACOBIAN = 6       # either sweep, whichever the shapes make cheaper
     # Below this many records a sweep takes less time than releasing and re-taking the
-    # GIL (about 100 ns), so small tapes are swept with the GIL held.
+    # GIL (about 100 ns), so small tapes are swept with the GIL held.  Counted in slots:
+    # every element of a ranged (or rolled) record has one, so they measure the work.
     NOGIL_MIN_RECORDS = 2000
     # argument kinds
     STATIC = 0
@@ -232,6 +233,7 @@ cdef class Compiled:
     cdef bint many            # argnums was given as a tuple: return a tuple
     cdef int mode
     cdef bint replay
+    cdef bint optimize        # roll loops of each new tape (docs/design.md, "The optimizer")
     cdef dict cache           # key -> Signature
     cdef readonly long traces, replays, retraces
     cdef readonly long reverse_sweeps, tangent_sweeps   # derivative sweeps run (Jacobians)
@@ -242,8 +244,10 @@ cdef class Compiled:
     cdef object regroup       # for that inner Compiled: leaf derivatives -> the argument trees
     cdef dict __dict__        # lets functools.wraps copy __name__, __doc__, ...
 
-    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False):
+    def __init__(self, fun, argnums, bint many, str mode, bint replay=True, bint has_aux=False,
+                 bint optimize=True):
         self.fun = fun
+        self.optimize = optimize
         self.argnums = tuple(argnums)
         self.many = many
         self.mode = MODES[mode]
@@ -351,7 +355,7 @@ cdef class Compiled:
             w = tape.acquire()
             try:
                 sig.fill(args, w.val)
-                if tape.c.nrec < NOGIL_MIN_RECORDS:
+                if tape.c.nslot < NOGIL_MIN_RECORDS:
                     failed = sweep_forward(tape.c, w.val)
                 else:
                     with nogil:
@@ -391,7 +395,7 @@ cdef class Compiled:
             leaf_nums = tuple(o + k for a in argnums for k in range(spans[a][1])
                               for o in (spans[a][0],))
             inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
-                             self.has_aux)
+                             self.has_aux, self.optimize)
             self.trees[key] = inner
             if self.mode in (JACFWD, JACREV, JACOBIAN):
                 inner.regroup = lambda leaf_results: _regroup(leaf_results, argnums, spans,
@@ -421,7 +425,7 @@ cdef class Compiled:
                             tuple tangents):
         """Run the mode's derivative sweep on workspace w (its values already current)."""
         cdef int32_t out = tape.output_slot
-        cdef bint big = tape.c.nrec >= NOGIL_MIN_RECORDS
+        cdef bint big = tape.c.nslot >= NOGIL_MIN_RECORDS
         cdef object meta = tape.meta
         cdef int rc
         if meta is not None:        # array outputs, auxiliary data: the general path
@@ -552,6 +556,10 @@ cdef class Compiled:
             pop_trace()
         tape.meta = meta
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
+        if self.optimize and tape.c.ncb == 0:
+            mapping = tape.optimize((<Outputs>meta).kept_slots())
+            if mapping is not None:
+                (<Outputs>meta).remap(mapping)
         if self.mode != JVP and self.mode != JACFWD:    # JACOBIAN may sweep in reverse
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)
@@ -640,6 +648,28 @@ cdef class Outputs:
 
     def leaf_shapes(self):
         return [self.shape] if self.tree is None else self.tree[1]
+
+    def kept_slots(self):
+        """Every slot a replay reads: the outputs' and the auxiliary data's."""
+        parts = [np.asarray(self.slots, dtype=np.int64).ravel()]
+        for kind, payload in (self.aux[1] if self.aux is not None else ()):
+            if kind == "slot":
+                parts.append(np.array([payload], dtype=np.int64))
+            elif kind == "slots":
+                parts.append(np.asarray(payload, dtype=np.int64).ravel())
+        return np.concatenate(parts)
+
+    def remap(self, mapping):
+        """Follow the optimizer's renaming of slots (old slot -> new slot)."""
+        m = np.asarray(mapping, dtype=np.int64)
+        self.slots = np.ascontiguousarray(m[self.slots])
+        if self.aux is not None:
+            treedef, specs = self.aux
+            self.aux = (treedef, [(k, int(m[p]) if k == "slot" else
+                                   m[np.asarray(p, dtype=np.int64)] if k == "slots" else p)
+                                  for k, p in specs])
+        if (self.slots < 0).any():
+            raise RuntimeError("fastad internal error: the optimizer dropped an output slot")
 
     def unflatten(self, leaves):
         """Per-leaf results in the output's structure."""

@@ -92,6 +92,7 @@ cdef class Tape:
     cdef int nspare
     cdef public object meta          # the replay layer's record of the outputs (or None)
     cdef public list callbacks       # the custom_vjp functions of CALLBACK records, by id
+    cdef public object optimized     # what the optimizer did to this tape (a dict), or None
     cdef int raise_pending(self) except -1
     cdef int _main(self) except -1
     cdef object __weakref__

@@ -36,15 +36,15 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, who, has_aux=False):
+def _wrap(fun, argnums, mode, replay, who, has_aux=False, optimize=True):
     _check_callable(fun, who)
     nums, many = _check_argnums(argnums)
-    compiled = Compiled(fun, nums, many, mode, replay, has_aux)
+    compiled = Compiled(fun, nums, many, mode, replay, has_aux, optimize)
     functools.update_wrapper(compiled, fun)
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True):
+def grad(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -57,7 +57,9 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     the tape in C without running `fun`'s Python code.  Comparisons `fun` makes are
     rechecked at every replay and a changed outcome retraces, so branches are always
     right.  Values `fun` reads from globals or closures are frozen at trace time: pass
-    them as arguments, or use ``replay=False`` to trace on every call.
+    them as arguments, or use ``replay=False`` to trace on every call.  Each new tape is
+    optimized once (loops rolled back up, docs/design.md "The optimizer"); with
+    ``optimize=False`` it is replayed as recorded.
 
     Arguments may be pytrees (nested tuples, lists and dicts of floats and arrays); the
     gradient then has the argument's structure.  With ``has_aux=True``, `fun` returns
@@ -67,13 +69,13 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, "grad", has_aux)
+    return _wrap(fun, argnums, "grad", replay, "grad", has_aux, optimize)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
-    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux)
+    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux, optimize)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -99,7 +101,7 @@ def _cached_compiled(fun, key, make):
     return compiled
 
 
-def jvp(fun, primals, tangents):
+def jvp(fun, primals, tangents, *, optimize=True):
     """Forward mode: ``(fun(*primals), directional derivative along tangents)``.
 
     `primals` and `tangents` are tuples of equal length; each tangent has its primal's
@@ -119,12 +121,13 @@ def jvp(fun, primals, tangents):
         raise ValueError(f"fastad.jvp: {len(primals)} primals but {len(tangents)} tangents; "
                          "give one tangent per primal")
     n = len(primals)
-    compiled = _cached_compiled(fun, ("jvp", n),
-                                lambda f: Compiled(f, tuple(range(n)), True, "jvp", True))
+    compiled = _cached_compiled(fun, ("jvp", n, optimize),
+                                lambda f: Compiled(f, tuple(range(n)), True, "jvp", True, False,
+                                                   optimize))
     return compiled.run(tuple(primals), {}, tuple(tangents))
 
 
-def vjp(fun, *primals, has_aux=False):
+def vjp(fun, *primals, has_aux=False, optimize=True):
     """Reverse mode for any output: ``(out, vjp_fn)``, where ``vjp_fn(cotangent)`` returns
     a tuple with the cotangent of each primal (one reverse sweep per call).  With
     ``has_aux=True``: ``(out, vjp_fn, aux)``.
@@ -136,41 +139,42 @@ def vjp(fun, *primals, has_aux=False):
     """
     _check_callable(fun, "vjp")
     n = len(primals)
-    compiled = _cached_compiled(fun, ("vjp", n, has_aux),
-                                lambda f: Compiled(f, tuple(range(n)), True, "vjp", True, has_aux))
+    compiled = _cached_compiled(fun, ("vjp", n, has_aux, optimize),
+                                lambda f: Compiled(f, tuple(range(n)), True, "vjp", True, has_aux,
+                                                   optimize))
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True):
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux)
+    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux, optimize)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux)
+    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux, optimize)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
     (``cache_info()`` counts the sweeps of each kind)."""
-    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux)
+    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux, optimize)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True):
+def hessian(fun, argnums=0, *, has_aux=False, replay=True, optimize=True):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``."""
     _check_callable(fun, "hessian")
-    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay), argnums,
-                  has_aux=has_aux, replay=replay)
+    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay, optimize=optimize),
+                  argnums, has_aux=has_aux, replay=replay, optimize=optimize)
 
 
-def hvp(fun, argnums=0, *, replay=True):
+def hvp(fun, argnums=0, *, replay=True, optimize=True):
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -179,8 +183,8 @@ def hvp(fun, argnums=0, *, replay=True):
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
-    g = grad(fun, argnums, replay=replay)
-    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay)
+    g = grad(fun, argnums, replay=replay, optimize=optimize)
+    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay, False, optimize)
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):

@@ -277,6 +277,7 @@ class EvaluationTrace:
         self.tape = tape
         self.title = title
         self.function = function
+        self.optimizer = None       # what the optimizer does to this function's tape (text)
         nin = tape.n_inputs
         names, shapes = _input_layout(nin, input_names, input_shapes)
         self._records = tape.records()
@@ -683,6 +684,8 @@ class EvaluationTrace:
         else:
             out = f"output f = {self._output_text()} = {_num(self.value)}"
         lines.append(f"evaluation trace: {', '.join(parts)}; {out}")
+        if self.optimizer:
+            lines.append(f"shown as recorded; for replays the optimizer {self.optimizer}")
         return lines
 
     def _table_rows(self, precision, max_rows=None):
@@ -1217,8 +1220,14 @@ def trace(fun, *args, tangents=None, adjoint=True, title=None):
         fname = getattr(fun, "__name__", None)
         if fname and fname != "<lambda>":
             title = f"{fname}({', '.join(names)})"
-    return EvaluationTrace(tape, input_names=names, input_shapes=shapes,
-                           tangents=direction, adjoint=adjoint, title=title, function=fun)
+    tr = EvaluationTrace(tape, input_names=names, input_shapes=shapes,
+                         tangents=direction, adjoint=adjoint, title=title, function=fun)
+    # what grad & co. replay instead: the same recording, optimized (docs/design.md)
+    opt = record(fun, *args)
+    opt.optimize()
+    if opt.optimized["loops"]:
+        tr.optimizer = optimizer_text(opt.optimized)
+    return tr
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -1255,9 +1264,13 @@ class TapeInfo:
             for i, t in enumerate(self.per_tape):
                 lines.append(f"tape {i}: " + t._one_line())
                 lines.append("  by op: " + _ops_text(t.by_op))
+                if t.optimized is not None:
+                    lines.append("  optimizer: " + optimizer_text(t.optimized))
             return "\n".join(lines)
         lines.append("tape: " + self._one_line())
         lines.append("by op: " + _ops_text(self.by_op))
+        if self.optimized is not None:
+            lines.append("optimizer: " + optimizer_text(self.optimized))
         return "\n".join(lines)
 
     def _one_line(self):
@@ -1267,6 +1280,20 @@ class TapeInfo:
                 f"{_bytes(self.bytes)}")
 
     __repr__ = __str__
+
+
+def optimizer_text(o):
+    """One line on what the optimizer did to a tape (Tape.optimized)."""
+    if o.get("abandoned"):
+        return ("left as recorded (a rolled guard re-evaluated differently; "
+                f"pass {o['seconds'] * 1e3:.2f} ms)")
+    if not o["loops"]:
+        return f"nothing to roll (pass {o['seconds'] * 1e3:.2f} ms)"
+    return (f"rolled {_n(o['loops'], 'loop')} ({_n(o['iterations'], 'iteration')}, "
+            f"{o['rolled_records']} scalar records), {_n(o['reductions'], 'accumulation')} "
+            f"as reductions, {_n(o['guards'], 'guard')} kept per iteration; records "
+            f"{o['records_before']} -> {o['records_after']}, {_bytes(o['bytes_before'])} -> "
+            f"{_bytes(o['bytes_after'])} (pass {o['seconds'] * 1e3:.2f} ms)")
 
 
 def _n(count, word):
@@ -1293,7 +1320,7 @@ def _tape_info(tape):
     guards = sum(1 for _, r, _ in recs if isinstance(r, int) and r < 0)
     return TapeInfo(records=len(recs), words=len(tape), by_op=by_op, slots=tape.n_slots,
                     inputs=tape.n_inputs, constants=tape.n_constants, bytes=tape.nbytes,
-                    guards=guards, per_tape=None)
+                    guards=guards, per_tape=None, optimized=tape.optimized)
 
 
 def trace_info(obj):
@@ -1312,7 +1339,7 @@ def trace_info(obj):
             by_op.update(p.by_op)
         name = getattr(getattr(obj, "fun", None), "__name__", None) or \
             getattr(obj, "__name__", "compiled function")
-        return TapeInfo(what=f"compiled {name}", traces=ci.get("traces", 0),
+        return TapeInfo(what=f"compiled {name}", optimized=None, traces=ci.get("traces", 0),
                         replays=ci.get("replays", 0), retraces=ci.get("retraces", 0),
                         signatures=ci.get("signatures", 0), tapes=len(tapes),
                         records=sum(p.records for p in per), words=sum(p.words for p in per),
