@@ -36,6 +36,8 @@
 /* operand classes inside a run */
 enum { C_EXT = 0, C_INT = 1, C_CARRY = 2 };
 
+#define DROPPED (-2)      /* map entry of a partial value a rolled accumulation no longer has */
+
 typedef struct {
     uint8_t cls;       /* C_EXT, C_INT, C_CARRY */
     int32_t q;         /* C_INT / C_CARRY: the position it reads */
@@ -44,6 +46,7 @@ typedef struct {
 
 typedef struct {
     int64_t start, P, T;
+    int64_t k0, pr;    /* index of the run's first scalar result; results per iteration */
     opnd *ops;         /* 2 per position */
     int32_t *red;      /* 3 per position: its role (ACC_*), which operand is its term, and
                         * the next position of its accumulation chain (the end: the head) */
@@ -51,9 +54,15 @@ typedef struct {
 
 typedef struct {
     const fa_tape *t;
-    int64_t *producer;   /* record index that writes each slot, or -1 */
-    int64_t *lastuse;    /* last record index that reads each slot (INT64_MAX: an output) */
+    /* the results of scalar records, the only slots a run writes: their slots (increasing,
+     * since recording only appends), the records, and the last record reading each
+     * (INT64_MAX: an output).  Kept per scalar result, not per slot, so a vectorized tape
+     * with millions of slots costs nothing here. */
+    int32_t *rslot;
+    int64_t *rrec, *rlast;
+    int64_t nres;
     int64_t work;        /* detection budget left */
+    int64_t *reads;      /* scratch of validate: MAXP counts */
 } ctx;
 
 static int is_scalar_rec(const fa_rec *p)
@@ -67,62 +76,132 @@ static int arity(int op) { return fa_op_table[op].kind == FA_KIND_UNARY ? 1 : 2;
 
 /* ---- slot bookkeeping ------------------------------------------------------------- */
 
-static void use(int64_t *lastuse, int64_t s, int64_t n, int64_t i)
+/* first k with rslot[k] >= s */
+static int64_t lower(const ctx *C, int64_t s)
 {
-    for (int64_t k = 0; k < n; k++) if (lastuse[s + k] < i) lastuse[s + k] = i;
+    int64_t lo = 0, hi = C->nres;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (C->rslot[mid] < s) lo = mid + 1; else hi = mid;
+    }
+    return lo;
 }
 
-/* producer and lastuse of every slot; the outputs count as used at the end */
-static void scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
+/* index of slot s among the scalar results, or -1 */
+static int64_t result_index(const ctx *C, int64_t s)
+{
+    int64_t k = lower(C, s);
+    return k < C->nres && C->rslot[k] == s ? k : -1;
+}
+
+/* record i reads the n slots from s */
+static void use(ctx *C, int64_t s, int64_t n, int64_t i)
+{
+    for (int64_t k = lower(C, s); k < C->nres && C->rslot[k] < s + n; k++)
+        if (C->rlast[k] < i) C->rlast[k] = i;
+}
+
+static int scalar_result(const fa_rec *p)
+{
+    if (p->flags & FA_RANGED || p->op == FA_EXT) return 0;
+    int k = fa_op_table[p->op].kind;
+    return k == FA_KIND_UNARY || k == FA_KIND_BINARY;
+}
+
+/* The scalar results and their last uses; the outputs count as used at the end. */
+static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
 {
     const fa_tape *t = C->t;
-    for (int64_t s = 0; s < t->nslot; s++) { C->producer[s] = -1; C->lastuse[s] = -1; }
-    for (int64_t i = 0; i < t->nrec; i++) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->nrec; i++) n += scalar_result(&t->rec[i]);
+    size_t cap = (size_t)(n ? n : 1);
+    C->rslot = (int32_t *)malloc(cap * sizeof(int32_t));
+    C->rrec = (int64_t *)malloc(cap * sizeof(int64_t));
+    C->rlast = (int64_t *)malloc(cap * sizeof(int64_t));
+    if (!C->rslot || !C->rrec || !C->rlast) return FA_ENOMEM;
+    for (int64_t i = 0; i < t->nrec; i++)
+        if (scalar_result(&t->rec[i])) {
+            C->rslot[C->nres] = t->rec[i].r;
+            C->rrec[C->nres] = i;
+            C->rlast[C->nres++] = -1;
+        }
+    for (int64_t i = 0; i < t->nrec && C->nres; i++) {
         const fa_rec *p = &t->rec[i];
         if (p->op == FA_EXT) continue;
         const int kind = fa_op_table[p->op].kind;
         if (!(p->flags & FA_RANGED)) {
-            if (kind != FA_KIND_GUARD) C->producer[p->r] = i;
-            use(C->lastuse, p->a, 1, i);
-            if (kind != FA_KIND_UNARY) use(C->lastuse, p->b, 1, i);
+            use(C, p->a, 1, i);
+            if (kind != FA_KIND_UNARY) use(C, p->b, 1, i);
             continue;
         }
         const fa_rec *e = p + 1;
-        int64_t na = 1, nb = 0, nr = 1;
+        int64_t na = 1, nb = 0;
         switch (p->op) {
         case FA_GATHER:
-            nr = e->r; na = 0;
-            for (int64_t k = 0; k < e->r; k++) use(C->lastuse, t->ix[p->a + k], 1, i);
+            na = 0;
+            for (int64_t k = 0; k < e->r; k++) use(C, t->ix[p->a + k], 1, i);
             break;
-        case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN:
-            na = (int64_t)e->r * e->a; nr = e->a; break;
-        case FA_CUMSUM: na = nr = (int64_t)e->r * e->a; break;
-        case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b;
-            nr = (int64_t)e->r * e->b; break;
-        case FA_CALLBACK: na = e->r; nr = e->a; break;
+        case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
+            na = (int64_t)e->r * e->a; break;
+        case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b; break;
+        case FA_CALLBACK: na = e->r; break;
         default:
-            na = e->a ? e->r : 1; nr = e->r;
+            na = e->a ? e->r : 1;
             if (kind == FA_KIND_BINARY) nb = e->b ? e->r : 1;
         }
-        if (na) use(C->lastuse, p->a, na, i);
-        if (nb) use(C->lastuse, p->b, nb, i);
-        for (int64_t k = 0; k < nr; k++) C->producer[p->r + k] = i;
+        if (na) use(C, p->a, na, i);
+        if (nb) use(C, p->b, nb, i);
     }
-    for (int64_t k = 0; k < nkeep; k++)
-        if (keep[k] >= 0 && keep[k] < t->nslot) C->lastuse[keep[k]] = INT64_MAX;
+    for (int64_t k = 0; k < nkeep; k++) {
+        int64_t j = result_index(C, keep[k]);
+        if (j >= 0) C->rlast[j] = INT64_MAX;
+    }
+    return FA_OK;
+}
+
+/* index of the first scalar result written at or after record i */
+static int64_t first_result_at(const ctx *C, int64_t i)
+{
+    int64_t lo = 0, hi = C->nres;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (C->rrec[mid] < i) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* last record reading scalar result slot s */
+static int64_t last_use(const ctx *C, int64_t s)
+{
+    int64_t k = result_index(C, s);
+    return k < 0 ? INT64_MAX : C->rlast[k];
 }
 
 /* ---- detection -------------------------------------------------------------------- */
 
-/* Class of operand slot s of the record at position q of iteration j of a run starting at
- * `start` with period P.  Returns 0 if the slot was written by an iteration before j-1. */
-static int classify(const ctx *C, int64_t start, int64_t P, int64_t j, int64_t s, opnd *o)
+/* Class of operand slot s of a record of iteration j of run R.  Returns 0 if the slot was
+ * written by an iteration before j-1.  Slots below the run's first result are outside it
+ * at once; otherwise only the results of the last two iterations are searched. */
+static int classify(const ctx *C, const run *R, int64_t j, int64_t s, opnd *o)
 {
-    const int64_t w = C->producer[s];
     o->cls = C_EXT; o->q = -1; o->s0 = s; o->d = 0;
-    if (w < start || w >= start + (j + 1) * P) return 1;   /* outside the run so far */
-    const int64_t it = (w - start) / P;
-    o->q = (int32_t)((w - start) % P);
+    if (R->k0 >= C->nres || s < C->rslot[R->k0]) return 1;
+    int64_t lo = R->k0 + (j >= 1 ? (j - 1) * R->pr : 0), hi = R->k0 + (j + 1) * R->pr, k = -1;
+    if (hi > C->nres) hi = C->nres;
+    if (lo < hi && s >= C->rslot[lo]) {
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (C->rslot[mid] < s) lo = mid + 1; else hi = mid;
+        }
+        if (lo < C->nres && C->rslot[lo] == s) k = lo;
+        if (k < 0) return 1;                      /* a constant made during the loop */
+    } else {
+        return result_index(C, s) < 0;            /* a result of an earlier iteration: no */
+    }
+    const int64_t w = C->rrec[k];
+    if (w < R->start) return 1;
+    const int64_t it = (w - R->start) / R->P;
+    o->q = (int32_t)((w - R->start) % R->P);
     if (it == j) { o->cls = C_INT; return 1; }
     if (it == j - 1) { o->cls = C_CARRY; return 1; }
     return 0;
@@ -139,11 +218,11 @@ static int iteration_matches(ctx *C, run *R, int64_t j)
         const int na = fa_op_table[p->op].kind == FA_KIND_UNARY ? 1 : 2;
         for (int k = 0; k < na; k++) {
             opnd o, *want = &R->ops[2 * q + k];
-            if (!classify(C, R->start, R->P, j, k ? p->b : p->a, &o)) return 0;
+            if (!classify(C, R, j, k ? p->b : p->a, &o)) return 0;
             if (j == 1) {
                 /* iteration 0 read the initial value where later ones read the carry */
                 opnd o0;
-                classify(C, R->start, R->P, 0, k ? p0->b : p0->a, &o0);
+                classify(C, R, 0, k ? p0->b : p0->a, &o0);
                 if (o.cls == C_CARRY ? o0.cls != C_EXT
                     : (o.cls != o0.cls || (o.cls == C_INT && o.q != o0.q))) return 0;
                 if (o.cls == C_EXT) { o.d = o.s0 - o0.s0; o.s0 = o0.s0; }
@@ -192,12 +271,13 @@ static int64_t chain_next(run *R, const fa_rec *base, int64_t cur, int op)
 /* Can the run be rolled?  Every carried value must be an accumulation: a chain of records
  * of one reduction op, head reading the end's previous value, each link read by the next
  * one only, and no partial value read after the run (the end's last value excepted). */
-static int validate(const ctx *C, run *R)
+static int validate(const ctx *C, run *R, int check_uses)
 {
     const int64_t P = R->P, end = R->start + R->T * P;
     const fa_rec *base = &C->t->rec[R->start];
-    int64_t *reads = (int64_t *)calloc((size_t)P, sizeof(int64_t));
-    int ok = reads != NULL;
+    int64_t *reads = C->reads;
+    int ok = 1;
+    memset(reads, 0, (size_t)P * sizeof(int64_t));
     memset(R->red, 0, (size_t)(3 * P) * sizeof(int32_t));
     for (int64_t q = 0; q < P && ok; q++) {
         const int op = base[q].op;
@@ -226,12 +306,11 @@ static int validate(const ctx *C, run *R)
     for (int64_t q = 0; q < P && ok; q++) {
         if (ROLE(R, q) == ACC_NONE) continue;
         if (reads[q] != 1) ok = 0;
-        for (int64_t j = 0; j < R->T && ok; j++) {
+        for (int64_t j = 0; j < R->T && ok && check_uses; j++) {
             if (ROLE(R, q) == ACC_END && j == R->T - 1) break;
-            if (C->lastuse[base[j * P + q].r] >= end) ok = 0;
+            if (last_use(C, base[j * P + q].r) >= end) ok = 0;
         }
     }
-    free(reads);
     return ok;
 }
 
@@ -251,6 +330,16 @@ static int64_t *next_same(const fa_tape *t)
     return next;
 }
 
+/* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags?  (cheap, first) */
+static int same_keys(const fa_tape *t, int64_t i, int64_t P)
+{
+    for (int64_t q = 0; q < P; q++) {
+        const fa_rec *a = &t->rec[i + q], *b = &t->rec[i + P + q];
+        if (a->op != b->op || a->flags != b->flags) return 0;
+    }
+    return 1;
+}
+
 /* Find the runs, in order; returns their number or an error. */
 static int64_t find_runs(ctx *C, run **out, int *err)
 {
@@ -260,22 +349,38 @@ static int64_t find_runs(ctx *C, run **out, int *err)
     *err = FA_OK;
     int64_t *next = next_same(t);
     opnd *ops = (opnd *)malloc(2 * MAXP * sizeof(opnd));
-    if (!next || !ops) { *err = FA_ENOMEM; goto done; }
+    int32_t *red = (int32_t *)malloc(3 * MAXP * sizeof(int32_t));
+    /* failed[i] = P: a run from record i with period P repeated its records but carried a
+     * value that is not an accumulation (a recurrence, or a rotation of the loop body that
+     * cuts through a dependence).  The run from i + P is then the same rotation one
+     * iteration later and is not tried again: a recurrence costs O(P) per iteration. */
+    int32_t *failed = (int32_t *)calloc((size_t)(t->nrec ? t->nrec : 1), sizeof(int32_t));
+    C->reads = (int64_t *)malloc(MAXP * sizeof(int64_t));
+    if (!next || !ops || !red || !failed || !C->reads) { *err = FA_ENOMEM; goto done; }
     for (int64_t i = 0; i < t->nrec && C->work > 0; i++) {
         if (!is_scalar_rec(&t->rec[i])) continue;
         int64_t nx = next[i];
         for (int c = 0; c < NCAND && nx >= 0 && nx - i <= MAXP; c++, nx = next[nx]) {
-            run R = {i, nx - i, 0, ops, NULL};
+            run R = {i, nx - i, 0, 0, 0, ops, NULL};
             if (i + MINT * R.P > t->nrec) break;
-            int64_t j = 1;
+            R.k0 = first_result_at(C, i);
+            for (int64_t q = i; q < i + R.P; q++) R.pr += scalar_result(&t->rec[q]);
+            R.red = red;
+            if (i >= R.P && failed[i - R.P] == R.P) { failed[i] = (int32_t)R.P; continue; }
+            if (!same_keys(t, i, R.P)) continue;
+            /* the operand classes are known after iteration 1: check the carried values'
+             * structure before extending, so a recurrence costs two iterations, not T */
+            if (!iteration_matches(C, &R, 1)) continue;
+            if (!validate(C, &R, 0)) { failed[i] = (int32_t)R.P; continue; }
+            int64_t j = 2;
             while (i + (j + 1) * R.P <= t->nrec && C->work > 0 && iteration_matches(C, &R, j)) j++;
             R.T = j;
-            if (R.T < MINT) continue;
+            if (R.T < MINT || !validate(C, &R, 1)) continue;
             R.ops = (opnd *)malloc((size_t)(2 * R.P) * sizeof(opnd));
             R.red = (int32_t *)malloc((size_t)(3 * R.P) * sizeof(int32_t));
             if (!R.ops || !R.red) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
             memcpy(R.ops, ops, (size_t)(2 * R.P) * sizeof(opnd));
-            if (!validate(C, &R)) { free(R.ops); free(R.red); continue; }
+            memcpy(R.red, red, (size_t)(3 * R.P) * sizeof(int32_t));
             if (nruns == cap) {
                 cap = cap ? 2 * cap : 16;
                 run *nr = (run *)realloc(runs, (size_t)cap * sizeof(run));
@@ -290,6 +395,10 @@ static int64_t find_runs(ctx *C, run **out, int *err)
 done:
     free(next);
     free(ops);
+    free(red);
+    free(failed);
+    free(C->reads);
+    C->reads = NULL;
     *out = runs;
     return nruns;
 }
@@ -315,7 +424,8 @@ static int32_t slot(emitter *E, int64_t s)
     if (E->err) return -1;
     if (s < 0 || s >= E->C->t->nslot) { E->err = FA_EARG; return -1; }
     if (E->map[s] >= 0) return E->map[s];
-    if (s < E->C->t->nin || E->C->producer[s] >= 0) { E->err = FA_EARG; return -1; }
+    /* unmapped: a constant, unless it is a partial value the rewrite dropped (-2) */
+    if (E->map[s] == DROPPED || s < E->C->t->nin) { E->err = FA_EARG; return -1; }
     int32_t c;
     int err = fa_const(E->n, E->C->t->val[s], &c);
     if (err) { E->err = err; return -1; }
@@ -533,8 +643,12 @@ static void emit_run(emitter *E, const run *R, fa_opt_stats *st)
         }
     if (E->err) goto done;
     for (int64_t q = 0; q < P; q++) {
-        if (fa_op_table[rec[q].op].kind == FA_KIND_GUARD || ROLE(R, q) == ACC_LINK) continue;
-        if (ROLE(R, q) == ACC_END) { E->map[rec[(T - 1) * P + q].r] = base[q]; continue; }
+        if (fa_op_table[rec[q].op].kind == FA_KIND_GUARD) continue;
+        if (ROLE(R, q) != ACC_NONE) {      /* partial values are gone: only the end's last */
+            for (int64_t j = 0; j < T; j++) E->map[rec[j * P + q].r] = DROPPED;
+            if (ROLE(R, q) == ACC_END) E->map[rec[(T - 1) * P + q].r] = base[q];
+            continue;
+        }
         for (int64_t j = 0; j < T; j++) E->map[rec[j * P + q].r] = base[q] + (int32_t)j;
     }
     st->loops++;
@@ -581,15 +695,14 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     *out = NULL;
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
-    ctx C = {t, NULL, NULL, WORK_PER_REC * t->nrec + 4096};
-    size_t ns = (size_t)(t->nslot ? t->nslot : 1);
-    C.producer = (int64_t *)malloc(ns * sizeof(int64_t));
-    C.lastuse = (int64_t *)malloc(ns * sizeof(int64_t));
+    int64_t nscalar = 0;
+    for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
+    if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */
+    ctx C = {t, NULL, NULL, NULL, 0, WORK_PER_REC * t->nrec + 4096, NULL};
     run *runs = NULL;
     int64_t nruns = 0;
-    int err = FA_OK;
-    if (!C.producer || !C.lastuse) { err = FA_ENOMEM; goto done; }
-    scan_slots(&C, keep, nkeep);
+    int err = scan_slots(&C, keep, nkeep);
+    if (err) goto done;
     nruns = find_runs(&C, &runs, &err);
     if (err || nruns == 0) goto done;
     fa_tape *n = fa_tape_new();
@@ -604,8 +717,9 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     n->owner = t->owner;
     *out = n;
 done:
-    free(C.producer);
-    free(C.lastuse);
+    free(C.rslot);
+    free(C.rrec);
+    free(C.rlast);
     free_runs(runs, nruns);
     return err;
 }

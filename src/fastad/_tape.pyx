@@ -343,8 +343,9 @@ cdef class Tape:
         slot is kept too.  Returns the map old slot -> new slot (an int32 array, -1 for a
         slot that no longer exists), or None when the tape is left as recorded.  What was
         done is in `self.optimized`."""
-        cdef const int32_t[::1] k = np.ascontiguousarray(
-            list(keep) + ([self.output_slot] if self.output_slot >= 0 else []), dtype=np.int32)
+        cdef const int32_t[::1] k = np.concatenate(
+            [np.asarray(keep, dtype=np.int64).ravel(),
+             [self.output_slot] if self.output_slot >= 0 else []]).astype(np.int32)
         cdef fa_tape *n = NULL
         cdef fa_opt_stats st
         cdef int err
