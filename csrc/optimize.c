@@ -61,6 +61,8 @@ typedef struct {
     int32_t *rslot;
     int64_t *rrec, *rlast;
     int64_t nres;
+    int32_t *rindex;     /* slot -> index among the results (-1: none), when the tape is
+                          * mostly scalar (then it costs little); else NULL: binary search */
     int64_t work;        /* detection budget left */
     int64_t *reads;      /* scratch of validate: MAXP counts */
 } ctx;
@@ -90,6 +92,7 @@ static int64_t lower(const ctx *C, int64_t s)
 /* index of slot s among the scalar results, or -1 */
 static int64_t result_index(const ctx *C, int64_t s)
 {
+    if (C->rindex) return C->rindex[s];
     int64_t k = lower(C, s);
     return k < C->nres && C->rslot[k] == s ? k : -1;
 }
@@ -97,6 +100,11 @@ static int64_t result_index(const ctx *C, int64_t s)
 /* record i reads the n slots from s */
 static void use(ctx *C, int64_t s, int64_t n, int64_t i)
 {
+    if (n == 1) {
+        int64_t k = result_index(C, s);
+        if (k >= 0 && C->rlast[k] < i) C->rlast[k] = i;
+        return;
+    }
     for (int64_t k = lower(C, s); k < C->nres && C->rslot[k] < s + n; k++)
         if (C->rlast[k] < i) C->rlast[k] = i;
 }
@@ -125,6 +133,12 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
             C->rrec[C->nres] = i;
             C->rlast[C->nres++] = -1;
         }
+    if (t->nslot <= 4 * C->nres + 65536) {
+        C->rindex = (int32_t *)malloc((size_t)(t->nslot ? t->nslot : 1) * sizeof(int32_t));
+        if (!C->rindex) return FA_ENOMEM;
+        memset(C->rindex, 0xff, (size_t)t->nslot * sizeof(int32_t));     /* all -1 */
+        for (int64_t k = 0; k < C->nres; k++) C->rindex[C->rslot[k]] = (int32_t)k;
+    }
     for (int64_t i = 0; i < t->nrec && C->nres; i++) {
         const fa_rec *p = &t->rec[i];
         if (p->op == FA_EXT) continue;
@@ -186,6 +200,15 @@ static int classify(const ctx *C, const run *R, int64_t j, int64_t s, opnd *o)
 {
     o->cls = C_EXT; o->q = -1; o->s0 = s; o->d = 0;
     if (R->k0 >= C->nres || s < C->rslot[R->k0]) return 1;
+    if (C->rindex) {                            /* direct */
+        const int64_t k = C->rindex[s];
+        if (k < 0 || C->rrec[k] < R->start) return 1;
+        const int64_t w = C->rrec[k], it = (w - R->start) / R->P;
+        o->q = (int32_t)((w - R->start) % R->P);
+        if (it == j) { o->cls = C_INT; return 1; }
+        if (it == j - 1) { o->cls = C_CARRY; return 1; }
+        return 0;
+    }
     int64_t lo = R->k0 + (j >= 1 ? (j - 1) * R->pr : 0), hi = R->k0 + (j + 1) * R->pr, k = -1;
     if (hi > C->nres) hi = C->nres;
     if (lo < hi && s >= C->rslot[lo]) {
@@ -698,7 +721,7 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     int64_t nscalar = 0;
     for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */
-    ctx C = {t, NULL, NULL, NULL, 0, WORK_PER_REC * t->nrec + 4096, NULL};
+    ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, NULL};
     run *runs = NULL;
     int64_t nruns = 0;
     int err = scan_slots(&C, keep, nkeep);
@@ -717,6 +740,7 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     n->owner = t->owner;
     *out = n;
 done:
+    free(C.rindex);
     free(C.rslot);
     free(C.rrec);
     free(C.rlast);

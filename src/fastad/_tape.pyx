@@ -8,7 +8,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
-from scipy.linalg.cython_blas cimport dgemm as _blas_dgemm
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 import threading
 import time
 import numpy as np
@@ -76,14 +76,22 @@ def _use_numpy_loops():
 _use_numpy_loops()
 
 
+cdef bint _blas_ready = False
+
+
 def _use_blas():
     """Point fa_dgemm at scipy's BLAS dgemm, so MATMUL records (values, tangents and both
-    adjoints) run in BLAS.  Runs once, at import."""
-    global fa_dgemm
-    fa_dgemm = <fa_dgemm_fn>_blas_dgemm
-
-
-_use_blas()
+    adjoints) run in BLAS.  Runs once, when the first product is recorded: importing
+    scipy.linalg costs more than the rest of `import fastad`, and programs without a matrix
+    product never pay it.  (A MATMUL record always comes from Tape.matmul first; the ones
+    a recorded adjoint adds come after, so no sweep reads fa_dgemm while it is set.)"""
+    global fa_dgemm, _blas_ready
+    if _blas_ready:
+        return
+    _blas_ready = True
+    from scipy.linalg import cython_blas
+    cap = cython_blas.__pyx_capi__["dgemm"]
+    fa_dgemm = <fa_dgemm_fn>PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
 
 
 # the exception a callback raised during a sweep, until the sweep's caller raises it: per
@@ -494,6 +502,7 @@ cdef class Tape:
         """First slot of the (m x p) product of row-major ranges a (m x k) and b (k x p)."""
         cdef int32_t s
         self._live()
+        _use_blas()
         self.check(fa_matmul_rec(self.c, a, b, m, k, p, &s))
         return s
 
