@@ -389,12 +389,13 @@ static int64_t find_runs(ctx *C, run **out, int *err)
             R.k0 = first_result_at(C, i);
             for (int64_t q = i; q < i + R.P; q++) R.pr += scalar_result(&t->rec[q]);
             R.red = red;
-            if (i >= R.P && failed[i - R.P] == R.P) { failed[i] = (int32_t)R.P; continue; }
+            /* a structural failure at period P fails at its multiples too: stop at i */
+            if (i >= R.P && failed[i - R.P] == R.P) { failed[i] = (int32_t)R.P; break; }
             if (!same_keys(t, i, R.P)) continue;
             /* the operand classes are known after iteration 1: check the carried values'
              * structure before extending, so a recurrence costs two iterations, not T */
             if (!iteration_matches(C, &R, 1)) continue;
-            if (!validate(C, &R, 0)) { failed[i] = (int32_t)R.P; continue; }
+            if (!validate(C, &R, 0)) { failed[i] = (int32_t)R.P; break; }
             int64_t j = 2;
             while (i + (j + 1) * R.P <= t->nrec && C->work > 0 && iteration_matches(C, &R, j)) j++;
             R.T = j;
