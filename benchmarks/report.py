@@ -368,6 +368,7 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
                 note += f"; tape {ei['tape_len']} records, {ei['tape_nbytes']} B"
             if ei.get("optimizer"):
                 note += f"; optimizer: {ei['optimizer']}"
+            note = note.lstrip("; ")
             L.append(f"| {c} | {fmt_t(r['median'])} | {fmt_t(r['min'])} | {fmt_t(r['iqr'])} | "
                      f"{r['rounds']}×{r['iterations']} | {fmt_r(ratio(table, pid, c)) if c != REF else '1'} | {note} |")
         sk = [(c, why) for (p, c), why in skips.items() if p == pid]
