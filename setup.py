@@ -35,10 +35,10 @@ if SANITIZE:
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 
-def extension(name, with_c=False):
+def extension(name, with_c=False, extra=()):
     return Extension(
         f"fastad.{name}",
-        [f"src/fastad/{name}.pyx"] + (CSRC if with_c else []),
+        [f"src/fastad/{name}.pyx"] + (CSRC if with_c else []) + list(extra),
         include_dirs=["csrc", np.get_include()],
         depends=sorted(glob.glob("csrc/*.h") + glob.glob("src/fastad/*.pxd")),
         define_macros=macros,
@@ -48,8 +48,9 @@ def extension(name, with_c=False):
     )
 
 
-extensions = [extension("_tape", with_c=True), extension("_tracer", with_c=True),
-              extension("_replay"), extension("_sparsity")]
+# the optimizer (csrc/optimize.c) runs on finished tapes, which only fastad._tape handles
+extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c"]),
+              extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity")]
 
 setup(
     ext_modules=cythonize(

@@ -75,10 +75,10 @@ def fastad_argnums(problem: Problem):
     return an[0] if len(an) == 1 else an
 
 
-def make_fastad(problem: Problem):
+def make_fastad(problem: Problem, optimize: bool = True):
     import fastad as fd
 
-    vg = fd.value_and_grad(problem.f, argnums=fastad_argnums(problem))
+    vg = fd.value_and_grad(problem.f, argnums=fastad_argnums(problem), optimize=optimize)
     return vg, problem.args()
 
 

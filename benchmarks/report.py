@@ -28,6 +28,7 @@ REF = "fastad"
 
 CONTENDERS = [
     ("fastad", "fastad `value_and_grad`, replayed (after one warm-up call)"),
+    ("fastad-noopt", "fastad `value_and_grad(optimize=False)`, replayed: the tape as recorded"),
     ("fastad-first", "fastad first call: new wrapper, trace + first sweep"),
     ("plain", "the plain numpy function evaluated once (no gradient)"),
     ("numpy-hand", "hand-written numpy (or plain Python) value and gradient"),
@@ -47,7 +48,8 @@ CONTENDERS = [
 ]
 ORDER = {c: i for i, (c, _) in enumerate(CONTENDERS)}
 TEST_TO_CONTENDER = {
-    "test_fastad_replay": "fastad", "test_fastad_first": "fastad-first", "test_plain": "plain",
+    "test_fastad_replay": "fastad", "test_fastad_noopt_replay": "fastad-noopt",
+    "test_fastad_first": "fastad-first", "test_plain": "plain",
     "test_numpy_hand": "numpy-hand", "test_c_hand": "c", "test_c_loop": "c-loop",
     "test_casadi": "casadi", "test_casadi_dm": "casadi-dm", "test_casadi_first": "casadi-first",
     "test_torch": "torch", "test_jax_grad": "jax-grad", "test_jax_jit": "jax-jit",
@@ -56,7 +58,7 @@ TEST_TO_CONTENDER = {
 
 
 MODULE_CONTENDERS = {
-    "test_bench_fastad": ["fastad", "fastad-first"], "test_bench_torch": ["torch"],
+    "test_bench_fastad": ["fastad", "fastad-noopt", "fastad-first"], "test_bench_torch": ["torch"],
     "test_bench_jax": ["jax-grad", "jax-jit", "jax-jit-first"], "test_bench_autograd": ["autograd"],
     "test_bench_casadi": ["casadi", "casadi-dm", "casadi-first"],
 }
@@ -364,6 +366,9 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
                 note = (note + "; " if note else "") + f"cache_info {ei['cache_info']}"
             if "tape_len" in ei:
                 note += f"; tape {ei['tape_len']} records, {ei['tape_nbytes']} B"
+            if ei.get("optimizer"):
+                note += f"; optimizer: {ei['optimizer']}"
+            note = note.lstrip("; ")
             L.append(f"| {c} | {fmt_t(r['median'])} | {fmt_t(r['min'])} | {fmt_t(r['iqr'])} | "
                      f"{r['rounds']}×{r['iterations']} | {fmt_r(ratio(table, pid, c)) if c != REF else '1'} | {note} |")
         sk = [(c, why) for (p, c), why in skips.items() if p == pid]

@@ -34,10 +34,23 @@ def test_fastad_replay(bench, problem):
     new = P.perturbed_args(problem)
     v, g = peers.normalise(vg(*new))
     P.check_grad(problem, v, g, who="fastad replay with new inputs", ref=problem.grad_hand(*new))
-    tape = fd.record(problem.f, *args)
+    tape = vg.tapes()[0]                # the tape replayed (optimized)
+    from fastad.trace import optimizer_text
     bench.benchmark.extra_info.update({
         "cache_info": info, "tape_len": len(tape), "tape_nbytes": int(tape.nbytes),
-        "tape_n_inputs": int(tape.n_inputs)})
+        "tape_n_inputs": int(tape.n_inputs),
+        "optimizer": optimizer_text(tape.optimized) if tape.optimized else ""})
+
+
+@params(ALL)
+def test_fastad_noopt_replay(bench, problem):
+    """The tape as recorded (optimize=False), beside the optimized replay above."""
+    vg, args = peers.make_fastad(problem, optimize=False)
+    _first_call_or_skip(problem, "fastad-noopt", vg, args)
+    t = checked(problem, "fastad-noopt", vg, args)
+    bench(problem, "fastad-noopt", vg, args, t_est=t)
+    tape = vg.tapes()[0]
+    bench.benchmark.extra_info.update({"tape_len": len(tape), "tape_nbytes": int(tape.nbytes)})
 
 
 @params(ALL)

@@ -147,11 +147,45 @@ static inline void fa_reduce_rev(int op, const double *a, const double *r, doubl
     }
 }
 
+/* BLAS dgemm (Fortran calling convention, column-major), as scipy.linalg.cython_blas
+ * exports it.  fa_dgemm is set once, when fastad._tape is imported, and read-only after;
+ * NULL (another module's copy of this file, or no scipy) means fastad's own loops. */
+typedef void (*fa_dgemm_fn)(char *ta, char *tb, int *m, int *n, int *k, double *alpha,
+                            double *a, int *lda, double *b, int *ldb, double *beta,
+                            double *c, int *ldc);
+extern fa_dgemm_fn fa_dgemm;
+
+/* Below this many multiply-adds fastad's own loop beats the call into BLAS. */
+#define FA_BLAS_MIN 4096
+
+/* Can BLAS take an (m x k) @ (k x p) product?  Its sizes are C ints. */
+static inline int fa_blas_ok(int64_t m, int64_t k, int64_t p)
+{
+    return fa_dgemm && m > 0 && k > 0 && p > 0 && m <= INT32_MAX && k <= INT32_MAX
+           && p <= INT32_MAX && m * k * p >= FA_BLAS_MIN;
+}
+
+/* Row-major C (m x p) = beta C + A B, with A^T or B^T read instead when ta/tb is 'T'
+ * (A stored m x k, or k x m when transposed; likewise B).  A row-major matrix is its
+ * transpose in column-major, so this is the column-major C^T = B^T A^T. */
+static inline void fa_gemm_rm(char ta, char tb, const double *a, const double *b, double *c,
+                              int64_t m, int64_t k, int64_t p, double beta)
+{
+    int M = (int)p, N = (int)m, K = (int)k;
+    int lda = (int)(ta == 'N' ? k : m), ldb = (int)(tb == 'N' ? p : k), ldc = (int)p;
+    double one = 1.0;
+    fa_dgemm(&tb, &ta, &M, &N, &K, &one, (double *)b, &ldb, (double *)a, &lda, &beta, c, &ldc);
+}
+
 /* c (m x p) = a (m x k) @ b (k x p), or c += a @ b when accumulate; row-major, i-k-j order
  * so the inner loop runs along contiguous rows and vectorizes. */
 static inline void fa_matmul(const double *a, const double *b, double *c,
                              int64_t m, int64_t k, int64_t p, int accumulate)
 {
+    if (fa_blas_ok(m, k, p)) {
+        fa_gemm_rm('N', 'N', a, b, c, m, k, p, accumulate ? 1.0 : 0.0);
+        return;
+    }
     for (int64_t i = 0; i < m; i++) {
         double *ci = c + i * p;
         if (!accumulate) for (int64_t j = 0; j < p; j++) ci[j] = 0.0;
@@ -164,11 +198,17 @@ static inline void fa_matmul(const double *a, const double *b, double *c,
 }
 
 /* gA (m x k) += gC (m x p) B^T;  gB (k x p) += A^T gC.  A NULL gA or gB is not needed
- * (a passive operand).  gA goes through B^T, copied once, so its inner loop runs along
- * contiguous rows like the others and vectorizes. */
+ * (a passive operand).  With BLAS both are one dgemm reading the transposes in place;
+ * without, gA goes through B^T, copied once, so its inner loop runs along contiguous rows
+ * like the others and vectorizes. */
 static inline void fa_matmul_rev(const double *a, const double *b, double *ga, double *gb,
                                  const double *gc, int64_t m, int64_t k, int64_t p)
 {
+    if (fa_blas_ok(m, k, p)) {
+        if (ga) fa_gemm_rm('N', 'T', gc, b, ga, m, p, k, 1.0);
+        if (gb) fa_gemm_rm('T', 'N', a, gc, gb, k, m, p, 1.0);
+        return;
+    }
     if (ga) {
         double *bt = (double *)malloc((size_t)(k * p) * sizeof(double));
         if (bt) {

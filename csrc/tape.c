@@ -13,6 +13,9 @@
 /* numpy's loops for ranged records (sweeps.h); empty until fastad._tape fills it */
 fa_vec_loop fa_vec_loops[FA_NUM_OPS];
 
+/* BLAS dgemm for MATMUL records (sweeps.h); NULL until fastad._tape sets it */
+fa_dgemm_fn fa_dgemm;
+
 const fa_op_info fa_op_table[FA_NUM_OPS] = {
 #define FA_I1(N, S, V, DA) {S, FA_KIND_UNARY, #DA, NULL},
 #define FA_I2(N, S, V, DA, DB) {S, FA_KIND_BINARY, #DA, #DB},

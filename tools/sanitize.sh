@@ -28,7 +28,7 @@ case "$mode" in
     all)  tests=(tests) ;;
     fast) tests=(tests/test_notes_example.py tests/test_elementary.py tests/test_replay.py
                  tests/test_errors.py tests/test_threads.py tests/test_memory.py
-                 tests/test_hardening_findings.py) ;;
+                 tests/test_hardening_findings.py tests/test_rolling.py tests/test_blas.py) ;;
     *)    echo "usage: tools/sanitize.sh [fast|all] [pytest args...]" >&2; exit 2 ;;
 esac
 

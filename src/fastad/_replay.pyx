@@ -38,9 +38,10 @@ from fastad import _record, randomness
 cnp.import_array()
 
 cdef enum:
-    # Below this many records a sweep takes less time than releasing and re-taking the
-    # GIL (about 100 ns), so small tapes are swept with the GIL held.
-    NOGIL_MIN_RECORDS = 2000
+    # Below this many slots a sweep takes less time than releasing and re-taking the GIL
+    # (about 100 ns), so small tapes are swept with the GIL held.  Counted in slots, not
+    # records: every element of a ranged (or rolled) record has one, so they measure work.
+    NOGIL_MIN_SLOTS = 2000
     # argument kinds
     STATIC = 0
     SCALAR_IN = 1
@@ -267,7 +268,7 @@ cdef class SignatureCache:
 # error code (a callback's exception, a failed allocation) into a Python exception.
 
 cdef inline bint nogil_pays(Tape tape):
-    return tape.c.nrec >= NOGIL_MIN_RECORDS
+    return tape.c.nslot >= NOGIL_MIN_SLOTS
 
 
 cdef int64_t run_forward(Tape tape, Work *w) except -3:
@@ -521,9 +522,10 @@ cdef class Compiled:
     cdef dict __dict__                # lets functools.wraps copy __name__, __doc__, ...
     cdef readonly str random          # "fresh" or "freeze": random draws (fastad.randomness)
     cdef object rand                  # its randomness.Policy (None: nothing to watch)
+    cdef readonly bint optimize       # roll loops of each new tape (docs/design.md, "The optimizer")
 
     def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False,
-                 str random="fresh"):
+                 str random="fresh", bint optimize=True):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
@@ -535,6 +537,7 @@ cdef class Compiled:
         self.regroup = None
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
+        self.optimize = optimize
         self.random = randomness.check_mode(random)
         # replay=False traces every call, so its draws are fresh without any watching
         self.rand = randomness.Policy(fun) if random == "fresh" and replay else None
@@ -545,7 +548,8 @@ cdef class Compiled:
     cdef Compiled like(self, fun, tuple argnums):
         """A Compiled of another function with this one's mode and options (the function of
         a pytree call's leaves)."""
-        return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux, self.random)
+        return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux, self.random,
+                        self.optimize)
 
     def cache_info(self):
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
@@ -688,6 +692,12 @@ cdef class Compiled:
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
         if rec is not None:
             self.rand.end(rec, tape)
+        # the optimizer renames slots; a tape whose random draws are written into their
+        # slots before each replay keeps the numbering it was recorded with
+        if self.optimize and tape.c.ncb == 0 and not (rec is not None and rec.draws):
+            mapping = tape.optimize((<Outputs>meta).kept_slots())
+            if mapping is not None:
+                (<Outputs>meta).remap(mapping)
         if self.mode.reverse:
             # reverse sweeps here read only the argnums inputs' adjoints
             active = np.zeros(sig.nin, dtype=np.uint8)
@@ -809,6 +819,28 @@ cdef class Outputs:
 
     def leaf_shapes(self):
         return [self.shape] if self.tree is None else self.tree[1]
+
+    def kept_slots(self):
+        """Every slot a replay reads: the outputs' and the auxiliary data's."""
+        parts = [np.asarray(self.slots, dtype=np.int64).ravel()]
+        for kind, payload in (self.aux[1] if self.aux is not None else ()):
+            if kind == "slot":
+                parts.append(np.array([payload], dtype=np.int64))
+            elif kind == "slots":
+                parts.append(np.asarray(payload, dtype=np.int64).ravel())
+        return np.concatenate(parts)
+
+    def remap(self, mapping):
+        """Follow the optimizer's renaming of slots (old slot -> new slot)."""
+        m = np.asarray(mapping, dtype=np.int64)
+        self.slots = np.ascontiguousarray(m[self.slots])
+        if self.aux is not None:
+            treedef, specs = self.aux
+            self.aux = (treedef, [(k, int(m[p]) if k == "slot" else
+                                   m[np.asarray(p, dtype=np.int64)] if k == "slots" else p)
+                                  for k, p in specs])
+        if (self.slots < 0).any():
+            raise RuntimeError("fastad internal error: the optimizer dropped an output slot")
 
     def unflatten(self, leaves):
         """Per-leaf results in the output's structure."""

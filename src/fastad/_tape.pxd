@@ -68,6 +68,10 @@ cdef extern from "sweeps.h" nogil:
         fa_npy_loop fn
         void *data
     fa_vec_loop fa_vec_loops[]
+    ctypedef void (*fa_dgemm_fn)(char *ta, char *tb, int *m, int *n, int *k, double *alpha,
+                                 double *a, int *lda, double *b, int *ldb, double *beta,
+                                 double *c, int *ldc) noexcept nogil
+    fa_dgemm_fn fa_dgemm
 
 
 cdef struct Work:
@@ -88,6 +92,7 @@ cdef class Tape:
     cdef int nspare
     cdef public object meta          # the replay layer's record of the outputs (or None)
     cdef public list callbacks       # the custom_vjp functions of CALLBACK records, by id
+    cdef public object optimized     # what the optimizer did to this tape (a dict), or None
     cdef int raise_pending(self) except -1
     cdef int _main(self) except -1
     cdef object __weakref__

@@ -17,7 +17,9 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 import threading
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -94,9 +96,34 @@ def _use_numpy_loops():
 _use_numpy_loops()
 
 
+cdef bint _blas_ready = False
+
+
+def _use_blas():
+    """Point fa_dgemm at scipy's BLAS dgemm, so MATMUL records (values, tangents and both
+    adjoints) run in BLAS.  Runs once, when the first product is recorded: importing
+    scipy.linalg costs more than the rest of `import fastad`, and programs without a matrix
+    product never pay it.  (A MATMUL record always comes from Tape.matmul first; the ones
+    a recorded adjoint adds come after, so no sweep reads fa_dgemm while it is set.)"""
+    global fa_dgemm, _blas_ready
+    if _blas_ready:
+        return
+    _blas_ready = True
+    from scipy.linalg import cython_blas
+    cap = cython_blas.__pyx_capi__["dgemm"]
+    fa_dgemm = <fa_dgemm_fn>PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
+
+
 # the exception a callback raised during a sweep, until the sweep's caller raises it: per
 # thread, since concurrent replays of one tape share the Tape
 _pending = threading.local()
+
+
+cdef extern from "optimize.h" nogil:
+    ctypedef struct fa_opt_stats:
+        int64_t loops, iterations, rolled_records, reductions, guards, abandoned
+    int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **out,
+                    int32_t *map, fa_opt_stats *st)
 
 
 cdef enum:
@@ -332,6 +359,45 @@ cdef class Tape:
         """End a recording that failed: the tape is dropped and its values become escaped."""
         self.finish(-1)
 
+    def optimize(self, keep=()):
+        """Roll the loops of this finished tape back up (docs/design.md, "The optimizer").
+
+        `keep` lists the slots the caller will read (outputs, auxiliary data); the output
+        slot is kept too.  Returns the map old slot -> new slot (an int32 array, -1 for a
+        slot that no longer exists), or None when the tape is left as recorded.  What was
+        done is in `self.optimized`."""
+        cdef const int32_t[::1] k = np.concatenate(
+            [np.asarray(keep, dtype=np.int64).ravel(),
+             [self.output_slot] if self.output_slot >= 0 else []]).astype(np.int32)
+        cdef fa_tape *n = NULL
+        cdef fa_opt_stats st
+        cdef int err
+        if self.recording or self.main_busy or self.main.adj != NULL or self.main.tan != NULL \
+                or self.nspare:
+            raise RuntimeError("fastad: only a finished tape that was never swept can be "
+                               "optimized")
+        mapping = np.empty(max(self.c.nslot, 1), dtype=np.int32)
+        cdef int32_t[::1] m = mapping
+        cdef const int32_t *kp = &k[0] if k.shape[0] else NULL
+        info = {"records_before": int(self.c.nrec), "bytes_before": int(self.nbytes)}
+        t0 = time.perf_counter()
+        err = fa_optimize(self.c, kp, k.shape[0], &n, &m[0], &st)
+        info["seconds"] = time.perf_counter() - t0
+        self.check(err)
+        info.update(loops=st.loops, iterations=st.iterations, rolled_records=st.rolled_records,
+                    reductions=st.reductions, guards=st.guards, abandoned=bool(st.abandoned))
+        if n != NULL:
+            fa_tape_free(self.c)
+            self.c = n
+            self.c.owner = <void *>self
+            if self.output_slot >= 0:
+                self.output_slot = m[self.output_slot]
+            self.main.val = self.c.val
+        info["records_after"] = int(self.c.nrec)
+        info["bytes_after"] = int(self.nbytes)
+        self.optimized = info
+        return mapping if n != NULL else None
+
     def __len__(self):
         """Number of records (a ranged record counts its header and its EXT word)."""
         return self.c.nrec
@@ -448,6 +514,7 @@ cdef class Tape:
         """First slot of the (m x p) product of row-major ranges a (m x k) and b (k x p)."""
         cdef int32_t s
         self._live()
+        _use_blas()
         self.check(fa_matmul_rec(self.c, a, b, m, k, p, &s))
         return s
 

@@ -37,16 +37,17 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, has_aux=False, random="fresh"):
-    """The Compiled function of transform `mode` (a name of fastad._replay.MODES)."""
+def _wrap(fun, argnums, mode, has_aux=False, **options):
+    """The Compiled function of transform `mode` (a name of fastad._replay.MODES); options
+    are Compiled's: replay, random, optimize."""
     _check_callable(fun, mode)
     nums, many = _check_argnums(argnums)
-    compiled = Compiled(fun, nums, many, mode, replay, has_aux, random)
+    compiled = Compiled(fun, nums, many, mode, has_aux=has_aux, **options)
     functools.update_wrapper(compiled, fun)
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -62,7 +63,9 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     them as arguments, or use ``replay=False`` to trace on every call.  Random numbers
     `fun` draws are not: by default (``random="fresh"``) every call gets fresh draws from
     the same generator, as plain Python would; ``random="freeze"`` reuses the first call's
-    draws (docs/conventions.md, "Random draws").
+    draws (docs/conventions.md, "Random draws").  Each new tape is optimized once (loops
+    rolled back up, docs/design.md "The optimizer"); with ``optimize=False`` it is replayed
+    as recorded.
 
     Arguments may be pytrees (nested tuples, lists and dicts of floats and arrays); the
     gradient then has the argument's structure.  With ``has_aux=True``, `fun` returns
@@ -72,13 +75,15 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, has_aux, random)
+    return _wrap(fun, argnums, "grad", has_aux, replay=replay, random=random,
+                 optimize=optimize)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"):
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
-    return _wrap(fun, argnums, "value_and_grad", replay, has_aux, random)
+    return _wrap(fun, argnums, "value_and_grad", has_aux, replay=replay, random=random,
+                 optimize=optimize)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -104,7 +109,7 @@ def _cached_compiled(fun, key, make):
     return compiled
 
 
-def jvp(fun, primals, tangents):
+def jvp(fun, primals, tangents, *, optimize=True):
     """Forward mode: ``(fun(*primals), directional derivative along tangents)``.
 
     `primals` and `tangents` are tuples of equal length; each tangent has its primal's
@@ -124,12 +129,13 @@ def jvp(fun, primals, tangents):
         raise ValueError(f"fastad.jvp: {len(primals)} primals but {len(tangents)} tangents; "
                          "give one tangent per primal")
     n = len(primals)
-    compiled = _cached_compiled(fun, ("jvp", n),
-                                lambda f: Compiled(f, tuple(range(n)), True, "jvp", True))
+    compiled = _cached_compiled(fun, ("jvp", n, optimize),
+                                lambda f: Compiled(f, tuple(range(n)), True, "jvp",
+                                                   optimize=optimize))
     return compiled.run(tuple(primals), {}, tuple(tangents))
 
 
-def vjp(fun, *primals, has_aux=False):
+def vjp(fun, *primals, has_aux=False, optimize=True):
     """Reverse mode for any output: ``(out, vjp_fn)``, where ``vjp_fn(cotangent)`` returns
     a tuple with the cotangent of each primal (one reverse sweep per call).  With
     ``has_aux=True``: ``(out, vjp_fn, aux)``.
@@ -141,31 +147,37 @@ def vjp(fun, *primals, has_aux=False):
     """
     _check_callable(fun, "vjp")
     n = len(primals)
-    compiled = _cached_compiled(fun, ("vjp", n, has_aux),
-                                lambda f: Compiled(f, tuple(range(n)), True, "vjp", True, has_aux))
+    compiled = _cached_compiled(fun, ("vjp", n, has_aux, optimize),
+                                lambda f: Compiled(f, tuple(range(n)), True, "vjp",
+                                                   has_aux=has_aux, optimize=optimize))
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
+           sparse=False):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one tangent sweep per column colour
     (docs/sparse.md)."""
     if sparse:
         return _sparse_jacobian(fun, argnums, "fwd", has_aux, replay)
-    return _wrap(fun, argnums, "jacfwd", replay, has_aux, random)
+    return _wrap(fun, argnums, "jacfwd", has_aux, replay=replay, random=random,
+                 optimize=optimize)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
+           sparse=False):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one reverse sweep per row colour."""
     if sparse:
         return _sparse_jacobian(fun, argnums, "rev", has_aux, replay)
-    return _wrap(fun, argnums, "jacrev", replay, has_aux, random)
+    return _wrap(fun, argnums, "jacrev", has_aux, replay=replay, random=random,
+                 optimize=optimize)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
+           sparse=False):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
@@ -174,7 +186,8 @@ def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", spar
     one sweep per colour, forward or reverse, whichever is fewer (docs/sparse.md)."""
     if sparse:
         return _sparse_jacobian(fun, argnums, "auto", has_aux, replay)
-    return _wrap(fun, argnums, "jacobian", replay, has_aux, random)
+    return _wrap(fun, argnums, "jacobian", has_aux, replay=replay, random=random,
+                 optimize=optimize)
 
 
 def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
@@ -183,7 +196,8 @@ def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
     return sparse_jacobian(fun, argnums, mode=mode, has_aux=has_aux, replay=replay)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", sparse=False):
+def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
+           sparse=False):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``.  With
@@ -193,11 +207,12 @@ def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", spars
     if sparse:
         from fastad.sparse import sparse_hessian
         return sparse_hessian(fun, argnums, has_aux=has_aux, replay=replay)
-    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay, random=random), argnums,
-                  has_aux=has_aux, replay=replay, random=random)
+    options = dict(replay=replay, random=random, optimize=optimize)
+    return jacfwd(grad(fun, argnums, has_aux=has_aux, **options), argnums, has_aux=has_aux,
+                  **options)
 
 
-def hvp(fun, argnums=0, *, replay=True, random="fresh"):
+def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True):
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -206,8 +221,9 @@ def hvp(fun, argnums=0, *, replay=True, random="fresh"):
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
-    g = grad(fun, argnums, replay=replay, random=random)
-    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay, False, random)
+    g = grad(fun, argnums, replay=replay, random=random, optimize=optimize)
+    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay=replay,
+                    random=random, optimize=optimize)
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):

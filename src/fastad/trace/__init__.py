@@ -32,7 +32,7 @@ import numpy as np
 
 from fastad.trace.fmt import to_ascii
 from fastad.trace.graph import GraphvizNotFoundError, check_show
-from fastad.trace.info import TapeInfo, trace_info
+from fastad.trace.info import TapeInfo, optimizer_text, trace_info
 from fastad.trace.model import EvaluationTrace
 from fastad.trace.text import SCHEMA
 
@@ -117,5 +117,11 @@ def trace(fun, *args, tangents=None, adjoint=True, title=None):
         fname = getattr(fun, "__name__", None)
         if fname and fname != "<lambda>":
             title = f"{fname}({', '.join(names)})"
-    return EvaluationTrace.of_tape(tape, tangents=direction, adjoint=adjoint, title=title,
-                                   input_names=names, input_shapes=shapes)
+    tr = EvaluationTrace.of_tape(tape, tangents=direction, adjoint=adjoint, title=title,
+                                 input_names=names, input_shapes=shapes)
+    # what grad & co. replay instead: the same recording, optimized (docs/design.md)
+    opt = record(fun, *args)
+    opt.optimize()
+    if opt.optimized["loops"]:
+        tr.optimizer = optimizer_text(opt.optimized)
+    return tr

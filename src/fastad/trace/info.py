@@ -23,6 +23,7 @@ class TapeInfo:
     constants: int
     bytes: int
     guards: int
+    optimized: Optional[dict] = None      # Tape.optimized: what the optimizer did
     what: Optional[str] = None
     traces: Optional[int] = None
     replays: Optional[int] = None
@@ -55,7 +56,10 @@ class TapeInfo:
 
     def __str__(self):
         if not self.compiled:
-            return "\n".join(["tape: " + self._one_line(), "by op: " + _ops_text(self.by_op)])
+            lines = ["tape: " + self._one_line(), "by op: " + _ops_text(self.by_op)]
+            if self.optimized is not None:
+                lines.append("optimizer: " + optimizer_text(self.optimized))
+            return "\n".join(lines)
         lines = [f"{self.what}: {plural(self.signatures, 'signature')}, "
                  f"{plural(self.tapes, 'cached tape')}; {plural(self.traces, 'trace')}, "
                  f"{plural(self.replays, 'replay')}, {plural(self.retraces, 'retrace')} "
@@ -67,9 +71,26 @@ class TapeInfo:
         for i, t in enumerate(self.per_tape):
             lines.append(f"tape {i}: " + t._one_line())
             lines.append("  by op: " + _ops_text(t.by_op))
+            if t.optimized is not None:
+                lines.append("  optimizer: " + optimizer_text(t.optimized))
         return "\n".join(lines)
 
     __repr__ = __str__
+
+
+def optimizer_text(o):
+    """One line on what the optimizer did to a tape (Tape.optimized)."""
+    if o.get("abandoned"):
+        return ("left as recorded (a rolled guard re-evaluated differently; "
+                f"pass {o['seconds'] * 1e3:.2f} ms)")
+    if not o["loops"]:
+        return f"nothing to roll (pass {o['seconds'] * 1e3:.2f} ms)"
+    return (f"rolled {plural(o['loops'], 'loop')} ({plural(o['iterations'], 'iteration')}, "
+            f"{o['rolled_records']} scalar records), "
+            f"{plural(o['reductions'], 'accumulation')} as reductions, "
+            f"{plural(o['guards'], 'guard')} kept per iteration; records "
+            f"{o['records_before']} -> {o['records_after']}, {size_text(o['bytes_before'])} -> "
+            f"{size_text(o['bytes_after'])} (pass {o['seconds'] * 1e3:.2f} ms)")
 
 
 def _ops_text(by_op):
@@ -83,7 +104,7 @@ def tape_info(tape):
     recs = tape.records()
     return TapeInfo(records=len(recs), words=len(tape), by_op=Counter(op for op, _, _ in recs),
                     slots=tape.n_slots, inputs=tape.n_inputs, constants=tape.n_constants,
-                    bytes=tape.nbytes,
+                    bytes=tape.nbytes, optimized=tape.optimized,
                     guards=sum(1 for _, r, _ in recs if isinstance(r, int) and r < 0))
 
 

@@ -123,6 +123,7 @@ class EvaluationTrace:
                  input_names=None, input_shapes=None, title=None):
         self.tape = tape
         self.title = title
+        self.optimizer = None       # what the optimizer does to this function's tape (text)
         self.direction = None if direction is None else np.ravel(direction)
         self._values, self._tangents, self._adjoints = values, tangents, adjoints
         self.output_slot = tape.output_slot

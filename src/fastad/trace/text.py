@@ -28,6 +28,8 @@ def header(tr):
     else:
         out = f"output f = {tr.output_text()} = {num(tr.value)}"
     lines.append(f"evaluation trace: {', '.join(parts)}; {out}")
+    if tr.optimizer:
+        lines.append(f"shown as recorded; for replays the optimizer {tr.optimizer}")
     return lines
 
 
