@@ -49,7 +49,9 @@ def extension(name, with_c=False):
 
 
 extensions = [extension("_tape", with_c=True), extension("_tracer", with_c=True),
-              extension("_replay")]
+              extension("_replay"),
+              # batched replay (fastad.vmap): links its own copy of the C core for batch.h
+              extension("_batch", with_c=True)]
 
 setup(
     ext_modules=cythonize(

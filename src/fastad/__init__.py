@@ -13,6 +13,7 @@ Modules:
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
     pytree     nested tuples, lists and dicts as arguments
+    batching   vmap: a function of one point over a batch, replayed in C (docs/scale.md)
     cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
@@ -28,6 +29,7 @@ from fastad.custom import custom_vjp
 from fastad.optimize import minimize
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
+from fastad.batching import vmap
 
 __version__ = "0.1.0"
 
@@ -35,4 +37,4 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
-           "check_grad", "GradCheckError", "GradCheckResult"] + list(SUPPORTED)
+           "check_grad", "GradCheckError", "GradCheckResult", "vmap"] + list(SUPPORTED)
