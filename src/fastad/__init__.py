@@ -30,6 +30,7 @@ from fastad.optimize import minimize
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
 from fastad.batching import vmap
+from fastad.dask import dask_map        # imports dask only when called
 
 __version__ = "0.1.0"
 
@@ -37,4 +38,4 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
-           "check_grad", "GradCheckError", "GradCheckResult", "vmap"] + list(SUPPORTED)
+           "check_grad", "GradCheckError", "GradCheckResult", "vmap", "dask_map"] + list(SUPPORTED)

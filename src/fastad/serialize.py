@@ -24,6 +24,9 @@ import threading
 __all__ = ["dumps", "loads", "FORMAT", "op_table_hash"]
 
 FORMAT = 1
+# compiled functions unpickled in this process: lets a Dask test (and you) check that a
+# function scattered to a worker was loaded there once, not once per task
+LOADED = {"compiled": 0}
 _local = threading.local()      # dumps(function=False) in progress, per thread
 
 
@@ -167,6 +170,7 @@ def _load_compiled(stamp, ref, argnums, many, mode, replay, has_aux, state):
     from fastad._replay import Compiled
     _check(stamp)
     fun = _resolve(ref)
+    LOADED["compiled"] += 1
     compiled = Compiled(fun, argnums, many, mode, replay, has_aux)
     try:
         functools.update_wrapper(compiled, fun)
