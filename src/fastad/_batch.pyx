@@ -12,7 +12,7 @@ once); other tapes are swept lane by lane with the sweeps of fastad._tape.  Thre
 the lanes at block boundaries, so the blocks, and every bit of the results, do not depend
 on the number of threads.
 """
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, INT32_MAX
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 cimport numpy as cnp
@@ -35,13 +35,27 @@ cdef extern from "batch.h" nogil:
 # this module links its own copy of the C core: give it the numpy loops fastad._tape found
 copy_vec_loops(fa_vec_loops)
 
+# Lanes per block of the batch-major sweep: enough for numpy's SIMD loops to pay, few
+# enough that a block's values and adjoints stay in cache: 2^16 doubles (512 kB) per
+# array measured best for the Rosenbrock loop (895 slots: 64 lanes; 256 lanes ran 2x
+# slower, out of L2).  A tape that cannot have MIN_BLOCK lanes within that is swept lane
+# by lane.  Module settings, read when a batch starts (set_block_limits, for measuring).
+cdef int64_t MAX_BLOCK = 1024
+cdef int64_t MIN_BLOCK = 16
+cdef int64_t MAX_BLOCK_DOUBLES = 1 << 16
+
+
+def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
+                     int64_t max_doubles=1 << 16):
+    """Tune the batch-major blocks: lanes per block at most `max_block` (at least
+    `min_block`, else lane by lane) and at most `max_doubles` doubles per array."""
+    global MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES
+    if not 1 <= min_block <= max_block <= 65536 or max_doubles < 1:
+        raise ValueError("fastad: block limits need 1 <= min_block <= max_block <= 65536")
+    MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES = max_block, min_block, max_doubles
+
+
 cdef enum:
-    # lanes per block of the batch-major sweep: enough for numpy's SIMD loops to pay, few
-    # enough that a block's values and adjoints stay in cache
-    MAX_BLOCK = 256
-    MIN_BLOCK = 16
-    # doubles per batch-major array (16 MB): bigger tapes are swept lane by lane
-    MAX_BLOCK_DOUBLES = 1 << 21
     # lanes per thread task when sweeping lane by lane
     LANE_BLOCK = 64
     # error codes of the nogil loops
@@ -232,19 +246,18 @@ cdef class Plan:
         self.P.tseed, self.P.tptr, self.P.tslot, self.P.tcol = (ptr(arrs[6]), ptr(arrs[7]),
                                                                 ptr(arrs[8]), ptr(arrs[9]))
         self.P.brec = NULL
-        self.batch_major = (fa_batchable(tape.c) and tape.c.ncb == 0
-                            and MAX_BLOCK_DOUBLES // max(nslot, 1) >= MIN_BLOCK)
+        self.batch_major = fa_batchable(tape.c) and tape.c.ncb == 0
 
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
         MAX_BLOCK, and within the memory bound (0: sweep lane by lane)."""
         cdef int64_t cap = MAX_BLOCK_DOUBLES // max(self.P.nslot, 1)
-        cdef int32_t B = MIN_BLOCK
-        if not self.batch_major:
+        cdef int64_t B = MIN_BLOCK
+        if not self.batch_major or cap < MIN_BLOCK or self.P.nslot * MIN_BLOCK > INT32_MAX:
             return 0
-        while B < n and B < MAX_BLOCK and 2 * B <= cap:
+        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * self.P.nslot <= INT32_MAX:
             B *= 2
-        return B
+        return <int32_t>B
 
     def run(self, X, lanes, out, fitted, int workers=1):
         """Replay the lanes `lanes` (int64) of X (N, nin) into the rows of out (N, ncol);
