@@ -198,3 +198,15 @@ def test_nan_rows_stay_in_their_rows():
     assert np.isfinite(G[ok]).all()
     vals, (g1, g2) = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))(X[:, 0].copy(), X[:, 1].copy())
     assert np.isnan(vals[[3, 400]]).all() and np.isfinite(np.delete(vals, [3, 400])).all()
+
+
+def test_vjp_inside_vmap():
+    def f(x):
+        return np.sin(x) * x[0]
+    X, C = RNG.normal(size=(40, 3)), RNG.normal(size=(40, 3))
+    (ct_x,) = fd.vmap(lambda x, ct: fd.vjp(f, x)[1](ct))(X, C)
+    ref = C * np.cos(X) * X[:, :1]
+    ref[:, 0] += np.sum(C * np.sin(X), axis=1)          # d out_i / d x0 = sin(x_i) (+ diagonal)
+    close(ct_x, ref)
+    with pytest.raises(ValueError, match="cotangent of the output's shape"):
+        fd.vmap(lambda x, ct: fd.vjp(f, x)[1](ct))(X, C[:, :2].copy())
