@@ -77,7 +77,24 @@ def reduce_tape(tape):
 def _load_tape(stamp, state):
     from fastad._tape import Tape
     _check(stamp)
-    return Tape._from_raw_state(state)
+    tape = Tape._from_raw_state(state)
+    _warm(tape)
+    return tape
+
+
+def _warm(tape):
+    """Replay the tape once at its recorded inputs (its values are unchanged by that), so
+    the first call after loading finds its workspace allocated, the tape in cache and the
+    sweep's dispatch learnt: the first call is then close to a warm one.  Tapes with
+    custom_vjp callbacks are not run here (their Python would run at load time)."""
+    from fastad._tape import GuardFailure
+    if tape.output_slot < 0 or tape.callbacks or tape.n_slots == 0:
+        return
+    try:
+        tape.forward(tape.values[:tape.n_inputs])
+        tape.reverse()
+    except (GuardFailure, FloatingPointError):
+        pass
 
 
 # ---------------------------------------------------------------------- functions
