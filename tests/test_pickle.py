@@ -146,3 +146,13 @@ def test_function_false_ships_tapes_only():
     assert h(3.0) == 6.0
     with pytest.raises(RuntimeError, match="function=False"):
         h(-1.0)
+
+
+def test_hvp_pickles_with_its_tapes():
+    x, v = np.linspace(-1.2, 0.9, 5), np.arange(5.0)
+    h = fd.hvp(rosen_loop)
+    h(x, v)
+    h2 = pickle.loads(pickle.dumps(h))
+    traces = h2.gjvp.cache_info()["traces"]
+    np.testing.assert_allclose(h2(-x, v), rosen_hess(-x) @ v, rtol=1e-13)
+    assert h2.gjvp.cache_info()["traces"] == traces          # replayed, not traced

@@ -14,10 +14,13 @@ Modules:
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
     pytree     nested tuples, lists and dicts as arguments
     batching   vmap: a function of one point over a batch, replayed in C (docs/scale.md)
+    serialize  pickling of compiled functions and tapes (their recorded tapes travel)
+    dask       dask_map: a compiled function over the chunks of dask arrays on a cluster
     cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
     _replay    trace once per signature, replay afterwards, retrace on a failed guard
+    _batch     one tape replayed for a batch of points (batch-major or lane by lane)
 """
 from fastad.api import (grad, value_and_grad, jvp, record, vjp, jacfwd, jacrev, jacobian,
                         hessian, hvp, hessian_vector_product, stop_gradient)
