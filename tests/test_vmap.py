@@ -210,3 +210,21 @@ def test_vjp_inside_vmap():
     close(ct_x, ref)
     with pytest.raises(ValueError, match="cotangent of the output's shape"):
         fd.vmap(lambda x, ct: fd.vjp(f, x)[1](ct))(X, C[:, :2].copy())
+
+
+def test_lane_by_lane_and_batch_major_agree():
+    # the same scalar tapes forced onto the lane-by-lane sweep (no block fits 1 double)
+    from fastad import _batch
+    X = RNG.normal(size=(300, 2))
+    Xr = RNG.uniform(-2, 2, size=(30, 5))
+    batch_major = (fd.vmap(fd.grad(branchy))(X), fd.vmap(fd.hessian(rosen_loop))(Xr))
+    _batch.set_block_limits(16, 16, 1)
+    try:
+        lanes = (fd.vmap(fd.grad(branchy), workers=2)(X), fd.vmap(fd.hessian(rosen_loop))(Xr))
+    finally:
+        _batch.set_block_limits()
+    close(lanes[0], batch_major[0])
+    close(lanes[1], batch_major[1], rtol=1e-13)
+    close(lanes[0], np.array([branchy_grad(x) for x in X]))
+    with pytest.raises(ValueError, match="block limits"):
+        _batch.set_block_limits(0)
