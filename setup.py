@@ -50,7 +50,9 @@ def extension(name, with_c=False, extra=()):
 
 # the optimizer (csrc/optimize.c) runs on finished tapes, which only fastad._tape handles
 extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c"]),
-              extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity")]
+              extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
+              # batched replay (fastad.vmap): links its own copy of the C core for batch.h
+              extension("_batch", with_c=True)]
 
 setup(
     ext_modules=cythonize(

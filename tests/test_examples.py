@@ -127,3 +127,14 @@ def test_least_squares_example():
     # the flatness of the cost there, and the costs agree closely
     assert abs(a.cost - b.cost) < 1e-9 * b.cost
     np.testing.assert_allclose(a.x, b.x, atol=5e-5)
+
+
+def test_dask_sweep_example():
+    # a 2-process LocalCluster on the loopback interface; Monte Carlo with 2e4 points and a
+    # fixed seed: the DGSM estimates' standard errors are below 2 % (see the example), so
+    # 10 % is more than 5 of them
+    pytest.importorskip("distributed")
+    out = run_example("dask_sweep.py", "--points", "20000", "--chunk", "5000")
+    assert "unpickled per worker: [1, 1]" in out, out
+    errs = [float(e) for e in re.findall(r"relative error (\S+)", out)]
+    assert len(errs) == 3 and max(errs) < 0.1, out

@@ -17,10 +17,14 @@ Modules:
     constraints  NonlinearConstraint for minimize, least_squares: exact sparse derivatives
     pytree     nested tuples, lists and dicts as arguments
     expression an expression string compiled to a traceable program (an ast whitelist)
+    batching   vmap: a function of one point over a batch, replayed in C (docs/scale.md)
+    serialize  pickling of compiled functions and tapes (their recorded tapes travel)
+    dask       dask_map: a compiled function over the chunks of dask arrays on a cluster
     cli        python -m fastad [trace "<expression>"]: argparse and output only
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
     _replay    trace once per signature, replay afterwards, retrace on a failed guard
+    _batch     one tape replayed for a batch of points (batch-major or lane by lane)
 """
 from fastad.api import (grad, value_and_grad, jvp, record, vjp, jacfwd, jacrev, jacobian,
                         hessian, hvp, hessian_vector_product, stop_gradient)
@@ -35,6 +39,8 @@ from fastad.sparse import jacobian_sparsity, hessian_sparsity
 from fastad.constraints import NonlinearConstraint, least_squares
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
+from fastad.batching import vmap
+from fastad.dask import dask_map        # imports dask only when called
 from fastad._replay import register_info as _register_info
 
 _register_info(trace_info)          # g.info(): the tools layer's report, without an upward import
@@ -46,4 +52,5 @@ __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES", "Record",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult", "zeros", "ones", "empty", "full",
-           "jacobian_sparsity", "hessian_sparsity", "NonlinearConstraint", "least_squares"] + list(SUPPORTED)
+           "jacobian_sparsity", "hessian_sparsity", "NonlinearConstraint", "least_squares",
+           "vmap", "dask_map"] + list(SUPPORTED)

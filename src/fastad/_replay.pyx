@@ -259,6 +259,15 @@ cdef class SignatureCache:
     def signatures(self):
         return list(self.entries.values())
 
+    def items(self):
+        return list(self.entries.items())
+
+    def put(self, object key, Signature sig):
+        """Keep `sig` under `key` (a signature loaded with its tapes, fastad.serialize)."""
+        if key not in self.entries and len(self.entries) >= MAX_SIGNATURES:
+            del self.entries[next(iter(self.entries))]
+        self.entries[key] = sig
+
     def clear(self):
         self.entries.clear()
 
@@ -576,6 +585,50 @@ cdef class Compiled:
         """Drop every cached tape; the next call traces again."""
         self.cache.clear()
 
+    # -- hooks for fastad.batching (vmap) and fastad.serialize (pickling): docs/scale.md --
+    def _spec(self):
+        """What this Compiled was made from, as Compiled(**spec) takes it back."""
+        return dict(fun=self.fun, argnums=self.argnums, many=self.many, mode=self.mode.name,
+                    replay=self.replay, has_aux=self.has_aux, random=self.random,
+                    optimize=self.optimize)
+
+    def _signature(self, tuple args, dict kwargs):
+        """(layout, tapes) of the cached signature of a call with plain (non-pytree)
+        arguments, or None: layout holds (kind, first input, inputs) per argument, kind 0
+        static, 1 scalar, 2 array; tapes are most recently used first."""
+        cdef Signature sig
+        cdef Py_ssize_t i
+        argnums = self.argnums_for(len(args))
+        parts = [key_part(i, args[i], i in argnums) for i in range(len(args))]
+        for k in sorted(kwargs or {}):
+            parts.append((k, static_part(kwargs[k])))
+        if UNCACHEABLE in parts or not self.replay:
+            return None
+        sig = self.cache.get(tuple(parts))
+        if sig is None:
+            return None
+        layout = [(sig.kind[i], sig.offset[i], sig.size[i]) for i in range(sig.nargs)]
+        return layout, list(sig.tapes)
+
+    def _export_state(self):
+        """The signature cache as plain data: [(key, nargs, tapes)] and the counters."""
+        return {"cache": [(k, (<Signature>s).nargs, list((<Signature>s).tapes))
+                          for k, s in self.cache.items()],
+                "counts": (self.traces, self.replays, self.retraces)}
+
+    def _import_state(self, dict state):
+        cdef Signature sig
+        for key, nargs, tapes in state["cache"]:
+            key = tuple([SCALAR if p == SCALAR else p for p in key])   # the identity `is` tests
+            sig = Signature(key, nargs)
+            sig.tapes = list(tapes)
+            self.cache.put(key, sig)
+        self.traces, self.replays, self.retraces = state["counts"]
+
+    def __reduce__(self):
+        from fastad.serialize import reduce_compiled
+        return reduce_compiled(self)
+
     cdef tuple argnums_for(self, Py_ssize_t nargs):
         if nargs < self.need:
             raise TypeError(
@@ -816,6 +869,9 @@ cdef class Outputs:
         self.aux = aux
         self.simple = simple
         self.sizes = [int(np.prod(sh, dtype=np.int64)) for sh in self.leaf_shapes()]
+
+    def __reduce__(self):       # pickled with its tape (fastad.serialize)
+        return (Outputs, (self.slots, self.shape, self.tree, self.aux, self.simple))
 
     def leaf_shapes(self):
         return [self.shape] if self.tree is None else self.tree[1]

@@ -114,3 +114,5 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
 cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                        double seed) noexcept nogil
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil
+# the numpy loops of ranged records, for fastad._batch's own copy of the C core
+cdef void copy_vec_loops(fa_vec_loop *dst) noexcept

@@ -26,6 +26,15 @@ import numpy as np
 
 cnp.import_array()
 
+cdef extern from "serial.h" nogil:
+    ctypedef struct fa_tape_sizes:
+        int64_t nrec, nslot, nin, ncon, hcap, ncranges, nix, ncb
+    void fa_tape_sizes_of(const fa_tape *t, fa_tape_sizes *s)
+    void fa_tape_export(const fa_tape *t, fa_rec *rec, double *val, int64_t *chash,
+                        int64_t *cranges, int32_t *ix)
+    int fa_tape_import(fa_tape *t, const fa_tape_sizes *s, const fa_rec *rec, const double *val,
+                       const int64_t *chash, const int64_t *cranges, const int32_t *ix)
+
 cdef extern from "sweeps.h" nogil:
     int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
     void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
@@ -112,6 +121,11 @@ def _use_blas():
     from scipy.linalg import cython_blas
     cap = cython_blas.__pyx_capi__["dgemm"]
     fa_dgemm = <fa_dgemm_fn>PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
+
+
+cdef void copy_vec_loops(fa_vec_loop *dst) noexcept:
+    """Give another extension that links the C core (fastad._batch) the loops found above."""
+    memcpy(dst, fa_vec_loops, FA_NUM_OPS * sizeof(fa_vec_loop))
 
 
 # the exception a callback raised during a sweep, until the sweep's caller raises it: per
@@ -662,6 +676,59 @@ cdef class Tape:
         if self.c.nin:
             memcpy(cnp.PyArray_DATA(g), self.main.adj, self.c.nin * sizeof(double))
         return g
+
+    # -- pickling (fastad.serialize): the raw arrays, whatever records they hold ----------
+    def _raw_state(self):
+        """The tape's arrays and sizes as numpy arrays and ints (see csrc/serial.h)."""
+        cdef fa_tape_sizes s
+        if self.recording:
+            raise RuntimeError("fastad: a tape still recording cannot be pickled")
+        fa_tape_sizes_of(self.c, &s)
+        rec = np.empty(s.nrec * sizeof(fa_rec), dtype=np.uint8)
+        val = np.empty(s.nslot)
+        chash = np.empty(s.hcap, dtype=np.int64)
+        cranges = np.empty(2 * s.ncranges, dtype=np.int64)
+        ix = np.empty(s.nix, dtype=np.int32)
+        fa_tape_export(self.c, <fa_rec *>cnp.PyArray_DATA(rec), <double *>cnp.PyArray_DATA(val),
+                       <int64_t *>cnp.PyArray_DATA(chash), <int64_t *>cnp.PyArray_DATA(cranges),
+                       <int32_t *>cnp.PyArray_DATA(ix))
+        sizes = (s.nrec, s.nslot, s.nin, s.ncon, s.hcap, s.ncranges, s.nix, s.ncb)
+        return {"sizes": sizes, "rec": rec, "val": val, "chash": chash, "cranges": cranges,
+                "ix": ix, "output_slot": self.output_slot, "meta": self.meta,
+                "callbacks": self.callbacks}
+
+    @staticmethod
+    def _from_raw_state(dict state):
+        """A finished Tape holding the arrays of `_raw_state` (checked: csrc/serial.h)."""
+        cdef Tape tape = Tape()
+        cdef fa_tape_sizes s
+        (s.nrec, s.nslot, s.nin, s.ncon, s.hcap, s.ncranges, s.nix, s.ncb) = state["sizes"]
+        rec = np.ascontiguousarray(state["rec"], dtype=np.uint8)
+        val = np.ascontiguousarray(state["val"], dtype=np.float64)
+        chash = np.ascontiguousarray(state["chash"], dtype=np.int64)
+        cranges = np.ascontiguousarray(state["cranges"], dtype=np.int64)
+        ix = np.ascontiguousarray(state["ix"], dtype=np.int32)
+        if (s.nrec < 0 or rec.shape[0] != s.nrec * <int64_t>sizeof(fa_rec) or val.shape[0] != s.nslot
+                or chash.shape[0] != s.hcap or cranges.shape[0] != 2 * s.ncranges
+                or ix.shape[0] != s.nix):
+            raise ValueError("fastad: the pickled tape's arrays do not match its sizes")
+        if fa_tape_import(tape.c, &s, <fa_rec *>cnp.PyArray_DATA(rec),
+                          <double *>cnp.PyArray_DATA(val), <int64_t *>cnp.PyArray_DATA(chash),
+                          <int64_t *>cnp.PyArray_DATA(cranges),
+                          <int32_t *>cnp.PyArray_DATA(ix)) != FA_OK:
+            raise ValueError("fastad: the pickled tape is corrupt (a record addresses a slot "
+                             "it does not have)")
+        out = state["output_slot"]
+        if not -1 <= out < s.nslot:
+            raise ValueError("fastad: the pickled tape's output slot is out of range")
+        tape.callbacks = list(state["callbacks"])
+        tape.meta = state["meta"]
+        tape.finish(out)
+        return tape
+
+    def __reduce__(self):
+        from fastad.serialize import reduce_tape
+        return reduce_tape(self)
 
     def __repr__(self):
         return (f"<fastad.Tape: {self.c.nrec} records, {self.c.nslot} slots "

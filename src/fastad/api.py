@@ -222,20 +222,29 @@ def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True):
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
     g = grad(fun, argnums, replay=replay, random=random, optimize=optimize)
-    gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay=replay,
-                    random=random, optimize=optimize)
+    return _HVP(fun, argnums, Compiled(g, (argnums,), False, "jvp", replay=replay,
+                                       random=random, optimize=optimize))
 
-    @functools.wraps(fun)
-    def hvp_fn(x, v, *rest):
+
+class _HVP:
+    """What `hvp` returns: ``hvp_fn(x, v, *rest)``; pickles with its recorded tapes."""
+
+    def __init__(self, fun, argnums, gjvp):
+        self.fun, self.argnums, self.gjvp = fun, argnums, gjvp
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, x, v, *rest):
+        argnums = self.argnums
         if not 0 <= argnums <= len(rest):
             raise TypeError(f"fastad.hvp: argnums={argnums} needs at least {argnums} other "
                             f"arguments after x and v, got {len(rest)}")
         args = rest[:argnums] + (x,) + rest[argnums:]
         tangents = tuple([tree_map(_zero_tangent, a) for a in rest[:argnums]] + [v]
                          + [tree_map(_zero_tangent, a) for a in rest[argnums:]])
-        return gjvp.run(args, {}, tangents)[1]
+        return self.gjvp.run(args, {}, tangents)[1]
 
-    return hvp_fn
+    def __reduce__(self):
+        return (_HVP, (self.fun, self.argnums, self.gjvp))
 
 
 def _zero_tangent(a):

@@ -83,9 +83,10 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
         return (jac, aux) if has_aux else jac
     if family == "jvp" and type(out) is not Traced:     # arrays, lists, tuples, dicts
         return _jvp_tree(tape, lo, out, [args[i] for i in argnums], tangents)
-    if family == "vjp":
-        raise NotImplementedError("fastad: vjp inside a function being differentiated is not "
-                                  "supported; use grad or jacobian there")
+    if family == "vjp":     # the Jacobian recorded now; vjp_fn contracts it with a cotangent
+        jac = _jacobian(tape, lo, out, [args[i] for i in argnums], True)
+        fn = _VJP(jac, out.shape if type(out) is TracedArray else ())
+        return (out, fn, aux) if has_aux else (out, fn)
     slot = output_slot(tape, out)
     if slot < 0:
         raise TypeError(not_scalar(out))
@@ -145,3 +146,25 @@ def _jacobian(tape, lo, out, variables, many):
         idx = idx.reshape(tuple(shape) + tuple(vshape))
         parts.append(TracedArray.from_idx(tape, idx) if idx.ndim else new_scalar(tape, int(idx)))
     return tuple(parts) if many else parts[0]
+
+
+class _VJP:
+    """vjp_fn inside a trace: cotangent -> (sum over the output's axes of ct * J, ...)."""
+
+    def __init__(self, jac, out_shape):
+        self.jac, self.out_shape = jac, tuple(out_shape)
+
+    def __call__(self, ct):
+        k = len(self.out_shape)
+        if np.shape(ct) != self.out_shape:
+            raise ValueError(f"fastad: vjp_fn expects a cotangent of the output's shape "
+                             f"{self.out_shape}, got {np.shape(ct)}")
+        res = []
+        for J in self.jac:
+            extra = np.ndim(J) - k
+            if not k:
+                res.append(J * ct)
+                continue
+            c = np.reshape(ct, self.out_shape + (1,) * extra)
+            res.append(np.sum(J * c, axis=tuple(range(k))))
+        return tuple(res)

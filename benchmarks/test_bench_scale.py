@@ -1,0 +1,294 @@
+"""Many points: batched replay (vmap), threads, Dask and pickles, as ratios (docs/scale.md).
+
+    python -m pytest benchmarks/test_bench_scale.py      # pytest-benchmark table
+    python benchmarks/test_bench_scale.py                # the ratio table of docs/scale.md
+
+Each measure times what a user calls, the way they call it:
+  notes    vmap(value_and_grad) of the notes' f over N = 10^5 points (two float arrays), per
+           point, next to a Python loop of single calls and jax.jit(jax.vmap(jax.value_and_grad))
+  rosen    vmap(grad) of the scalar-loop Rosenbrock (n = 100) over 10^4 points, per point,
+           next to one replayed call g(x)
+  branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
+           patterns: a fresh function (the traces included) and a warm one
+  threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1
+  dask     10^6 gradients of the Ishigami function (points drawn in the workers, the mean
+           of the squared gradients back): a 2-process LocalCluster vs one process
+  pickle   a pickled value_and_grad loaded in a new process: its first call vs a warm call
+           (after another unpickled function's first call, which pays the process's
+           one-time ~20 us of cold code and memory; reported too)
+Rows carry no "contender", so benchmarks/report.py leaves them out of docs/benchmarks.md.
+"""
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+if __name__ != "__main__":
+    fd = pytest.importorskip("fastad", reason="fastad is not importable (pip install -e .)")
+else:
+    import fastad as fd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+N_NOTES, N_ROSEN, N_BRANCHY, N_THREADS, N_DASK = 100_000, 10_000, 10_000, 100_000, 1_000_000
+
+
+def notes_f(x1, x2):
+    return x1 * x2 + np.exp(x1 * x2) - np.sin(x2)
+
+
+def rosen_loop(x):
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def branchy(x):
+    a = x[0] * x[1] if x[0] > 0 else np.sin(x[0]) + x[1]
+    return a * np.exp(x[2]) if x[1] > 0 else a - x[2] ** 2
+
+
+def ishigami(x):
+    return np.sin(x[0]) + 7.0 * np.sin(x[1]) ** 2 + 0.1 * x[2] ** 4 * np.sin(x[0])
+
+
+def best(fn, rounds, clock=time.perf_counter):
+    """(min, median) seconds of `rounds` calls of fn (after one warm-up).  The table's
+    single-thread rows use clock=time.process_time: on a machine shared with other busy
+    processes a long call's wall time counts the time the others had the core."""
+    fn()
+    ts = []
+    for _ in range(rounds):
+        t = clock()
+        fn()
+        ts.append(clock() - t)
+    return min(ts), float(np.median(ts))
+
+
+# ---------------------------------------------------------------------- the contenders
+def notes_setup():
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=N_NOTES), rng.normal(size=N_NOTES)
+    g = fd.value_and_grad(notes_f, argnums=(0, 1))
+    v = fd.vmap(g)
+    loop_n = 10_000
+
+    def loop():
+        for a, b in zip(x1[:loop_n].tolist(), x2[:loop_n].tolist()):
+            g(a, b)
+    return (lambda: v(x1, x2)), loop, loop_n, x1, x2
+
+
+def jax_notes(x1, x2):
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    f = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda a, b: a * b + jnp.exp(a * b) - jnp.sin(b), argnums=(0, 1))))
+    j1, j2 = jnp.asarray(x1), jnp.asarray(x2)
+    return lambda: jax.block_until_ready(f(j1, j2))
+
+
+def rosen_setup():
+    X = np.random.default_rng(1).uniform(-2, 2, size=(N_ROSEN, 100))
+    g = fd.grad(rosen_loop)
+    v = fd.vmap(g)
+    x = X[0]
+    return (lambda: v(X)), (lambda: g(x))
+
+
+def branchy_setup():
+    X = np.random.default_rng(2).normal(size=(N_BRANCHY, 3))
+
+    def fresh():
+        g = fd.grad(branchy)
+        fd.vmap(g)(X)
+        return g.cache_info()["traces"]
+    warm = fd.vmap(fd.grad(branchy))
+    return fresh, (lambda: warm(X))
+
+
+def threads_setup(workers):
+    X = np.random.default_rng(3).uniform(-2, 2, size=(N_THREADS, 100))
+    v = fd.vmap(fd.grad(rosen_loop), workers=workers)
+    return lambda: v(X)
+
+
+def dask_measure(n=N_DASK, chunk=100_000, rounds=3):
+    """(one process, 2 workers) best seconds for n Ishigami gradients and their mean square."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+    g = fd.grad(ishigami)
+    v = fd.vmap(g)
+
+    def one():
+        X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
+        return (v(X) ** 2).mean(axis=0)
+    t1 = best(one, rounds)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        def two():
+            X = da.random.RandomState(4).uniform(-math.pi, math.pi, size=(n, 3),
+                                                 chunks=(chunk, 3))
+            return (fd.dask_map(g, X) ** 2).mean(axis=0).compute()
+        t2 = best(two, rounds)
+        loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
+    return t1, t2, loads
+
+
+def pickle_measure():
+    """Seconds of an unpickled value_and_grad's calls in a new process: (first call of the
+    first unpickled function -- the process's one-time cost included --, first call of a
+    second one, a warm call)."""
+    sys.path.insert(0, HERE)
+    import test_bench_scale as mod      # by reference: the child imports it from HERE
+    g = fd.value_and_grad(mod.rosen_loop)
+    g(np.linspace(-1, 1, 100))
+    h = fd.value_and_grad(mod.branchy)
+    h(np.array([0.5, 0.5, 0.5]))
+    blob = pickle.dumps((h, g))
+    code = (
+        "import pickle, sys, time, json, numpy as np\n"
+        f"sys.path.insert(0, {HERE!r})\n"
+        "import fastad\n"
+        "h, g = pickle.loads(sys.stdin.buffer.read())\n"
+        "x = np.linspace(-0.5, 1.5, 100)\n"
+        "t = time.perf_counter(); h(np.array([0.3, 0.2, 0.1])); cold = time.perf_counter() - t\n"
+        "t = time.perf_counter(); g(x); first = time.perf_counter() - t\n"
+        "traces = g.cache_info()['traces'] + h.cache_info()['traces']\n"
+        "ts = []\n"
+        "for _ in range(2000):\n"
+        "    t = time.perf_counter(); g(x); ts.append(time.perf_counter() - t)\n"
+        "print(json.dumps([cold, first, float(np.median(ts)), traces]))\n")
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
+                         timeout=300, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr.decode()
+    cold, first, warm, traces = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert traces == 2, "an unpickled function traced again"     # 2: the parent's traces
+    return cold, first, warm
+
+
+# ---------------------------------------------------------------------- pytest-benchmark
+@pytest.mark.parametrize("who", ["fastad-vmap", "python-loop", "jax-jit-vmap"])
+def test_notes_points(benchmark, who):
+    run, loop, loop_n, x1, x2 = notes_setup()
+    benchmark.group = f"scale: value_and_grad of the notes' f over {N_NOTES} points"
+    if who == "fastad-vmap":
+        benchmark.pedantic(run, rounds=20, warmup_rounds=1)
+        benchmark.extra_info["points"] = N_NOTES
+    elif who == "python-loop":
+        benchmark.pedantic(loop, rounds=3, warmup_rounds=1)
+        benchmark.extra_info["points"] = loop_n
+    else:
+        pytest.importorskip("jax")
+        benchmark.pedantic(jax_notes(x1, x2), rounds=20, warmup_rounds=2)
+        benchmark.extra_info["points"] = N_NOTES
+
+
+@pytest.mark.parametrize("who", ["vmap", "single-call"])
+def test_rosen_points(benchmark, who):
+    run, single = rosen_setup()
+    benchmark.group = f"scale: grad of rosen_loop n=100, {N_ROSEN} points vs one call"
+    benchmark.pedantic(run if who == "vmap" else single, rounds=10 if who == "vmap" else 2000,
+                       warmup_rounds=1)
+    benchmark.extra_info["points"] = N_ROSEN if who == "vmap" else 1
+
+
+@pytest.mark.parametrize("who", ["fresh", "warm"])
+def test_branchy_points(benchmark, who):
+    fresh, warm = branchy_setup()
+    benchmark.group = f"scale: branchy over {N_BRANCHY} points, 4 patterns"
+    if who == "fresh":
+        traces = benchmark.pedantic(fresh, rounds=5, warmup_rounds=0)
+        benchmark.extra_info["tapes_traced"] = traces
+    else:
+        benchmark.pedantic(warm, rounds=20, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_threads_points(benchmark, workers):
+    benchmark.group = f"scale: vmap(grad) rosen_loop n=100, {N_THREADS} points, threads"
+    benchmark.pedantic(threads_setup(workers), rounds=5, warmup_rounds=1)
+
+
+def test_dask_vs_one_process(benchmark):
+    pytest.importorskip("distributed")
+    benchmark.group = "scale: dask 2 workers vs one process, 10^6 gradients"
+    (t1, _), (t2, _), loads = benchmark.pedantic(dask_measure, rounds=1, iterations=1)
+    benchmark.extra_info.update({"one_process_s": t1, "dask_s": t2, "speedup": t1 / t2,
+                                 "loads_per_worker": sorted(loads.values())})
+
+
+def test_pickle_first_call(benchmark):
+    benchmark.group = "scale: unpickled value_and_grad in a new process"
+    cold, first, warm = benchmark.pedantic(pickle_measure, rounds=1, iterations=1)
+    benchmark.extra_info.update({"cold_first_s": cold, "first_s": first, "warm_s": warm,
+                                 "ratio": first / warm})
+
+
+# ---------------------------------------------------------------------- the table
+def main():
+    rows = []
+    cpu = time.process_time
+    run, loop, loop_n, x1, x2 = notes_setup()
+    tv, tv_med = best(run, 20, cpu)
+    tl, tl_med = best(loop, 3, cpu)
+    per_v, per_l = tv / N_NOTES, tl / loop_n
+    try:
+        tj, tj_med = best(jax_notes(x1, x2), 20, cpu)
+        per_j = tj / N_NOTES
+        jax_txt = f"{per_j * 1e9:.1f} ns; fastad/jax = {per_v / per_j:.2f}"
+    except ImportError:
+        jax_txt = "jax not installed"
+    rows.append(("vmap(value_and_grad) notes' f, N=1e5, per point",
+                 f"{per_v * 1e9:.1f} ns", f"loop {per_l * 1e9:.0f} ns: ratio {per_v / per_l:.4f}; "
+                 f"jax.jit(vmap) {jax_txt}"))
+    run, single = rosen_setup()
+    tv, _ = best(run, 10, cpu)
+    ts, _ = best(lambda: [single() for _ in range(1000)], 5, cpu)
+    ts /= 1000
+    rows.append(("vmap(grad) rosen_loop n=100, N=1e4, per point", f"{tv / N_ROSEN * 1e6:.2f} us",
+                 f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+    fresh, warm = branchy_setup()
+    t0 = time.perf_counter()
+    traces = fresh()
+    tf = time.perf_counter() - t0
+    tw, _ = best(warm, 20, cpu)
+    rows.append(("branchy, N=1e4, 4 patterns", f"fresh {tf * 1e3:.1f} ms ({traces} tapes traced)",
+                 f"warm {tw * 1e3:.2f} ms = {tw / N_BRANCHY * 1e9:.0f} ns per point"))
+    t1, _ = best(threads_setup(1), 5)
+    t2, _ = best(threads_setup(2), 5)
+    rows.append(("threads, rosen_loop n=100, N=1e5", f"1: {t1:.3f} s, 2: {t2:.3f} s",
+                 f"speed-up {t1 / t2:.2f}x"))
+    try:
+        (d1, _), (d2, _), loads = dask_measure()
+        rows.append(("Dask 2 workers vs 1 process, 1e6 Ishigami gradients",
+                     f"1: {d1:.2f} s, dask: {d2:.2f} s",
+                     f"speed-up {d1 / d2:.2f}x; loads per worker {sorted(loads.values())}"))
+    except ImportError:
+        rows.append(("Dask", "distributed not installed", ""))
+    cold, first, warmc = pickle_measure()
+    rows.append(("unpickled value_and_grad (rosen n=100), new process",
+                 f"first call {first * 1e6:.1f} us (no trace)",
+                 f"warm {warmc * 1e6:.1f} us: ratio {first / warmc:.2f}; the process's very "
+                 f"first unpickled call {cold * 1e6:.1f} us"))
+    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; single-thread rows "
+          f"in process CPU time, threads/dask/pickle rows in wall time")
+    print("| measure | fastad | comparison |\n|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                       "intra_op_parallelism_threads=1")
+    main()

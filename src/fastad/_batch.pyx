@@ -1,0 +1,336 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Replaying one tape for a batch of points in one call (fastad.vmap; docs/scale.md).
+
+A `Plan` says how one point's row of results is read off a tape: values of some slots,
+adjoints after reverse sweeps seeded at output slots, tangents after tangent sweeps
+seeded at inputs.  `Plan.run` replays the tape for every lane (a row of an input matrix)
+without the GIL and writes the rows of the lanes whose guards all hold; the others are
+left for the caller, who groups them on the tape that fits (fastad.batching).
+
+Tapes of scalar records are swept batch-major (csrc/batch.h: each record over B lanes at
+once); other tapes are swept lane by lane with the sweeps of fastad._tape.  Threads split
+the lanes at block boundaries, so the blocks, and every bit of the results, do not depend
+on the number of threads.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t, INT32_MAX
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy, memset
+cimport numpy as cnp
+import threading
+
+import numpy as np
+
+from fastad._tape cimport (Tape, fa_tape, fa_rec, fa_vec_loops, fa_copy_consts, copy_vec_loops,
+                           sweep_forward, sweep_tangent, sweep_reverse)
+
+cnp.import_array()
+
+cdef extern from "batch.h" nogil:
+    int fa_batchable(const fa_tape *t)
+    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out)
+    void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B, uint8_t *bad)
+    void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t)
+    void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g)
+
+# this module links its own copy of the C core: give it the numpy loops fastad._tape found
+copy_vec_loops(fa_vec_loops)
+
+# Lanes per block of the batch-major sweep: enough for numpy's SIMD loops to pay, few
+# enough that a block's values and adjoints stay in cache: 2^16 doubles (512 kB) per
+# array measured best for the Rosenbrock loop (895 slots: 64 lanes; 256 lanes ran 2x
+# slower, out of L2).  A tape that cannot have MIN_BLOCK lanes within that is swept lane
+# by lane.  Module settings, read when a batch starts (set_block_limits, for measuring).
+cdef int64_t MAX_BLOCK = 1024
+cdef int64_t MIN_BLOCK = 16
+cdef int64_t MAX_BLOCK_DOUBLES = 1 << 16
+
+
+def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
+                     int64_t max_doubles=1 << 16):
+    """Tune the batch-major blocks: lanes per block at most `max_block` (at least
+    `min_block`, else lane by lane) and at most `max_doubles` doubles per array."""
+    global MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES
+    if not 1 <= min_block <= max_block <= 65536 or max_doubles < 1:
+        raise ValueError("fastad: block limits need 1 <= min_block <= max_block <= 65536")
+    MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES = max_block, min_block, max_doubles
+
+
+cdef enum:
+    # lanes per thread task when sweeping lane by lane
+    LANE_BLOCK = 64
+    # error codes of the nogil loops
+    E_CALLBACK = -2
+    E_NOMEM = -3
+
+
+cdef struct PlanC:
+    const fa_tape *c
+    int64_t nin, nslot, ncol
+    int64_t nv, nr, nt
+    const int64_t *vslot
+    const int64_t *vcol
+    const int64_t *rseed
+    const int64_t *rptr
+    const int64_t *rslot
+    const int64_t *rcol
+    const int64_t *tseed
+    const int64_t *tptr
+    const int64_t *tslot
+    const int64_t *tcol
+    const fa_rec *brec      # the batch-major records, or NULL: lane by lane
+    int64_t nbrec
+    int32_t B
+
+
+cdef const int64_t *ptr(cnp.ndarray a):
+    return <const int64_t *>cnp.PyArray_DATA(a)
+
+
+cdef inline void read_row(const PlanC *P, double *row, const double *src, const int64_t *slot,
+                          const int64_t *col, int64_t lo, int64_t hi, int64_t stride,
+                          int64_t k) noexcept nogil:
+    cdef int64_t j
+    for j in range(lo, hi):
+        row[col[j]] = src[slot[j] * stride + k]
+
+
+cdef int lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes, int64_t n,
+                          double *out, uint8_t *fitted) noexcept nogil:
+    """Sweep each lane in turn on a private workspace."""
+    cdef int64_t j, l, s, f
+    cdef int rc = 0
+    cdef double *row
+    cdef size_t ns = <size_t>(P.nslot if P.nslot > 0 else 1)
+    cdef double *val = <double *>malloc(ns * sizeof(double))
+    cdef double *adj = <double *>calloc(ns, sizeof(double))
+    cdef double *tan = <double *>calloc(ns, sizeof(double))
+    if val == NULL or adj == NULL or tan == NULL:
+        free(val); free(adj); free(tan)
+        return E_NOMEM
+    fa_copy_consts(P.c, val)
+    for j in range(n):
+        l = lanes[j]
+        if P.nin:
+            memcpy(val, X + l * P.nin, <size_t>P.nin * sizeof(double))
+        f = sweep_forward(P.c, val)
+        if f == -2:
+            rc = E_CALLBACK
+            break
+        if f >= 0:
+            continue
+        row = out + l * P.ncol
+        read_row(P, row, val, P.vslot, P.vcol, 0, P.nv, 1, 0)
+        for s in range(P.nr):
+            if sweep_reverse(P.c, val, adj, <int32_t>P.rseed[s], 1.0):
+                rc = E_CALLBACK
+                break
+            read_row(P, row, adj, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], 1, 0)
+        if rc:
+            break
+        for s in range(P.nt):
+            memset(tan, 0, <size_t>P.nin * sizeof(double))
+            tan[P.tseed[s]] = 1.0
+            if sweep_tangent(P.c, val, tan):
+                rc = E_CALLBACK
+                break
+            read_row(P, row, tan, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], 1, 0)
+        if rc:
+            break
+        fitted[l] = 1
+    free(val); free(adj); free(tan)
+    return rc
+
+
+cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes, int64_t n,
+                           double *out, uint8_t *fitted) noexcept nogil:
+    """Sweep blocks of B lanes batch-major (csrc/batch.h); a short last block is padded
+    with copies of its first lane, whose results are not read."""
+    cdef int32_t B = P.B
+    cdef int64_t start, m, k, i, s, l, x
+    cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
+    cdef double *v = <double *>malloc(nb * sizeof(double))
+    cdef double *g = <double *>malloc(nb * sizeof(double))
+    cdef double *t = <double *>calloc(nb, sizeof(double))
+    cdef uint8_t *bad = <uint8_t *>malloc(<size_t>B)
+    cdef double c
+    if v == NULL or g == NULL or t == NULL or bad == NULL:
+        free(v); free(g); free(t); free(bad)
+        return E_NOMEM
+    for i in range(P.nslot):          # the constants in every lane (the rest is written)
+        c = P.c.val[i]
+        for k in range(B):
+            v[i * B + k] = c
+    start = 0
+    while start < n:
+        m = n - start if n - start < B else B
+        for k in range(B):
+            l = lanes[start + (k if k < m else 0)]
+            for i in range(P.nin):
+                v[i * B + k] = X[l * P.nin + i]
+        memset(bad, 0, <size_t>B)
+        fa_batch_forward(P.brec, P.nbrec, v, B, bad)
+        for k in range(m):
+            if not bad[k]:
+                read_row(P, out + lanes[start + k] * P.ncol, v, P.vslot, P.vcol, 0, P.nv, B, k)
+        for s in range(P.nr):
+            memset(g, 0, nb * sizeof(double))
+            for k in range(B):
+                g[P.rseed[s] * B + k] = 1.0
+            fa_batch_reverse(P.brec, P.nbrec, v, g)
+            for k in range(m):
+                if not bad[k]:
+                    read_row(P, out + lanes[start + k] * P.ncol, g, P.rslot, P.rcol,
+                             P.rptr[s], P.rptr[s + 1], B, k)
+        for s in range(P.nt):
+            memset(t, 0, <size_t>(P.nin * B) * sizeof(double))
+            for k in range(B):
+                t[P.tseed[s] * B + k] = 1.0
+            fa_batch_tangent(P.brec, P.nbrec, v, t)
+            for k in range(m):
+                if not bad[k]:
+                    read_row(P, out + lanes[start + k] * P.ncol, t, P.tslot, P.tcol,
+                             P.tptr[s], P.tptr[s + 1], B, k)
+        for k in range(m):
+            if not bad[k]:
+                fitted[lanes[start + k]] = 1
+        start += m
+    free(v); free(g); free(t); free(bad)
+    return 0
+
+
+def _i64(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+cdef class Plan:
+    """How a lane's row of `ncol` results is read off `tape` (see the module docstring).
+
+    vslot/vcol: row[vcol[j]] = value of slot vslot[j].  Reverse sweep s is seeded with 1
+    at slot rseed[s]; then row[rcol[j]] = adjoint of rslot[j] for j in rptr[s]:rptr[s+1].
+    Tangent sweep s is seeded with 1 at input tseed[s]; tptr/tslot/tcol likewise."""
+    cdef readonly Tape tape
+    cdef readonly int64_t ncol
+    cdef tuple arrays            # keeps the index arrays the C struct points into alive
+    cdef dict brecs              # block size -> batch-major records (uint8 array)
+    cdef readonly bint batch_major
+    cdef PlanC P
+
+    def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
+                 tseed, tptr, tslot, tcol):
+        if tape.recording or tape.output_slot < 0:
+            raise ValueError("fastad: only a finished tape with an output can be batched")
+        arrs = tuple(_i64(a) for a in (vslot, vcol, rseed, rptr, rslot, rcol,
+                                       tseed, tptr, tslot, tcol))
+        nslot, nin = tape.n_slots, tape.n_inputs
+        for slots, cols in ((arrs[0], arrs[1]), (arrs[4], arrs[5]), (arrs[8], arrs[9])):
+            if slots.shape[0] != cols.shape[0]:
+                raise ValueError("fastad internal error: a plan's slots and columns differ")
+            if slots.size and (slots.min() < 0 or slots.max() >= nslot):
+                raise ValueError("fastad internal error: a plan reads a slot out of range")
+            if cols.size and (cols.min() < 0 or cols.max() >= ncol):
+                raise ValueError("fastad internal error: a plan writes a column out of range")
+        for seeds, ptrs, nread, hi in ((arrs[2], arrs[3], arrs[4].shape[0], nslot),
+                                       (arrs[6], arrs[7], arrs[8].shape[0], nin)):
+            if ptrs.shape[0] != seeds.shape[0] + 1 or ptrs[0] != 0 or ptrs[ptrs.shape[0] - 1] != nread or \
+                    np.any(np.diff(ptrs) < 0):
+                raise ValueError("fastad internal error: a plan's sweeps are malformed")
+            if seeds.size and (seeds.min() < 0 or seeds.max() >= hi):
+                raise ValueError("fastad internal error: a plan seeds a slot out of range")
+        self.tape, self.ncol, self.arrays, self.brecs = tape, ncol, arrs, {}
+        self.P.c = tape.c
+        self.P.nin, self.P.nslot, self.P.ncol = nin, nslot, ncol
+        self.P.nv, self.P.nr, self.P.nt = arrs[0].shape[0], arrs[2].shape[0], arrs[6].shape[0]
+        self.P.vslot, self.P.vcol = ptr(arrs[0]), ptr(arrs[1])
+        self.P.rseed, self.P.rptr, self.P.rslot, self.P.rcol = (ptr(arrs[2]), ptr(arrs[3]),
+                                                                ptr(arrs[4]), ptr(arrs[5]))
+        self.P.tseed, self.P.tptr, self.P.tslot, self.P.tcol = (ptr(arrs[6]), ptr(arrs[7]),
+                                                                ptr(arrs[8]), ptr(arrs[9]))
+        self.P.brec = NULL
+        self.batch_major = fa_batchable(tape.c) and tape.c.ncb == 0
+
+    cdef int32_t block(self, int64_t n):
+        """Lanes per batch-major block for a batch of n lanes: a power of two up to
+        MAX_BLOCK, and within the memory bound (0: sweep lane by lane)."""
+        cdef int64_t cap = MAX_BLOCK_DOUBLES // max(self.P.nslot, 1)
+        cdef int64_t B = MIN_BLOCK
+        if not self.batch_major or cap < MIN_BLOCK or self.P.nslot * MIN_BLOCK > INT32_MAX:
+            return 0
+        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * self.P.nslot <= INT32_MAX:
+            B *= 2
+        return <int32_t>B
+
+    def run(self, X, lanes, out, fitted, int workers=1):
+        """Replay the lanes `lanes` (int64) of X (N, nin) into the rows of out (N, ncol);
+        fitted[l] (uint8) becomes 1 for every lane whose guards held.  Rows of the lanes
+        that failed a guard are not written."""
+        cdef cnp.ndarray Xa = np.ascontiguousarray(X, dtype=np.float64)
+        cdef cnp.ndarray La = _i64(lanes)
+        cdef cnp.ndarray Oa = out
+        cdef cnp.ndarray Fa = fitted
+        cdef int64_t n = La.shape[0], N = Xa.shape[0] if Xa.ndim == 2 else -1
+        cdef int32_t B
+        if (Xa.ndim != 2 or Xa.shape[1] != self.P.nin or Oa.dtype != np.float64
+                or not Oa.flags.c_contiguous or Oa.ndim != 2 or Oa.shape[0] != N
+                or Oa.shape[1] != self.ncol or Fa.dtype != np.uint8 or Fa.shape[0] != N
+                or not Fa.flags.c_contiguous):
+            raise ValueError("fastad internal error: batch arrays of the wrong shape")
+        if n and (La.min() < 0 or La.max() >= N):
+            raise ValueError("fastad internal error: a lane out of range")
+        if n == 0:
+            return
+        B = self.block(n)
+        if B and B not in self.brecs:
+            buf = np.empty(2 * self.tape.c.nrec * sizeof(fa_rec), dtype=np.uint8)
+            nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf))
+            self.brecs[B] = (buf, nrec)
+        step = B if B else LANE_BLOCK
+        nblocks = (n + step - 1) // step
+        workers = max(1, min(workers, nblocks))
+        # contiguous runs of whole blocks per thread: the same blocks for any thread count
+        bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
+        if workers == 1:
+            self.chunk(Xa, La, Oa, Fa, 0, n, B)
+            return
+        errors = []
+
+        def task(lo, hi):
+            try:
+                self.chunk(Xa, La, Oa, Fa, lo, hi, B)
+            except BaseException as e:       # raised again in the caller's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=task, args=(bounds[w], bounds[w + 1]))
+                   for w in range(workers)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+
+    def chunk(self, cnp.ndarray X, cnp.ndarray lanes, cnp.ndarray out, cnp.ndarray fitted,
+              int64_t lo, int64_t hi, int32_t B):
+        cdef PlanC P = self.P
+        cdef const double *x = <const double *>cnp.PyArray_DATA(X)
+        cdef const int64_t *l = <const int64_t *>cnp.PyArray_DATA(lanes) + lo
+        cdef double *o = <double *>cnp.PyArray_DATA(out)
+        cdef uint8_t *f = <uint8_t *>cnp.PyArray_DATA(fitted)
+        cdef int rc
+        cdef cnp.ndarray buf
+        if hi <= lo:
+            return
+        if B:       # this call's own copy of the plan points at the records for B lanes
+            buf, nrec = self.brecs[B]
+            P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)
+            P.nbrec = nrec
+            P.B = B
+        with nogil:
+            if B:
+                rc = lanes_batch_major(&P, x, l, hi - lo, o, f)
+            else:
+                rc = lanes_one_by_one(&P, x, l, hi - lo, o, f)
+        if rc == E_NOMEM:
+            raise MemoryError(f"fastad: cannot allocate the workspace of a batched replay "
+                              f"({self.P.nslot} slots)")
+        if rc == E_CALLBACK:
+            self.tape.raise_pending()

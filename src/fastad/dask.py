@@ -1,0 +1,114 @@
+"""Dask: a compiled function mapped over the chunks of dask arrays of points, on one
+machine or a cluster (docs/scale.md).  ``pip install "fastad[dask]"``.
+
+Each chunk is one batched replay (fastad.vmap) in a worker; the function, with its
+recorded tapes, is scattered to every worker once (``Client.scatter(broadcast=True)``)
+and the tasks refer to it, so it is unpickled once per worker, not once per task.
+"""
+import uuid
+
+import numpy as np
+
+from fastad.batching import Batched, vmap
+from fastad.pytree import tree_flatten, tree_unflatten
+
+__all__ = ["dask_map"]
+
+
+def _rows(batched, pos, *blocks):
+    """One chunk: the batched results as one (n, ncol) block (leaf after leaf); blocks[pos]
+    is a mapped one."""
+    res = batched(*blocks)
+    n = blocks[pos].shape[0]
+    leaves = tree_flatten(res)[0]
+    if not leaves:
+        return np.empty((n, 0))
+    return np.concatenate([np.asarray(l, dtype=np.float64).reshape(n, -1) for l in leaves],
+                          axis=1)
+
+
+def _client(client):
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+        return get_client()
+    except (ImportError, ValueError):
+        return None         # no cluster: dask's local scheduler, the function stays in memory
+
+
+def dask_map(fun, *args, client=None, workers=1):
+    """``fun`` (a fastad transform such as ``fd.value_and_grad(f)``, or any function
+    ``fastad.vmap`` takes) mapped over axis 0 of the dask arrays among `args`.
+
+    Other arguments (floats, numpy arrays) are shared by every point.  The points of a
+    chunk are replayed in one batched call; ``workers`` threads per chunk (default 1:
+    Dask's own workers give the parallelism).  Returns the output's structure with a dask
+    array (batch first) per leaf; nothing runs until you compute it.  The function is
+    traced once here, on the first point, to learn the output's shapes, then scattered to
+    the cluster's workers once (the client given, or the current one; without one Dask's
+    local scheduler runs the chunks in this process).
+
+    >>> import dask.array as da, numpy as np, fastad as fd
+    >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
+    >>> fd.dask_map(fd.grad(lambda x: (x ** 2).sum()), X).compute()
+    array([[ 0.,  2.],
+           [ 4.,  6.],
+           [ 8., 10.]])
+    """
+    try:
+        import dask.array as da
+    except ImportError:
+        raise ImportError("fastad.dask_map needs dask: pip install \"fastad[dask]\"") from None
+    mapped = [isinstance(a, da.Array) for a in args]
+    if not any(mapped):
+        raise TypeError("fastad.dask_map: no argument is a dask array; pass the points as a "
+                        "dask.array with the batch along axis 0")
+    arrays = [a for a, m in zip(args, mapped) if m]
+    for a in arrays:
+        if a.ndim == 0:
+            raise ValueError("fastad.dask_map: a dask array argument has no axis 0 to map over")
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays):
+        raise ValueError("fastad.dask_map: the dask arrays have different lengths along axis "
+                         f"0 ({[a.shape[0] for a in arrays]})")
+    # one chunk along every axis but the batch, and the same batch chunks for every array
+    chunks0 = arrays[0].chunks[0]
+    arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
+    batched = fun if isinstance(fun, Batched) else vmap(
+        fun, in_axes=tuple(0 if m else None for m in mapped), workers=workers)
+    # the output's structure, from the first point (traces here once)
+    first = [np.asarray(a[:1].compute()) if m else a
+             for a, m in zip(_replace(args, mapped, arrays), mapped)]
+    leaves, tdef = tree_flatten(batched(*first))
+    shapes = [np.shape(l)[1:] for l in leaves]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    ncol = sum(sizes)
+    c = _client(client)
+    fn = c.scatter(batched, broadcast=True, hash=False) if c is not None else batched
+    it = iter(arrays)
+    # blockwise indices: "i" the batch, "z" the output's columns, and a letter of its own
+    # for every other axis of every array (contracted: one chunk each, concatenated)
+    bargs, letters = [], iter("abcdefghjklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    for a, m in zip(args, mapped):
+        if m:
+            arr = next(it)
+            bargs += [arr, "i" + "".join(next(letters) for _ in range(arr.ndim - 1))]
+        else:
+            bargs += [a, None]
+    token = uuid.uuid4().hex
+    flat = da.blockwise(_rows, "iz", fn, None, mapped.index(True), None, *bargs,
+                        new_axes={"z": ncol},
+                        concatenate=True, dtype=np.float64, name=f"fastad-map-{token}",
+                        meta=np.empty((0, 0)))
+    out, col = [], 0
+    for shape, size in zip(shapes, sizes):
+        part = flat[:, col:col + size]
+        out.append(part.reshape((n,) + shape) if shape else part[:, 0])
+        col += size
+    return tree_unflatten(tdef, out)
+
+
+def _replace(args, mapped, arrays):
+    it = iter(arrays)
+    return [next(it) if m else a for a, m in zip(args, mapped)]
