@@ -49,7 +49,7 @@ def extension(name, with_c=False):
 
 
 extensions = [extension("_tape", with_c=True), extension("_tracer", with_c=True),
-              extension("_replay")]
+              extension("_replay"), extension("_native")]
 
 setup(
     ext_modules=cythonize(

@@ -20,6 +20,7 @@ from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_rever
                            sweep_reverse_seeded)
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
+from fastad import native
 
 cnp.import_array()
 
@@ -393,6 +394,7 @@ cdef class Compiled:
             inner = Compiled(flat_fun, leaf_nums, True, MODE_NAMES[self.mode], self.replay,
                              self.has_aux)
             self.trees[key] = inner
+            inner.native = getattr(self, "native", "auto")
             if self.mode in (JACFWD, JACREV, JACOBIAN):
                 inner.regroup = lambda leaf_results: _regroup(leaf_results, argnums, spans,
                                                               defs, self.many)
@@ -558,6 +560,8 @@ cdef class Compiled:
             for a in argnums:
                 active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
             tape.mark_passive(active)
+        if self.replay:             # machine code for the tape: now, later, or never
+            native.attach(tape, getattr(self, "native", "auto"), MODE_NAMES[self.mode])
         if meta.simple:
             tape.meta = None
         w = tape.acquire()

@@ -36,15 +36,23 @@ def _check_callable(fun, who):
                         f"{type(fun).__name__} {fun!r}")
 
 
-def _wrap(fun, argnums, mode, replay, who, has_aux=False):
+def _wrap(fun, argnums, mode, replay, who, has_aux=False, native="auto"):
     _check_callable(fun, who)
     nums, many = _check_argnums(argnums)
     compiled = Compiled(fun, nums, many, mode, replay, has_aux)
+    compiled.native = _check_native(native)
     functools.update_wrapper(compiled, fun)
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True):
+def _check_native(native):
+    """native= of the wrappers: "auto", "always" or "never" (docs/native.md)."""
+    if native not in ("auto", "always", "never"):
+        raise ValueError(f"fastad: native must be 'auto', 'always' or 'never', got {native!r}")
+    return native
+
+
+def grad(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -67,13 +75,14 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True):
     >>> fd.grad(lambda x: x * np.sin(x))(0.0)
     0.0
     """
-    return _wrap(fun, argnums, "grad", replay, "grad", has_aux)
+    return _wrap(fun, argnums, "grad", replay, "grad", has_aux, native)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True):
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
-    ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
-    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux)
+    ``has_aux=True``: ``((output, aux), gradient)``, as in JAX).  ``native``: when the tape
+    runs as machine code, "auto", "always" or "never" (docs/native.md)."""
+    return _wrap(fun, argnums, "value_and_grad", replay, "value_and_grad", has_aux, native)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -141,36 +150,36 @@ def vjp(fun, *primals, has_aux=False):
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True):
+def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux)
+    return _wrap(fun, argnums, "jacfwd", replay, "jacfwd", has_aux, native)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True):
+def jacrev(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`)."""
-    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux)
+    return _wrap(fun, argnums, "jacrev", replay, "jacrev", has_aux, native)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True):
+def jacobian(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
     (``cache_info()`` counts the sweeps of each kind)."""
-    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux)
+    return _wrap(fun, argnums, "jacobian", replay, "jacobian", has_aux, native)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True):
+def hessian(fun, argnums=0, *, has_aux=False, replay=True, native="auto"):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``."""
     _check_callable(fun, "hessian")
-    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay), argnums,
-                  has_aux=has_aux, replay=replay)
+    return jacfwd(grad(fun, argnums, has_aux=has_aux, replay=replay, native=native), argnums,
+                  has_aux=has_aux, replay=replay, native=native)
 
 
-def hvp(fun, argnums=0, *, replay=True):
+def hvp(fun, argnums=0, *, replay=True, native="auto"):
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -179,8 +188,9 @@ def hvp(fun, argnums=0, *, replay=True):
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
-    g = grad(fun, argnums, replay=replay)
+    g = grad(fun, argnums, replay=replay, native=native)
     gjvp = Compiled(lambda *args: g(*args), (argnums,), False, "jvp", replay)
+    gjvp.native = _check_native(native)
 
     @functools.wraps(fun)
     def hvp_fn(x, v, *rest):

@@ -1,0 +1,389 @@
+"""Tapes compiled to machine code: the compiler, the disk cache and the tiers
+(docs/native.md).
+
+A differentiated function's tape is replayed by the interpreter (csrc/sweeps.h) until it
+is hot; then its C (fastad._codegen) is compiled, in a background thread, with the C
+compiler Python was built with, and its sweeps switch to the machine code atomically
+(fastad._native).  Both tiers compute the same results bit for bit, so a caller never
+sees the switch.  Tiers, per differentiated function (``native=`` of grad & co.):
+
+  "auto"    (default) compile in the background once the replays' estimated cumulative
+            time reaches the estimated compile time (`hot_after`); never wait for it
+  "always"  compile before the tape is replayed (the first call waits)
+  "never"   interpreter only
+
+FASTAD_NATIVE=0 turns native code off everywhere.  Shared objects are cached in
+FASTAD_CACHE_DIR (default: ~/.cache/fastad/native), keyed by a hash of the tape's
+records, the generator and the compiler, so another process with the same function loads
+them without compiling.
+"""
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import warnings
+
+from fastad import _codegen
+from fastad import _native
+
+MODES = ("auto", "always", "never")
+
+# Tapes above this many records stay interpreted: the C would be too big to compile in
+# reasonable time without loop rolling (docs/native.md).
+MAX_RECORDS = 1_500_000
+
+# Cost model of `hot_after` (seconds; measured on the development machine, see
+# docs/native.md): an interpreted replay costs about REPLAY_BASE + REPLAY_PER_RECORD per
+# record, a compile about COMPILE_BASE + COMPILE_PER_RECORD per record.
+REPLAY_BASE = 0.3e-6
+REPLAY_PER_RECORD = 5e-9
+COMPILE_BASE = 0.08
+COMPILE_PER_RECORD = 12e-6
+
+FLAGS = ["-shared", "-fPIC", "-O2", "-std=c11", "-fno-math-errno", "-ffp-contract=off",
+         "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-function",
+         "-Wno-unused-parameter"]
+
+# Process-wide state, each for a reason: one compile at a time (the machine's cores belong
+# to the user's program), and one warning per reason (not one per tape or call).
+_compile_lock = threading.Lock()
+_warned = set()
+_warn_lock = threading.Lock()
+_scale = [1.0]          # tests shorten the warm-up with set_hot_scale
+
+
+class NativeError(Exception):
+    """Why a tape could not get native code (it stays interpreted)."""
+
+
+def _warn_once(reason):
+    with _warn_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    warnings.warn(f"fastad: {reason}; the tape runs in the interpreter (same results, "
+                  "slower). Pass native='never' to silence this.", RuntimeWarning, stacklevel=3)
+
+
+def set_hot_scale(scale):
+    """Multiply every tape's warm-up before background compilation (tests use small values)."""
+    _scale[0] = float(scale)
+
+
+def disabled():
+    return os.environ.get("FASTAD_NATIVE", "1").strip().lower() in ("0", "no", "off", "false")
+
+
+# ------------------------------------------------------------------------ compiler
+
+_cc_cache = {}
+
+
+def compiler():
+    """The C compiler command (CC, else the one Python was built with) and its identity."""
+    cmd = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if cmd in _cc_cache:
+        return _cc_cache[cmd]
+    argv = shlex.split(cmd)
+    exe = shutil.which(argv[0]) if argv else None
+    if exe is None:
+        res = (None, f"no C compiler found (CC={cmd!r} is not on PATH)")
+    else:
+        try:
+            ver = subprocess.run(argv + ["--version"], capture_output=True, text=True,
+                                 timeout=30).stdout.splitlines()[:1]
+        except (OSError, subprocess.SubprocessError) as e:
+            ver = [f"unknown ({e})"]
+        res = ([exe] + argv[1:], " ".join(ver))
+    _cc_cache[cmd] = res
+    return res
+
+
+def flags():
+    return FLAGS + shlex.split(os.environ.get("FASTAD_NATIVE_CFLAGS", ""))
+
+
+def compile_c(source, out_path, workdir):
+    """Compile C `source` into the shared object `out_path`, written under a temporary name
+    and renamed atomically (safe when several processes compile the same tape)."""
+    argv, ident = compiler()
+    if argv is None:
+        raise NativeError(ident)
+    fd, src = tempfile.mkstemp(suffix=".c", prefix="fastad-", dir=workdir)
+    tmp = src[:-2] + ".so.tmp"
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        proc = subprocess.run(argv + flags() + ["-o", tmp, src, "-lm"], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+            raise NativeError(f"the C compiler failed ({' '.join(argv)}):\n{tail}")
+        os.replace(tmp, out_path)
+    finally:
+        for p in (src, tmp):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------------ disk cache
+
+def cache_dir():
+    d = os.environ.get("FASTAD_CACHE_DIR")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "fastad")
+    return os.path.join(d, "native")
+
+
+_private = []
+
+
+def _writable_dir():
+    """The cache directory, or (read-only, not creatable) a private temporary one."""
+    d = cache_dir()
+    try:
+        os.makedirs(d, exist_ok=True)
+        if os.access(d, os.W_OK | os.X_OK):
+            return d
+    except OSError:
+        pass
+    _warn_once(f"the native-code cache directory {d} is not writable (set FASTAD_CACHE_DIR); "
+               "compiled code is kept for this process only")
+    if not _private:
+        _private.append(tempfile.mkdtemp(prefix="fastad-native-"))
+    return _private[0]
+
+
+def cache_max_bytes():
+    return int(float(os.environ.get("FASTAD_CACHE_MAX_MB", "512")) * 2**20)
+
+
+def _trim(d, keep):
+    """Delete the least recently used shared objects beyond the size bound."""
+    try:
+        entries = []
+        for name in os.listdir(d):
+            if name.startswith("fastad-") and name.endswith(".so"):
+                p = os.path.join(d, name)
+                st = os.stat(p)
+                entries.append((st.st_atime, st.st_size, p))
+    except OSError:
+        return
+    total = sum(s for _, s, _ in entries)
+    for _, size, p in sorted(entries):
+        if total <= cache_max_bytes():
+            break
+        if p != keep:
+            try:
+                os.unlink(p)
+                total -= size
+            except OSError:
+                pass
+
+
+def key_of(tape, sweeps):
+    """The cache key: records, sweeps, generator and headers, compiler and flags."""
+    argv, ident = compiler()
+    h = hashlib.blake2b(digest_size=20)
+    h.update(_codegen.structure_hash(_native.record_bytes(tape), sweeps).encode())
+    h.update(_codegen.source_hash().encode())
+    h.update(repr((argv, ident, flags(), sys.platform)).encode())
+    return h.hexdigest()
+
+
+def _path(d, key):
+    return os.path.join(d, f"fastad-{key}.so")
+
+
+def _try_load(tape, path, key, sweeps):
+    """Load a cached shared object; False if there is none, or it is stale or corrupt
+    (then it is deleted so that it is rebuilt)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        _native.install(tape, path, key.encode(), "fwd" in sweeps, "tan" in sweeps,
+                        "rev" in sweeps)
+        try:
+            os.utime(path)          # recently used: kept by _trim
+        except OSError:
+            pass
+        return True
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return False
+
+
+def build(tape, sweeps):
+    """Give `tape` native sweeps, from the cache or by compiling; raises NativeError."""
+    if tape.n_slots and len(tape) > MAX_RECORDS:
+        raise NativeError(f"the tape has {len(tape)} records, more than the {MAX_RECORDS} "
+                          "fastad compiles")
+    argv, ident = compiler()
+    if argv is None:
+        raise NativeError(ident)
+    key = key_of(tape, sweeps)
+    for d in dict.fromkeys([cache_dir(), _writable_dir()]):
+        if _try_load(tape, _path(d, key), key, sweeps):
+            return
+    try:
+        source = _codegen.generate(_native.raw_records(tape), key, sweeps)
+    except _codegen.Unsupported as e:
+        raise NativeError(str(e)) from None
+    d = _writable_dir()
+    path = _path(d, key)
+    with _compile_lock:
+        if not _try_load(tape, path, key, sweeps):    # another thread may have built it
+            compile_c(source, path, d)
+            if not _try_load(tape, path, key, sweeps):
+                raise NativeError(f"the compiled code at {path} could not be loaded")
+    _trim(d, path)
+
+
+# ------------------------------------------------------------------------ tiers
+
+def sweeps_for(mode):
+    """Which sweeps a differentiation mode runs (fastad._replay's mode names)."""
+    if mode in ("jvp", "jacfwd"):
+        return ("fwd", "tan")
+    if mode == "jacobian":
+        return ("fwd", "tan", "rev")
+    return ("fwd", "rev")
+
+
+def hot_after(nrec):
+    """Replays before an "auto" tape is compiled: when the interpreter's estimated time
+    for them equals the estimated compile time (docs/native.md)."""
+    replay = REPLAY_BASE + REPLAY_PER_RECORD * nrec
+    comp = COMPILE_BASE + COMPILE_PER_RECORD * nrec
+    return max(1, int(_scale[0] * comp / replay))
+
+
+class Policy:
+    """One tape's tier: 'interpreted', 'compiling', 'native' or 'interpreted (why)'."""
+
+    def __init__(self, mode, sweeps):
+        self.mode, self.sweeps = mode, sweeps
+        self.state = "interpreted"
+        self.compile_time = None
+        self.thread = None
+
+    def hot(self, tape):
+        """The tape has been replayed enough: compile it in the background (called by the
+        tape's replay with the GIL held; returns at once)."""
+        if self.state != "interpreted":
+            return
+        self.state = "compiling"
+        self.thread = threading.Thread(target=self._work, args=(tape,), daemon=True,
+                                       name="fastad-native-compile")
+        self.thread.start()
+
+    def _work(self, tape):
+        try:
+            self.run(tape)
+        except Exception as e:      # a background failure never reaches the user's calls
+            self.state = f"interpreted ({e})"
+
+    def run(self, tape):
+        t0 = time.perf_counter()
+        try:
+            build(tape, self.sweeps)
+        except NativeError as e:
+            self.state = f"interpreted ({str(e).splitlines()[0]})"
+            _warn_once(f"native code is off for a tape: {e}")
+            return
+        self.compile_time = time.perf_counter() - t0
+        self.state = "native"
+
+    def wait(self, timeout=None):
+        """Wait for a background compile (tests and benchmarks)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def attach(tape, mode, dmode):
+    """Give a freshly traced tape its tier: `mode` is native=..., `dmode` the
+    differentiation mode.  Called once per tape, before its first replay."""
+    if mode == "never":
+        return
+    if mode not in MODES:
+        raise ValueError(f"fastad: native must be one of {MODES}, got {mode!r}")
+    if disabled():
+        _warn_once("native code is disabled by FASTAD_NATIVE=0")
+        return
+    if tape.native_policy is not None or len(tape) == 0:
+        return
+    policy = tape.native_policy = Policy(mode, sweeps_for(dmode))
+    if mode == "always":
+        policy.run(tape)
+        return
+    # a cached shared object from an earlier process: no reason to wait
+    argv, _ = compiler()
+    if argv is not None and len(tape) <= MAX_RECORDS:
+        key = key_of(tape, policy.sweeps)
+        if _try_load(tape, _path(cache_dir(), key), key, policy.sweeps):
+            policy.state, policy.compile_time = "native", 0.0
+            return
+    tape.native_countdown = hot_after(len(tape))
+
+
+def tier(tape):
+    """'native', 'compiling', 'interpreted' or 'interpreted (why not)' for a tape."""
+    p = tape.native_policy
+    if _native.is_native(tape):
+        return "native"
+    return "interpreted" if p is None else p.state
+
+
+def wait(fun, timeout=60.0):
+    """Wait until the background compiles of `fun`'s tapes (a fastad.grad & co.) end."""
+    for t in fun.tapes():
+        if t.native_policy is not None:
+            t.native_policy.wait(timeout)
+
+
+def compile_now(fun):
+    """Compile every cached tape of `fun` now (blocking); returns their tiers."""
+    out = []
+    for t in fun.tapes():
+        p = t.native_policy
+        if p is not None and p.state in ("interpreted", "compiling"):
+            p.wait()
+            if p.state == "interpreted":
+                p.run(t)
+        out.append(tier(t))
+    return out
+
+
+def export(tape, path, name, jvp=True):
+    """Write standalone C for `tape` to `path` and its header beside it (Tape.to_c)."""
+    import numpy as np
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"fastad.Tape.to_c: name must be a C identifier, got {name!r}")
+    if tape.output_slot < 0:
+        raise ValueError("fastad.Tape.to_c: the tape has no output (its recording failed)")
+    try:
+        src, hdr = _codegen.standalone(_native.raw_records(tape), np.asarray(tape.values),
+                                       _native.index_pool(tape), tape.n_inputs,
+                                       tape.output_slot, name, jvp)
+    except _codegen.Unsupported as e:
+        raise NotImplementedError(f"fastad.Tape.to_c: {e}") from None
+    path = os.fspath(path)
+    hpath = os.path.splitext(path)[0] + ".h"
+    src = src.replace(f'#include "{name}.h"', f'#include "{os.path.basename(hpath)}"')
+    with open(path, "w") as f:
+        f.write(src)
+    with open(hpath, "w") as f:
+        f.write(hdr)
+    return path, hpath
