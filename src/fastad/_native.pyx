@@ -21,6 +21,7 @@ cnp.import_array()
 cdef extern from "<dlfcn.h>" nogil:
     void *dlopen(const char *filename, int flags)
     void *dlsym(void *handle, const char *symbol)
+    int dlclose(void *handle)
     char *dlerror()
     int RTLD_NOW
     int RTLD_LOCAL
@@ -87,6 +88,9 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
         raise OSError(f"cannot load {path}: {err.decode(errors='replace') if err else '?'}")
     k = <const char *>symbol(h, b"fastad_key")
     if k == NULL or strcmp(k, <const char *>key) != 0:
+        # closed, so that a rebuilt file under this name is loaded afresh (the loader
+        # would otherwise hand back this object, matched by its name)
+        dlclose(h)
         raise OSError(f"{path} does not carry the expected key (a stale or foreign file)")
     n = <fa_native *>malloc(sizeof(fa_native))
     if n == NULL:

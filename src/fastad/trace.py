@@ -1264,7 +1264,7 @@ class TapeInfo:
         return (f"{_n(self.records, 'record')} ({_n(self.words, 'word')}), "
                 f"{_n(self.slots, 'slot')} ({_n(self.inputs, 'input')}, "
                 f"{_n(self.constants, 'constant')}), {_n(self.guards, 'guard')}, "
-                f"{_bytes(self.bytes)}")
+                f"{_bytes(self.bytes)}; {self.native}")
 
     __repr__ = __str__
 
@@ -1293,7 +1293,18 @@ def _tape_info(tape):
     guards = sum(1 for _, r, _ in recs if isinstance(r, int) and r < 0)
     return TapeInfo(records=len(recs), words=len(tape), by_op=by_op, slots=tape.n_slots,
                     inputs=tape.n_inputs, constants=tape.n_constants, bytes=tape.nbytes,
-                    guards=guards, per_tape=None)
+                    guards=guards, per_tape=None, native=_native_text(tape))
+
+
+def _native_text(tape):
+    """The tape's tier (docs/native.md): interpreted / compiling / native, compile time."""
+    from fastad.native import tier
+    p = tape.native_policy
+    t = tier(tape)
+    if t == "native" and p is not None and p.compile_time is not None:
+        return f"native (compiled in {p.compile_time:.2f} s)" if p.compile_time else \
+            "native (from the cache)"
+    return t
 
 
 def trace_info(obj):
