@@ -35,19 +35,21 @@ from fastad import _native
 
 MODES = ("auto", "always", "never")
 
-# Tapes above this many records stay interpreted: the C would be too big to compile in
-# reasonable time without loop rolling (docs/native.md).
-MAX_RECORDS = 1_500_000
+# Tapes with more straight-line records than this stay interpreted: their C takes long to
+# compile, and past a few ten thousand records straight-line machine code no longer fits
+# the CPU's caches and runs slower than the interpreter (docs/native.md).  Loops (ranged
+# records) do not count.
+MAX_STATEMENTS = 30_000
 
 # Cost model of `hot_after` (seconds; measured on the development machine, see
 # docs/native.md): an interpreted replay costs about REPLAY_BASE + REPLAY_PER_RECORD per
 # record, a compile about COMPILE_BASE + COMPILE_PER_RECORD per record.
 REPLAY_BASE = 0.3e-6
 REPLAY_PER_RECORD = 5e-9
-COMPILE_BASE = 0.08
-COMPILE_PER_RECORD = 12e-6
+COMPILE_BASE = 0.15
+COMPILE_PER_RECORD = 300e-6
 
-FLAGS = ["-shared", "-fPIC", "-O2", "-std=c11", "-fno-math-errno", "-ffp-contract=off",
+FLAGS = ["-shared", "-fPIC", "-O1", "-std=c11", "-fno-math-errno", "-ffp-contract=off",
          "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-function",
          "-Wno-unused-parameter"]
 
@@ -226,11 +228,17 @@ def _try_load(tape, path, key, sweeps):
         return False
 
 
+def _too_large(tape):
+    return len(tape) > MAX_STATEMENTS and \
+        _codegen.straight_line(_native.raw_records(tape)) > MAX_STATEMENTS
+
+
 def build(tape, sweeps):
     """Give `tape` native sweeps, from the cache or by compiling; raises NativeError."""
-    if tape.n_slots and len(tape) > MAX_RECORDS:
-        raise NativeError(f"the tape has {len(tape)} records, more than the {MAX_RECORDS} "
-                          "fastad compiles")
+    if _too_large(tape):
+        raise NativeError(f"the tape has {_codegen.straight_line(_native.raw_records(tape))} "
+                          f"straight-line records, more than the {MAX_STATEMENTS} fastad "
+                          "compiles (docs/native.md)")
     argv, ident = compiler()
     if argv is None:
         raise NativeError(ident)
@@ -333,7 +341,7 @@ def attach(tape, mode, dmode):
         return
     # a cached shared object from an earlier process: no reason to wait
     argv, _ = compiler()
-    if argv is not None and len(tape) <= MAX_RECORDS:
+    if argv is not None and not _too_large(tape):
         key = key_of(tape, policy.sweeps)
         if _try_load(tape, _path(cache_dir(), key), key, policy.sweeps):
             policy.state, policy.compile_time = "native", 0.0
