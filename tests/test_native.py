@@ -33,7 +33,8 @@ def cache_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("native-cache")
     old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE_CFLAGS")}
     os.environ["FASTAD_CACHE_DIR"] = str(d)
-    os.environ["FASTAD_NATIVE_CFLAGS"] = "-Werror"
+    # -Werror on top of what the caller passes (tools/sanitize.sh: the sanitizers)
+    os.environ["FASTAD_NATIVE_CFLAGS"] = (old["FASTAD_NATIVE_CFLAGS"] or "") + " -Werror"
     yield d
     for k, v in old.items():
         if v is None:
