@@ -418,3 +418,54 @@ def test_standalone_export_of_array_code(tmp_path):
     # ranged exp/sin: libm here, numpy's SIMD loops in fastad (within an ulp or so)
     assert out[0] == 0 and out[1] == pytest.approx(v, rel=1e-14)
     np.testing.assert_allclose(out[2:26], g, rtol=1e-13)
+
+
+# ------------------------------------------------------------------------ random programs
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+import test_fuzz as fz  # noqa: E402
+
+# each example compiles a tape (~0.3-1 s): few by default, many in the full matrix
+FULL = os.environ.get("FASTAD_NATIVE_FULL") == "1"
+_RANDOM = settings(max_examples=60 if FULL else 3, deadline=None,
+                   suppress_health_check=list(HealthCheck))
+
+
+def _outcome(g, *args):
+    try:
+        with np.errstate(all="ignore"):
+            return g(*args)
+    except Exception as e:          # both tiers must fail alike
+        return type(e).__name__
+
+
+def _agree(f, argsets):
+    gi, gn = fd.value_and_grad(f, native="never"), fd.value_and_grad(f, native="always")
+    for args in argsets:
+        a, b = _outcome(gi, *args), _outcome(gn, *args)
+        if isinstance(a, str) or isinstance(b, str):
+            assert a == b
+            continue
+        assert same(a[0], b[0]) and same(a[1], b[1]), (args, a, b)
+    for t in gn.tapes():    # compiled, or refused with the reason (an empty tape: nothing)
+        tier = native.tier(t)
+        assert tier == "native" or tier.startswith("interpreted (") or len(t) == 0, tier
+
+
+@_RANDOM
+@given(stmts=fz.statements(), out=fz.scalar_exprs(2, max_leaves=5), seed=st.integers(0, 2**31))
+def test_random_branchy_programs_agree(stmts, out, seed):
+    def f(x):
+        return fz.run_statements(stmts, out, np, [x[0], x[1]], None)
+    rng = np.random.default_rng(seed)
+    _agree(f, [(rng.uniform(-2, 2, 2),) for _ in range(4)])
+
+
+@_RANDOM
+@given(tree=fz.array_exprs(), seed=st.integers(0, 2**31))
+def test_random_array_programs_agree(tree, seed):
+    def f(x0, x1):
+        return fz._to_scalar(np, fz.eval_array(tree, np, [x0, x1, 0.5]))
+    rng = np.random.default_rng(seed)
+    _agree(f, [(rng.uniform(-2, 2, 3), rng.uniform(-2, 2, (2, 3))) for _ in range(3)])
