@@ -469,3 +469,30 @@ def test_random_array_programs_agree(tree, seed):
         return fz._to_scalar(np, fz.eval_array(tree, np, [x0, x1, 0.5]))
     rng = np.random.default_rng(seed)
     _agree(f, [(rng.uniform(-2, 2, 3), rng.uniform(-2, 2, (2, 3))) for _ in range(3)])
+
+
+def test_standalone_hvp_export(tmp_path):
+    f = lambda x: np.sum(np.sin(x) * x ** 2) + x[0] * x[1] * x[2]
+    x, v = np.array([0.3, -0.7, 1.1]), np.array([1.0, 2.0, 3.0])
+    native.to_c(f, x, tmp_path / "hv.c", name="hv", hvp=True)
+    (tmp_path / "m.c").write_text(r"""
+#include <stdio.h>
+#include "hv.h"
+int main(void)
+{
+    double x[3] = {0.3, -0.7, 1.1}, v[3] = {1.0, 2.0, 3.0}, hv[3];
+    int rc = hv_hvp(x, v, hv);
+    printf("%d %a %a %a\n", rc, hv[0], hv[1], hv[2]);
+    return 0;
+}
+""")
+    exe = tmp_path / "hvp"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(exe),
+                    str(tmp_path / "hv.c"), str(tmp_path / "m.c"), "-lm"], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    H = np.diag(2 * np.sin(x) + 4 * x * np.cos(x) - x ** 2 * np.sin(x))
+    H[0, 1] = H[1, 0] = x[2]
+    H[0, 2] = H[2, 0] = x[1]
+    H[1, 2] = H[2, 1] = x[0]
+    assert int(out[0]) == 0
+    np.testing.assert_allclose([float.fromhex(s) for s in out[1:]], H @ v, rtol=1e-13)

@@ -412,14 +412,17 @@ def _int_table(name, vals):
     return f"static const int32_t {name}[] = {{{body}}};\n"
 
 
-def standalone(rows, values, ix, nin, out, name, jvp=True):
-    """A self-contained C file (and its header's text) for the tape: see Tape.to_c."""
+def standalone(rows, values, ix, nin, out, name, jvp=True, part=False):
+    """A self-contained C file (and its header's text) for the tape: see Tape.to_c.
+    part=True: only the tape's static functions, to be appended to another such file
+    (`name`_value_grad_work then has internal linkage; no header)."""
     recs = parse(rows)
     nslot = len(values)
     consts = np.flatnonzero(~written_slots(recs, nslot))
     consts = consts[consts >= nin]
     P = f"{name}_"
-    parts = [preamble(), f'#include <stdlib.h>\n#include <string.h>\n#include "{name}.h"\n\n']
+    parts = [] if part else \
+        [preamble(), f'#include <stdlib.h>\n#include <string.h>\n#include "{name}.h"\n\n']
     parts.append(_int_table(f"{P}ix", ix))
     parts.append(_int_table(f"{P}const_slots", consts))
     vals = ",".join(_c_double(values[s]) for s in consts) or "0"
@@ -434,12 +437,13 @@ static int64_t {P}forward(const double *x, double *v)
     const int32_t *ix = {P}ix;
     int64_t r;
     for (int64_t i = 0; i < {len(consts)}; i++) v[{P}const_slots[i]] = {P}const_vals[i];
-    memcpy(v, x, {nin} * sizeof(double));
+    {f"memcpy(v, x, {nin} * sizeof(double));" if nin else "(void)x;"}
 {chr(10).join(fcalls)}
     return -1;
 }}
 
-int {P}value_grad_work(const double *x, double *f, double *grad, double *work)
+{"static " if part else ""}int {P}value_grad_work(const double *x, double *f, double *grad,
+    double *work)
 {{
     double *v = work, *g = work + {nslot};
     const int32_t *ix = {P}ix;
@@ -449,10 +453,14 @@ int {P}value_grad_work(const double *x, double *f, double *grad, double *work)
     memset(g, 0, {nslot} * sizeof(double));
     g[{out}] = 1.0;
 {chr(10).join(rcalls)}
-    memcpy(grad, g, {nin} * sizeof(double));
+    {f"memcpy(grad, g, {nin} * sizeof(double));" if nin else "(void)grad;"}
     return 0;
 }}
 
+""")
+    if part:
+        return "".join(parts), None
+    parts.append(f"""
 int {P}value_grad(const double *x, double *f, double *g)
 {{
     double *work = (double *)malloc({P}WORK_DOUBLES * sizeof(double));
@@ -474,7 +482,7 @@ int {P}jvp_work(const double *x, const double *dx, double *f, double *df, double
     if (r >= 0) return (int)(1 + r % 2147483646);
     *f = v[{out}];
     memset(t, 0, {nslot} * sizeof(double));
-    memcpy(t, dx, {nin} * sizeof(double));
+    {f"memcpy(t, dx, {nin} * sizeof(double));" if nin else "(void)dx;"}
 {chr(10).join(tcalls)}
     *df = t[{out}];
     return 0;

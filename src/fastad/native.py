@@ -377,19 +377,48 @@ def compile_now(fun):
     return out
 
 
-def export(tape, path, name, jvp=True):
-    """Write standalone C for `tape` to `path` and its header beside it (Tape.to_c)."""
+def _standalone(tape, name, jvp, part=False):
     import numpy as np
-    if not name.isidentifier() or not name.isascii():
-        raise ValueError(f"fastad.Tape.to_c: name must be a C identifier, got {name!r}")
     if tape.output_slot < 0:
         raise ValueError("fastad.Tape.to_c: the tape has no output (its recording failed)")
     try:
-        src, hdr = _codegen.standalone(_native.raw_records(tape), np.asarray(tape.values),
-                                       _native.index_pool(tape), tape.n_inputs,
-                                       tape.output_slot, name, jvp)
+        return _codegen.standalone(_native.raw_records(tape), np.asarray(tape.values),
+                                   _native.index_pool(tape), tape.n_inputs, tape.output_slot,
+                                   name, jvp, part)
     except _codegen.Unsupported as e:
         raise NotImplementedError(f"fastad.Tape.to_c: {e}") from None
+
+
+HVP_WRAPPER = """
+int {name}_hvp(const double *x, const double *v, double *hv)
+{{
+    double *buf = (double *)malloc(({n4} + {work}) * sizeof(double)), f;
+    if (!buf) return -1;
+    double *xv = buf, *g = buf + {n2}, *work = buf + {n4};
+    memcpy(xv, x, {n} * sizeof(double));
+    memcpy(xv + {n}, v, {n} * sizeof(double));
+    int rc = {name}_hvpq_value_grad_work(xv, &f, g, work);
+    if (rc == 0) memcpy(hv, g, {n} * sizeof(double));
+    free(buf);
+    return rc;
+}}
+"""
+
+
+def export(tape, path, name, jvp=True, hvp_tape=None):
+    """Write standalone C for `tape` to `path` and its header beside it (Tape.to_c).
+    hvp_tape: the tape of q(x, v) = grad f(x) . v, whose gradient in x is H v (to_c)."""
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"fastad.Tape.to_c: name must be a C identifier, got {name!r}")
+    src, hdr = _standalone(tape, name, jvp)
+    if hvp_tape is not None:
+        n = tape.n_inputs
+        qsrc, _ = _standalone(hvp_tape, f"{name}_hvpq", False, part=True)
+        src += qsrc + HVP_WRAPPER.format(name=name, n=n, n2=2 * n, n4=4 * n,
+                                         work=2 * max(hvp_tape.n_slots, 1))
+        i = hdr.rindex("\n#endif")
+        hdr = (hdr[:i] + f"/* hv = the Hessian at x times v */\n"
+               f"int {name}_hvp(const double *x, const double *v, double *hv);\n" + hdr[i:])
     path = os.fspath(path)
     hpath = os.path.splitext(path)[0] + ".h"
     src = src.replace(f'#include "{name}.h"', f'#include "{os.path.basename(hpath)}"')
@@ -398,3 +427,18 @@ def export(tape, path, name, jvp=True):
     with open(hpath, "w") as f:
         f.write(hdr)
     return path, hpath
+
+
+def to_c(f, x, path, name="fastad_fn", hvp=False):
+    """Record f at the float array x and write standalone C (Tape.to_c), with
+    `name`_hvp(x, v, hv) too when hvp=True (the Hessian-vector product, reverse over the
+    recorded reverse sweep).  Returns (c_path, header_path).  See docs/native.md."""
+    import numpy as np
+    from fastad.api import grad, record
+    x = np.asarray(x, dtype=np.float64)
+    tape = record(f, x)
+    hvp_tape = None
+    if hvp:
+        g = grad(f, native="never")
+        hvp_tape = record(lambda x, v: np.sum(g(x) * v), x, np.zeros_like(x))
+    return export(tape, path, name, True, hvp_tape)
