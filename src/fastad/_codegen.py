@@ -136,15 +136,6 @@ def parse(rows):
     return out
 
 
-def straight_line(rows):
-    """Records that become straight-line statements (not loops): what compile time and
-    code size grow with."""
-    rows = np.asarray(rows)
-    if not len(rows):
-        return 0
-    return int(np.count_nonzero((rows[:, 1] & RANGED) == 0))
-
-
 def written_slots(recs, nslot):
     """Which slots some record writes (the others are inputs and constants)."""
     w = np.zeros(nslot, dtype=bool)

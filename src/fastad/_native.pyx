@@ -51,6 +51,16 @@ def raw_records(Tape tape):
     return out
 
 
+def straight_line(Tape tape):
+    """Records that are not ranged (nor EXT words): the generated code's statements."""
+    cdef fa_tape *t = tape.c
+    cdef int64_t i, n = 0
+    for i in range(t.nrec):
+        if not (t.rec[i].flags & 1):        # FA_RANGED
+            n += 1
+    return n
+
+
 def record_bytes(Tape tape):
     cdef fa_tape *t = tape.c
     return (<char *>t.rec)[:t.nrec * sizeof(fa_rec)] if t.nrec else b""

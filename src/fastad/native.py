@@ -193,12 +193,17 @@ def _trim(d, keep):
                 pass
 
 
+_SOURCE_HASH = []
+
+
 def key_of(tape, sweeps):
     """The cache key: records, sweeps, generator and headers, compiler and flags."""
     argv, ident = compiler()
     h = hashlib.blake2b(digest_size=20)
     h.update(_codegen.structure_hash(_native.record_bytes(tape), sweeps).encode())
-    h.update(_codegen.source_hash().encode())
+    if not _SOURCE_HASH:
+        _SOURCE_HASH.append(_codegen.source_hash())     # the headers do not change
+    h.update(_SOURCE_HASH[0].encode())
     h.update(repr((argv, ident, flags(), sys.platform)).encode())
     return h.hexdigest()
 
@@ -229,14 +234,13 @@ def _try_load(tape, path, key, sweeps):
 
 
 def _too_large(tape):
-    return len(tape) > MAX_STATEMENTS and \
-        _codegen.straight_line(_native.raw_records(tape)) > MAX_STATEMENTS
+    return len(tape) > MAX_STATEMENTS and _native.straight_line(tape) > MAX_STATEMENTS
 
 
 def build(tape, sweeps):
     """Give `tape` native sweeps, from the cache or by compiling; raises NativeError."""
     if _too_large(tape):
-        raise NativeError(f"the tape has {_codegen.straight_line(_native.raw_records(tape))} "
+        raise NativeError(f"the tape has {_native.straight_line(tape)} "
                           f"straight-line records, more than the {MAX_STATEMENTS} fastad "
                           "compiles (docs/native.md)")
     argv, ident = compiler()
@@ -307,7 +311,10 @@ class Policy:
     def run(self, tape):
         t0 = time.perf_counter()
         try:
-            build(tape, self.sweeps)
+            try:
+                build(tape, self.sweeps)
+            except (OSError, subprocess.SubprocessError) as e:   # the compiler could not run
+                raise NativeError(f"compiling failed: {e}") from None
         except NativeError as e:
             self.state = f"interpreted ({str(e).splitlines()[0]})"
             _warn_once(f"native code is off for a tape: {e}")
