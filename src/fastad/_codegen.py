@@ -22,11 +22,11 @@ import numpy as np
 from fastad._tape import op_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
-CHUNK = 400
+CHUNK = 50
 
 # record flags (csrc/tape.h)
 RANGED, TRUE, A_PASSIVE, B_PASSIVE = 0x01, 0x02, 0x04, 0x08
