@@ -125,7 +125,7 @@ def parse(rows):
         else:
             i += 1
         if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM") or not flags & RANGED):
-            raise Unsupported(f"record {i} is a {op_table()[op][0]} record, which the code "
+            raise Unsupported(f"the tape has a {op_table()[op][0]} record, which the code "
                               "generator does not compile yet")
         if kind == "guard" and flags & RANGED:
             raise Unsupported(f"record {p.i} is a ranged guard")
