@@ -22,7 +22,7 @@ import numpy as np
 from fastad._tape import op_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -296,8 +296,19 @@ def _chunks(items):
     return out
 
 
+# Loops over fewer elements than this stay in the straight-line chunks (-O1): vectorizing
+# them gains little, and each vectorized function costs compile time (three clones).
+LOOP_MIN = 256
+
+
+def _own_function(p):
+    if not p.flags & RANGED:
+        return False
+    return p.n * (p.sa if p.name in ("SUM", "CUMSUM") else 1) >= LOOP_MIN
+
+
 def _items(recs, stmt, *extra):
-    return [(stmt(p, "ix", *extra), bool(p.flags & RANGED)) for p in recs]
+    return [(stmt(p, "ix", *extra), _own_function(p)) for p in recs]
 
 
 def _attr(loop):
@@ -305,7 +316,7 @@ def _attr(loop):
 
 
 def _fwd_functions(recs, prefix, vec, ix_expr):
-    items = [(fwd_stmt(p, vec, ix_expr), bool(p.flags & RANGED)) for p in recs]
+    items = [(fwd_stmt(p, vec, ix_expr), _own_function(p)) for p in recs]
     vec_param = ", fa_native_vec_fn vec" if vec else ""
     vec_arg = ", vec" if vec else ""
     out, calls = [], []
