@@ -53,7 +53,6 @@ extensions = [extension("_tape", with_c=True), extension("_tracer", with_c=True)
               extension("_replay"), extension("_native")]
 
 
-
 class build_py_with_headers(build_py):
     """Also install the op table's headers as fastad/_csrc/: native code generated at run
     time embeds them (fastad._codegen, docs/native.md)."""

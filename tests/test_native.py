@@ -517,3 +517,8 @@ int main(void)
     H[1, 2] = H[2, 1] = x[0]
     assert int(out[0]) == 0
     np.testing.assert_allclose([float.fromhex(s) for s in out[1:]], H @ v, rtol=1e-13)
+
+
+def test_native_argument_is_checked():
+    with pytest.raises(ValueError, match="'auto', 'always' or 'never'"):
+        fd.grad(spring, native="fast")
