@@ -12,6 +12,7 @@ import os
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 CSRC = ["csrc/tape.c", "csrc/emit.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
@@ -52,9 +53,23 @@ def extension(name, with_c=False, extra=()):
 extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c"]),
               extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
               # batched replay (fastad.vmap): links its own copy of the C core for batch.h
-              extension("_batch", with_c=True)]
+              extension("_batch", with_c=True), extension("_native")]
+
+
+class build_py_with_headers(build_py):
+    """Also install the op table's headers as fastad/_csrc/: native code generated at run
+    time embeds them (fastad._codegen, docs/native.md)."""
+
+    def run(self):
+        super().run()
+        dst = os.path.join(self.build_lib, "fastad", "_csrc")
+        self.mkpath(dst)
+        for h in ("ops.h", "native_kernels.h"):
+            self.copy_file(os.path.join("csrc", h), os.path.join(dst, h))
+
 
 setup(
+    cmdclass={"build_py": build_py_with_headers},
     ext_modules=cythonize(
         extensions,
         include_path=["src"],

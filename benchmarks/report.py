@@ -30,6 +30,7 @@ CONTENDERS = [
     ("fastad", "fastad `value_and_grad`, replayed (after one warm-up call)"),
     ("fastad-noopt", "fastad `value_and_grad(optimize=False)`, replayed: the tape as recorded"),
     ("fastad-first", "fastad first call: new wrapper, trace + first sweep"),
+    ("fastad-native", "fastad `value_and_grad(native=\"always\")`: the tape as machine code"),
     ("plain", "the plain numpy function evaluated once (no gradient)"),
     ("numpy-hand", "hand-written numpy (or plain Python) value and gradient"),
     ("c", "hand-written C, `cc -O2`, one ctypes call per gradient"),
@@ -50,6 +51,7 @@ ORDER = {c: i for i, (c, _) in enumerate(CONTENDERS)}
 TEST_TO_CONTENDER = {
     "test_fastad_replay": "fastad", "test_fastad_noopt_replay": "fastad-noopt",
     "test_fastad_first": "fastad-first", "test_plain": "plain",
+    "test_fastad_native": "fastad-native",
     "test_numpy_hand": "numpy-hand", "test_c_hand": "c", "test_c_loop": "c-loop",
     "test_casadi": "casadi", "test_casadi_dm": "casadi-dm", "test_casadi_first": "casadi-first",
     "test_torch": "torch", "test_jax_grad": "jax-grad", "test_jax_jit": "jax-jit",
@@ -59,6 +61,7 @@ TEST_TO_CONTENDER = {
 
 MODULE_CONTENDERS = {
     "test_bench_fastad": ["fastad", "fastad-noopt", "fastad-first"], "test_bench_torch": ["torch"],
+    "test_bench_native": ["fastad-native"],
     "test_bench_jax": ["jax-grad", "jax-jit", "jax-jit-first"], "test_bench_autograd": ["autograd"],
     "test_bench_casadi": ["casadi", "casadi-dm", "casadi-first"],
 }

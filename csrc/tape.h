@@ -65,6 +65,7 @@ typedef struct {
     int64_t ncb;          /* CALLBACK records: the sweeps must call back into Python */
     void *owner;          /* the Python object owning the tape (for those callbacks) */
     int64_t want;         /* slots the last growth asked for (reported when it fails) */
+    void *native;         /* the tape's machine code (native_abi.h), or NULL; owned by Tape */
 } fa_tape;
 
 fa_tape *fa_tape_new(void);

@@ -34,6 +34,7 @@ from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 from fastad.errors import ComplexValueError, NonScalarOutputError
 from fastad import _record, randomness
+from fastad import native as native_tier
 
 cnp.import_array()
 
@@ -532,9 +533,10 @@ cdef class Compiled:
     cdef readonly str random          # "fresh" or "freeze": random draws (fastad.randomness)
     cdef object rand                  # its randomness.Policy (None: nothing to watch)
     cdef readonly bint optimize       # roll loops of each new tape (docs/design.md, "The optimizer")
+    cdef readonly str native          # "auto", "always" or "never": machine code (docs/native.md)
 
     def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False,
-                 str random="fresh", bint optimize=True):
+                 str random="fresh", bint optimize=True, str native="auto"):
         self.fun = fun
         self.argnums = tuple(argnums)
         self.many = many
@@ -547,6 +549,7 @@ cdef class Compiled:
         self.nonneg = min(self.argnums, default=0) >= 0
         self.need = max(max(self.argnums, default=-1) + 1, -min(self.argnums, default=0))
         self.optimize = optimize
+        self.native = native_tier.check_mode(native)
         self.random = randomness.check_mode(random)
         # replay=False traces every call, so its draws are fresh without any watching
         self.rand = randomness.Policy(fun) if random == "fresh" and replay else None
@@ -558,7 +561,7 @@ cdef class Compiled:
         """A Compiled of another function with this one's mode and options (the function of
         a pytree call's leaves)."""
         return Compiled(fun, argnums, True, self.mode, self.replay, self.has_aux, self.random,
-                        self.optimize)
+                        self.optimize, self.native)
 
     def cache_info(self):
         """Counts: traces (times the Python function ran), replays, retraces (traces caused
@@ -590,7 +593,7 @@ cdef class Compiled:
         """What this Compiled was made from, as Compiled(**spec) takes it back."""
         return dict(fun=self.fun, argnums=self.argnums, many=self.many, mode=self.mode.name,
                     replay=self.replay, has_aux=self.has_aux, random=self.random,
-                    optimize=self.optimize)
+                    optimize=self.optimize, native=self.native)
 
     def _signature(self, tuple args, dict kwargs):
         """(layout, tapes) of the cached signature of a call with plain (non-pytree)
@@ -757,6 +760,8 @@ cdef class Compiled:
             for a in argnums:
                 active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
             tape.mark_passive(active)
+        if self.replay:             # machine code for the tape: now, later, or never
+            native_tier.attach(tape, self.native, self.mode.name)
         tape.meta = None if meta.simple else meta
         w = tape.acquire()
         try:

@@ -22,6 +22,7 @@ cdef extern from "tape.h" nogil:
         int64_t ncb
         void *owner
         int64_t want
+        void *native
 
     ctypedef struct fa_op_info:
         const char *name
@@ -93,6 +94,10 @@ cdef class Tape:
     cdef public object meta          # the replay layer's record of the outputs (or None)
     cdef public list callbacks       # the custom_vjp functions of CALLBACK records, by id
     cdef public object optimized     # what the optimizer did to this tape (a dict), or None
+    # machine code (fastad.native, docs/native.md): its policy object, and the replays left
+    # before the policy is asked to compile (0: not counting)
+    cdef public object native_policy
+    cdef public int64_t native_countdown
     cdef int raise_pending(self) except -1
     cdef int _main(self) except -1
     cdef object __weakref__

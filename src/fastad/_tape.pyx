@@ -40,6 +40,18 @@ cdef extern from "sweeps.h" nogil:
     void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 
+# a tape's machine code, when fastad.native has compiled it (docs/native.md)
+cdef extern from "native_abi.h" nogil:
+    ctypedef int (*fa_native_vec_fn)(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                                     int32_t b, int32_t sb, int32_t n) noexcept nogil
+    ctypedef struct fa_native:
+        int64_t (*fwd)(double *v, const int32_t *ix, fa_native_vec_fn vec) noexcept nogil
+        void (*tan)(const double *v, double *t, const int32_t *ix) noexcept nogil
+        void (*rev)(const double *v, double *g, const int32_t *ix) noexcept nogil
+    const fa_native *fa_native_get(const fa_tape *t)
+    int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                      int32_t b, int32_t sb, int32_t n) noexcept
+
 
 Record = namedtuple("Record", ["op", "result", "operands"])
 Record.__doc__ = """One record of a tape, as Tape.records() reads it back: `op` is its numpy
@@ -150,6 +162,9 @@ cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
     """Values at the inputs already in v[0:nin]; returns -1, the index of the first failed
     guard, or -2 if a callback raised."""
     cdef int64_t i
+    cdef const fa_native *nat = fa_native_get(t)
+    if nat != NULL and nat.fwd != NULL:
+        return nat.fwd(v, t.ix, fa_native_vec)
     if t.ncb:
         for i in range(t.nrec):
             if t.rec[i].op == FA_CALLBACK:
@@ -167,6 +182,10 @@ cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
 cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept nogil:
     """Forward mode: tangents of the inputs already in tan[0:nin]."""
     cdef int64_t i
+    cdef const fa_native *nat = fa_native_get(t)
+    if nat != NULL and nat.tan != NULL:
+        nat.tan(v, tan, t.ix)
+        return 0
     for i in range(t.nrec):
         if t.ncb and t.rec[i].op == FA_CALLBACK:
             if callback(t, i, <double *>v, tan, CB_TANGENT):
@@ -187,6 +206,10 @@ cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t o
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
     """Reverse mode from adjoints already seeded in adj (zero elsewhere)."""
     cdef int64_t i
+    cdef const fa_native *nat = fa_native_get(t)
+    if nat != NULL and nat.rev != NULL:
+        nat.rev(v, adj, t.ix)
+        return 0
     for i in range(t.nrec - 1, -1, -1):
         if t.ncb and t.rec[i].op == FA_CALLBACK:
             if callback(t, i, <double *>v, adj, CB_REVERSE):
@@ -269,6 +292,8 @@ cdef class Tape:
             free_work(self.spare[i])
         free(self.main.adj)
         free(self.main.tan)
+        if self.c != NULL:
+            free(self.c.native)    # the function table; its shared object stays loaded
         fa_tape_free(self.c)   # owns main.val
 
     cdef int check(self, int err) except -1:
@@ -327,6 +352,10 @@ cdef class Tape:
         cdef Work *w
         if self.recording:
             raise RuntimeError("fastad internal error: replay of a tape still recording")
+        if self.native_countdown > 0:       # the tape is warming up for native code
+            self.native_countdown -= 1
+            if self.native_countdown == 0:
+                self.native_policy.hot(self)
         if not self.main_busy:
             self.main_busy = True
             self.main.val = self.c.val
@@ -729,6 +758,13 @@ cdef class Tape:
     def __reduce__(self):
         from fastad.serialize import reduce_tape
         return reduce_tape(self)
+
+    def to_c(self, path, name="fastad_fn", jvp=True):
+        """Write the tape as standalone C: `path` (a .c file) and its header beside it,
+        with `name`_value_grad (and `name`_jvp) on plain double arrays, no Python needed.
+        Returns (c_path, header_path).  See docs/native.md."""
+        from fastad.native import export
+        return export(self, path, name, jvp)
 
     def __repr__(self):
         return (f"<fastad.Tape: {self.c.nrec} records, {self.c.nslot} slots "

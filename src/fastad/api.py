@@ -39,7 +39,7 @@ def _check_callable(fun, who):
 
 def _wrap(fun, argnums, mode, has_aux=False, **options):
     """The Compiled function of transform `mode` (a name of fastad._replay.MODES); options
-    are Compiled's: replay, random, optimize."""
+    are Compiled's: replay, random, optimize, native."""
     _check_callable(fun, mode)
     nums, many = _check_argnums(argnums)
     compiled = Compiled(fun, nums, many, mode, has_aux=has_aux, **options)
@@ -47,7 +47,8 @@ def _wrap(fun, argnums, mode, has_aux=False, **options):
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True):
+def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
+         native="auto"):
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -65,7 +66,9 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize
     the same generator, as plain Python would; ``random="freeze"`` reuses the first call's
     draws (docs/conventions.md, "Random draws").  Each new tape is optimized once (loops
     rolled back up, docs/design.md "The optimizer"); with ``optimize=False`` it is replayed
-    as recorded.
+    as recorded.  A tape replayed often is compiled to machine code in the background
+    (``native="auto"``; ``"always"`` compiles before the first replay, ``"never"`` keeps
+    the interpreter; docs/native.md), with the interpreter's results bit for bit.
 
     Arguments may be pytrees (nested tuples, lists and dicts of floats and arrays); the
     gradient then has the argument's structure.  With ``has_aux=True``, `fun` returns
@@ -76,14 +79,15 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize
     0.0
     """
     return _wrap(fun, argnums, "grad", has_aux, replay=replay, random=random,
-                 optimize=optimize)
+                 optimize=optimize, native=native)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True):
+def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh",
+                   optimize=True, native="auto"):
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
     return _wrap(fun, argnums, "value_and_grad", has_aux, replay=replay, random=random,
-                 optimize=optimize)
+                 optimize=optimize, native=native)
 
 
 # jvp and vjp take the function anew on every call (JAX's signature), so their tapes must
@@ -154,7 +158,7 @@ def vjp(fun, *primals, has_aux=False, optimize=True):
 
 
 def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           sparse=False):
+           native="auto", sparse=False):
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one tangent sweep per column colour
@@ -162,22 +166,22 @@ def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimi
     if sparse:
         return _sparse_jacobian(fun, argnums, "fwd", has_aux, replay)
     return _wrap(fun, argnums, "jacfwd", has_aux, replay=replay, random=random,
-                 optimize=optimize)
+                 optimize=optimize, native=native)
 
 
 def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           sparse=False):
+           native="auto", sparse=False):
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one reverse sweep per row colour."""
     if sparse:
         return _sparse_jacobian(fun, argnums, "rev", has_aux, replay)
     return _wrap(fun, argnums, "jacrev", has_aux, replay=replay, random=random,
-                 optimize=optimize)
+                 optimize=optimize, native=native)
 
 
 def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           sparse=False):
+           native="auto", sparse=False):
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
@@ -187,7 +191,7 @@ def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", opti
     if sparse:
         return _sparse_jacobian(fun, argnums, "auto", has_aux, replay)
     return _wrap(fun, argnums, "jacobian", has_aux, replay=replay, random=random,
-                 optimize=optimize)
+                 optimize=optimize, native=native)
 
 
 def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
@@ -197,7 +201,7 @@ def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
 
 
 def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           sparse=False):
+           native="auto", sparse=False):
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``.  With
@@ -207,12 +211,12 @@ def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optim
     if sparse:
         from fastad.sparse import sparse_hessian
         return sparse_hessian(fun, argnums, has_aux=has_aux, replay=replay)
-    options = dict(replay=replay, random=random, optimize=optimize)
+    options = dict(replay=replay, random=random, optimize=optimize, native=native)
     return jacfwd(grad(fun, argnums, has_aux=has_aux, **options), argnums, has_aux=has_aux,
                   **options)
 
 
-def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True):
+def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True, native="auto"):
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -221,9 +225,9 @@ def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True):
     _check_callable(fun, "hvp")
     if not isinstance(argnums, int) or isinstance(argnums, bool):
         raise TypeError("fastad.hvp: argnums must be a single int")
-    g = grad(fun, argnums, replay=replay, random=random, optimize=optimize)
+    g = grad(fun, argnums, replay=replay, random=random, optimize=optimize, native=native)
     return _HVP(fun, argnums, Compiled(g, (argnums,), False, "jvp", replay=replay,
-                                       random=random, optimize=optimize))
+                                       random=random, optimize=optimize, native=native))
 
 
 class _HVP:

@@ -24,6 +24,7 @@ class TapeInfo:
     bytes: int
     guards: int
     optimized: Optional[dict] = None      # Tape.optimized: what the optimizer did
+    native: Optional[str] = None          # the tape's tier: interpreted / compiling / native
     what: Optional[str] = None
     traces: Optional[int] = None
     replays: Optional[int] = None
@@ -52,7 +53,7 @@ class TapeInfo:
         return (f"{plural(self.records, 'record')} ({plural(self.words, 'word')}), "
                 f"{plural(self.slots, 'slot')} ({plural(self.inputs, 'input')}, "
                 f"{plural(self.constants, 'constant')}), {plural(self.guards, 'guard')}, "
-                f"{size_text(self.bytes)}")
+                f"{size_text(self.bytes)}" + (f"; {self.native}" if self.native else ""))
 
     def __str__(self):
         if not self.compiled:
@@ -104,8 +105,19 @@ def tape_info(tape):
     recs = tape.records()
     return TapeInfo(records=len(recs), words=len(tape), by_op=Counter(op for op, _, _ in recs),
                     slots=tape.n_slots, inputs=tape.n_inputs, constants=tape.n_constants,
-                    bytes=tape.nbytes, optimized=tape.optimized,
+                    bytes=tape.nbytes, optimized=tape.optimized, native=_native_text(tape),
                     guards=sum(1 for _, r, _ in recs if isinstance(r, int) and r < 0))
+
+
+def _native_text(tape):
+    """The tape's tier (docs/native.md): interpreted / compiling / native, compile time."""
+    from fastad.native import tier
+    p = tape.native_policy
+    t = tier(tape)
+    if t == "native" and p is not None and p.compile_time is not None:
+        return f"native (compiled in {p.compile_time:.2f} s)" if p.compile_time else \
+            "native (from the cache)"
+    return t
 
 
 _SUMMED = ("records", "words", "slots", "inputs", "constants", "bytes", "guards")

@@ -1,0 +1,49 @@
+/*
+ * native_abi.h -- how the library calls a tape's machine code (docs/native.md).
+ *
+ * A tape's fa_tape.native points to an fa_native (or is NULL: interpreter).  Generated
+ * code works on the interpreter's own slot arrays (values, tangents, adjoints), so a sweep
+ * may run in either tier and a replay may switch tier between its forward and reverse
+ * sweep.  The pointer is published once, with release/acquire atomics, by the thread that
+ * compiled the code, while other threads replay the tape without the GIL.
+ */
+#ifndef FASTAD_NATIVE_ABI_H
+#define FASTAD_NATIVE_ABI_H
+
+#include "sweeps.h"
+#include "native_kernels.h"
+
+typedef int64_t (*fa_native_fwd_fn)(double *v, const int32_t *ix, fa_native_vec_fn vec);
+typedef void (*fa_native_tan_fn)(const double *v, double *t, const int32_t *ix);
+typedef void (*fa_native_rev_fn)(const double *v, double *g, const int32_t *ix);
+
+typedef struct {
+    fa_native_fwd_fn fwd;   /* each NULL when not generated: that sweep stays interpreted */
+    fa_native_tan_fn tan;
+    fa_native_rev_fn rev;
+} fa_native;
+
+static inline const fa_native *fa_native_get(const fa_tape *t)
+{
+    return (const fa_native *)__atomic_load_n(&t->native, __ATOMIC_ACQUIRE);
+}
+
+static inline void fa_native_set(fa_tape *t, fa_native *n)
+{
+    __atomic_store_n(&t->native, (void *)n, __ATOMIC_RELEASE);
+}
+
+/* The interpreter's own numpy-loop path for one ranged record (fa_fwd_vec), so values of
+ * ranged transcendental ops are the interpreter's bit for bit. */
+static int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                         int32_t b, int32_t sb, int32_t n)
+{
+    fa_rec p[2];
+    p[0].op = (uint8_t)op; p[0].flags = FA_RANGED; p[0].unused = 0;
+    p[0].r = r; p[0].a = a; p[0].b = b;
+    p[1].op = FA_EXT; p[1].flags = 0; p[1].unused = 0;
+    p[1].r = n; p[1].a = sa; p[1].b = sb;
+    return fa_fwd_vec(p, v);
+}
+
+#endif /* FASTAD_NATIVE_ABI_H */

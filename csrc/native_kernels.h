@@ -1,0 +1,42 @@
+/*
+ * native_kernels.h -- the op table's third reading: C functions for generated code.
+ *
+ * fastad.native writes C source for a recorded tape (docs/native.md).  That source embeds
+ * this header (and ops.h, which it includes) as text, so a generated file needs nothing
+ * but a C compiler and libm.  Here every row of the op table becomes three small inline
+ * functions: the value rule fa_v_NAME and the partials fa_da_NAME / fa_db_NAME, each the
+ * very expression of ops.h, so generated code computes what the interpreter's kernels
+ * (sweeps.h) compute, bit for bit when compiled without floating-point contraction.
+ */
+#ifndef FASTAD_NATIVE_KERNELS_H
+#define FASTAD_NATIVE_KERNELS_H
+
+#include <stdint.h>
+#include "ops.h"
+
+/* The absolute-zero product of the sweeps (sweeps.h, FA_AZ): 0 if either factor is 0. */
+#define FA_NAZ(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
+
+#define FA_NK1(N, S, V, DA)                                                              \
+    static inline double fa_v_##N(double a) { return (V); }                             \
+    static inline double fa_da_##N(double a, double r) { (void)a; (void)r; return (DA); }
+#define FA_NK2(N, S, V, DA, DB)                                                          \
+    static inline double fa_v_##N(double a, double b) { return (V); }                   \
+    static inline double fa_da_##N(double a, double b, double r)                        \
+    { (void)a; (void)b; (void)r; return (DA); }                                          \
+    static inline double fa_db_##N(double a, double b, double r)                        \
+    { (void)a; (void)b; (void)r; return (DB); }
+#define FA_NKG(N, S, T) static inline int fa_g_##N(double a, double b) { return (T) ? 1 : 0; }
+FA_UNARY_OPS(FA_NK1)
+FA_BINARY_OPS(FA_NK2)
+FA_GUARD_OPS(FA_NKG)
+#undef FA_NK1
+#undef FA_NK2
+#undef FA_NKG
+
+/* In-process only: the library's numpy-loop evaluator of a ranged record (returns 0 when
+ * it has no loop for the op or the range is short, and the generated loop runs instead). */
+typedef int (*fa_native_vec_fn)(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                                int32_t b, int32_t sb, int32_t n);
+
+#endif /* FASTAD_NATIVE_KERNELS_H */

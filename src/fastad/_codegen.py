@@ -1,0 +1,531 @@
+"""C source for a recorded tape: its forward, tangent and reverse sweeps as straight-line
+code and loops (docs/native.md).
+
+Every op's C comes from the op table (csrc/ops.h) through csrc/native_kernels.h, which
+turns each row into inline functions (value rule, partials); both headers are embedded
+as text in the generated file, so the file is self-contained.  This module decides
+only the *shape* of the code: one statement per scalar record, one loop per ranged
+record, the same operation order as the interpreter's kernels (csrc/sweeps.h), so the
+results are the interpreter's bit for bit.
+
+A record the generator does not know -- an op outside the table's unary, binary and guard
+lists and its GATHER/SUM/CUMSUM structural ops, or a flag bit it has not been taught --
+makes `generate` raise `Unsupported`, and the tape stays interpreted: new record kinds
+(a tape optimizer's, say) never run as wrong code.
+"""
+import hashlib
+import os
+import re
+
+import numpy as np
+
+from fastad._tape import op_table
+
+# bumped whenever the generated code changes for the same tape (part of the cache key)
+GENERATOR_VERSION = 6
+
+# straight-line statements per C function, each function kept out of line (FA_NOINLINE):
+# keeps the compiler's time linear in the tape
+CHUNK = 50
+
+# record flags (csrc/tape.h)
+RANGED, TRUE, A_PASSIVE, B_PASSIVE = 0x01, 0x02, 0x04, 0x08
+KNOWN_FLAGS = RANGED | TRUE | A_PASSIVE | B_PASSIVE
+
+
+class Unsupported(Exception):
+    """The tape holds a record the generator cannot compile (it stays interpreted)."""
+
+
+def _csrc():
+    """The csrc/ directory: next to the package in a source tree, or installed with it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(here, "_csrc"), os.path.join(here, "..", "..", "csrc")):
+        if os.path.exists(os.path.join(d, "ops.h")):
+            return os.path.normpath(d)
+    raise Unsupported("the C headers (csrc/ops.h) are not installed with fastad")
+
+
+_HEADERS = None
+
+
+def headers():
+    """ops.h and native_kernels.h as one text with their local #includes resolved."""
+    global _HEADERS          # read once per process: the files do not change under us
+    if _HEADERS is None:
+        d = _csrc()
+        with open(os.path.join(d, "ops.h")) as f:
+            ops = f.read()
+        with open(os.path.join(d, "native_kernels.h")) as f:
+            kern = f.read()
+        _HEADERS = ops + "\n" + kern.replace('#include "ops.h"', "/* ops.h: above */")
+    return _HEADERS
+
+
+_NAMES = None
+
+
+def c_names():
+    """The C enum name (EXP, SELECT, ...) of each op code, read from the op table's X-macro
+    lists in ops.h and checked against the compiled library's own table."""
+    global _NAMES
+    if _NAMES is None:
+        text = headers()
+        found = []
+        for lst in ("FA_UNARY_OPS", "FA_BINARY_OPS", "FA_GUARD_OPS", "FA_STRUCT_OPS"):
+            m = re.search(r"#define %s\(X\)(.*?)(?:\n\s*\n|\n#|\ntypedef)" % lst, text, re.S)
+            if not m:
+                raise Unsupported(f"cannot read {lst} from ops.h")
+            found += re.findall(r'X\(\s*(\w+)\s*,\s*"(\w+)"', m.group(1))
+        table = op_table()
+        if [s for _, s in found] != [name for name, _ in table]:
+            raise Unsupported("ops.h and the compiled library disagree (rebuild fastad)")
+        _NAMES = [(c, kind) for (c, _), (_, kind) in zip(found, table)]
+    return _NAMES
+
+
+def source_hash():
+    """Hash of everything the generated code depends on besides the tape."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(headers().encode())
+    h.update(str(GENERATOR_VERSION).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------ records
+
+class Rec:
+    """One record (header and EXT word read together)."""
+    __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb")
+
+
+def parse(rows):
+    """Records from raw rows (op, flags, r, a, b); raises Unsupported for anything unknown."""
+    names = c_names()
+    ext = next(i for i, (c, _) in enumerate(names) if c == "EXT")
+    out, i, nrec = [], 0, len(rows)
+    while i < nrec:
+        op, flags, r, a, b = (int(x) for x in rows[i])
+        if op >= len(names):
+            raise Unsupported(f"record {i} has op code {op}, unknown to the code generator")
+        if flags & ~KNOWN_FLAGS:
+            raise Unsupported(f"record {i} has flags {flags:#x} unknown to the code generator")
+        c, kind = names[op]
+        if op == ext:       # a lone EXT word: a no-op
+            i += 1
+            continue
+        p = Rec()
+        p.i, p.op, p.name, p.kind, p.flags, p.r, p.a, p.b = i, op, c, kind, flags, r, a, b
+        p.n = p.sa = p.sb = 0
+        if flags & RANGED:
+            if i + 1 >= nrec or int(rows[i + 1][0]) != ext:
+                raise Unsupported(f"ranged record {i} lacks its EXT word")
+            p.n, p.sa, p.sb = (int(x) for x in rows[i + 1][2:5])
+            i += 2
+        else:
+            i += 1
+        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM") or not flags & RANGED):
+            raise Unsupported(f"the tape has a {op_table()[op][0]} record, which the code "
+                              "generator does not compile yet")
+        if kind == "guard" and flags & RANGED:
+            raise Unsupported(f"record {p.i} is a ranged guard")
+        if kind in ("unary", "binary") and flags & RANGED and (
+                p.sa not in (0, 1) or (kind == "binary" and p.sb not in (0, 1))):
+            raise Unsupported(f"record {p.i} has operand strides {p.sa}, {p.sb}")
+        out.append(p)
+    return out
+
+
+def written_slots(recs, nslot):
+    """Which slots some record writes (the others are inputs and constants)."""
+    w = np.zeros(nslot, dtype=bool)
+    for p in recs:
+        if p.kind == "guard":
+            continue
+        if p.flags & RANGED:
+            cnt = p.n * p.sa if p.name == "CUMSUM" else (p.sa if p.name == "SUM" else p.n)
+            w[p.r:p.r + cnt] = True
+        else:
+            w[p.r] = True
+    return w
+
+
+# ------------------------------------------------------------------------ statements
+
+def _idx(base, stride):
+    return f"{base} + k" if stride else f"{base}"
+
+
+def fwd_stmt(p, vec, ix):
+    """C for one record's forward sweep.  `vec`: call the library's numpy loops first."""
+    N = p.name
+    if p.kind == "guard":
+        want = 1 if p.flags & TRUE else 0
+        return f"if (fa_g_{N}(v[{p.a}], v[{p.b}]) != {want}) return {p.i};"
+    if not p.flags & RANGED:
+        if p.kind == "unary":
+            return f"v[{p.r}] = fa_v_{N}(v[{p.a}]);"
+        return f"v[{p.r}] = fa_v_{N}(v[{p.a}], v[{p.b}]);"
+    if N == "GATHER":
+        return f"for (int64_t k = 0; k < {p.n}; k++) v[{p.r} + k] = v[{ix}[{p.a} + k]];"
+    if N == "SUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc = 0.0; "
+                f"for (int64_t k = 0; k < {n}; k++) acc += v[{p.a} + j * {n} + k]; "
+                f"v[{p.r} + j] = acc; }}")
+    if N == "CUMSUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc = 0.0; "
+                f"for (int64_t k = 0; k < {n}; k++) {{ acc += v[{p.a} + j * {n} + k]; "
+                f"v[{p.r} + j * {n} + k] = acc; }} }}")
+    ia = _idx(p.a, p.sa)
+    if p.kind == "unary":
+        body = f"v[{p.r} + k] = fa_v_{N}(v[{ia}]);"
+    else:
+        body = f"v[{p.r} + k] = fa_v_{N}(v[{ia}], v[{_idx(p.b, p.sb)}]);"
+    loop = f"for (int64_t k = 0; k < {p.n}; k++) {body}"
+    if vec and p.n >= 16:    # FA_VEC_MIN of sweeps.h: shorter ranges never use numpy's loop
+        return (f"if (!vec({p.op}, v, {p.r}, {p.a}, {p.sa}, {p.b}, {p.sb}, {p.n})) "
+                f"{{ {loop} }}")
+    return loop
+
+
+def _args(p, k_a, k_b, k_r):
+    return (f"v[{k_a}], v[{k_r}]" if p.kind == "unary" else f"v[{k_a}], v[{k_b}], v[{k_r}]")
+
+
+def tan_stmt(p, ix):
+    N = p.name
+    if p.kind == "guard":
+        return None
+    if not p.flags & RANGED:
+        args = _args(p, p.a, p.b, p.r)
+        s = f"t[{p.r}] = FA_NAZ(t[{p.a}], fa_da_{N}({args}))"
+        if p.kind == "binary":
+            s += f" + FA_NAZ(t[{p.b}], fa_db_{N}({args}))"
+        return s + ";"
+    if N == "GATHER":
+        return f"for (int64_t k = 0; k < {p.n}; k++) t[{p.r} + k] = t[{ix}[{p.a} + k]];"
+    if N == "SUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc = 0.0; "
+                f"for (int64_t k = 0; k < {n}; k++) acc += FA_NAZ(t[{p.a} + j * {n} + k], 1.0); "
+                f"t[{p.r} + j] = acc; }}")
+    if N == "CUMSUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc = 0.0; "
+                f"for (int64_t k = 0; k < {n}; k++) {{ acc += t[{p.a} + j * {n} + k]; "
+                f"t[{p.r} + j * {n} + k] = acc; }} }}")
+    ia, ib = _idx(p.a, p.sa), _idx(p.b, p.sb)
+    args = _args(p, ia, ib, f"{p.r} + k")
+    s = f"t[{p.r} + k] = FA_NAZ(t[{ia}], fa_da_{N}({args}))"
+    if p.kind == "binary":
+        s += f" + FA_NAZ(t[{ib}], fa_db_{N}({args}))"
+    return f"for (int64_t k = 0; k < {p.n}; k++) {s};"
+
+
+def rev_stmt(p, ix, passive):
+    """C for one record's reverse sweep; `passive`: honour the operands' passive flags."""
+    N = p.name
+    if p.kind == "guard":
+        return None
+    pa = passive and bool(p.flags & A_PASSIVE)
+    pb = passive and bool(p.flags & B_PASSIVE)
+    if not p.flags & RANGED:
+        args = _args(p, p.a, p.b, p.r)
+        parts = []
+        if not pa:
+            parts.append(f"g[{p.a}] += fa_nazw(w, fa_da_{N}({args}));")
+        if p.kind == "binary" and not pb:
+            parts.append(f"g[{p.b}] += fa_nazw(w, fa_db_{N}({args}));")
+        if not parts:
+            return None
+        # the zero test is laid out as the rare case: otherwise GCC jumps out of line and
+        # back for every record, thousands of distinct branches the CPU mispredicts
+        return f"{{ const double w = g[{p.r}]; if (FA_LIKELY(w != 0.0)) {{ {' '.join(parts)} }} }}"
+    if pa and (p.kind != "binary" or pb):
+        return None
+    if N == "GATHER":
+        return f"for (int64_t k = 0; k < {p.n}; k++) g[{ix}[{p.a} + k]] += g[{p.r} + k];"
+    if N == "SUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ const double w = g[{p.r} + j]; "
+                f"if (w == 0.0) continue; "
+                f"for (int64_t k = 0; k < {n}; k++) g[{p.a} + j * {n} + k] += w; }}")
+    if N == "CUMSUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc = 0.0; "
+                f"for (int64_t k = {n} - 1; k >= 0; k--) {{ acc += g[{p.r} + j * {n} + k]; "
+                f"g[{p.a} + j * {n} + k] += acc; }} }}")
+    # the interpreter's order (fa_rev_ranged): a's loop, b's loop, then broadcast sums
+    ia, ib = _idx(p.a, p.sa), _idx(p.b, p.sb)
+    args = _args(p, ia, ib, f"{p.r} + k")
+    loop = f"for (int64_t k = 0; k < {p.n}; k++) "
+    out, tail = [], []
+    for d, x, s, skip in (("da", p.a, p.sa, pa), ("db", p.b, p.sb, pb)):
+        if skip or (d == "db" and p.kind == "unary"):
+            continue
+        term = f"FA_NAZ(g[{p.r} + k], fa_{d}_{N}({args}))"
+        if s:
+            out.append(f"{loop}g[{x} + k] += {term};")
+        else:
+            out.append(f"double acc_{d} = 0.0; {loop}acc_{d} += {term};")
+            tail.append(f"g[{x}] += acc_{d};")
+    return "{ " + " ".join(out + tail) + " }"
+
+
+# ------------------------------------------------------------------------ functions
+
+def _chunks(items):
+    """Functions' bodies from (statement, is_loop) pairs: runs of straight-line statements
+    of at most CHUNK, and each loop alone (compiled for vectorization, see preamble)."""
+    out, run = [], []
+    for text, loop in items:
+        if text is None:
+            continue
+        if loop:
+            if run:
+                out.append((run, False))
+                run = []
+            out.append(([text], True))
+        else:
+            run.append(text)
+            if len(run) == CHUNK:
+                out.append((run, False))
+                run = []
+    if run or not out:
+        out.append((run, False))
+    return out
+
+
+# Loops over fewer elements than this stay in the straight-line chunks (-O1): vectorizing
+# them gains little, and each vectorized function costs compile time (three clones).
+LOOP_MIN = 256
+
+
+def _own_function(p):
+    if not p.flags & RANGED:
+        return False
+    return p.n * (p.sa if p.name in ("SUM", "CUMSUM") else 1) >= LOOP_MIN
+
+
+def _items(recs, stmt, *extra):
+    return [(stmt(p, "ix", *extra), _own_function(p)) for p in recs]
+
+
+def _attr(loop):
+    return "FA_LOOPFN" if loop else "FA_NOINLINE"
+
+
+def _fwd_functions(recs, prefix, vec, ix_expr):
+    items = [(fwd_stmt(p, vec, ix_expr), _own_function(p)) for p in recs]
+    vec_param = ", fa_native_vec_fn vec" if vec else ""
+    vec_arg = ", vec" if vec else ""
+    out, calls = [], []
+    for c, (body, loop) in enumerate(_chunks(items)):
+        out.append(f"{_attr(loop)} static int64_t {prefix}fwd_{c}(double *v, const int32_t *ix"
+                   f"{vec_param})\n"
+                   "{\n    (void)v; (void)ix;" + (" (void)vec;" if vec else "") + "\n    "
+                   + "\n    ".join(body) + "\n    return -1;\n}\n")
+        calls.append(f"    if ((r = {prefix}fwd_{c}(v, ix{vec_arg})) >= 0) return r;")
+    return out, calls
+
+
+def _sweep_functions(items, prefix, what, arg):
+    """Chunked functions for the tangent (in order) or reverse (reversed) sweep."""
+    out, calls = [], []
+    for c, (body, loop) in enumerate(_chunks(items)):
+        out.append(f"{_attr(loop)} static void {prefix}{what}_{c}(const double *v, "
+                   f"double *{arg}, const int32_t *ix)\n{{\n    (void)v; (void){arg}; "
+                   "(void)ix;\n    " + "\n    ".join(body) + "\n}\n")
+        calls.append(f"    {prefix}{what}_{c}(v, {arg}, ix);")
+    return out, calls
+
+
+def preamble():
+    return ("/* Generated by fastad (docs/native.md) from a recorded tape.  Do not edit. */\n"
+            "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>\n"
+            + headers() + "\n"
+            + LOOP_ATTRIBUTES)
+
+
+# Straight-line code is compiled at the command line's level (-O1: fast to compile); each
+# ranged record's loop is its own function, compiled to vectorize, for several x86-64
+# levels chosen at load time -- what the interpreter's loops get (sweeps.h, FA_CLONES).
+LOOP_ATTRIBUTES = """
+#if defined(__GNUC__)
+#define FA_NOINLINE __attribute__((noinline))
+#define FA_LIKELY(c) __builtin_expect(!!(c), 1)
+#else
+#define FA_NOINLINE
+#define FA_LIKELY(c) (c)
+#endif
+/* FA_NAZ(w, d) for a w known to be nonzero, its zero case laid out as the rare one */
+static inline double fa_nazw(double w, double d) { return FA_LIKELY(d != 0.0) ? w * d : 0.0; }
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FA_NO_CLONES)
+#define FA_LOOPFN __attribute__((noinline, optimize("O3"), \\
+    target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define FA_LOOPFN __attribute__((noinline, optimize("O3")))
+#else
+#define FA_LOOPFN FA_NOINLINE
+#endif
+
+"""
+
+
+def generate(rows, key, sweeps=("fwd", "tan", "rev")):
+    """The C of an in-process shared object for the records `rows` (raw_records): the
+    functions fastad_fwd / fastad_tan / fastad_rev of csrc/native_abi.h for the sweeps
+    asked for, and the string fastad_key."""
+    recs = parse(rows)
+    parts = [preamble(), f'const char fastad_key[] = "{key}";\n']
+    if "fwd" in sweeps:
+        fns, calls = _fwd_functions(recs, "", True, "ix")
+        parts += fns
+        parts.append("int64_t fastad_fwd(double *v, const int32_t *ix, fa_native_vec_fn vec)\n"
+                     "{\n    int64_t r;\n" + "\n".join(calls) + "\n    return -1;\n}\n")
+    if "tan" in sweeps:
+        fns, calls = _sweep_functions(_items(recs, tan_stmt), "", "tan", "t")
+        parts += fns
+        parts.append("void fastad_tan(const double *v, double *t, const int32_t *ix)\n{\n"
+                     + "\n".join(calls) + "\n}\n")
+    if "rev" in sweeps:
+        fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True), "", "rev", "g")
+        parts += fns
+        parts.append("void fastad_rev(const double *v, double *g, const int32_t *ix)\n{\n"
+                     + "\n".join(calls) + "\n}\n")
+    return "".join(parts)
+
+
+def structure_hash(record_bytes, sweeps):
+    h = hashlib.blake2b(digest_size=20)
+    h.update(record_bytes)
+    h.update(",".join(sorted(sweeps)).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------ standalone C
+
+def _c_double(x):
+    if np.isnan(x):
+        return "NAN"
+    if np.isinf(x):
+        return "INFINITY" if x > 0 else "-INFINITY"
+    return float(x).hex()
+
+
+def _int_table(name, vals):
+    body = ",".join(str(int(x)) for x in vals) or "0"
+    return f"static const int32_t {name}[] = {{{body}}};\n"
+
+
+def standalone(rows, values, ix, nin, out, name, jvp=True, part=False):
+    """A self-contained C file (and its header's text) for the tape: see Tape.to_c.
+    part=True: only the tape's static functions, to be appended to another such file
+    (`name`_value_grad_work then has internal linkage; no header)."""
+    recs = parse(rows)
+    nslot = len(values)
+    consts = np.flatnonzero(~written_slots(recs, nslot))
+    consts = consts[consts >= nin]
+    P = f"{name}_"
+    parts = [] if part else \
+        [preamble(), f'#include <stdlib.h>\n#include <string.h>\n#include "{name}.h"\n\n']
+    parts.append(_int_table(f"{P}ix", ix))
+    parts.append(_int_table(f"{P}const_slots", consts))
+    vals = ",".join(_c_double(values[s]) for s in consts) or "0"
+    parts.append(f"static const double {P}const_vals[] = {{{vals}}};\n\n")
+    fns, fcalls = _fwd_functions(recs, P, False, "ix")
+    parts += fns
+    rfns, rcalls = _sweep_functions(_items(recs[::-1], rev_stmt, False), P, "rev", "g")
+    parts += rfns
+    parts.append(f"""
+static int64_t {P}forward(const double *x, double *v)
+{{
+    const int32_t *ix = {P}ix;
+    int64_t r;
+    for (int64_t i = 0; i < {len(consts)}; i++) v[{P}const_slots[i]] = {P}const_vals[i];
+    {f"memcpy(v, x, {nin} * sizeof(double));" if nin else "(void)x;"}
+{chr(10).join(fcalls)}
+    return -1;
+}}
+
+{"static " if part else ""}int {P}value_grad_work(const double *x, double *f, double *grad,
+    double *work)
+{{
+    double *v = work, *g = work + {nslot};
+    const int32_t *ix = {P}ix;
+    int64_t r = {P}forward(x, v);
+    if (r >= 0) return (int)(1 + r % 2147483646);
+    *f = v[{out}];
+    memset(g, 0, {nslot} * sizeof(double));
+    g[{out}] = 1.0;
+{chr(10).join(rcalls)}
+    {f"memcpy(grad, g, {nin} * sizeof(double));" if nin else "(void)grad;"}
+    return 0;
+}}
+
+""")
+    if part:
+        return "".join(parts), None
+    parts.append(f"""
+int {P}value_grad(const double *x, double *f, double *g)
+{{
+    double *work = (double *)malloc({P}WORK_DOUBLES * sizeof(double));
+    if (!work) return -1;
+    int rc = {P}value_grad_work(x, f, g, work);
+    free(work);
+    return rc;
+}}
+""")
+    if jvp:
+        tfns, tcalls = _sweep_functions(_items(recs, tan_stmt), P, "tan", "t")
+        parts += tfns
+        parts.append(f"""
+int {P}jvp_work(const double *x, const double *dx, double *f, double *df, double *work)
+{{
+    double *v = work, *t = work + {nslot};
+    const int32_t *ix = {P}ix;
+    int64_t r = {P}forward(x, v);
+    if (r >= 0) return (int)(1 + r % 2147483646);
+    *f = v[{out}];
+    memset(t, 0, {nslot} * sizeof(double));
+    {f"memcpy(t, dx, {nin} * sizeof(double));" if nin else "(void)dx;"}
+{chr(10).join(tcalls)}
+    *df = t[{out}];
+    return 0;
+}}
+
+int {P}jvp(const double *x, const double *dx, double *f, double *df)
+{{
+    double *work = (double *)malloc({P}WORK_DOUBLES * sizeof(double));
+    if (!work) return -1;
+    int rc = {P}jvp_work(x, dx, f, df, work);
+    free(work);
+    return rc;
+}}
+""")
+    guard = name.upper() + "_H"
+    header = f"""/* Generated by fastad (docs/native.md): {name}, a recorded function of {nin} inputs.
+ *
+ * Every function returns 0 on success; a positive value means the inputs took another
+ * branch than the recorded one (a comparison changed outcome), and the outputs must not
+ * be trusted; -1 means out of memory (only the variants that allocate). */
+#ifndef {guard}
+#define {guard}
+
+#define {P}N_INPUTS {nin}
+/* doubles of workspace the *_work variants take */
+#define {P}WORK_DOUBLES {2 * max(nslot, 1)}
+
+/* f = the function at x, g[0..{nin}) its gradient */
+int {P}value_grad(const double *x, double *f, double *g);
+int {P}value_grad_work(const double *x, double *f, double *g, double *work);
+"""
+    if jvp:
+        header += f"""/* f = the function at x, df = its directional derivative along dx */
+int {P}jvp(const double *x, const double *dx, double *f, double *df);
+int {P}jvp_work(const double *x, const double *dx, double *f, double *df, double *work);
+"""
+    header += f"\n#endif /* {guard} */\n"
+    return "".join(parts), header
