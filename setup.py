@@ -13,7 +13,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CSRC = ["csrc/tape.c", "csrc/emit.c"]
+CSRC = ["csrc/tape.c", "csrc/emit.c", "csrc/linalg.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 

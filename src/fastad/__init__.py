@@ -13,6 +13,8 @@ Modules:
     custom     custom_vjp: user derivative rules, called back from the sweeps
     optimize   minimize: scipy.optimize wired to value_and_grad, hvp and jacobian
     pytree     nested tuples, lists and dicts as arguments
+    linalg     np.linalg / scipy.linalg on traced matrices (LAPACK-backed records)
+    special    scipy.special on traced values;  stats: scipy.stats densities
     cli        python -m fastad trace "<expression>" (parsed against a whitelist)
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
@@ -28,6 +30,7 @@ from fastad.custom import custom_vjp
 from fastad.optimize import minimize
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
+from fastad import linalg, special, stats   # np.linalg on traced arrays; scipy.special/stats
 
 __version__ = "0.1.0"
 

@@ -587,3 +587,6 @@ cdef class Tape:
     def __repr__(self):
         return (f"<fastad.Tape: {self.c.nrec} records, {self.c.nslot} slots "
                 f"({self.c.nin} inputs, {self.c.ncon} constants), {self.nbytes} bytes>")
+
+
+include "_linalg.pxi"

@@ -55,7 +55,7 @@ INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "
 # the smooth rule.
 _CONSTANTS = {"FA_LN2": "ln(2)", "FA_LN10": "ln(10)", "FA_2_SQRTPI": "2/sqrt(pi)"}
 _FUNCS = {"D_SQRT": "sqrt", "D_EXP": "exp", "D_LOG": "log", "D_SIN": "sin", "D_COS": "cos",
-          "D_SINH": "sinh", "D_COSH": "cosh", "D_SIGNPOS": "sign"}
+          "D_SINH": "sinh", "D_COSH": "cosh", "D_SIGNPOS": "sign", "D_LOG1P": "log1p"}
 _INFIX = {"D_ADD": (" + ", 1), "D_SUB": (" - ", 1), "D_MUL": (MUL, 2), "D_DIV": ("/", 2)}
 
 
@@ -95,6 +95,8 @@ def _render(node):
     if name == "D_POW":
         (x, px), (y, py) = args
         return f"{x if px == 3 else f'({x})'}**({y})", 3
+    if name == "D_POLYGAMMA":
+        return f"polygamma({args[0][0]}, {args[1][0]})", 3
     if name == "D_HYPOT":
         return f"hypot({args[0][0]}, {args[1][0]})", 3
     if name == "D_SELNOT":                       # the rule off its kink
