@@ -85,8 +85,8 @@ static inline double fa_polygamma(double n, double x)
 }
 
 /* inverse error function: Giles' single-precision approximation ("Approximating the erfinv
- * function", GPU Computing Gems, 2010) refined by two Halley steps on erf(x) = y, written
- * with erfc where |y| > 0.5 so the residual keeps its digits near +-1. */
+ * function", GPU Computing Gems, 2010) refined by Halley steps on erf(x) = y, or for |y| > 0.5 by
+ * Newton steps on log erfc(x) = log(1 - |y|), which stays well conditioned up to 1 - 1e-16. */
 static inline double fa_erfinv(double y)
 {
     if (y != y) return y;
@@ -108,11 +108,15 @@ static inline double fa_erfinv(double y)
         p = 1.00167406 + p * w;     p = 2.83297682 + p * w;
     }
     double x = p * ay;
-    for (int it = 0; it < 2; it++) {
-        /* f = erf(x) - |y|; for |y| > 0.5, (1 - |y|) - erfc(x) (1 - |y| is exact there) */
-        const double f = ay <= 0.5 ? erf(x) - ay : (1.0 - ay) - erfc(x);
-        const double d = f / (2.0 / sqrt(FA_PI) * exp(-x * x));
-        x -= d / (1.0 + x * d);                     /* Halley: f''/f' = -2x */
+    for (int it = 0; it < 4; it++) {
+        const double fprime = 2.0 / sqrt(FA_PI) * exp(-x * x);
+        if (ay <= 0.5) {                            /* Halley on erf(x) = |y| */
+            const double d = (erf(x) - ay) / fprime;
+            x -= d / (1.0 + x * d);
+        } else {                                    /* Newton on log erfc(x) = log(1 - |y|) */
+            const double e = erfc(x);                 /* (1 - |y| is exact for |y| >= 0.5) */
+            x += (log(e) - log(1.0 - ay)) * e / fprime;
+        }
     }
     return y < 0 ? -x : x;
 }
