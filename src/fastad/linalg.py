@@ -118,13 +118,14 @@ def det(a):
 @implements(np.linalg.cholesky)
 def cholesky(a, /, *, upper=False):
     """np.linalg.cholesky: the lower factor L (a = L L^T), reading a's lower triangle like
-    numpy; upper=True gives L^T."""
+    numpy; upper=True gives the upper factor from a's upper triangle."""
     if not _traced(a):
         return np.linalg.cholesky(a, upper=upper) if upper else np.linalg.cholesky(a)
     n = _square(a, "cholesky")
+    if upper:                   # numpy then reads the upper triangle: the lower one of a^T
+        return cholesky(a.T if type(a) is TracedArray else np.transpose(a)).T
     tape, first = _record(CHOLESKY, a, None, n, n, 0, "cholesky")
-    L = wrap(tape, first, (n, n))
-    return L.T if upper else L
+    return wrap(tape, first, (n, n))
 
 
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
@@ -149,13 +150,13 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
 
 
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
-    """scipy.linalg.cho_factor: (c, lower) with c the Cholesky factor (upper unless lower).
-    Unlike scipy, c's other triangle holds zeros, not a copy of a."""
+    """scipy.linalg.cho_factor: (c, lower) with c the Cholesky factor (upper unless lower),
+    from a's triangle of the same name.  Unlike scipy, c's other triangle holds zeros, not
+    a copy of a."""
     if not _traced(a):
         import scipy.linalg
         return scipy.linalg.cho_factor(a, lower=lower)
-    L = cholesky(a)
-    return (L if lower else L.T), lower
+    return cholesky(a, upper=not lower), lower
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
@@ -220,6 +221,7 @@ def _from_lu(lu, piv):
     return out
 
 
+@implements(np.linalg.lstsq)
 def lstsq(a, b, rcond=None):
     """np.linalg.lstsq for a matrix of full column rank: the normal equations through a
     Cholesky factor of a^T a (their condition number is cond(a)**2: docs/linalg.md).
@@ -240,6 +242,7 @@ def lstsq(a, b, rcond=None):
     return x, resid, n, None
 
 
+@implements(np.linalg.pinv)
 def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     """np.linalg.pinv for a matrix of full rank: (a^T a)^-1 a^T (tall) or a^T (a a^T)^-1
     (wide).  Rank-deficient traced matrices raise LinAlgError (docs/linalg.md)."""
