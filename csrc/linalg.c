@@ -8,6 +8,9 @@
  *             (S: the symmetric matrix the lower triangle of dA stands for; Phi: the
  *             lower triangle with the diagonal halved)
  *   TRSOLVE   dX = T^-1 (dB - tri(dT) X)      gB += T^-T gX,  gT -= tri((T^-T gX) X^T)
+ *   EIGH      M = V^T S V: dw = diag(M), dV = V (F o M);  G = V (diag(gw) + F o (V^T gV)) V^T
+ *             with F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it; "o" an absolute-zero
+ *             product (a zero M_ij gives 0 even where F is infinite: repeated eigenvalues)
  *
  * Matrices are row-major; a row-major buffer is, to column-major LAPACK, the transpose.
  * So SOLVE factors A^T (its buffer as it is) and solves with trans = 'T'; CHOLESKY
@@ -30,6 +33,7 @@ int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
     case FA_SLOGDET: return n * n + n + 3;
     case FA_CHOLESKY: return n * n + 1;
     case FA_TRSOLVE: return n * k + 1;
+    case FA_EIGH: return n + n * n + 1;
     default: return -1;
     }
 }
@@ -195,6 +199,25 @@ static int fwd_trsolve(const fa_rec *p, double *v)
     return 0;
 }
 
+static int fwd_eigh(const fa_rec *p, double *v)
+{
+    int n = p[1].r, info = 0, lwork = 1 + 6 * n + 2 * n * n, liwork = 3 + 5 * n;
+    /* numpy's own call: A in column-major order, its lower triangle ('L'); the same input
+     * to the same algorithm gives numpy's eigenvector signs */
+    char jobz = 'V', uplo = 'L';
+    double *w = v + p->r, *V = w + n, *a = dalloc((int64_t)n * n), *work = dalloc(lwork);
+    int *iwork = (int *)malloc((size_t)liwork * sizeof(int));
+    if (!a || !work || !iwork) { free(a); free(work); free(iwork); v[p->r + n + (int64_t)n * n] = -1.0; return 1; }
+    transpose(v + p->a, a, n, n);
+    fa_lapack.dsyevd(&jobz, &uplo, &n, a, &n, w, work, &lwork, iwork, &liwork, &info);
+    transpose(a, V, n, n);                 /* column j of a (column-major) is vector j */
+    free(a);
+    free(work);
+    free(iwork);
+    v[p->r + n + (int64_t)n * n] = (double)info;
+    return info != 0;
+}
+
 int fa_linalg_fwd(const fa_rec *p, double *v)
 {
     if (!fa_lapack.dgetrf) return 1;        /* no LAPACK table: never a wrong number */
@@ -203,6 +226,7 @@ int fa_linalg_fwd(const fa_rec *p, double *v)
     case FA_SLOGDET: return fwd_slogdet(p, v);
     case FA_CHOLESKY: return fwd_cholesky(p, v);
     case FA_TRSOLVE: return fwd_trsolve(p, v);
+    case FA_EIGH: return fwd_eigh(p, v);
     default: return 1;
     }
 }
@@ -292,6 +316,46 @@ static void tan_trsolve(const fa_rec *p, const double *v, double *t)
     trsm_rm(v + p->a, variant & FA_TRI_LOWER, 0, variant & FA_TRI_UNIT, dX, n, k);
 }
 
+/* c = a @ b, n x n row-major */
+static void matmul_nn(const double *a, const double *b, double *c, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double *ci = c + i * n;
+        for (int64_t j = 0; j < n; j++) ci[j] = 0.0;
+        for (int64_t l = 0; l < n; l++) {
+            const double ail = a[i * n + l];
+            for (int64_t j = 0; j < n; j++) ci[j] += ail * b[l * n + j];
+        }
+    }
+}
+
+/* m[i][j] *= 1 / (w_j - w_i) off the diagonal, absolute-zero; the diagonal gets d[i] */
+static void eigh_weights(double *m, const double *w, const double *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            m[i * n + j] = i == j ? (d ? d[i] : 0.0)
+                         : (m[i * n + j] == 0.0 ? 0.0 : m[i * n + j] / (w[j] - w[i]));
+}
+
+static void tan_eigh(const fa_rec *p, const double *v, double *t)
+{
+    const int64_t n = p[1].r, nn = n * n;
+    const double *w = v + p->r, *V = w + n;
+    double *dw = t + p->r, *dV = dw + n;
+    double *S = dalloc(nn), *M = dalloc(nn), *Vt = dalloc(nn);
+    dV[nn] = 0.0;
+    if (!S || !M || !Vt) { fill_nan(dw, n + nn); free(S); free(M); free(Vt); return; }
+    sym_from_lower(t + p->a, S, n);
+    transpose(V, Vt, n, n);
+    matmul_nn(Vt, S, M, n);
+    matmul_nn(M, V, S, n);                 /* S <- V^T S V */
+    for (int64_t i = 0; i < n; i++) dw[i] = S[i * n + i];
+    eigh_weights(S, w, NULL, n);
+    matmul_nn(V, S, dV, n);
+    free(S); free(M); free(Vt);
+}
+
 void fa_linalg_tan(const fa_rec *p, const double *v, double *t)
 {
     switch (p->op) {
@@ -299,6 +363,7 @@ void fa_linalg_tan(const fa_rec *p, const double *v, double *t)
     case FA_SLOGDET: tan_slogdet(p, v, t); return;
     case FA_CHOLESKY: tan_cholesky(p, v, t); return;
     case FA_TRSOLVE: tan_trsolve(p, v, t); return;
+    case FA_EIGH: tan_eigh(p, v, t); return;
     default: return;
     }
 }
@@ -394,6 +459,24 @@ static void rev_trsolve(const fa_rec *p, const double *v, double *g)
     free(gb);
 }
 
+static void rev_eigh(const fa_rec *p, const double *v, double *g)
+{
+    const int64_t n = p[1].r, nn = n * n;
+    const double *w = v + p->r, *V = w + n, *gw = g + p->r, *gV = gw + n;
+    if ((p->flags & FA_A_PASSIVE) || all_zero(gw, n + nn)) return;
+    double *M = dalloc(nn), *K = dalloc(nn), *Vt = dalloc(nn), *gA = g + p->a;
+    if (!M || !K || !Vt) { free(M); free(K); free(Vt); fill_nan(gA, nn); return; }
+    transpose(V, Vt, n, n);
+    matmul_nn(Vt, gV, K, n);               /* V^T gV */
+    eigh_weights(K, w, gw, n);             /* diag(gw) + F o (V^T gV) */
+    matmul_nn(V, K, M, n);
+    matmul_nn(M, Vt, K, n);                /* G = V K V^T */
+    for (int64_t i = 0; i < n; i++)        /* the lower triangle of A: G + G^T */
+        for (int64_t j = 0; j <= i; j++)
+            gA[i * n + j] += i == j ? K[i * n + i] : K[i * n + j] + K[j * n + i];
+    free(M); free(K); free(Vt);
+}
+
 void fa_linalg_rev(const fa_rec *p, const double *v, double *g)
 {
     switch (p->op) {
@@ -401,12 +484,15 @@ void fa_linalg_rev(const fa_rec *p, const double *v, double *g)
     case FA_SLOGDET: rev_slogdet(p, v, g); return;
     case FA_CHOLESKY: rev_cholesky(p, v, g); return;
     case FA_TRSOLVE: rev_trsolve(p, v, g); return;
+    case FA_EIGH: rev_eigh(p, v, g); return;
     default: return;
     }
 }
 
-void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm)
+void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
+                       void *syevd)
 {
+    fa_lapack.dsyevd = (fa_dsyevd_t)syevd;
     fa_lapack.dgetrs = (fa_dgetrs_t)getrs;
     fa_lapack.dgetri = (fa_dgetri_t)getri;
     fa_lapack.dpotrf = (fa_dpotrf_t)potrf;

@@ -13,6 +13,8 @@
  *   TRSOLVE   X = T^-1 B           a: T (n x n, one triangle read), b: B (n x k);
  *             EXT n, k, variant (FA_TRI_LOWER | FA_TRI_UNIT)
  *             results: X (n*k), info (1)
+ *   EIGH      A = V diag(w) V^T    a: A (n x n, its lower triangle is read);  EXT n
+ *             results: w (n, ascending), V (n*n, eigenvectors in columns), info (1)
  *
  * Matrices are row-major ranges of slots.  LAPACK is column-major, so a row-major buffer
  * is the transpose to it; the kernels in linalg.c say which transpose they mean.
@@ -33,7 +35,7 @@
 #include "tape.h"
 
 /* Is op one of the records of this file?  (They are consecutive in ops.h.) */
-#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_TRSOLVE)
+#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_EIGH)
 
 #define FA_TRI_LOWER 1
 #define FA_TRI_UNIT 2
@@ -47,7 +49,11 @@ typedef void (*fa_dpotrf_t)(char *uplo, int *n, double *a, int *lda, int *info);
 typedef void (*fa_dtrsm_t)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
                            double *alpha, double *a, int *lda, double *b, int *ldb);
 
+typedef void (*fa_dsyevd_t)(char *jobz, char *uplo, int *n, double *a, int *lda, double *w,
+                            double *work, int *lwork, int *iwork, int *liwork, int *info);
+
 typedef struct {
+    fa_dsyevd_t dsyevd;
     fa_dgetrf_t dgetrf;
     fa_dgetrs_t dgetrs;
     fa_dgetri_t dgetri;
@@ -59,13 +65,14 @@ typedef struct {
 extern fa_lapack_fns fa_lapack;
 
 /* Fill fa_lapack (pointers to scipy's LAPACK/BLAS functions of those names). */
-void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm);
+void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
+                       void *syevd);
 
 /* number of result slots of a linear-algebra record */
 int64_t fa_linalg_nres(int op, int64_t n, int64_t k);
 
-/* Append a SOLVE, SLOGDET, CHOLESKY or TRSOLVE record over the row-major ranges a (n x n)
- * and b (n x k; ignored by SLOGDET and CHOLESKY) and evaluate it (tape.c).  Its first
+/* Append a SOLVE, SLOGDET, CHOLESKY, TRSOLVE or EIGH record over the row-major ranges a (n x n)
+ * and b (n x k; ignored by SLOGDET, CHOLESKY and EIGH) and evaluate it (tape.c).  Its first
  * result slot goes to *first; a LAPACK failure is not an error here: the caller reads the
  * info slot (the last result slot) and raises numpy's error. */
 int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k, int variant,

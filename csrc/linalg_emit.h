@@ -10,6 +10,8 @@
  *   SLOGDET   gA = gl * solve(A, I)^T
  *   CHOLESKY  G^T = L^-T (L^-T Phi(L^T tril(gL)))^T;  gA = tril(G) + strict_tril(G^T)
  *   TRSOLVE   gB = solve_triangular(T^T, gX);  gT = -tri(gB X^T)
+ *   EIGH      G = V (diag(gw) + F o (V^T gV)) V^T, F_ij = offdiag / (w_j - w_i) (absolute-
+ *             zero products), folded onto the lower triangle like CHOLESKY
  */
 #include "linalg.h"
 
@@ -92,6 +94,42 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         if (bad(GT)) break;
         fa_h G = transposed(&em, GT.s, n, n);
         fa_h ga = e_op(&em, FA_ADD, e_op(&em, FA_MULTIPLY, G, low, 2),
+                       e_op(&em, FA_MULTIPLY, GT, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2), 2);
+        add_to_range(&em, adj, p->a, ga);
+        break;
+    }
+    case FA_EIGH: {
+        fa_h gw = adjoint_range(&em, adj, p->r, n), gV = adjoint_range(&em, adj, p->r + (int32_t)n, n * n);
+        if (em.err || (bad(gw) && bad(gV))) break;
+        em.n = n * n;
+        fa_h V = {p->r + (int32_t)n, 1}, K = BAD;
+        int64_t *rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        int64_t *cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        if (!rows || !cols) { free(rows); free(cols); em.err = FA_ENOMEM; break; }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) { rows[i * n + j] = i; cols[i * n + j] = j; }
+        if (!bad(gV)) {
+            fa_h w = {p->r, 1};
+            fa_h diff = e_op(&em, FA_SUBTRACT, regather(&em, w, cols, n * n),
+                             regather(&em, w, rows, n * n), 2);             /* w_j - w_i */
+            fa_h off = mask(&em, n, FA_TRI_UNIT, MASK_TRI);                 /* strict upper */
+            off = e_op(&em, FA_ADD, off, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
+            fa_h recip = e_op(&em, FA_RECIPROCAL, diff, diff, 1);
+            fa_h F = e_op(&em, FA_AZMUL, off, recip, 2);
+            fa_h M = matmul(&em, transposed(&em, V.s, n, n), e_broadcast(&em, gV), n, n, n);
+            K = e_op(&em, FA_AZMUL, M, F, 2);
+        }
+        if (!bad(gw)) {
+            fa_h D = e_op(&em, FA_MULTIPLY, mask(&em, n, 0, MASK_EYE),
+                          regather(&em, gw, rows, n * n), 2);               /* diag(gw) */
+            K = bad(K) ? D : e_op(&em, FA_ADD, K, D, 2);
+        }
+        free(rows);
+        free(cols);
+        fa_h G = matmul(&em, matmul(&em, V, K, n, n, n), transposed(&em, V.s, n, n), n, n, n);
+        if (bad(G)) break;
+        fa_h GT = transposed(&em, G.s, n, n);
+        fa_h ga = e_op(&em, FA_ADD, e_op(&em, FA_MULTIPLY, G, mask(&em, n, FA_TRI_LOWER, MASK_TRI), 2),
                        e_op(&em, FA_MULTIPLY, GT, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2), 2);
         add_to_range(&em, adj, p->a, ga);
         break;

@@ -187,7 +187,7 @@ static inline double fa_expit(double a) {
  *   MAX, MIN r[j] = max/min_k a[j*n + k]           (NaN propagates; ties share the derivative)
  *   CUMSUM   r[j*n + k] = sum_{i<=k} a[j*n + i]
  *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
- *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE: linear algebra through LAPACK, see linalg.h
+ *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   EXT      the extension word itself (a no-op in every sweep)
@@ -206,6 +206,7 @@ static inline double fa_expit(double a) {
     X(SLOGDET, "slogdet")   \
     X(CHOLESKY, "cholesky") \
     X(TRSOLVE, "solve_triangular") \
+    X(EIGH, "eigh")         \
     X(CALLBACK, "callback") \
     X(EXT, "ext")
 

@@ -76,6 +76,11 @@ CASES = {
                   lambda s: rng(s).normal(size=(3, N))),
     "matrix_power": (lambda A: np.sum(W * np.linalg.matrix_power(A, 3)), well_conditioned),
     "matrix_power_neg": (lambda A: np.sum(W * np.linalg.matrix_power(A, -2)), well_conditioned),
+    "eigh_values": (lambda A: np.sum(np.arange(1.0, N + 1) * np.linalg.eigh(A)[0]), spd),
+    "eigh_vectors": (lambda A: np.sum(W * np.linalg.eigh(A)[1] ** 2), spd),
+    "eigh_both_upper": (lambda A: np.sum(np.linalg.eigh(A, UPLO="U")[0]
+                                         * np.linalg.eigh(A, UPLO="U")[1][0] ** 2), spd),
+    "eigvalsh": (lambda A: np.sum(np.sin(np.linalg.eigvalsh(A))), spd),
     "mvn_style": (lambda A: np.linalg.slogdet(A)[1] + b0 @ np.linalg.solve(A, b0), spd),
 }
 
@@ -103,7 +108,7 @@ def test_value_grad_jvp_against_central_differences(name):
 
 
 SECOND = ["solve_vec", "solve_mat", "inv", "slogdet", "det", "cholesky", "solve_triangular_lower",
-          "cho_solve", "expm", "mvn_style"]
+          "cho_solve", "expm", "mvn_style", "eigh_values", "eigh_vectors"]
 
 
 @pytest.mark.parametrize("name", SECOND)
@@ -153,7 +158,7 @@ def test_values_match_numpy_and_scipy():
     assert run(lambda X: fl.solve_triangular(X, b, lower=True), A) == pytest.approx(np.sum(x_ref))
 
 
-@pytest.mark.parametrize("ord", [None, "fro", 1, -1, np.inf, -np.inf])
+@pytest.mark.parametrize("ord", [None, "fro", 1, -1, np.inf, -np.inf, 2, -2, "nuc"])
 def test_matrix_norms(ord):
     A = well_conditioned(21) - 2.0
     f = lambda X: np.linalg.norm(X, ord)
@@ -171,9 +176,33 @@ def test_vector_norms(ord):
     np.testing.assert_allclose(g, central(f, x), rtol=1e-7, atol=1e-8)
 
 
-def test_norm_ord2_of_matrix_says_what_is_missing():
-    with pytest.raises(NotImplementedError, match="singular values"):
-        fd.grad(lambda X: np.linalg.norm(X, 2))(np.eye(2))
+def test_eigh_values_and_vectors_match_numpy():
+    S = spd(71)
+    wr, Vr = np.linalg.eigh(S)
+    v = fd.value_and_grad(lambda A: np.sum(np.linalg.eigh(A)[0]))(S)[0]
+    assert v == pytest.approx(np.sum(wr), rel=1e-13)
+    # eigenvectors with numpy's signs (both LAPACK's dsyevd): each column's dot with numpy's
+    # is +1
+    v = fd.value_and_grad(lambda A: np.sum(np.linalg.eigh(A)[1] * Vr))(S)[0]
+    assert v == pytest.approx(N, rel=1e-12)
+    # closed form: d w_i / dA = v_i v_i^T, folded onto the lower triangle that is read
+    g = fd.grad(lambda A: np.linalg.eigh(A)[0][2])(S)
+    G = np.outer(Vr[:, 2], Vr[:, 2])
+    np.testing.assert_allclose(g, np.tril(2 * G, -1) + np.diag(np.diag(G)), rtol=1e-10,
+                               atol=1e-13)
+
+
+def test_eigh_repeated_eigenvalues():
+    """At 2I every vector is an eigenvector: a function of the eigenvalues alone still has
+    its gradient (sum w^2 = |A|_F^2 -> 2A folded), one of the eigenvectors does not."""
+    A = 2.0 * np.eye(3)
+    g = fd.grad(lambda X: np.sum(np.linalg.eigvalsh(X) ** 2))(A)
+    np.testing.assert_allclose(g, 4.0 * np.eye(3))
+    g = fd.grad(lambda X: np.sum(np.linalg.eigh(X)[1][:, 0] * np.array([1.0, 2.0, 3.0])))(
+        A + np.diag([0.0, 0.0, 0.0]) + 0.5 * np.tril(np.ones((3, 3)), -1))
+    assert np.all(np.isfinite(g))           # distinct eigenvalues there: finite
+    g = fd.grad(lambda X: np.sum(W[:3, :3] * np.linalg.eigh(X)[1]))(A)
+    assert not np.all(np.isfinite(g))       # repeated: no derivative, and it shows
 
 
 # ------------------------------------------------------------------ degenerate cases

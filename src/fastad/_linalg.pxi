@@ -3,7 +3,8 @@
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 
 cdef extern from "linalg.h" nogil:
-    void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm)
+    void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
+                           void *syevd)
     int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k,
                       int variant, int32_t *first)
     int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
@@ -27,12 +28,12 @@ def linalg_install():
     lp, bl = cython_lapack.__pyx_capi__, cython_blas.__pyx_capi__
     fa_linalg_install(_capsule_pointer(lp, "dgetrf"), _capsule_pointer(lp, "dgetrs"),
                       _capsule_pointer(lp, "dgetri"), _capsule_pointer(lp, "dpotrf"),
-                      _capsule_pointer(bl, "dtrsm"))
+                      _capsule_pointer(bl, "dtrsm"), _capsule_pointer(lp, "dsyevd"))
     _lapack_installed = True
 
 
 def linalg_record(Tape tape, int op, int32_t a, int32_t b, int64_t n, int64_t k, int variant):
-    """First result slot of a SOLVE, SLOGDET, CHOLESKY or TRSOLVE record (csrc/linalg.h)
+    """First result slot of a SOLVE, SLOGDET, CHOLESKY, TRSOLVE or EIGH record (csrc/linalg.h)
     over the row-major ranges a (n x n) and b (n x k), evaluated; its last result slot
     holds LAPACK's info (0: success)."""
     cdef int32_t s

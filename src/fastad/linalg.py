@@ -22,16 +22,17 @@ from fastad._tape import op_table, linalg_record, linalg_nres
 from fastad._tracer import Traced, TracedArray
 from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "solve_triangular", "cho_factor",
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "solve_triangular", "cho_factor",
            "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
            "matrix_power"]
 
 _CODE = {name: code for code, (name, kind) in enumerate(op_table())}
-SOLVE, SLOGDET, CHOLESKY, TRSOLVE = (_CODE[n] for n in ("solve", "slogdet", "cholesky",
-                                                        "solve_triangular"))
+SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH = (
+    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh"))
 TRI_LOWER, TRI_UNIT = 1, 2
 
 SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
+EighResult = collections.namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
 
 
 def _traced(*xs):
@@ -59,6 +60,7 @@ def _record(op, a, b, n, k, variant, name):
     info = tape.slot_values([first + linalg_nres(op, n, k) - 1])[0]
     if info != 0 and op != SLOGDET:
         msg = {SOLVE: "Singular matrix", CHOLESKY: "Matrix is not positive definite",
+               EIGH: "Eigenvalues did not converge",
                TRSOLVE: f"singular matrix: resolution failed at diagonal {int(info) - 1}"}[op]
         raise np.linalg.LinAlgError(f"{msg} (fastad: {name} on a traced matrix)")
     return tape, first
@@ -126,6 +128,32 @@ def cholesky(a, /, *, upper=False):
         return cholesky(a.T if type(a) is TracedArray else np.transpose(a)).T
     tape, first = _record(CHOLESKY, a, None, n, n, 0, "cholesky")
     return wrap(tape, first, (n, n))
+
+
+@implements(np.linalg.eigh)
+def eigh(a, UPLO="L"):
+    """np.linalg.eigh: (eigenvalues ascending, eigenvectors in columns) from one EIGH record
+    (LAPACK dsyevd), reading the UPLO triangle like numpy.  Eigenvector signs are LAPACK's,
+    as numpy's.  With repeated eigenvalues the eigenvectors are not unique and their
+    derivative does not exist: a gradient through them is inf/NaN, while a function of the
+    eigenvalues alone keeps a finite gradient (docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.eigh(a, UPLO=UPLO)
+    n = _square(a, "eigh")
+    if UPLO == "U":
+        a = a.T if type(a) is TracedArray else np.transpose(a)
+    elif UPLO != "L":
+        raise ValueError("fastad: eigh: UPLO must be 'L' or 'U'")
+    tape, first = _record(EIGH, a, None, n, n, 0, "eigh")
+    return EighResult(wrap(tape, first, (n,)), wrap(tape, first + n, (n, n)))
+
+
+@implements(np.linalg.eigvalsh)
+def eigvalsh(a, UPLO="L"):
+    """np.linalg.eigvalsh: the eigenvalues of eigh."""
+    if not _traced(a):
+        return np.linalg.eigvalsh(a, UPLO=UPLO)
+    return eigh(a, UPLO)[0]
 
 
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
@@ -361,10 +389,10 @@ def _matrix_norm(x, ord, axis, keepdims):
         sums = np.sum(np.abs(x), axis=c)
         out = np.max(sums) if ord == np.inf else np.min(sums)
     elif ord in (2, -2, "nuc"):
-        raise NotImplementedError(
-            f"fastad: norm with ord={ord!r} needs singular values, which fastad does not "
-            "differentiate yet (docs/linalg.md); use 'fro', 1 or inf, or sqrt of the largest "
-            "eigenvalue of x.T @ x computed outside the traced function")
+        # singular values as square roots of the eigenvalues of x^T x (docs/linalg.md: they
+        # lose relative accuracy below sqrt(eps) * the largest one)
+        sv = np.sqrt(np.maximum(eigvalsh(x.T @ x), 0.0))
+        out = np.max(sv) if ord == 2 else np.min(sv) if ord == -2 else np.sum(sv)
     else:
         raise ValueError(f"fastad: norm: invalid norm order {ord!r} for matrices")
     if keepdims:
