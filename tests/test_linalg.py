@@ -274,6 +274,30 @@ def test_structural_records_not_scalar_records():
     A = spd(61, 30)
     b = rng(62).normal(size=30)
     tape = fd.record(lambda X: np.linalg.slogdet(X)[1] + np.sum(np.linalg.solve(X, b)), A)
-    names = [r[0] for r in tape.records()]
+    recs = tape.records()
+    names = [r[0] for r in recs]
     assert names.count("solve") == 1 and names.count("slogdet") == 1
     assert len(names) < 10
+    solve_rec = recs[names.index("solve")]
+    assert len(solve_rec[1]) == 30 and [len(o) for o in solve_rec[2]] == [900, 30]
+
+
+def test_concurrent_replays_of_one_linalg_function():
+    import threading
+    f = fd.grad(lambda A: np.linalg.slogdet(A)[1] + np.sum(np.linalg.solve(A, b0)))
+    mats = [spd(80 + i) for i in range(8)]
+    f(mats[0])
+    out = [None] * len(mats)
+
+    def work(i):
+        for _ in range(20):
+            out[i] = f(mats[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(mats))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for A, g in zip(mats, out):
+        Ai = np.linalg.inv(A)
+        np.testing.assert_allclose(g, Ai.T - np.outer(Ai.T @ np.ones(N), Ai @ b0), rtol=1e-10)

@@ -24,7 +24,11 @@ def linalg_install():
     global _lapack_installed
     if _lapack_installed:
         return
-    from scipy.linalg import cython_blas, cython_lapack
+    try:
+        from scipy.linalg import cython_blas, cython_lapack
+    except ImportError as e:
+        raise ImportError("fastad: linear algebra on traced values uses scipy's LAPACK; "
+                          "install scipy (pip install scipy, or fastad's [linalg] extra)") from e
     lp, bl = cython_lapack.__pyx_capi__, cython_blas.__pyx_capi__
     fa_linalg_install(_capsule_pointer(lp, "dgetrf"), _capsule_pointer(lp, "dgetrs"),
                       _capsule_pointer(lp, "dgetri"), _capsule_pointer(lp, "dpotrf"),
@@ -46,3 +50,18 @@ def linalg_record(Tape tape, int op, int32_t a, int32_t b, int64_t n, int64_t k,
 def linalg_nres(int op, int64_t n, int64_t k):
     """Number of result slots of a linear-algebra record."""
     return fa_linalg_nres(op, n, k)
+
+
+# the principal results of each record (its factor and info slots follow them), for
+# Tape.records(): name -> number of result slots shown, from n and k
+_LINALG_OUTPUTS = {"solve": lambda n, k: n * k, "slogdet": lambda n, k: 2,
+                   "cholesky": lambda n, k: n * n, "solve_triangular": lambda n, k: n * k,
+                   "eigh": lambda n, k: n + n * n}
+
+
+def linalg_struct_record(str name, int op, int32_t r, int32_t a, int32_t b, int64_t n, int64_t k):
+    """(name, result range, operand ranges) of a linear-algebra record for Tape.records()."""
+    ops = (range(a, a + n * n),)
+    if name in ("solve", "solve_triangular"):
+        ops += (range(b, b + n * k),)
+    return (name, range(r, r + _LINALG_OUTPUTS[name](n, k)), ops)
