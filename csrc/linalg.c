@@ -201,6 +201,10 @@ static int fwd_trsolve(const fa_rec *p, double *v)
 
 static int fwd_eigh(const fa_rec *p, double *v)
 {
+    if (p[1].r > 30000) {                  /* dsyevd's int workspace size would overflow */
+        v[p->r + p[1].r + (int64_t)p[1].r * p[1].r] = -1.0;
+        return 1;
+    }
     int n = p[1].r, info = 0, lwork = 1 + 6 * n + 2 * n * n, liwork = 3 + 5 * n;
     /* numpy's own call: A in column-major order, its lower triangle ('L'); the same input
      * to the same algorithm gives numpy's eigenvector signs */
