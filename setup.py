@@ -14,7 +14,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
-CSRC = ["csrc/tape.c", "csrc/emit.c"]
+CSRC = ["csrc/tape.c", "csrc/emit.c", "csrc/linalg.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 
@@ -64,7 +64,7 @@ class build_py_with_headers(build_py):
         super().run()
         dst = os.path.join(self.build_lib, "fastad", "_csrc")
         self.mkpath(dst)
-        for h in ("ops.h", "native_kernels.h"):
+        for h in sorted(f for f in os.listdir("csrc") if f.endswith(".h")):
             self.copy_file(os.path.join("csrc", h), os.path.join(dst, h))
 
 

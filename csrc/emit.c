@@ -97,6 +97,8 @@ static fa_h e_broadcast(fa_em *E, fa_h x)
 #define D_SIGNPOS(x)     e_op(E, FA_SIGNPOS, (x), (x), 1)
 #define D_GTSHARE(x, y)  e_op(E, FA_GTSHARE, (x), (y), 2)
 #define D_FMAXDA(x, y)   e_op(E, FA_FMAXDA, (x), (y), 2)
+#define D_LOG1P(x)       e_op(E, FA_LOG1P, (x), (x), 1)
+#define D_POLYGAMMA(n, x) e_op(E, FA_POLYGAMMA, (n), (x), 2)
 
 /* Emit d(op)/da and d(op)/db for an elementwise record. */
 static void partials(fa_em *E, int op, fa_h a, fa_h b, fa_h r, fa_h *da, fa_h *db)
@@ -323,6 +325,8 @@ static fa_h prod_partials(fa_em *em, const fa_rec *p, int64_t n, int64_t m)
     return reduce(em, FA_PROD, others, n - 1, n * m);
 }
 
+#include "linalg_emit.h"   /* rev_linalg: the adjoints of the linear-algebra records */
+
 static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext,
                        const int32_t *src)
 {
@@ -383,6 +387,7 @@ static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         break;
     }
     default:
+        if (FA_IS_LINALG(p->op)) rev_linalg(E, adj, p, ext);
         return;
     }
     if (em.err) E->err = em.err;

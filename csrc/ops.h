@@ -22,6 +22,7 @@
 #define FASTAD_OPS_H
 
 #include <math.h>
+#include "special.h"
 
 #define FA_LN2 0.693147180559945309417232121458176568
 #define FA_LN10 2.30258509299404568401799145468436421
@@ -90,6 +91,8 @@ static inline double fa_expit(double a) {
 #define D_SIGNPOS(x)     ((x) >= 0 ? 1.0 : -1.0)
 #define D_GTSHARE(x, y)  fa_gt_share(x, y)
 #define D_FMAXDA(x, y)   fa_fmax_da(x, y)
+#define D_LOG1P(x)       log1p(x)
+#define D_POLYGAMMA(n, x) fa_polygamma(n, x)
 #endif
 
 #define D_0 D_K(0.0)
@@ -131,6 +134,14 @@ static inline double fa_expit(double a) {
     X(ERFC,       "erfc",       erfc(a),     D_MUL(D_K(-FA_2_SQRTPI), D_EXP(D_NEG(D_MUL(a, a))))) \
     X(EXPIT,      "expit",      fa_expit(a), D_MUL(r, D_SUB(D_1, r)))                      \
     X(LOGIT,      "logit",      log(a / (1.0 - a)), D_RECIP(D_MUL(a, D_SUB(D_1, a))))      \
+    /* scipy.special (csrc/special.h): psi^(n) is polygamma(n, .) */                      \
+    X(GAMMALN,    "gammaln",    fa_gammaln(a), D_POLYGAMMA(D_0, a))                        \
+    X(DIGAMMA,    "digamma",    fa_digamma(a), D_POLYGAMMA(D_1, a))                        \
+    X(ERFINV,     "erfinv",     fa_erfinv(a),  D_MUL(D_K(FA_SQRTPI_2), D_EXP(D_MUL(r, r)))) \
+    X(NDTR,       "ndtr",       fa_ndtr(a),                                                \
+      D_MUL(D_K(FA_1_SQRT2PI), D_EXP(D_MUL(D_K(-0.5), D_MUL(a, a)))))                      \
+    X(LOG_NDTR,   "log_ndtr",   fa_log_ndtr(a),                                            \
+      D_MUL(D_K(FA_1_SQRT2PI), D_EXP(D_SUB(D_MUL(D_K(-0.5), D_MUL(a, a)), r))))            \
     /* internal: the identity (a fresh variable for nested derivatives), stop_gradient, and
      * abs's slope */ \
     X(COPY,       "_copy",      a,           D_1)                                          \
@@ -161,6 +172,11 @@ static inline double fa_expit(double a) {
     X(REMAINDER, "remainder", fa_remainder(a, b), D_1, D_NEG(D_DIV(D_SUB(a, r), b)))       \
     X(FMOD,     "fmod",     fmod(a, b),   D_1,                 D_NEG(D_DIV(D_SUB(a, r), b))) \
     X(FLOOR_DIVIDE, "floor_divide", fa_floor_divide(a, b), D_0, D_0)                       \
+    /* scipy.special: x log y, x log1p y (0 at x = 0); polygamma(n, x) for integer n */  \
+    X(XLOGY,    "xlogy",    fa_xlogy(a, b),   D_LOG(b),   D_SELNOT(D_EQ(a, D_0), D_DIV(a, b))) \
+    X(XLOG1PY,  "xlog1py",  fa_xlog1py(a, b), D_LOG1P(b),                                  \
+      D_SELNOT(D_EQ(a, D_0), D_DIV(a, D_ADD(D_1, b))))                                     \
+    X(POLYGAMMA, "_polygamma", fa_polygamma(a, b), D_0, D_POLYGAMMA(D_ADD(a, D_1), b))      \
     /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */       \
     X(SELECT,     "_select",     a != 0 ? b : 0.0, D_0,        D_NE(a, D_0))               \
     X(SELECT_NOT, "_select_not", a != 0 ? 0.0 : b, D_0,        D_EQ(a, D_0))               \
@@ -195,6 +211,7 @@ static inline double fa_expit(double a) {
  *   MAX, MIN r[j] = max/min_k a[j*n + k]           (NaN propagates; ties share the derivative)
  *   CUMSUM   r[j*n + k] = sum_{i<=k} a[j*n + i]
  *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
+ *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   EXT      the extension word itself (a no-op in every sweep)
@@ -208,6 +225,12 @@ static inline double fa_expit(double a) {
     X(MIN, "min")           \
     X(CUMSUM, "cumsum")     \
     X(MATMUL, "matmul")     \
+    /* linear algebra (csrc/linalg.h); consecutive: FA_IS_LINALG */ \
+    X(SOLVE, "solve")       \
+    X(SLOGDET, "slogdet")   \
+    X(CHOLESKY, "cholesky") \
+    X(TRSOLVE, "solve_triangular") \
+    X(EIGH, "eigh")         \
     X(CALLBACK, "callback") \
     X(EXT, "ext")
 

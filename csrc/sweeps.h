@@ -23,6 +23,7 @@
 
 #include <stdlib.h>
 #include "tape.h"
+#include "linalg.h"
 
 /* Both ways: a zero tangent or adjoint times an infinite or NaN partial is 0, and so is a
  * zero partial times an infinite or NaN tangent or adjoint (the untaken side of a select
@@ -324,6 +325,9 @@ FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t,
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
         fa_reduce_tan(p->op, v + ia, v + ir, t + ia, t + ir, n, sa);
         return;
+    case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
+        fa_linalg_tan(p, v, t);
+        return;
     case FA_MATMUL:   /* dC = dA B + A dB */
         fa_matmul(t + ia, v + ib, t + ir, n, sa, sb, 0);
         fa_matmul(v + ia, t + ib, t + ir, n, sa, sb, 1);
@@ -372,6 +376,9 @@ FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g,
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
         if (!pa_) fa_reduce_rev(p->op, v + ia, v + ir, g + ia, g + ir, n, sa);
         return;
+    case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
+        fa_linalg_rev(p, v, g);
+        return;
     case FA_MATMUL:   /* gA += gC B^T,  gB += A^T gC */
         fa_matmul_rev(v + ia, v + ib, pa_ ? NULL : g + ia, pb_ ? NULL : g + ib, g + ir, n, sa, sb);
         return;
@@ -385,7 +392,11 @@ FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g,
 static inline __attribute__((always_inline))
 int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
-    if (p->flags & FA_RANGED) { fa_fwd_ranged(p, v, ix); return 0; }
+    if (p->flags & FA_RANGED) {
+        if (FA_IS_LINALG(p->op)) return fa_linalg_fwd(p, v);    /* 1: numpy would raise */
+        fa_fwd_ranged(p, v, ix);
+        return 0;
+    }
     const int64_t ir = p->r, ia = p->a, ib = p->b;
     switch (p->op) {
 #define FA_K1(N, S, V, DA) case FA_##N: { const double a = v[ia]; v[ir] = (V); return 0; }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "tape.h"
 #include "sweeps.h"
+#include "linalg.h"
 
 /* numpy's loops for ranged records (sweeps.h); empty until fastad._tape fills it */
 fa_vec_loop fa_vec_loops[FA_NUM_OPS];
@@ -354,6 +355,9 @@ int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
             case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b;
                 nr = (int64_t)e->r * e->b; break;
             case FA_CALLBACK: na = e->r; nr = e->a; break;
+            case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
+                na = (int64_t)e->r * e->r; nb = (int64_t)e->r * e->a;
+                nr = fa_linalg_nres(p->op, e->r, e->a); break;
             default:    /* elementwise: a stride-0 operand is one slot */
                 na = e->a ? e->r : 1; nb = e->b ? e->r : 1; nr = e->r;
             }
@@ -368,11 +372,26 @@ int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
             continue;
         }
         const int a_act = any_active(act, p->a, na);
-        const int b_act = kind == FA_KIND_BINARY || p->op == FA_MATMUL ? any_active(act, p->b, nb) : 0;
+        const int b_act = kind == FA_KIND_BINARY || p->op == FA_MATMUL || p->op == FA_SOLVE
+            || p->op == FA_TRSOLVE ? any_active(act, p->b, nb) : 0;
         if (!a_act) p->flags |= FA_A_PASSIVE;
         if (!b_act) p->flags |= FA_B_PASSIVE;
         if (a_act || b_act) memset(act + p->r, 1, (size_t)nr);
     }
     free(act);
     return FA_OK;
+}
+
+int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k, int variant,
+                  int32_t *first)
+{
+    if (!FA_IS_LINALG(op)) return FA_EARG;
+    if (op == FA_SLOGDET || op == FA_CHOLESKY || op == FA_EIGH) { b = a; k = n; variant = 0; }
+    if (n < 1 || k < 1 || n > 46340 || k > FA_MAX_SLOTS || n * k > FA_MAX_SLOTS)
+        return FA_EOVERFLOW;              /* n * n must fit the int32 slot indices */
+    const int64_t nres = fa_linalg_nres(op, n, k);
+    if (nres > FA_MAX_SLOTS) return FA_EOVERFLOW;
+    if (!valid_range(t, a, 1, (int32_t)(n * n)) || !valid_range(t, b, 1, (int32_t)(n * k)))
+        return FA_EARG;
+    return push(t, op, a, b, (int32_t)n, (int32_t)k, (int32_t)variant, nres, 1, first);
 }

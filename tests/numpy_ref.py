@@ -61,6 +61,15 @@ UNARY = {
     "erfc": (sp.erfc, lambda x: -2.0 / math.sqrt(math.pi) * np.exp(-x * x), (-2.0, 2.0)),
     "expit": (sp.expit, lambda x: sp.expit(x) * sp.expit(-x), (-3.0, 3.0)),
     "logit": (sp.logit, lambda x: 1.0 / (x * (1.0 - x)), (0.1, 0.9)),
+    # scipy.special: the derivatives through other scipy.special functions
+    "gammaln": (sp.gammaln, sp.digamma, (0.2, 3.0)),
+    "digamma": (sp.digamma, lambda x: sp.polygamma(1, x), (0.2, 3.0)),
+    "erfinv": (sp.erfinv, lambda x: math.sqrt(math.pi) / 2.0 * np.exp(sp.erfinv(x) ** 2),
+               (-0.9, 0.9)),
+    "ndtr": (sp.ndtr, lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi), (-2.0, 2.0)),
+    "log_ndtr": (sp.log_ndtr,
+                 lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi) / sp.ndtr(x),
+                 (-2.0, 2.0)),
 }
 
 
@@ -101,6 +110,9 @@ BINARY = {
              (0.3, 2.0)),
     "floor_divide": (np.floor_divide, lambda a, b: np.zeros_like(a + b),
                      lambda a, b: np.zeros_like(a + b), (0.3, 2.0)),
+    "xlogy": (sp.xlogy, lambda a, b: np.log(b) + 0 * a, lambda a, b: a / b, (0.3, 2.0)),
+    "xlog1py": (sp.xlog1py, lambda a, b: np.log1p(b) + 0 * a, lambda a, b: a / (1.0 + b),
+                (0.3, 2.0)),
 }
 
 

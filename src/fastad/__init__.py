@@ -20,6 +20,8 @@ Modules:
     batching   vmap: a function of one point over a batch, replayed in C (docs/scale.md)
     serialize  pickling of compiled functions and tapes (their recorded tapes travel)
     dask       dask_map: a compiled function over the chunks of dask arrays on a cluster
+    linalg     np.linalg / scipy.linalg on traced matrices (LAPACK-backed records)
+    special    scipy.special on traced values;  stats: scipy.stats densities
     cli        python -m fastad [trace "<expression>"]: argparse and output only
     _tape      the Tape type (owner of a C tape) and the nogil sweeps
     _tracer    Traced / TracedArray: operator overloading and numpy dispatch while tracing
@@ -39,6 +41,7 @@ from fastad.sparse import jacobian_sparsity, hessian_sparsity
 from fastad.constraints import NonlinearConstraint, least_squares
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
+from fastad import linalg, special, stats   # np.linalg on traced arrays; scipy.special/stats
 from fastad.batching import vmap
 from fastad.dask import dask_map        # imports dask only when called
 from fastad._replay import register_info as _register_info

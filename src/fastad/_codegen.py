@@ -49,16 +49,22 @@ def _csrc():
 _HEADERS = None
 
 
+def _inline(d, name, seen):
+    """`name` with its local #includes replaced by their text, each header once."""
+    if name in seen:
+        return f"/* {name}: above */"
+    seen.add(name)
+    with open(os.path.join(d, name)) as f:
+        text = f.read()
+    return re.sub(r'#include "([^"]+)"', lambda m: _inline(d, m.group(1), seen), text)
+
+
 def headers():
-    """ops.h and native_kernels.h as one text with their local #includes resolved."""
+    """native_kernels.h (with ops.h and what it includes) as one text, local #includes
+    resolved, so the generated file stands alone."""
     global _HEADERS          # read once per process: the files do not change under us
     if _HEADERS is None:
-        d = _csrc()
-        with open(os.path.join(d, "ops.h")) as f:
-            ops = f.read()
-        with open(os.path.join(d, "native_kernels.h")) as f:
-            kern = f.read()
-        _HEADERS = ops + "\n" + kern.replace('#include "ops.h"', "/* ops.h: above */")
+        _HEADERS = _inline(_csrc(), "native_kernels.h", set())
     return _HEADERS
 
 

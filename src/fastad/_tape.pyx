@@ -502,6 +502,8 @@ cdef class Tape:
         if p.op == FA_GATHER:
             return (name, range(p.r, p.r + n),
                     (tuple(self.c.ix[p.a + i] for i in range(n)),))
+        if fa_op_table[p.op].name.decode() in _LINALG_OUTPUTS:   # csrc/linalg.h
+            return linalg_struct_record(name, p.op, p.r, p.a, p.b, n, m)
         if p.op == FA_MATMUL:   # (m x k) @ (k x p): ext fields m, k, p
             return (name, range(p.r, p.r + n * k),
                     (range(p.a, p.a + n * m), range(p.b, p.b + m * k)))
@@ -769,3 +771,6 @@ cdef class Tape:
     def __repr__(self):
         return (f"<fastad.Tape: {self.c.nrec} records, {self.c.nslot} slots "
                 f"({self.c.nin} inputs, {self.c.ncon} constants), {self.nbytes} bytes>")
+
+
+include "_linalg.pxi"

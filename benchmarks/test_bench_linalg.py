@@ -1,0 +1,85 @@
+"""Linear algebra cost: the gradient of slogdet(A) + sum(w * solve(A, b)) for a 200 x 200
+SPD matrix, against the plain numpy forward evaluation of the same function
+(docs/linalg.md, "cost").  The target: fastad's value_and_grad (a replay: forward and
+reverse sweep) at most 3x numpy's forward.
+
+    python -m pytest benchmarks/test_bench_linalg.py --benchmark-group-by=group
+    python benchmarks/test_bench_linalg.py        # the ratio from one run, printed
+
+One thread (benchmarks/conftest.py sets the BLAS thread variables; so does __main__).
+"""
+import os
+import sys
+
+if __name__ == "__main__":
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_v] = "1"
+
+import numpy as np
+
+N = 200
+
+
+def problem(n=N, seed=0):
+    r = np.random.default_rng(seed)
+    B = r.normal(size=(n, n))
+    A = B @ B.T / n + np.eye(n)
+    return A, r.normal(size=n), r.normal(size=n)
+
+
+def objective(A, b, w):
+    return np.linalg.slogdet(A)[1] + np.sum(w * np.linalg.solve(A, b))
+
+
+def compiled(b, w):
+    import fastad as fd
+    return fd.value_and_grad(lambda A: objective(A, b, w))
+
+
+def check(vg, A, b, w):
+    """The value, and the gradient against its closed form A^-T - A^-T w (A^-1 b)^T."""
+    v, g = vg(A)
+    Ai = np.linalg.inv(A)
+    x = Ai @ b
+    ref = Ai.T - np.outer(Ai.T @ w, x)
+    assert abs(v - objective(A, b, w)) < 1e-9 * abs(v)
+    assert np.max(np.abs(g - ref)) < 1e-9 * np.max(np.abs(ref))
+
+
+def test_linalg_numpy_forward(benchmark):
+    import pytest
+    pytest.importorskip("pytest_benchmark")
+    A, b, w = problem()
+    benchmark.group = "linalg-slogdet-solve-200"
+    benchmark(objective, A, b, w)
+
+
+def test_linalg_fastad_value_and_grad(benchmark):
+    import pytest
+    pytest.importorskip("fastad")
+    A, b, w = problem()
+    vg = compiled(b, w)
+    check(vg, A, b, w)                  # trace, checked; the benchmark times replays
+    benchmark.group = "linalg-slogdet-solve-200"
+    benchmark(vg, A)
+
+
+def main():
+    import timeit
+    A, b, w = problem()
+    vg = compiled(b, w)
+    check(vg, A, b, w)
+    reps = 50
+
+    def best(f):
+        return min(timeit.repeat(f, number=reps, repeat=7)) / reps
+
+    t_np = best(lambda: objective(A, b, w))
+    t_fd = best(lambda: vg(A))
+    print(f"n = {N}: numpy forward {t_np * 1e3:.3f} ms, fastad value_and_grad "
+          f"{t_fd * 1e3:.3f} ms, ratio {t_fd / t_np:.2f} (target <= 3)")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    main()

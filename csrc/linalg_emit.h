@@ -1,0 +1,141 @@
+/*
+ * linalg_emit.h -- the recorded adjoints of the linear-algebra records (linalg.h), for
+ * derivatives of derivatives.  Included by emit.c (it uses emit.c's handles and helpers).
+ *
+ * Each adjoint is written with the same records plus gathers (transposes), matmuls and
+ * elementwise products with constant masks, so the recorded gradient is itself
+ * differentiable to any order:
+ *
+ *   SOLVE     gB = solve(A^T, gX);  gA = -gB X^T
+ *   SLOGDET   gA = gl * solve(A, I)^T
+ *   CHOLESKY  G^T = L^-T (L^-T Phi(L^T tril(gL)))^T;  gA = tril(G) + strict_tril(G^T)
+ *   TRSOLVE   gB = solve_triangular(T^T, gX);  gT = -tri(gB X^T)
+ *   EIGH      G = V (diag(gw) + F o (V^T gV)) V^T, F_ij = offdiag / (w_j - w_i) (absolute-
+ *             zero products), folded onto the lower triangle like CHOLESKY
+ */
+#include "linalg.h"
+
+static fa_h linalg(fa_em *E, int op, fa_h a, fa_h b, int64_t n, int64_t k, int variant)
+{
+    int32_t r;
+    if (E->err || bad(a) || bad(b)) return BAD;
+    int err = fa_linalg_rec(E->t, op, a.s, b.s, n, k, variant, &r);
+    if (err) { E->err = err; return BAD; }
+    return (fa_h){r, 1};
+}
+
+/* a constant n x n array: the triangle of `variant` (MASK_TRI: 1 inside, 0 outside),
+ * Phi's weights (MASK_PHI: lower 1, diagonal 0.5), or the identity (MASK_EYE) */
+enum { MASK_TRI, MASK_PHI, MASK_EYE };
+
+static fa_h mask(fa_em *E, int64_t n, int variant, int what)
+{
+    int32_t s;
+    if (E->err) return BAD;
+    double *m = (double *)malloc((size_t)(n * n) * sizeof(double));
+    if (!m) { E->err = FA_ENOMEM; return BAD; }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double x;
+            if (what == MASK_EYE) x = i == j;
+            else if (what == MASK_PHI) x = i == j ? 0.5 : i > j;
+            else x = i == j ? !(variant & FA_TRI_UNIT) : ((variant & FA_TRI_LOWER) ? i > j : i < j);
+            m[i * n + j] = x;
+        }
+    int err = fa_const_array(E->t, m, n * n, &s);
+    free(m);
+    if (err) { E->err = err; return BAD; }
+    return (fa_h){s, 1};
+}
+
+static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext)
+{
+    const int64_t n = ext->r, k = ext->a;
+    const int variant = ext->b;
+    fa_em em = {E->t, 0, 0};
+    fa_h A = {p->a, 1};
+    switch (p->op) {
+    case FA_SOLVE: case FA_TRSOLVE: {
+        em.n = n * k;
+        fa_h w = adjoint_range(&em, adj, p->r, n * k);
+        if (bad(w)) break;
+        w = e_broadcast(&em, w);
+        const int flipped = p->op == FA_TRSOLVE ? (variant ^ FA_TRI_LOWER) : 0;
+        fa_h gb = linalg(&em, p->op, transposed(&em, p->a, n, n), w, n, k, flipped);
+        add_to_range(&em, adj, p->b, gb);
+        em.n = n * n;
+        fa_h prod = matmul(&em, gb, transposed(&em, p->r, n, k), n, k, n);
+        fa_h ga = e_op(&em, FA_NEGATIVE, prod, prod, 1);
+        if (p->op == FA_TRSOLVE) ga = e_op(&em, FA_MULTIPLY, ga, mask(&em, n, variant, MASK_TRI), 2);
+        add_to_range(&em, adj, p->a, ga);
+        break;
+    }
+    case FA_SLOGDET: {
+        if (adj[p->r] < 0) break;
+        em.n = n * n;
+        fa_h inv = linalg(&em, FA_SOLVE, A, mask(&em, n, 0, MASK_EYE), n, n, 0);
+        if (bad(inv)) break;
+        fa_h ga = e_op(&em, FA_MULTIPLY, transposed(&em, inv.s, n, n), (fa_h){adj[p->r], 0}, 2);
+        add_to_range(&em, adj, p->a, ga);
+        break;
+    }
+    case FA_CHOLESKY: {
+        em.n = n * n;
+        fa_h w = adjoint_range(&em, adj, p->r, n * n);
+        if (bad(w)) break;
+        fa_h low = mask(&em, n, FA_TRI_LOWER, MASK_TRI);
+        w = e_op(&em, FA_MULTIPLY, e_broadcast(&em, w), low, 2);         /* tril(gL) */
+        fa_h LT = transposed(&em, p->r, n, n);
+        fa_h P = e_op(&em, FA_MULTIPLY, matmul(&em, LT, w, n, n, n),
+                      mask(&em, n, 0, MASK_PHI), 2);                     /* Phi(L^T gL) */
+        fa_h W = linalg(&em, FA_TRSOLVE, LT, P, n, n, 0);                /* L^-T Phi */
+        if (bad(W)) break;
+        fa_h GT = linalg(&em, FA_TRSOLVE, LT, transposed(&em, W.s, n, n), n, n, 0);
+        if (bad(GT)) break;
+        fa_h G = transposed(&em, GT.s, n, n);
+        fa_h ga = e_op(&em, FA_ADD, e_op(&em, FA_MULTIPLY, G, low, 2),
+                       e_op(&em, FA_MULTIPLY, GT, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2), 2);
+        add_to_range(&em, adj, p->a, ga);
+        break;
+    }
+    case FA_EIGH: {
+        fa_h gw = adjoint_range(&em, adj, p->r, n), gV = adjoint_range(&em, adj, p->r + (int32_t)n, n * n);
+        if (em.err || (bad(gw) && bad(gV))) break;
+        em.n = n * n;
+        fa_h V = {p->r + (int32_t)n, 1}, K = BAD;
+        int64_t *rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        int64_t *cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        if (!rows || !cols) { free(rows); free(cols); em.err = FA_ENOMEM; break; }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) { rows[i * n + j] = i; cols[i * n + j] = j; }
+        if (!bad(gV)) {
+            fa_h w = {p->r, 1};
+            fa_h diff = e_op(&em, FA_SUBTRACT, regather(&em, w, cols, n * n),
+                             regather(&em, w, rows, n * n), 2);             /* w_j - w_i */
+            fa_h off = mask(&em, n, FA_TRI_UNIT, MASK_TRI);                 /* strict upper */
+            off = e_op(&em, FA_ADD, off, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
+            fa_h recip = e_op(&em, FA_RECIPROCAL, diff, diff, 1);
+            fa_h F = e_op(&em, FA_AZMUL, off, recip, 2);
+            fa_h M = matmul(&em, transposed(&em, V.s, n, n), e_broadcast(&em, gV), n, n, n);
+            K = e_op(&em, FA_AZMUL, M, F, 2);
+        }
+        if (!bad(gw)) {
+            fa_h D = e_op(&em, FA_MULTIPLY, mask(&em, n, 0, MASK_EYE),
+                          regather(&em, gw, rows, n * n), 2);               /* diag(gw) */
+            K = bad(K) ? D : e_op(&em, FA_ADD, K, D, 2);
+        }
+        free(rows);
+        free(cols);
+        fa_h G = matmul(&em, matmul(&em, V, K, n, n, n), transposed(&em, V.s, n, n), n, n, n);
+        if (bad(G)) break;
+        fa_h GT = transposed(&em, G.s, n, n);
+        fa_h ga = e_op(&em, FA_ADD, e_op(&em, FA_MULTIPLY, G, mask(&em, n, FA_TRI_LOWER, MASK_TRI), 2),
+                       e_op(&em, FA_MULTIPLY, GT, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2), 2);
+        add_to_range(&em, adj, p->a, ga);
+        break;
+    }
+    default:
+        break;
+    }
+    if (em.err) E->err = em.err;
+}

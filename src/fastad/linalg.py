@@ -1,0 +1,400 @@
+"""Linear algebra on traced arrays (docs/linalg.md).
+
+numpy.linalg functions dispatch here on traced arguments (numpy's __array_function__);
+the scipy.linalg functions, which convert their arguments with np.asarray, are given
+under their scipy names and signatures in this module (`fastad.linalg.solve_triangular`,
+`cho_factor`, `cho_solve`, `lu_factor`, `lu_solve`, `expm`).
+
+Four structural records do the work, each keeping what its derivative rules need (the LU
+or Cholesky factor) in its own result slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY,
+TRSOLVE.  Everything else is a composition of them with matmuls, gathers and elementwise
+ops: inv, det, cho_solve, lu_solve, lstsq and pinv (full rank), expm, the matrix norms.
+Matrices are 2-d (no stacks); singular inputs raise numpy's LinAlgError, at trace and at
+replay (a replay that meets one traces again, which raises).
+"""
+import collections
+import math
+
+import numpy as np
+
+from fastad import arrays
+from fastad._tape import op_table, linalg_record, linalg_nres
+from fastad._tracer import Traced, TracedArray
+from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
+
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "solve_triangular", "cho_factor",
+           "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
+           "matrix_power"]
+
+_CODE = {name: code for code, (name, kind) in enumerate(op_table())}
+SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH = (
+    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh"))
+TRI_LOWER, TRI_UNIT = 1, 2
+
+SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
+EighResult = collections.namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+
+
+def _traced(*xs):
+    return any(type(x) in (Traced, TracedArray) for x in xs)
+
+
+def _square(a, name):
+    shape = np.shape(a) if type(a) not in (Traced, TracedArray) else a.shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise np.linalg.LinAlgError(
+            f"fastad: {name} needs a square 2-d matrix, got shape {tuple(shape)} (stacks of "
+            "matrices are not supported on traced values: loop over them)")
+    if shape[0] == 0:
+        raise np.linalg.LinAlgError(f"fastad: {name} of an empty matrix")
+    return shape[0]
+
+
+def _record(op, a, b, n, k, variant, name):
+    """Record op over a (n x n) and b (n x k); raise numpy's error if LAPACK failed."""
+    tape = tape_of(a, b)
+    a = as_traced(tape, a)
+    sa = contiguous(tape, a, (n, n))
+    sb = contiguous(tape, as_traced(tape, b), (n, k)) if b is not None else sa
+    first = linalg_record(tape, op, sa, sb, n, k, variant)
+    info = tape.slot_values([first + linalg_nres(op, n, k) - 1])[0]
+    if info != 0 and op != SLOGDET:
+        msg = {SOLVE: "Singular matrix", CHOLESKY: "Matrix is not positive definite",
+               EIGH: "Eigenvalues did not converge",
+               TRSOLVE: f"singular matrix: resolution failed at diagonal {int(info) - 1}"}[op]
+        raise np.linalg.LinAlgError(f"{msg} (fastad: {name} on a traced matrix)")
+    return tape, first
+
+
+def _rhs(b, n, name):
+    shape = np.shape(b) if type(b) not in (Traced, TracedArray) else b.shape
+    if len(shape) not in (1, 2) or shape[0] != n:
+        raise ValueError(f"fastad: {name}: the right-hand side must have shape ({n},) or "
+                         f"({n}, k), got {tuple(shape)}")
+    return shape
+
+
+@implements(np.linalg.solve)
+def solve(a, b):
+    """np.linalg.solve(a, b) for a (n, n) and b (n,) or (n, k): one SOLVE record (LU)."""
+    if not _traced(a, b):
+        return np.linalg.solve(a, b)
+    n = _square(a, "solve")
+    shape = _rhs(b, n, "solve")
+    k = 1 if len(shape) == 1 else shape[1]
+    tape, first = _record(SOLVE, a, np.reshape(b, (n, k)), n, k, 0, "solve")
+    return wrap(tape, first, shape)
+
+
+@implements(np.linalg.inv)
+def inv(a):
+    """np.linalg.inv: solve(a, I)."""
+    if not _traced(a):
+        return np.linalg.inv(a)
+    n = _square(a, "inv")
+    return solve(a, np.eye(n))
+
+
+@implements(np.linalg.slogdet)
+def slogdet(a):
+    """np.linalg.slogdet: (sign, log|det a|) from one SLOGDET record (LU).  A singular
+    matrix gives (0, -inf) like numpy; the derivative there is NaN."""
+    if not _traced(a):
+        return np.linalg.slogdet(a)
+    n = _square(a, "slogdet")
+    tape, first = _record(SLOGDET, a, None, n, n, 0, "slogdet")
+    sign = tape.slot_values([first + 1])[0]
+    return SlogdetResult(float(sign), wrap(tape, first, ()))
+
+
+@implements(np.linalg.det)
+def det(a):
+    """np.linalg.det: sign * exp(logabsdet).  At a singular matrix the value is 0 and the
+    derivative is NaN (the adjugate is not formed; docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.det(a)
+    sign, logabs = slogdet(a)
+    return sign * np.exp(logabs)
+
+
+@implements(np.linalg.cholesky)
+def cholesky(a, /, *, upper=False):
+    """np.linalg.cholesky: the lower factor L (a = L L^T), reading a's lower triangle like
+    numpy; upper=True gives the upper factor from a's upper triangle."""
+    if not _traced(a):
+        return np.linalg.cholesky(a, upper=upper) if upper else np.linalg.cholesky(a)
+    n = _square(a, "cholesky")
+    if upper:                   # numpy then reads the upper triangle: the lower one of a^T
+        return cholesky(a.T if type(a) is TracedArray else np.transpose(a)).T
+    tape, first = _record(CHOLESKY, a, None, n, n, 0, "cholesky")
+    return wrap(tape, first, (n, n))
+
+
+@implements(np.linalg.eigh)
+def eigh(a, UPLO="L"):
+    """np.linalg.eigh: (eigenvalues ascending, eigenvectors in columns) from one EIGH record
+    (LAPACK dsyevd), reading the UPLO triangle like numpy.  Eigenvector signs are LAPACK's,
+    as numpy's.  With repeated eigenvalues the eigenvectors are not unique and their
+    derivative does not exist: a gradient through them is inf/NaN, while a function of the
+    eigenvalues alone keeps a finite gradient (docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.eigh(a, UPLO=UPLO)
+    n = _square(a, "eigh")
+    if UPLO == "U":
+        a = a.T if type(a) is TracedArray else np.transpose(a)
+    elif UPLO != "L":
+        raise ValueError("fastad: eigh: UPLO must be 'L' or 'U'")
+    tape, first = _record(EIGH, a, None, n, n, 0, "eigh")
+    return EighResult(wrap(tape, first, (n,)), wrap(tape, first + n, (n, n)))
+
+
+@implements(np.linalg.eigvalsh)
+def eigvalsh(a, UPLO="L"):
+    """np.linalg.eigvalsh: the eigenvalues of eigh."""
+    if not _traced(a):
+        return np.linalg.eigvalsh(a, UPLO=UPLO)
+    return eigh(a, UPLO)[0]
+
+
+def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
+                     check_finite=True):
+    """scipy.linalg.solve_triangular: one TRSOLVE record; reads only a's `lower` (or upper)
+    triangle, and not its diagonal with unit_diagonal.  trans: 0/'N', 1/'T', 2/'C'."""
+    if not _traced(a, b):
+        import scipy.linalg
+        return scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower,
+                                             unit_diagonal=unit_diagonal)
+    n = _square(a, "solve_triangular")
+    shape = _rhs(b, n, "solve_triangular")
+    k = 1 if len(shape) == 1 else shape[1]
+    if trans in (1, 2, "T", "C"):
+        a, lower = (a.T if type(a) is TracedArray else np.transpose(a)), not lower
+    elif trans not in (0, "N"):
+        raise ValueError(f"fastad: solve_triangular: trans must be 0, 1, 2, 'N', 'T' or 'C', "
+                         f"got {trans!r}")
+    variant = (TRI_LOWER if lower else 0) | (TRI_UNIT if unit_diagonal else 0)
+    tape, first = _record(TRSOLVE, a, np.reshape(b, (n, k)), n, k, variant, "solve_triangular")
+    return wrap(tape, first, shape)
+
+
+def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
+    """scipy.linalg.cho_factor: (c, lower) with c the Cholesky factor (upper unless lower),
+    from a's triangle of the same name.  Unlike scipy, c's other triangle holds zeros, not
+    a copy of a."""
+    if not _traced(a):
+        import scipy.linalg
+        return scipy.linalg.cho_factor(a, lower=lower)
+    return cholesky(a, upper=not lower), lower
+
+
+def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
+    """scipy.linalg.cho_solve: solves a x = b from cho_factor's (c, lower), by two
+    triangular solves."""
+    c, lower = c_and_lower
+    if not _traced(c, b):
+        import scipy.linalg
+        return scipy.linalg.cho_solve((c, lower), b)
+    y = solve_triangular(c, b, trans=0 if lower else 1, lower=lower)
+    return solve_triangular(c, y, trans=1 if lower else 0, lower=lower)
+
+
+class LUFactor:
+    """What fastad.linalg.lu_factor returns on a traced matrix: the matrix itself, for
+    lu_solve (each lu_solve is one SOLVE record, which factors it and keeps the factors
+    for its own derivatives)."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __repr__(self):
+        return f"<fastad LU factor of a traced {self.a.shape[0]}x{self.a.shape[1]} matrix>"
+
+
+def lu_factor(a, overwrite_a=False, check_finite=True):
+    """scipy.linalg.lu_factor: (lu, piv).  On a traced matrix lu is an LUFactor and piv
+    None; pass them to fastad.linalg.lu_solve (docs/linalg.md)."""
+    if not _traced(a):
+        import scipy.linalg
+        return scipy.linalg.lu_factor(a)
+    _square(a, "lu_factor")
+    return LUFactor(a), None
+
+
+def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
+    """scipy.linalg.lu_solve: a x = b (trans 0) or a^T x = b (trans 1, 2)."""
+    lu, piv = lu_and_piv
+    if not isinstance(lu, LUFactor):
+        if _traced(b):
+            lu = LUFactor(_from_lu(lu, piv))
+        else:
+            import scipy.linalg
+            return scipy.linalg.lu_solve((lu, piv), b, trans=trans)
+    a = lu.a
+    if trans in (1, 2, "T", "C"):
+        a = a.T if type(a) is TracedArray else np.transpose(a)
+    return solve(a, b)
+
+
+def _from_lu(lu, piv):
+    """The plain matrix P L U that scipy's (lu, piv) stands for."""
+    lu = np.asarray(lu, dtype=float)
+    n = lu.shape[0]
+    L, U = np.tril(lu, -1) + np.eye(n), np.triu(lu)
+    a = L @ U
+    perm = np.arange(n)
+    for i, p in enumerate(piv):
+        perm[i], perm[p] = perm[p], perm[i]
+    out = np.empty_like(a)
+    out[perm] = a
+    return out
+
+
+@implements(np.linalg.lstsq)
+def lstsq(a, b, rcond=None):
+    """np.linalg.lstsq for a matrix of full column rank: the normal equations through a
+    Cholesky factor of a^T a (their condition number is cond(a)**2: docs/linalg.md).
+    Returns (x, residuals, rank, singular values) with the last two plain (rank is the
+    column count; singular values are not computed: None)."""
+    if not _traced(a, b):
+        return np.linalg.lstsq(a, b, rcond=rcond)
+    m, n = a.shape if type(a) in (Traced, TracedArray) else np.shape(a)
+    if m < n:
+        raise np.linalg.LinAlgError("fastad: lstsq on traced values needs at least as many "
+                                    "rows as columns (full column rank)")
+    at = a.T if type(a) is TracedArray else np.transpose(a)
+    x = cho_solve(cho_factor(at @ a, lower=True), at @ b)
+    r = b - a @ x
+    resid = np.sum(r * r, axis=0) if m > n else np.zeros(0)
+    if np.ndim(b) == 1 and m > n:
+        resid = np.reshape(resid, (1,))
+    return x, resid, n, None
+
+
+@implements(np.linalg.pinv)
+def pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    """np.linalg.pinv for a matrix of full rank: (a^T a)^-1 a^T (tall) or a^T (a a^T)^-1
+    (wide).  Rank-deficient traced matrices raise LinAlgError (docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.pinv(a, rcond=rcond, hermitian=hermitian) if rcond is not None \
+            else np.linalg.pinv(a, hermitian=hermitian)
+    m, n = a.shape
+    at = a.T
+    if m >= n:
+        return cho_solve(cho_factor(at @ a, lower=True), at)
+    return cho_solve(cho_factor(a @ at, lower=True), a).T
+
+
+@implements(np.linalg.matrix_power)
+def matrix_power(a, n):
+    """np.linalg.matrix_power: repeated squaring (n < 0: of the inverse)."""
+    if not _traced(a):
+        return np.linalg.matrix_power(a, n)
+    size = _square(a, "matrix_power")
+    if n < 0:
+        a, n = inv(a), -n
+    result, base = None, a
+    while n:
+        if n & 1:
+            result = base if result is None else result @ base
+        n >>= 1
+        if n:
+            base = base @ base
+    return result if result is not None else as_traced(tape_of(a), np.eye(size))
+
+
+# Pade(13) coefficients of Higham's scaling and squaring (SIAM J. Matrix Anal. 26, 2005)
+_PADE13 = (64764752532480000., 32382376266240000., 7771770303897600., 1187353796428800.,
+           129060195264000., 10559470521600., 670442572800., 33522128640., 1323241920.,
+           40840800., 960960., 16380., 182., 1.)
+_THETA13 = 5.371920351148152
+
+
+def expm(a):
+    """scipy.linalg.expm: Higham's Pade(13) approximant with scaling and squaring, as
+    matmuls and one SOLVE.  The number of squarings is chosen from the 1-norm of the traced
+    matrix (a guard: a replay whose norm needs another count traces again)."""
+    if not _traced(a):
+        import scipy.linalg
+        return scipy.linalg.expm(a)
+    n = _square(a, "expm")
+    norm1 = norm(a, 1)
+    s = 0
+    while norm1 > _THETA13 * 2.0 ** s:          # guards, rechecked at replay
+        s += 1
+    a = a / 2.0 ** s if s else a
+    b, ident = _PADE13, np.eye(n)
+    a2 = a @ a
+    a4 = a2 @ a2
+    a6 = a4 @ a2
+    u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2)
+             + b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * ident)
+    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 \
+        + b[0] * ident
+    r = solve(v - u, v + u)
+    for _ in range(s):
+        r = r @ r
+    return r
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm with every ord numpy has for vectors (any p, inf, -inf, 0) and for
+    matrices ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' through the eigenvalues of x^T x)."""
+    if not _traced(x):
+        return np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims)
+    tape = tape_of(x)
+    x = as_traced(tape, x)
+    if type(x) is Traced:                  # a 0-d value: numpy's norm is |x|
+        return np.abs(x)
+    if isinstance(axis, int):
+        axis = (axis,)
+    if axis is None:
+        if ord is None:
+            return arrays.norm(x, None, None, keepdims)
+        axis = tuple(range(x.ndim))
+    axis = tuple(ax % x.ndim for ax in axis)
+    if len(axis) == 1:
+        return _vector_norm(x, ord, axis[0], keepdims)
+    if len(axis) == 2 and x.ndim == 2:
+        return _matrix_norm(x, ord, axis, keepdims)
+    raise ValueError("fastad: norm: improper number of dimensions to norm "
+                     "(axis must name one or two axes of a 1-d or 2-d traced array)")
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    ax = np.abs(x)
+    if ord is None or ord == 2:
+        return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+    if ord == np.inf:
+        return np.max(ax, axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return np.min(ax, axis=axis, keepdims=keepdims)
+    if ord == 0:                       # the count of nonzeros: derivative 0
+        return np.sum(np.where(x != 0, 1.0, 0.0), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return np.sum(ax, axis=axis, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"fastad: norm: invalid norm order {ord!r} for vectors")
+    return np.sum(ax ** float(ord), axis=axis, keepdims=keepdims) ** (1.0 / float(ord))
+
+
+def _matrix_norm(x, ord, axis, keepdims):
+    r, c = axis
+    if ord in (None, "fro"):
+        out = np.sqrt(np.sum(x * x))
+    elif ord in (1, -1):
+        sums = np.sum(np.abs(x), axis=r)
+        out = np.max(sums) if ord == 1 else np.min(sums)
+    elif ord in (np.inf, -np.inf):
+        sums = np.sum(np.abs(x), axis=c)
+        out = np.max(sums) if ord == np.inf else np.min(sums)
+    elif ord in (2, -2, "nuc"):
+        # singular values as square roots of the eigenvalues of x^T x (docs/linalg.md: they
+        # lose relative accuracy below sqrt(eps) * the largest one)
+        sv = np.sqrt(np.maximum(eigvalsh(x.T @ x), 0.0))
+        out = np.max(sv) if ord == 2 else np.min(sv) if ord == -2 else np.sum(sv)
+    else:
+        raise ValueError(f"fastad: norm: invalid norm order {ord!r} for matrices")
+    if keepdims:
+        out = np.reshape(out, (1, 1))
+    return out
