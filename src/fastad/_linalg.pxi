@@ -28,7 +28,7 @@ def linalg_install():
         from scipy.linalg import cython_blas, cython_lapack
     except ImportError as e:
         raise ImportError("fastad: linear algebra on traced values uses scipy's LAPACK; "
-                          "install scipy (pip install scipy, or fastad's [linalg] extra)") from e
+                          "install scipy (pip install scipy; fastad requires it)") from e
     lp, bl = cython_lapack.__pyx_capi__, cython_blas.__pyx_capi__
     fa_linalg_install(_capsule_pointer(lp, "dgetrf"), _capsule_pointer(lp, "dgetrs"),
                       _capsule_pointer(lp, "dgetri"), _capsule_pointer(lp, "dpotrf"),
