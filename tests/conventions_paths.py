@@ -138,6 +138,12 @@ PATHS = [
     Path("value_and_grad(grad)", 2, _per_index(_value_and_grad_of_grad)),
     Path("grad(jvp)", 2, _per_index(_grad_of_jvp)),
     Path("jvp(jvp)", 2, _per_index(_jvp_of_jvp)),
+    # machine code (docs/native.md): the generated C must keep the interpreter's conventions
+    Path("grad (native code)", 1, lambda f: fd.grad(f, native="always")),
+    Path("jacfwd (native tangent sweep)", 1, lambda f: fd.jacfwd(f, native="always")),
+    Path("hessian (native code)", 2, lambda f: fd.hessian(f, native="always")),
+    # the batched sweep of vmap (docs/scale.md), one point per row
+    Path("vmap(grad) (batched sweep)", 1, lambda f: (lambda x: fd.vmap(fd.grad(f))(x[None])[0])),
 ]
 
 
