@@ -21,7 +21,8 @@ from fastad import native, _codegen
 from reference import rosen_loop, rosen_grad
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
+# the fastad this test imports (the installed one in CI, src/ in a checkout built in place)
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))
 
 pytestmark = pytest.mark.skipif(native.compiler()[0] is None,
                                 reason="no C compiler: native code cannot be tested here")
