@@ -63,7 +63,10 @@ def init_params(n_in=2, n_hidden=16, n_out=1, seed=1):
 
 
 def forward(params, X):
-    """The output logits a_k, shape (n, n_out): a_j = W1 z + b1, z_j = tanh(a_j), a_k = W2 z + b2."""
+    """The output logits a_k, shape (n, n_out).
+
+    a_j = W1 z + b1, z_j = tanh(a_j), a_k = W2 z + b2.
+    """
     a1 = X @ params["W1"].T + params["b1"]      # hidden pre-activations a_j
     z1 = np.tanh(a1)                            # hidden activations z_j = h(a_j)
     return z1 @ params["W2"].T + params["b2"]   # output pre-activations a_k (logits)

@@ -96,7 +96,8 @@ def test_conversion_of_traced_value_raises(case):
     if word is not None:
         assert word in msg, msg
     # the message suggests a fix (numpy / fastad functions, comparisons, or replay=False)
-    assert any(k in msg for k in ("np.", "numpy", "fd.", "fastad", "comparison", "if ", "instead")), msg
+    assert any(k in msg for k in ("np.", "numpy", "fd.", "fastad", "comparison", "if ",
+                                  "instead")), msg
 
 
 def test_traced_value_as_list_index_raises():

@@ -935,7 +935,7 @@ def test_where_constant_condition_on_data_argument():
         close(g(x, c), np.where(c, np.cos(x), 3 * x ** 2))
 
 
-# ============================================================================ np.array / np.stack of traced scalars
+# ============================================================ np.array / np.stack of traced scalars
 
 @pytest.mark.parametrize("builder", ["np.array", "np.asarray", "np.stack"])
 def test_np_array_of_traced_scalars_is_a_traced_array(builder):
@@ -1072,7 +1072,7 @@ def test_mlp_issue_signature_with_params_tuple_unpacked():
           more_args=[(W1, b1, W2, b2, r.normal(size=(10, 3)), r.normal(size=10))])
 
 
-# ============================================================================ mixing scalar and vector code
+# ==================================================================== mixing scalar and vector code
 
 def test_scalar_loop_mixed_with_vectorized_ops():
     def fun(x):

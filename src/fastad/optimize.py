@@ -134,7 +134,7 @@ def _tree_to_flat(t):
     leaves, _ = tree_flatten(t)
     if len(leaves) == 1:
         return _flat64(leaves[0])
-    return np.ascontiguousarray(np.concatenate([_flat64(l) for l in leaves]))
+    return np.ascontiguousarray(np.concatenate([_flat64(leaf) for leaf in leaves]))
 
 
 def _structured(user, layout, n_vectors, flatten=True):
