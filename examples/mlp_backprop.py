@@ -13,7 +13,7 @@ delta_k = dL/da_k, delta_j = h'(a_j) sum_k w_kj delta_k, dL/dw_ji = delta_j z_i 
 exactly what reverse mode computes: `fd.value_and_grad(loss)` records the forward pass
 once as a tape and replays it, with its adjoint sweep, for every training step.  The
 parameters are a dict (a pytree), and the gradient comes back as a dict of the same
-shapes.  tests/test_mlp_backprop.py writes the notes' equations out by hand and checks that
+shapes.  tests/oracle/test_mlp_backprop.py writes the notes' equations out by hand and checks that
 fastad agrees to 1e-12.
 
 Training is plain Adam written in numpy.  The script prints the loss as it goes and saves

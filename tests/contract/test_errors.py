@@ -288,7 +288,7 @@ def test_errors_page_is_generated_from_the_classes():
     import importlib.util
     import pathlib
     from fastad import errors
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("errors_doc", root / "tools" / "errors_doc.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -17,8 +17,8 @@ replay); the Python body may run again only when a guard outcome differs from ev
 path seen before.  Points within MARGIN of a kink or branch boundary are rejected (first
 point) or skipped (replay points), so float64 and mpmath take the same branches.
 
-CI: ``python -m pytest tests/test_fuzz.py`` (hypothesis profile ``ci``).
-Long campaign: ``FASTAD_HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz.py``.
+CI: ``python -m pytest tests/oracle/test_fuzz.py`` (hypothesis profile ``ci``).
+Long campaign: ``FASTAD_HYPOTHESIS_PROFILE=long python -m pytest tests/oracle/test_fuzz.py``.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Numpy code on traced arrays (issue 3, section 1) against independent references.
+"""Numpy code on traced arrays (docs/numpy.md) against independent references.
 
 Every test differentiates ordinary numpy code with fd.value_and_grad / fd.grad / fd.jvp and
 compares with numpy_ref.py: hand-written derivatives (the textbook formulas, themselves
@@ -939,7 +939,7 @@ def test_where_constant_condition_on_data_argument():
 
 @pytest.mark.parametrize("builder", ["np.array", "np.asarray", "np.stack"])
 def test_np_array_of_traced_scalars_is_a_traced_array(builder):
-    """Issue 3: np.array / np.stack of a list of traced scalars differentiates, numpy ufuncs
+    """np.array / np.stack of a list of traced scalars differentiates, numpy ufuncs
     included.  np.stack gives a TracedArray; np.array and np.asarray cannot be intercepted
     by numpy's protocols and give an object array of traced scalars, which fastad still
     differentiates (docs/numpy.md)."""

@@ -21,7 +21,7 @@ from fastad import native, _codegen
 from reference import rosen_loop, rosen_grad
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
+SRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "src")
 
 pytestmark = pytest.mark.skipif(native.compiler()[0] is None,
                                 reason="no C compiler: native code cannot be tested here")
@@ -445,6 +445,8 @@ def test_standalone_export_of_array_code(tmp_path):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
+# the fuzzer's program generator lives with the oracle tests (tests/oracle/test_fuzz.py)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "oracle"))
 import test_fuzz as fz  # noqa: E402
 
 # each example compiles a tape (~0.3-1 s): few by default, many in the full matrix

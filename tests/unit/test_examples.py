@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLES = os.path.join(HERE, "..", "examples")
+EXAMPLES = os.path.join(HERE, "..", "..", "examples")
 
 
 def run_example(name, *args, cwd=None):

@@ -22,7 +22,7 @@ import pytest
 import fastad as fd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLE = os.path.join(HERE, "..", "examples", "mlp_backprop.py")
+EXAMPLE = os.path.join(HERE, "..", "..", "examples", "mlp_backprop.py")
 
 RTOL = 1e-12
 

@@ -1,4 +1,4 @@
-"""Hostile and careless input (issue 6, items 5 and 6).
+"""Hostile and careless input (docs/hostile_inputs.md).
 
 One test (or parametrized group) per bad input; each asserts the exact behaviour: the
 exception type and the key words of its message, or the value/derivative against a closed
