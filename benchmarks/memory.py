@@ -23,7 +23,8 @@ import time
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,7 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 PEAK_PROBLEM = "rosen_vec-n1000000"
-PEAK_CONTENDERS = ["numpy-hand", "c", "fastad", "torch", "jax-grad", "jax-jit", "autograd", "casadi"]
+PEAK_CONTENDERS = ["numpy-hand", "c", "fastad", "torch", "jax-grad", "jax-jit", "autograd",
+                   "casadi"]
 TAPE_PROBLEMS = ["notes_f", "rosen_loop-n10000", "spring-n1000", "branchy-n1000",
                  "rosen_vec-n10000", "rosen_vec-n1000000", "mlp-n256"]
 
@@ -130,7 +132,8 @@ def child(contender: str, problem_id: str) -> dict:
         F, layout = peers.build_casadi(problem)
         vg = peers.casadi_buffer_vg(problem, F, layout)
         out = vg(*args)
-        res["first"] = {"delta_mb": (_peak_kb() - base) / 1024.0, "seconds": time.perf_counter() - t0,
+        res["first"] = {"delta_mb": (_peak_kb() - base) / 1024.0,
+                        "seconds": time.perf_counter() - t0,
                         "note": "SX graph build + Function + first call"}
         del out
     else:

@@ -101,7 +101,7 @@ def main():
                 times[c].append(per_call(f, args))
         med = {c: float(np.median(v)) / (REPS if c == "c-loop" else 1) for c, v in times.items()}
         ref = med["fastad"]
-        cell = lambda c: f"{med[c] / ref:.2f}x" if c in med else "-"
+        cell = lambda c, med=med, ref=ref: f"{med[c] / ref:.2f}x" if c in med else "-"
         vs_c = f"{ref / med['c-loop']:.1f}x" if "c-loop" in med else "-"
         print(f"{pid:22s} {ref * 1e6:8.1f}us {cell('fastad-noopt'):>13s} {cell('numpy-hand'):>12s} "
               f"{cell('casadi'):>14s} {cell('jax-jit'):>14s} {vs_c:>14s}")

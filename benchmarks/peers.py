@@ -117,7 +117,8 @@ def build_c(name: str) -> ctypes.CDLL:
     src = C_DIR / f"{name}.c"
     hdr = C_DIR / "common.h"
     flags = ["-O2", "-shared", "-fPIC"]
-    h = hashlib.sha256(src.read_bytes() + hdr.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
+    h = hashlib.sha256(src.read_bytes() + hdr.read_bytes()
+                       + " ".join(flags).encode()).hexdigest()[:12]
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     so = BUILD_DIR / f"lib{name}-{h}.so"
     if not so.exists():

@@ -326,7 +326,8 @@ def all_problems() -> list[Problem]:
         ))
     for n in ROSEN_VEC_SIZES:
         probs.append(Problem(
-            "rosen_vec", n, f"rosenbrock vectorized n={n:.0e}" if n >= 10000 else f"rosenbrock vectorized n={n}",
+            "rosen_vec", n,
+            f"rosenbrock vectorized n={n:.0e}" if n >= 10000 else f"rosenbrock vectorized n={n}",
             make_rosen_vec, _rosen_x(n), (0,), rosen_grad_hand, c_name="rosen",
         ))
     probs.append(Problem(

@@ -196,23 +196,26 @@ def targets(table, memory, skips=None):
         a, b = med(table, pid, REF), med(table, pid, other)
         if a is None or b is None:
             reason = why(pid, REF) if a is None else why(pid, other)
-            out.append((label, f"fastad {fmt_t(a)}, {other} {fmt_t(b)}" + (f" ({reason})" if reason else ""),
-                        "not measured"))
+            out.append((label, f"fastad {fmt_t(a)}, {other} {fmt_t(b)}"
+                        + (f" ({reason})" if reason else ""), "not measured"))
         else:
-            out.append((label, f"fastad {fmt_t(a)} vs {other} {fmt_t(b)} ({other}/fastad = {fmt_r(r)})",
+            out.append((label, f"fastad {fmt_t(a)} vs {other} {fmt_t(b)} "
+                               f"({other}/fastad = {fmt_r(r)})",
                         "met" if r > 1 else "NOT met"))
 
     faster("notes_f", "casadi", "notes' f(x1,x2) replayed: faster than CasADi `Function` (~0.5 µs)")
     faster("rosen_loop-n10000", "casadi", "Rosenbrock loop n=10^4 replayed: faster than CasADi SX")
     faster("spring-n1000", "casadi", "spring simulation replayed: faster than CasADi SX")
     faster("rosen_vec-n10000", "numpy-hand", "Rosenbrock vectorized n=10^4: faster than hand numpy")
-    faster("rosen_vec-n1000000", "jax-jit", "Rosenbrock vectorized n=10^6: faster than jax.jit(value_and_grad)")
+    faster("rosen_vec-n1000000", "jax-jit",
+           "Rosenbrock vectorized n=10^6: faster than jax.jit(value_and_grad)")
     faster("mlp-n256", "numpy-hand", "MLP loss: faster than hand numpy backprop")
 
     a = med(table, "branchy-n1000", REF)
     for c in ("c-loop", "c"):
         b = med(table, "branchy-n1000", c)
-        label = f"branchy replayed: at most 2× hand-written C ({'loop inside C' if c == 'c-loop' else 'via ctypes'})"
+        how = 'loop inside C' if c == 'c-loop' else 'via ctypes'
+        label = f"branchy replayed: at most 2× hand-written C ({how})"
         if a is None or b is None:
             out.append((label, f"fastad {fmt_t(a)}, C {fmt_t(b)}", "not measured"))
         else:
@@ -221,7 +224,8 @@ def targets(table, memory, skips=None):
 
     a = med(table, "rosen_loop-n10000", "fastad-first")
     b = med(table, "rosen_loop-n10000", "casadi-first")
-    label = "first call of Rosenbrock loop n=10^4: at most 1/10 of CasADi build + first call (~1.2 s)"
+    label = ("first call of Rosenbrock loop n=10^4: at most 1/10 of CasADi build + first call "
+             "(~1.2 s)")
     if a is None or b is None:
         out.append((label, f"fastad-first {fmt_t(a)}, casadi-first {fmt_t(b)}", "not measured"))
     else:
@@ -235,7 +239,8 @@ def targets(table, memory, skips=None):
             out.append((label, (tape or {}).get("error", "—"), "not measured"))
         else:
             b = tape["bytes_per_scalar_op"]
-            out.append((label, f"{b:.1f} B/op (tape.nbytes {tape['nbytes']} B, {tape['scalar_ops']} scalar ops)",
+            out.append((label, f"{b:.1f} B/op (tape.nbytes {tape['nbytes']} B, "
+                               f"{tape['scalar_ops']} scalar ops)",
                         "met" if b <= 32 else "NOT met"))
     return out
 
@@ -257,7 +262,8 @@ def peer_reference_checks(table):
             return None
         return f"{a:.3g}× C via ctypes, {b:.3g}× C loop"
 
-    for pid in ("rosen_loop-n10", "rosen_loop-n100", "rosen_loop-n1000", "rosen_loop-n10000", "spring-n1000"):
+    for pid in ("rosen_loop-n10", "rosen_loop-n100", "rosen_loop-n1000", "rosen_loop-n10000",
+                "spring-n1000"):
         x = vs_c(pid, "casadi")
         if x is not None:
             lines.append(f"CasADi on {pid}: {x} (issue: 3 to 17× C)")
@@ -266,13 +272,15 @@ def peer_reference_checks(table):
         lines.append(f"jax.jit on Rosenbrock vectorized n=10^6: {x} (issue: about 3.6× C)")
     x = r("rosen_vec-n1000000", "numpy-hand", "jax-jit")
     if x is not None:
-        lines.append(f"hand numpy / jax.jit on Rosenbrock vectorized n=10^6: {x:.1f}× (issue: about 2×)")
+        lines.append(f"hand numpy / jax.jit on Rosenbrock vectorized n=10^6: {x:.1f}× "
+                     "(issue: about 2×)")
     x = vs_c("branchy-n1000", "torch")
     if x is not None:
         lines.append(f"PyTorch on branchy: {x} (issue: about 370× C)")
     x = med(table, "rosen_loop-n10000", "casadi-first")
     if x is not None:
-        lines.append(f"CasADi build + first call, Rosenbrock loop n=10^4: {fmt_t(x)} (issue: about 1.2 s)")
+        lines.append(f"CasADi build + first call, Rosenbrock loop n=10^4: {fmt_t(x)} "
+                     "(issue: about 1.2 s)")
     return lines
 
 
@@ -284,11 +292,14 @@ def machine_section(data, mem):
         f"{mi.get('cores', '?')} cores; one thread per contender "
         f"(OMP/OPENBLAS/MKL_NUM_THREADS=1, XLA single-threaded, `torch.set_num_threads(1)`)",
         f"- OS: {mi.get('system', '?')} {mi.get('release', '')}; {v.get('cc', '')}",
-        f"- Python {v.get('python', mi.get('python_version', '?'))} ({mi.get('python_implementation', '')})",
+        f"- Python {v.get('python', mi.get('python_version', '?'))} "
+        f"({mi.get('python_implementation', '')})",
         f"- numpy {v.get('numpy')} (BLAS: {mi.get('numpy_blas', '?')}), scipy {v.get('scipy')}",
-        "- peers: " + ", ".join(f"{k} {v.get(k)}" for k in ("torch", "jax", "jaxlib", "autograd", "casadi")
+        "- peers: " + ", ".join(f"{k} {v.get(k)}"
+                                for k in ("torch", "jax", "jaxlib", "autograd", "casadi")
                                 if v.get(k)),
-        f"- fastad {v.get('fastad') or 'not importable'}; pytest-benchmark {v.get('pytest_benchmark')}",
+        f"- fastad {v.get('fastad') or 'not importable'}; "
+        f"pytest-benchmark {v.get('pytest_benchmark')}",
         f"- run: {data.get('datetime', '?')}"
         + (f", commit {data['commit_info'].get('id', '')[:10]}"
            + (" (dirty)" if data['commit_info'].get('dirty') else "")
@@ -313,9 +324,11 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
     L += ["Times are medians of one run, per value-and-gradient, one thread each. "
           "**Ratio = contender median / fastad replay median**: above 1× fastad is faster. "
           "Every contender's gradient was checked against the hand-written numpy gradient "
-          "(`numpy.testing.assert_allclose`, rtol 1e-8) before it was timed. The machine has 2 cores "
-          "and is shared: compare the `min` column when a median looks out of line.", ""]
-    L += ["## Machine", ""] + machine_section(data, memory) + ([f"- conditions: {note}"] if note else []) + [""]
+          "(`numpy.testing.assert_allclose`, rtol 1e-8) before it was timed. "
+          "The machine has 2 cores and is shared: "
+          "compare the `min` column when a median looks out of line.", ""]
+    L += (["## Machine", ""] + machine_section(data, memory)
+          + ([f"- conditions: {note}"] if note else []) + [""])
 
     # targets
     L += ["## Targets (issue 3, section 4)", "", "| target | measured | status |", "|---|---|---|"]
@@ -329,7 +342,8 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
           "contender's median divided by it (above 1×: fastad is faster). Where fastad was "
           "skipped, the row shows median times instead. `skip`: skipped (reasons under "
           "*Per problem*). †: CasADi runs the `if_else` rewrite of the branchy program.", ""]
-    cols = [c for c in sorted({c for t in mtable.values() for c in t} | {c for p, c in skips if p == "*"},
+    cols = [c for c in sorted({c for t in mtable.values() for c in t}
+                              | {c for p, c in skips if p == "*"},
                               key=lambda c: (ORDER.get(c, 99), c)) if c != REF]
     L.append("| problem | fastad | " + " | ".join(cols) + " |")
     L.append("|---|---|" + "---|" * len(cols))
@@ -347,7 +361,8 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
                 cells.append(fmt_t(t[c]["median"]) + mark)
         L.append(f"| {titles.get(pid, pid)} | " + " | ".join(cells) + " |")
     L += ["", f"![ratios]({png_rel})" if png_rel else "(no plot: matplotlib missing)", ""]
-    whole = sorted({(c, why) for (p, c), why in skips.items() if p == "*"}, key=lambda x: ORDER.get(x[0], 99))
+    whole = sorted({(c, why) for (p, c), why in skips.items() if p == "*"},
+                   key=lambda x: ORDER.get(x[0], 99))
     if whole:
         L += ["Skipped entirely in this run:", ""] + [f"- `{c}`: {why}" for c, why in whole] + [""]
 
@@ -355,14 +370,16 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
     L += ["## Per problem", ""]
     for pid in pids:
         t = table.get(pid, {})
-        L += [f"### {titles.get(pid, pid)}", "", "| contender | median | min | IQR | rounds | vs fastad | note |",
+        L += [f"### {titles.get(pid, pid)}", "",
+              "| contender | median | min | IQR | rounds | vs fastad | note |",
               "|---|---|---|---|---|---|---|"]
         for c in sorted(t, key=lambda c: (ORDER.get(c, 99), c)):
             r = t[c]
             ei = r["extra"]
             note = ei.get("note", "")
             if "compile_s" in ei:
-                note = (note + "; " if note else "") + f"compile + first call {fmt_t(ei['compile_s'])}"
+                note = ((note + "; " if note else "")
+                        + f"compile + first call {fmt_t(ei['compile_s'])}")
             if ei.get("inner_repeat", 1) > 1:
                 note = f"{ei['inner_repeat']} gradients per call, time per gradient"
             if "cache_info" in ei:
@@ -373,7 +390,8 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
                 note += f"; optimizer: {ei['optimizer']}"
             note = note.lstrip("; ")
             L.append(f"| {c} | {fmt_t(r['median'])} | {fmt_t(r['min'])} | {fmt_t(r['iqr'])} | "
-                     f"{r['rounds']}×{r['iterations']} | {fmt_r(ratio(table, pid, c)) if c != REF else '1'} | {note} |")
+                     f"{r['rounds']}×{r['iterations']} | "
+                     f"{fmt_r(ratio(table, pid, c)) if c != REF else '1'} | {note} |")
         sk = [(c, why) for (p, c), why in skips.items() if p == pid]
         for c, why in sorted(sk, key=lambda x: (ORDER.get(x[0], 99), x[0])):
             L.append(f"| {c} | skipped | | | | | {why} |")
@@ -382,7 +400,8 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
     # peers vs the issue
     ref_lines = peer_reference_checks(table)
     if ref_lines:
-        L += ["## The peers, against the issue's statements", ""] + [f"- {x}" for x in ref_lines] + [""]
+        L += (["## The peers, against the issue's statements", ""]
+              + [f"- {x}" for x in ref_lines] + [""])
 
     # jax compile times
     comp = [(pid, r["extra"]["compile_s"]) for pid in pids
@@ -399,8 +418,8 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
         if "error" in tape:
             L += [f"Not measured: {tape['error']}", ""]
         else:
-            L += ["| problem | `len(tape)` | `tape.nbytes` | inputs | scalar ops | bytes per scalar op | "
-                  "bytes per record | bytes per input element |",
+            L += ["| problem | `len(tape)` | `tape.nbytes` | inputs | scalar ops | "
+                  "bytes per scalar op | bytes per record | bytes per input element |",
                   "|---|---|---|---|---|---|---|---|"]
 
             def f1(x):
@@ -410,36 +429,45 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
                 if "error" in e:
                     L.append(f"| {titles.get(pid, pid)} | {e['error']} | | | | | | |")
                     continue
-                L.append(f"| {titles.get(pid, pid)} | {e['records']} | {e['nbytes']} | {e['n_inputs']} | "
+                L.append(f"| {titles.get(pid, pid)} | {e['records']} | {e['nbytes']} | "
+                         f"{e['n_inputs']} | "
                          f"{e.get('scalar_ops', '')} | {f1(e.get('bytes_per_scalar_op'))} | "
                          f"{f1(e['bytes_per_record'])} | {f1(e.get('bytes_per_input_element'))} |")
-            L += ["", "`tape.nbytes` counts records, values, adjoints and constants. Scalar ops are counted "
-                  "from `tape.records()`: one per scalar record, the width of the widest slot range for a "
-                  "ranged record (a guard, i.e. a recorded comparison, counts as one op; a matmul counts "
+            L += ["", "`tape.nbytes` counts records, values, adjoints and constants. "
+                  "Scalar ops are counted from `tape.records()`: one per scalar record, "
+                  "the width of the widest slot range for a ranged record "
+                  "(a guard, i.e. a recorded comparison, counts as one op; a matmul counts "
                   "the width of its widest operand, not its multiply-adds).", ""]
         peak = memory.get("peak", {})
         if peak:
-            L += [f"### Peak memory of one value-and-gradient, {titles.get(memory.get('peak_problem'), memory.get('peak_problem'))}", "",
-                  "Each contender in its own process. Peak resident set above the resident set just before "
-                  "the call (VmHWM reset through /proc/self/clear_refs); tracemalloc counts Python objects "
-                  "and numpy buffers only. Freed heap memory is given back (`malloc_trim`) before each "
+            pp = memory.get('peak_problem')
+            L += [f"### Peak memory of one value-and-gradient, {titles.get(pp, pp)}", "",
+                  "Each contender in its own process. "
+                  "Peak resident set above the resident set just before "
+                  "the call (VmHWM reset through /proc/self/clear_refs); "
+                  "tracemalloc counts Python objects "
+                  "and numpy buffers only. "
+                  "Freed heap memory is given back (`malloc_trim`) before each "
                   "measurement. The input is 7.6 MiB, the gradient another 7.6 MiB.", "",
-                  "| contender | first call: peak above baseline | later call: peak above baseline | tracemalloc peak (later call) |",
+                  "| contender | first call: peak above baseline | "
+                  "later call: peak above baseline | tracemalloc peak (later call) |",
                   "|---|---|---|---|"]
             for c, e in peak.items():
                 if "error" in e:
                     L.append(f"| {c} | {e['error']} | | |")
                     continue
                 fn = e["first"].get("note", "")
-                L.append(f"| {c} | {e['first']['delta_mb']:.1f} MiB{' (' + fn + ')' if fn else ''} | "
+                fn = f" ({fn})" if fn else ""
+                L.append(f"| {c} | {e['first']['delta_mb']:.1f} MiB{fn} | "
                          f"{e['later']['delta_mb']:.1f} MiB | {e['tracemalloc_peak_mb']:.1f} MiB |")
             L.append("")
 
     L += ["## Contenders", ""] + [f"- `{c}`: {d}" for c, d in CONTENDERS] + [""]
-    L += ["Notes: JAX inputs are device arrays made once outside the timed call, and each call blocks "
-          "until ready. PyTorch wraps the numpy inputs with `torch.from_numpy` (no copy) each call. "
-          "CasADi copies inputs into its buffers and returns a fresh gradient array. The C contender "
-          "writes into a preallocated array (the floor).", ""]
+    L += ["Notes: JAX inputs are device arrays made once outside the timed call, "
+          "and each call blocks until ready. "
+          "PyTorch wraps the numpy inputs with `torch.from_numpy` (no copy) each call. "
+          "CasADi copies inputs into its buffers and returns a fresh gradient array. "
+          "The C contender writes into a preallocated array (the floor).", ""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as fh:
         fh.write("\n".join(L))
@@ -478,14 +506,16 @@ def write_png(path, rows):
                    zorder=3, edgecolors="black", linewidths=0.3)
     ax.set_xscale("log")
     ax.set_yticks(range(len(pids)))
-    ax.set_yticklabels([titles.get(p, p) + ("" if not has_ref or REF in table[p] else "\n(fastad skipped)")
+    ax.set_yticklabels([titles.get(p, p)
+                        + ("" if not has_ref or REF in table[p] else "\n(fastad skipped)")
                         for p in pids])
     ax.invert_yaxis()
     ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.grid(True, axis="y", alpha=0.15)
     if has_ref:
         ax.axvline(1.0, color="black", lw=1.2)
-        ax.set_xlabel("contender median / fastad replay median  (right of the line: fastad is faster)")
+        ax.set_xlabel("contender median / fastad replay median  "
+                      "(right of the line: fastad is faster)")
         ax.set_title("fastad replayed value_and_grad vs each contender (one thread, medians)")
     else:
         ax.set_xlabel("median time per value and gradient [s]")
@@ -504,7 +534,8 @@ def main(argv=None):
     ap.add_argument("--memory", default=os.path.join(ROOT, "docs", "bench", "memory.json"))
     ap.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--png", default=os.path.join(ROOT, "docs", "bench", "ratios.png"))
-    ap.add_argument("--note", default="", help="a line about the run's conditions, shown under Machine")
+    ap.add_argument("--note", default="",
+                    help="a line about the run's conditions, shown under Machine")
     a = ap.parse_args(argv)
     data, rows = load(a.json)
     skips = load_skips(a.junit)
@@ -520,7 +551,8 @@ def main(argv=None):
         print(f"no plot: {exc} (pip install matplotlib)", file=sys.stderr)
         png_rel, wrote = None, [a.md]
     write_md(a.md, data, rows, skips, memory, png_rel, note=a.note)
-    print(f"wrote {' and '.join(wrote)} ({len(rows)} benchmarks, {len(skips)} skipped)", file=sys.stderr)
+    print(f"wrote {' and '.join(wrote)} ({len(rows)} benchmarks, {len(skips)} skipped)",
+          file=sys.stderr)
     return 0
 
 

@@ -101,7 +101,8 @@ def main(argv=None):
         subprocess.call(mcmd, cwd=ROOT, env=env)
 
     rcmd = [sys.executable, os.path.join(HERE, "report.py"), "--json", js, "--junit", junit,
-            "--memory", mem, "--md", os.path.abspath(a.md), "--png", os.path.join(out, "ratios.png"),
+            "--memory", mem, "--md", os.path.abspath(a.md),
+            "--png", os.path.join(out, "ratios.png"),
             "--note", a.note]
     print("+", " ".join(rcmd), flush=True)
     rrc = subprocess.call(rcmd, cwd=ROOT, env=env)

@@ -33,7 +33,8 @@ def _skip_jit_if_needed(problem):
 def test_jax_grad(bench, problem):
     if problem.loop_len > JAX_GRAD_MAX_UNROLL:
         pytest.skip(f"eager jax.grad costs ~0.3-1 ms per scalar op here (~8 s per call and ~50 s "
-                    f"first call at n=1000); a {problem.loop_len}-iteration loop would take minutes. "
+                    f"first call at n=1000); a {problem.loop_len}-iteration loop would take "
+                    f"minutes. "
                     f"Set BENCH_JAX_GRAD_MAX_UNROLL to run it")
     vg, args = peers.make_jax_grad(problem)
     checked(problem, "jax-grad", vg, args)

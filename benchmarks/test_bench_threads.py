@@ -12,8 +12,8 @@ per-call Python work (argument signature, copying inputs in, the result array ou
 The 2-thread benchmark stores the speed-up over the 1-thread one (same n, same session)
 in its extra_info: "speedup" (ratio of the medians) and "speedup_min" (of the fastest
 rounds, the better estimate on a machine where other processes take a core now and then:
-the script alternates 1- and 2-thread rounds and reports both as well).  These rows carry no "contender", so benchmarks/report.py
-leaves them out of docs/benchmarks.md.
+the script alternates 1- and 2-thread rounds and reports both as well).  These rows carry no
+"contender", so benchmarks/report.py leaves them out of docs/benchmarks.md.
 """
 import os
 import resource

@@ -6,7 +6,7 @@
  * cython_special functions can only be reached from C through a table of function
  * pointers filled at import -- one more global table, for functions whose well-known
  * algorithms fit in a page.  Each is checked against 50-digit mpmath in
- * tests/test_special.py; the algorithms are cited beside them.  Values at poles and
+ * tests/unit/test_special.py; the algorithms are cited beside them.  Values at poles and
  * outside the domain follow scipy.special (see docs/linalg.md, "special functions").
  */
 #ifndef FASTAD_SPECIAL_H

@@ -13,7 +13,7 @@ delta_k = dL/da_k, delta_j = h'(a_j) sum_k w_kj delta_k, dL/dw_ji = delta_j z_i 
 exactly what reverse mode computes: `fd.value_and_grad(loss)` records the forward pass
 once as a tape and replays it, with its adjoint sweep, for every training step.  The
 parameters are a dict (a pytree), and the gradient comes back as a dict of the same
-shapes.  tests/test_mlp_backprop.py writes the notes' equations out by hand and checks that
+shapes.  tests/oracle/test_mlp_backprop.py writes the notes' equations out by hand and checks that
 fastad agrees to 1e-12.
 
 Training is plain Adam written in numpy.  The script prints the loss as it goes and saves
@@ -63,7 +63,10 @@ def init_params(n_in=2, n_hidden=16, n_out=1, seed=1):
 
 
 def forward(params, X):
-    """The output logits a_k, shape (n, n_out): a_j = W1 z + b1, z_j = tanh(a_j), a_k = W2 z + b2."""
+    """The output logits a_k, shape (n, n_out).
+
+    a_j = W1 z + b1, z_j = tanh(a_j), a_k = W2 z + b2.
+    """
     a1 = X @ params["W1"].T + params["b1"]      # hidden pre-activations a_j
     z1 = np.tanh(a1)                            # hidden activations z_j = h(a_j)
     return z1 @ params["W2"].T + params["b2"]   # output pre-activations a_k (logits)

@@ -34,16 +34,16 @@ import time
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np
+import numpy as np  # noqa: E402 (after the BLAS thread setting above)
 
 try:
     import fastad as fd
 except ImportError:       # run from a source checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     import fastad as fd
-from fastad.optimize import minimize     # also fastad.minimize
+from fastad.optimize import minimize  # noqa: E402 (also fastad.minimize)
 
-import scipy.optimize as so
+import scipy.optimize as so  # noqa: E402 (after the BLAS thread setting above)
 
 
 # ------------------------------------------------------------------------ the problems

@@ -2,8 +2,8 @@
 on docs/conventions.md (absolute-zero products, kink rules).
 
 THE ONE LIST: `PATHS` below.  A new way of computing derivatives (a compiled tier, a new
-transform) appends its `Path` here, and tests/test_conventions_matrix.py (closed forms at
-every convention case) and tests/test_fuzz.py (random programs with kinks, every path
+transform) appends its `Path` here, and tests/oracle/test_conventions_matrix.py (closed forms at
+every convention case) and tests/oracle/test_fuzz.py (random programs with kinks, every path
 against every other) check it with no other edit.
 
 A path is `Path(name, order, make)`: `make(f)` takes a scalar function `f` of a float64

@@ -1,4 +1,4 @@
-"""Independent numpy references for tests/test_numpy.py (nothing here imports fastad).
+"""Independent numpy references for tests/unit/test_numpy.py (nothing here imports fastad).
 
 * UNARY / BINARY: every elementwise function of fastad.SUPPORTED with its value (plain
   numpy / scipy.special) and a hand-written derivative (the textbook formula), plus a

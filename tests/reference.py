@@ -441,13 +441,16 @@ def _record_kink(distance, err_bound, what, strict=False):
 # the dual number
 # --------------------------------------------------------------------------
 
+_ZERO = mpf(0)      # immutable, so safe as a shared default
+
+
 class Dual:
     """value v, tangent vector d (None = all zero), error bounds E and F (eps units)."""
 
     __slots__ = ("v", "d", "E", "F")
     __array_ufunc__ = None      # numpy scalars defer to our reflected operators
 
-    def __init__(self, v, d=None, E=mpf(0), F=None):
+    def __init__(self, v, d=None, E=_ZERO, F=None):
         self.v = v
         self.d = d
         self.E = E
@@ -569,7 +572,8 @@ def apply_op(name, *args):
             if di != 0:
                 fk += ss[i] * abs(di)
                 if H is not None:
-                    fk += abs(di) * sum((H[i][j] * Es[j] for j in range(len(xs)) if Es[j] != 0), mpf(0))
+                    fk += abs(di) * sum((H[i][j] * Es[j] for j in range(len(xs)) if Es[j] != 0),
+                                        mpf(0))
             if x.F is not None and x.F[k] != 0:
                 fk += _finite_abs(ps[i]) * x.F[k]
         fk += _finite_abs(dk)
@@ -632,7 +636,8 @@ def _lift_args(args, diff, seed_for):
             arr = np.empty(len(flat), dtype=object)
             arr[:] = flat
             out.append(arr.reshape(a.shape))
-        elif isinstance(a, (float, np.floating)) or (pos in diff and isinstance(a, (int, np.integer))):
+        elif isinstance(a, (float, np.floating)) or (pos in diff
+                                                      and isinstance(a, (int, np.integer))):
             out.append(_leaf(a, seed_for(pos, 0) if pos in diff else None))
         else:
             out.append(a)   # ints, strings, ... are plain data
@@ -751,11 +756,13 @@ def assert_close(got, ref, bound, k=K_TOL, what=""):
         got_a = np.asarray(got, dtype=float)
         assert got_a.shape == ref.shape, f"{what}: shape {got_a.shape} != {ref.shape}"
         bad = [
-            (idx, float(got_a[idx]), mpmath.nstr(ref[idx], 17), mpmath.nstr(bound[idx] * k * EPS, 3))
+            (idx, float(got_a[idx]), mpmath.nstr(ref[idx], 17),
+             mpmath.nstr(bound[idx] * k * EPS, 3))
             for idx in np.ndindex(ref.shape)
             if not close(got_a[idx], ref[idx], bound[idx], k)
         ]
-        assert not bad, f"{what}: mismatches (index, got, expected, tol): {bad[:5]} ({len(bad)} total)"
+        assert not bad, (f"{what}: mismatches (index, got, expected, tol): {bad[:5]} "
+                         f"({len(bad)} total)")
         return
     assert close(got, ref, bound, k), (
         f"{what}: got {float(got)!r}, expected {mpmath.nstr(ref, 20)} "

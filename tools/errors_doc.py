@@ -1,4 +1,4 @@
-"""Write docs/errors.md from the docstrings of fastad.errors (tests/test_errors.py checks
+"""Write docs/errors.md from the docstrings of fastad.errors (tests/contract/test_errors.py checks
 that the committed page is what this prints):
 
     python tools/errors_doc.py > docs/errors.md

@@ -26,9 +26,11 @@ mode="${1:-all}"
 [ $# -gt 0 ] && shift
 case "$mode" in
     all)  tests=(tests) ;;
-    fast) tests=(tests/test_notes_example.py tests/test_elementary.py tests/test_replay.py
-                 tests/test_errors.py tests/test_threads.py tests/test_memory.py
-                 tests/test_hardening_findings.py tests/test_rolling.py tests/test_blas.py) ;;
+    fast) tests=(tests/oracle/test_notes_example.py tests/contract/test_elementary.py
+                 tests/unit/test_replay.py tests/contract/test_errors.py
+                 tests/stress/test_threads.py tests/stress/test_memory.py
+                 tests/stress/test_regressions.py tests/unit/test_rolling.py
+                 tests/unit/test_blas.py) ;;
     *)    echo "usage: tools/sanitize.sh [fast|all] [pytest args...]" >&2; exit 2 ;;
 esac
 

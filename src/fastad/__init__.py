@@ -41,7 +41,7 @@ from fastad.sparse import jacobian_sparsity, hessian_sparsity
 from fastad.constraints import NonlinearConstraint, least_squares
 from fastad.trace import trace, EvaluationTrace, trace_info, TapeInfo, GraphvizNotFoundError
 from fastad.check import check_grad, GradCheckError, GradCheckResult
-from fastad import linalg, special, stats   # np.linalg on traced arrays; scipy.special/stats
+from fastad import linalg as linalg, special as special, stats as stats  # np.linalg, scipy.*
 from fastad.batching import vmap
 from fastad.dask import dask_map        # imports dask only when called
 from fastad._replay import register_info as _register_info
@@ -51,7 +51,8 @@ _register_info(trace_info)          # g.info(): the tools layer's report, withou
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "jvp", "record", "vjp", "jacfwd", "jacrev", "jacobian",
-           "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize", "Tape", "Traced", "TracedArray",
+           "hessian", "hvp", "hessian_vector_product", "stop_gradient", "custom_vjp", "minimize",
+           "Tape", "Traced", "TracedArray",
            "GuardFailure", "EscapedTracerError", "SUPPORTED", "RECORD_BYTES", "Record",
            "trace", "EvaluationTrace", "trace_info", "TapeInfo", "GraphvizNotFoundError",
            "check_grad", "GradCheckError", "GradCheckResult", "zeros", "ones", "empty", "full",

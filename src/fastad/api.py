@@ -4,6 +4,10 @@ Argument checking lives here (what JAX users expect: `argnums` as an int or a tu
 errors); the per-call work is done by `fastad._replay.Compiled`, which traces the function
 once per argument signature and replays the tape in C afterwards.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 import functools
 import weakref
 
@@ -47,8 +51,9 @@ def _wrap(fun, argnums, mode, has_aux=False, **options):
     return compiled
 
 
-def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-         native="auto"):
+def grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False,
+         replay: bool = True, random: str = "fresh", optimize: bool = True,
+         native: str = "auto") -> Callable[..., Any]:
     """Gradient of a scalar-valued function, by reverse mode (backpropagation).
 
     Returns a function with `fun`'s arguments that returns the gradient with respect to
@@ -82,8 +87,9 @@ def grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize
                  optimize=optimize, native=native)
 
 
-def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh",
-                   optimize=True, native="auto"):
+def value_and_grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
+                   has_aux: bool = False, replay: bool = True, random: str = "fresh",
+                   optimize: bool = True, native: str = "auto") -> Callable[..., Any]:
     """Like `grad`, but the returned function gives ``(fun(*args), gradient)`` (with
     ``has_aux=True``: ``((output, aux), gradient)``, as in JAX)."""
     return _wrap(fun, argnums, "value_and_grad", has_aux, replay=replay, random=random,
@@ -94,7 +100,7 @@ def value_and_grad(fun, argnums=0, *, has_aux=False, replay=True, random="fresh"
 # be kept somewhere that outlives one call: a cache keyed weakly by the function.  The
 # cached Compiled reaches the function only through a weak reference, so the entry, and
 # its tapes, die with the function.  This is fastad's one module-level mutable state.
-_CALL_CACHE = weakref.WeakKeyDictionary()
+_CALL_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _cached_compiled(fun, key, make):
@@ -113,7 +119,8 @@ def _cached_compiled(fun, key, make):
     return compiled
 
 
-def jvp(fun, primals, tangents, *, optimize=True):
+def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *,
+        optimize: bool = True) -> tuple[Any, Any]:
     """Forward mode: ``(fun(*primals), directional derivative along tangents)``.
 
     `primals` and `tangents` are tuples of equal length; each tangent has its primal's
@@ -139,7 +146,8 @@ def jvp(fun, primals, tangents, *, optimize=True):
     return compiled.run(tuple(primals), {}, tuple(tangents))
 
 
-def vjp(fun, *primals, has_aux=False, optimize=True):
+def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
+        optimize: bool = True) -> tuple[Any, ...]:
     """Reverse mode for any output: ``(out, vjp_fn)``, where ``vjp_fn(cotangent)`` returns
     a tuple with the cotangent of each primal (one reverse sweep per call).  With
     ``has_aux=True``: ``(out, vjp_fn, aux)``.
@@ -157,8 +165,9 @@ def vjp(fun, *primals, has_aux=False, optimize=True):
     return compiled.run(tuple(primals), {}, None)
 
 
-def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           native="auto", sparse=False):
+def jacfwd(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False,
+           replay: bool = True, random: str = "fresh", optimize: bool = True,
+           native: str = "auto", sparse: bool = False) -> Callable[..., Any]:
     """Jacobian by forward mode: one tangent sweep per input element.  The result has shape
     ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one tangent sweep per column colour
@@ -169,8 +178,9 @@ def jacfwd(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimi
                  optimize=optimize, native=native)
 
 
-def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           native="auto", sparse=False):
+def jacrev(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False,
+           replay: bool = True, random: str = "fresh", optimize: bool = True,
+           native: str = "auto", sparse: bool = False) -> Callable[..., Any]:
     """Jacobian by reverse mode: one reverse sweep per output element.  The result has
     shape ``out.shape + arg.shape`` (a tuple of such arrays for tuple `argnums`).  With
     ``sparse=True``: a `scipy.sparse.csr_array`, one reverse sweep per row colour."""
@@ -180,8 +190,9 @@ def jacrev(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimi
                  optimize=optimize, native=native)
 
 
-def jacobian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           native="auto", sparse=False):
+def jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False,
+             replay: bool = True, random: str = "fresh", optimize: bool = True,
+             native: str = "auto", sparse: bool = False) -> Callable[..., Any]:
     """Jacobian ``out.shape + arg.shape``, by the cheaper sweep for the shapes at hand: one
     reverse sweep per output element when there are fewer outputs than inputs, one tangent
     sweep per input element otherwise -- chosen at every call on the same replayed tape
@@ -200,8 +211,9 @@ def _sparse_jacobian(fun, argnums, mode, has_aux, replay):
     return sparse_jacobian(fun, argnums, mode=mode, has_aux=has_aux, replay=replay)
 
 
-def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optimize=True,
-           native="auto", sparse=False):
+def hessian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, has_aux: bool = False,
+            replay: bool = True, random: str = "fresh", optimize: bool = True,
+            native: str = "auto", sparse: bool = False) -> Callable[..., Any]:
     """Hessian of a scalar function, ``arg.shape + arg.shape``: forward mode over the
     recorded reverse sweep (the gradient's computation is itself a tape; one tangent sweep
     over it per input element, in C).  With ``has_aux=True``: ``(hessian, aux)``.  With
@@ -211,12 +223,14 @@ def hessian(fun, argnums=0, *, has_aux=False, replay=True, random="fresh", optim
     if sparse:
         from fastad.sparse import sparse_hessian
         return sparse_hessian(fun, argnums, has_aux=has_aux, replay=replay)
-    options = dict(replay=replay, random=random, optimize=optimize, native=native)
+    options: dict[str, Any] = dict(replay=replay, random=random, optimize=optimize,
+                                   native=native)
     return jacfwd(grad(fun, argnums, has_aux=has_aux, **options), argnums, has_aux=has_aux,
                   **options)
 
 
-def hvp(fun, argnums=0, *, replay=True, random="fresh", optimize=True, native="auto"):
+def hvp(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, replay: bool = True,
+        random: str = "fresh", optimize: bool = True, native: str = "auto") -> Callable[..., Any]:
     """Hessian-vector product: ``hvp(fun)(x, v, *rest)`` is H_x fun @ v, of x's shape, where
     x is argument `argnums` and `rest` the other arguments in order -- scipy's
     ``hessp(x, p, *args)`` signature for argnums=0.  Forward over reverse: one tangent sweep
@@ -260,21 +274,22 @@ def _zero_tangent(a):
 hessian_vector_product = hvp
 
 
-def stop_gradient(x):
+def stop_gradient(x: Any) -> Any:
     """x, with no derivative flowing through it (a constant for differentiation)."""
     if type(x) in (Traced, TracedArray):
-        return apply_op(Op.STOP, Kind.UNARY, (x,), "stop_gradient")
+        # Op is built from the op table at import time, so mypy cannot see its members
+        return apply_op(Op.STOP, Kind.UNARY, (x,), "stop_gradient")  # type: ignore[attr-defined]
     return x
 
 
-def is_record_input(a):
+def is_record_input(a: Any) -> bool:
     """fastad.record's rule (and fastad.trace's): a float or a float array is a tape input;
     ints and everything else are passed through unchanged (the rule of the call path,
     fastad._replay.is_input, with nothing differentiated)."""
     return is_input(a, False)
 
 
-def record(fun, *args):
+def record(fun: Callable[..., Any], *args: Any) -> Tape:
     """Trace `fun(*args)` once and return its `Tape` (the low-level interface).
 
     Every float and float-array argument is an input, flattened in order (ints and
@@ -284,7 +299,8 @@ def record(fun, *args):
     """
     _check_callable(fun, "record")
     tape = Tape()
-    flat, layout = [], []
+    flat: list[Any] = []
+    layout: list[Any] = []
     for a in args:
         if not is_record_input(a):
             layout.append(False)

@@ -186,7 +186,7 @@ class Batched:
         moved, batched, N = self._batch_args(args)
         self.stats["calls"] += 1
         self.stats["points"] += N
-        if any(is_traced(l) for a in args for l in tree_flatten(a)[0]):
+        if any(is_traced(leaf) for a in args for leaf in tree_flatten(a)[0]):
             return self._loop(moved, batched, N, kwargs, self._raw)   # inside a trace
         c_path = (self.mode in _C_MODES and not self.has_aux and self.replay
                   and all(type(a) in (np.ndarray, float) or not isinstance(a, (tuple, list, dict))
@@ -196,7 +196,7 @@ class Batched:
         lane0 = self._lane(moved, batched, 0) if N else self._probe(moved, batched)
         res0 = self._single(lane0, kwargs)
         leaves0, tdef = tree_flatten(res0)
-        shapes = [np.shape(l) for l in leaves0]
+        shapes = [np.shape(leaf) for leaf in leaves0]
         if N == 0:
             return self._assemble(tdef, [np.empty((0,) + s) for s in shapes])
         sig = self.target._signature(lane0, kwargs)
@@ -245,12 +245,12 @@ class Batched:
         while pending.size:
             fresh = [t for t in tapes if t not in tried]
             if not fresh:
-                l = int(pending[0])
-                lane = self._lane(moved, batched, l)
-                if l in traced:         # its own tape did not fit it: never loop on that
+                lane_no = int(pending[0])
+                lane = self._lane(moved, batched, lane_no)
+                if lane_no in traced:         # its own tape did not fit it: never loop on that
                     raise RuntimeError("fastad internal error: a point does not replay on the "
                                        "tape traced at it")
-                traced.add(l)
+                traced.add(lane_no)
                 self.stats["traced"] += 1
                 self._single(lane, kwargs)      # traces the new pattern (a retrace)
                 sig = self.target._signature(lane, kwargs)
@@ -274,7 +274,7 @@ class Batched:
         if N == 0:
             res0 = self._single(self._probe(moved, batched), kwargs)
             leaves0, tdef = tree_flatten(res0)
-            return self._assemble(tdef, [np.empty((0,) + np.shape(l)) for l in leaves0])
+            return self._assemble(tdef, [np.empty((0,) + np.shape(leaf)) for leaf in leaves0])
         results = [single(self._lane(moved, batched, i), kwargs) for i in range(N)]
         flat = [tree_flatten(r) for r in results]
         tdef = flat[0][1]
@@ -293,9 +293,9 @@ class Batched:
             if not isinstance(top, (tuple, list)) or len(top) != len(axes):
                 raise ValueError(f"fastad.vmap: out_axes has {len(axes)} entries but the "
                                  f"function's output is not a tuple of that length")
-            return type(top)(_tree_map(lambda l, ax=ax: _move_out(l, ax), part)
+            return type(top)(_tree_map(lambda leaf, ax=ax: _move_out(leaf, ax), part)
                              for part, ax in zip(top, axes))
-        return tree_unflatten(tdef, [_move_out(l, axes) for l in leaves])
+        return tree_unflatten(tdef, [_move_out(leaf, axes) for leaf in leaves])
 
     # ------------------------------------------------------------------ plans
     def _plan(self, tape, layout, ncol):
@@ -403,11 +403,12 @@ def _zero_like(a):
 
 
 def _stack(leaves):
-    if any(is_traced(l) for l in leaves):
+    if any(is_traced(leaf) for leaf in leaves):
         from fastad import arrays       # traced leaves: stacked on the enclosing tape
-        return np.stack([arrays.asarray(l) if not hasattr(l, "shape") else l for l in leaves]) \
+        return np.stack([arrays.asarray(leaf) if not hasattr(leaf, "shape") else leaf
+                         for leaf in leaves]) \
             if hasattr(arrays, "asarray") else np.stack(leaves)
-    return np.stack([np.asarray(l, dtype=np.float64) for l in leaves])
+    return np.stack([np.asarray(leaf, dtype=np.float64) for leaf in leaves])
 
 
 def _move_out(leaf, ax):

@@ -23,6 +23,10 @@ A component passes when |fastad - fd| <= atol + rtol * |fd| + noise, where noise
 SciPy's `approx_fprime` is not used: it takes forward differences (error ~sqrt(eps)), not
 central ones, and reports no per-component noise.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 import math
 
 import numpy as np
@@ -53,7 +57,7 @@ class GradCheckError(AssertionError):
     """fastad's derivative and the finite difference disagree beyond the tolerance.
     `.result` is the GradCheckResult."""
 
-    def __init__(self, result):
+    def __init__(self, result: GradCheckResult) -> None:
         self.result = result
         super().__init__(str(result))
 
@@ -86,23 +90,24 @@ class GradCheckResult:
     """What check_grad found: `ok`, `value` (f at the point), `checks` (a Check per
     argument and mode), and the tolerances.  True in a boolean context when ok."""
 
-    def __init__(self, name, value, checks, rtol, atol):
+    def __init__(self, name: str, value: Any, checks: list[Check], rtol: float,
+                 atol: float) -> None:
         self.name, self.value, self.checks = name, value, checks
         self.rtol, self.atol = rtol, atol
         self.ok = all(c.ok for c in checks)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.ok
 
     @property
-    def max_abs_err(self):
+    def max_abs_err(self) -> float:
         return max((c.abs_err for c in self.checks), default=0.0)
 
     @property
-    def max_rel_err(self):
+    def max_rel_err(self) -> float:
         return max((c.rel_err for c in self.checks), default=0.0)
 
-    def __str__(self):
+    def __str__(self) -> str:
         status = "ok" if self.ok else "FAILED: fastad's derivative differs from the finite " \
                                       "difference"
         lines = [f"check_grad({self.name}): {status} (rtol={self.rtol:g}, atol={self.atol:g})"]
@@ -180,9 +185,11 @@ def _compare(analytic, numeric, noise, rtol, atol):
     return abs_err, rel_err, worst, not bad.any()
 
 
-def check_grad(fun, *args, argnums=0, eps=None, rtol=1e-6, atol=1e-8, modes=("grad",),
-               grad_fn=None, jvp_fn=None, raise_on_failure=True, max_elements=None,
-               seed=0):
+def check_grad(fun: Callable[..., Any], *args: Any, argnums: int | Sequence[int] = 0,
+               eps: float | None = None, rtol: float = 1e-6, atol: float = 1e-8,
+               modes: Sequence[str] = ("grad",), grad_fn: Callable[..., Any] | None = None,
+               jvp_fn: Callable[..., Any] | None = None, raise_on_failure: bool = True,
+               max_elements: int | None = None, seed: int = 0) -> GradCheckResult:
     """Compare fastad's derivatives of `fun` at `args` with central finite differences.
 
     fun: a scalar-valued function (called on plain floats/arrays for the differences).
@@ -226,27 +233,27 @@ def check_grad(fun, *args, argnums=0, eps=None, rtol=1e-6, atol=1e-8, modes=("gr
     if rtol < 0 or atol < 0:
         raise ValueError("fastad.check_grad: rtol and atol must be >= 0")
     nums, many = _normalise_argnums(argnums, len(args))
-    args = list(args)
+    point = list(args)     # a list: the checked arguments are replaced by floats
     for i in nums:
-        args[i] = _as_float(args[i], i)
+        point[i] = _as_float(point[i], i)
     name = getattr(fun, "__name__", None) or type(fun).__name__
-    value = _scalar_out(fun, args)
+    value = _scalar_out(fun, point)
     rng = np.random.default_rng(seed)
     checks = []
     if "grad" in kinds:
         if grad_fn is None:
             from fastad.api import grad
             grad_fn = grad(fun, argnums=nums if many else nums[0], replay=False)
-        g = grad_fn(*args)
+        g = grad_fn(*point)
         gs = tuple(g) if many else (g,)
         if len(gs) != len(nums):
             raise ValueError(f"fastad.check_grad: the gradient has {len(gs)} parts for "
                              f"argnums {nums}")
         for i, gi in zip(nums, gs):
-            checks.append(_check_argument(fun, args, i, gi, eps, rtol, atol, rng,
+            checks.append(_check_argument(fun, point, i, gi, eps, rtol, atol, rng,
                                           max_elements))
     if "jvp" in kinds:
-        checks.append(_check_direction(fun, args, nums, eps, rtol, atol, rng, jvp_fn))
+        checks.append(_check_direction(fun, point, nums, eps, rtol, atol, rng, jvp_fn))
     result = GradCheckResult(name, value, checks, rtol, atol)
     if raise_on_failure and not result.ok:
         raise GradCheckError(result)

@@ -23,7 +23,7 @@ def _rows(batched, pos, *blocks):
     leaves = tree_flatten(res)[0]
     if not leaves:
         return np.empty((n, 0))
-    return np.concatenate([np.asarray(l, dtype=np.float64).reshape(n, -1) for l in leaves],
+    return np.concatenate([np.asarray(leaf, dtype=np.float64).reshape(n, -1) for leaf in leaves],
                           axis=1)
 
 
@@ -81,7 +81,7 @@ def dask_map(fun, *args, client=None, workers=1):
     first = [np.asarray(a[:1].compute()) if m else a
              for a, m in zip(_replace(args, mapped, arrays), mapped)]
     leaves, tdef = tree_flatten(batched(*first))
-    shapes = [np.shape(l)[1:] for l in leaves]
+    shapes = [np.shape(leaf)[1:] for leaf in leaves]
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     ncol = sum(sizes)
     c = _client(client)

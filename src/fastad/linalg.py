@@ -13,7 +13,6 @@ Matrices are 2-d (no stacks); singular inputs raise numpy's LinAlgError, at trac
 replay (a replay that meets one traces again, which raises).
 """
 import collections
-import math
 
 import numpy as np
 
@@ -22,8 +21,8 @@ from fastad._tape import op_table, linalg_record, linalg_nres
 from fastad._tracer import Traced, TracedArray
 from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "solve_triangular", "cho_factor",
-           "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "solve_triangular",
+           "cho_factor", "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
            "matrix_power"]
 
 _CODE = {name: code for code, (name, kind) in enumerate(op_table())}

@@ -13,8 +13,8 @@ sees the switch.  Tiers, per differentiated function (``native=`` of grad & co.)
   "never"   interpreter only
 
 FASTAD_NATIVE=0 turns native code off everywhere; FASTAD_NATIVE=always makes "auto" mean
-"always" (how the whole test suite is run in the native tier, docs/native.md).  Shared objects are cached in
-FASTAD_CACHE_DIR (default: ~/.cache/fastad/native), keyed by a hash of the tape's
+"always" (how the whole test suite is run in the native tier, docs/native.md).  Shared objects
+are cached in FASTAD_CACHE_DIR (default: ~/.cache/fastad/native), keyed by a hash of the tape's
 records, the generator and the compiler, so another process with the same function loads
 them without compiling.
 """

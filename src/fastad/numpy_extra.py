@@ -911,7 +911,7 @@ def gradient(f, *varargs, axis=None, edge_order=1):
             first = _op(np.divide, _op(np.subtract, at(slice(1, 2)), at(slice(0, 1))), h)
             last = _op(np.divide, _op(np.subtract, at(slice(-1, None)), at(slice(-2, -1))), h)
         else:
-            def comb(coeffs, sls):
+            def comb(coeffs, sls, h=h):     # h: this axis's spacing (loop variable)
                 terms = [_op(np.multiply, _op(np.divide, c, h), at(s)) for c, s in
                          zip(coeffs, sls)]
                 return _op(np.add, _op(np.add, terms[0], terms[1]), terms[2])

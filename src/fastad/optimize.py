@@ -34,6 +34,10 @@ over the flat vector, in the flattened order.
 SciPy is an optional dependency of fastad (it comes with the ``test`` extra); without it
 `minimize` raises an ImportError saying how to install it.
 """
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import inspect
 
 import numpy as np
@@ -134,7 +138,7 @@ def _tree_to_flat(t):
     leaves, _ = tree_flatten(t)
     if len(leaves) == 1:
         return _flat64(leaves[0])
-    return np.ascontiguousarray(np.concatenate([_flat64(l) for l in leaves]))
+    return np.ascontiguousarray(np.concatenate([_flat64(leaf) for leaf in leaves]))
 
 
 def _structured(user, layout, n_vectors, flatten=True):
@@ -148,7 +152,8 @@ def _structured(user, layout, n_vectors, flatten=True):
     return f
 
 
-def minimize(fun, x0, method="BFGS", args=(), *, replay=True, **kw):
+def minimize(fun: Callable[..., Any], x0: Any, method: str = "BFGS", args: tuple[Any, ...] = (), *,
+             replay: bool = True, **kw: Any) -> Any:
     """Minimize ``fun(x, *args)`` with `scipy.optimize.minimize`, exact derivatives wired in.
 
     `fun` returns a real scalar and is differentiated with fastad (traced once, replayed in

@@ -239,7 +239,7 @@ def find_sources(fun, args, kwargs, names=None):
             value(v, None, depth)
 
     function(fun, 0)
-    for i, a in enumerate(args):
+    for a in args:
         for v in (a if isinstance(a, (tuple, list)) else
                   a.values() if isinstance(a, dict) else (a,)):
             if _is_source(v):

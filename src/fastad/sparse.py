@@ -228,7 +228,7 @@ class _Program:
         self.traces += 1
         tape = Tape()
         layout, sizes, owner = [], [], []
-        for i, (treedef, roles) in enumerate(plan):
+        for i, (_treedef, roles) in enumerate(plan):
             for role, shape in roles:
                 if role == "s":
                     continue

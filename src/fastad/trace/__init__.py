@@ -26,6 +26,10 @@ The package, one job per module:
 
 The JSON schema of `EvaluationTrace.to_json` is documented in docs/trace.md.
 """
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import inspect
 
 import numpy as np
@@ -85,7 +89,8 @@ def _flat_direction(tangents, args):
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def trace(fun, *args, tangents=None, adjoint=True, title=None):
+def trace(fun: Callable[..., Any] | Any, *args: Any, tangents: Any = None, adjoint: bool = True,
+          title: str | None = None) -> EvaluationTrace:
     """The evaluation trace of `fun(*args)`: its primal variables with values, tangents
     (if `tangents` gives an input direction) and adjoints (reverse mode, seed 1).
 

@@ -134,7 +134,7 @@ def to_mermaid(tr, *, show=(), max_nodes=400, kind="flowchart", direction="LR"):
 
 def _mermaid_state(nodes, edges, skipped, outs, direction):
     out = ["stateDiagram-v2", f"    direction {direction}"]
-    for v, lines, k, is_out in nodes:
+    for v, lines, _k, _is_out in nodes:
         text = " ".join(lines).replace(":", "∶")
         out.append(f"    v{v}: {text}")
     if skipped:

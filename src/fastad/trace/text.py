@@ -144,7 +144,7 @@ def _split_text(tr, max_rows, precision, conv):
         w0 = max(width(a) for a, _, _ in shown)
         w1 = max(width(b) for _, b, _ in shown)
 
-        def fmt(item):
+        def fmt(item, w0=w0, w1=w1):
             a, b, c = item
             return f"  {pad(a, w0)} = {pad(b, w1)}  = {c}".rstrip()
         out.extend(fmt(it) for it in head)

@@ -1,4 +1,4 @@
-"""Errors of numpy code on traced arrays (issue 3, section 1): what is not supported says so,
+"""Errors of numpy code on traced arrays (docs/numpy.md): what is not supported says so,
 with the right exception type and a message that names the culprit and the way out.
 After each error fastad must stay usable (checked at the end of every test)."""
 import numpy as np

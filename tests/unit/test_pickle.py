@@ -19,6 +19,7 @@ import fastad.serialize as S
 from reference import rosen_grad, rosen_hess, rosen_loop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)          # the shared references (reference.py)
 # the fastad this process imported (src/ or an installed, e.g. sanitized, build)
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(fd.__file__)))
 
@@ -134,7 +135,7 @@ def test_other_process_replays_without_tracing_and_retraces_or_refuses(tmp_path)
         except RuntimeError as e:
             out["missing_err"] = str(e)
         print(json.dumps(out))
-    """, [SRC, HERE], tmp_path)
+    """, [SRC, HERE, TESTS], tmp_path)
     x = np.array([0.3, -1.1, 0.7, 1.9, -0.4])
     assert res["traced"] == 0
     assert res["v"] == rosen_loop(x)

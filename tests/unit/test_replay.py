@@ -80,7 +80,8 @@ def test_branch_alternating_20_calls():
             ex = (mp.cos(mx) * my + 2 * mx, mp.sin(mx))
         else:
             ex = (mp.exp(mx) * my - 1, mp.exp(mx))
-        assert abs(mpf(got[0]) - ex[0]) <= 64 * EPS * (abs(mp.cos(mx) * my) + 2 * abs(mx) + 1 + abs(mp.exp(mx) * my))
+        assert abs(mpf(got[0]) - ex[0]) <= 64 * EPS * (abs(mp.cos(mx) * my) + 2 * abs(mx) + 1
+                                                       + abs(mp.exp(mx) * my))
         assert abs(mpf(got[1]) - ex[1]) <= 64 * EPS * abs(ex[1])
     info = g.cache_info()
     assert calls[0] == 2, "the Python body must run once per branch, not on replay"
@@ -303,7 +304,8 @@ def test_rosenbrock_scalar_loop(n):
         assert abs(mpf(v) - ev) <= 64 * EPS * es, (v, ev)
         eg, sg = rosen_grad_reference(x)
         bad = [i for i in range(n) if abs(mpf(g[i]) - eg[i]) > 64 * EPS * sg[i]]
-        assert not bad, f"n={n}: components {bad[:5]} differ, e.g. got {g[bad[0]]} expected {eg[bad[0]]}"
+        assert not bad, (f"n={n}: components {bad[:5]} differ, "
+                         f"e.g. got {g[bad[0]]} expected {eg[bad[0]]}")
     assert calls[0] == 1, "rosen's Python body must not run on replay"
     info = vg.cache_info()
     assert info["traces"] == 1 and info["replays"] == len(inputs) - 1

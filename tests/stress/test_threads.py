@@ -89,7 +89,7 @@ def test_replay_from_four_threads_equals_serial(wrap):
 
     def work(k):
         out = []
-        for rep in range(6):
+        for _rep in range(6):
             for j in range(len(xs)):
                 j = (j + 16 * k) % len(xs)   # the threads call with different inputs
                 out.append((j, g(xs[j])))

@@ -18,7 +18,8 @@ RTOL = 64 * EPS
 def close(a, b, rtol=RTOL):
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     assert a.shape == b.shape, (a.shape, b.shape)
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.nanmax(np.abs(b), initial=1.0)))
+    np.testing.assert_allclose(a, b, rtol=rtol,
+                               atol=rtol * max(1.0, np.nanmax(np.abs(b), initial=1.0)))
 
 
 def notes_f(x1, x2):
@@ -196,7 +197,8 @@ def test_nan_rows_stay_in_their_rows():
     ok = np.ones(600, bool)
     ok[[3, 400]] = False
     assert np.isfinite(G[ok]).all()
-    vals, (g1, g2) = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))(X[:, 0].copy(), X[:, 1].copy())
+    vals, (g1, g2) = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))(X[:, 0].copy(),
+                                                                          X[:, 1].copy())
     assert np.isnan(vals[[3, 400]]).all() and np.isfinite(np.delete(vals, [3, 400])).all()
 
 

@@ -78,7 +78,8 @@ BINARY_POINTS = {
     "subtract": [(1.5, -2.25), (3.0, 3.0), (1e-300, 2e-300)],
     "multiply": [(1.5, -2.25), (0.0, 5.0), (1e150, 1e-150), (-3.0, 0.0)],
     "divide": [(1.5, -2.25), (0.0, 3.0), (1.0, 1e-150), (1e150, 1e150), (-7.0, 0.5)],
-    "power": [(2.0, 3.0), (0.5, -1.5), (1e-3, 0.5), (3.0, 0.0), (10.0, 100.0), (1.0, 2.5), (7.5, 1e-10)],
+    "power": [(2.0, 3.0), (0.5, -1.5), (1e-3, 0.5), (3.0, 0.0), (10.0, 100.0), (1.0, 2.5),
+              (7.5, 1e-10)],
     "arctan2": [(1.0, 2.0), (-1.0, -2.0), (1e-10, 1.0), (1.0, 0.0), (0.0, -1.0), (1e150, 1e150)],
     "hypot": [(3.0, 4.0), (-5.0, 12.0), (0.0, 2.0), (1e200, 1e200), (1e-200, 3e-200)],
     "maximum": [(1.0, 2.0), (3.0, -1.0), (-1e300, 1e300)],
@@ -204,7 +205,8 @@ def test_reference_table_matches_central_differences(name, x):
 
 @pytest.mark.parametrize(
     "name,a,b",
-    [pytest.param(n, a, b, id=f"{n}-{a!r},{b!r}") for n, pts in BINARY_POINTS.items() for a, b in pts],
+    [pytest.param(n, a, b, id=f"{n}-{a!r},{b!r}")
+     for n, pts in BINARY_POINTS.items() for a, b in pts],
 )
 def test_reference_binary_table_matches_central_differences(name, a, b):
     op = OPS[name]
@@ -218,7 +220,8 @@ def test_reference_binary_table_matches_central_differences(name, a, b):
             numeric = central_diff(lambda t: op.value(t, mb), ma, one_sided=on_cut)
         else:
             numeric = central_diff(lambda t: op.value(ma, t), mb)
-        assert abs(numeric - analytic) <= mpf(10) ** -20 * (abs(analytic) + mpf(10) ** -300), (name, a, b, which)
+        assert abs(numeric - analytic) <= mpf(10) ** -20 * (abs(analytic) + mpf(10) ** -300), \
+            (name, a, b, which)
 
 
 # ------------------------------------------------------------ fd.<name> on plain numbers

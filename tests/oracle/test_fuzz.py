@@ -17,8 +17,8 @@ replay); the Python body may run again only when a guard outcome differs from ev
 path seen before.  Points within MARGIN of a kink or branch boundary are rejected (first
 point) or skipped (replay points), so float64 and mpmath take the same branches.
 
-CI: ``python -m pytest tests/test_fuzz.py`` (hypothesis profile ``ci``).
-Long campaign: ``FASTAD_HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz.py``.
+CI: ``python -m pytest tests/oracle/test_fuzz.py`` (hypothesis profile ``ci``).
+Long campaign: ``FASTAD_HYPOTHESIS_PROFILE=long python -m pytest tests/oracle/test_fuzz.py``.
 """
 
 import os
@@ -363,8 +363,10 @@ def ref_value_grad(fun, args, full=True, direction=None):
         g = []
         for i in range(len(x)):
             h = H1 * max(1, abs(x[i]))
-            xp = list(x); xp[i] += h
-            xm = list(x); xm[i] -= h
+            xp = list(x)
+            xp[i] += h
+            xm = list(x)
+            xm[i] -= h
             g.append((mp_eval(fun, xp, like)[0] - mp_eval(fun, xm, like)[0]) / (2 * h))
         return v, kinks, g
     d = [mpmath.mpf(t) for t in direction]
@@ -546,7 +548,7 @@ def _mp_hessian(f, x):
         for j in range(i, n):
             hi, hj = H2 * max(1, abs(x[i])), H2 * max(1, abs(x[j]))
 
-            def at(si, sj):
+            def at(si, sj, i=i, j=j, hi=hi, hj=hj):
                 y = list(x)
                 y[i] += si * hi
                 y[j] += sj * hj

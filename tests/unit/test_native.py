@@ -446,6 +446,8 @@ def test_standalone_export_of_array_code(tmp_path):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
+# the fuzzer's program generator lives with the oracle tests (tests/oracle/test_fuzz.py)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "oracle"))
 import test_fuzz as fz  # noqa: E402
 
 # each example compiles a tape (~0.3-1 s): few by default, many in the full matrix

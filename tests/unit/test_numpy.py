@@ -1,4 +1,4 @@
-"""Numpy code on traced arrays (issue 3, section 1) against independent references.
+"""Numpy code on traced arrays (docs/numpy.md) against independent references.
 
 Every test differentiates ordinary numpy code with fd.value_and_grad / fd.grad / fd.jvp and
 compares with numpy_ref.py: hand-written derivatives (the textbook formulas, themselves
@@ -935,11 +935,11 @@ def test_where_constant_condition_on_data_argument():
         close(g(x, c), np.where(c, np.cos(x), 3 * x ** 2))
 
 
-# ============================================================================ np.array / np.stack of traced scalars
+# ============================================================ np.array / np.stack of traced scalars
 
 @pytest.mark.parametrize("builder", ["np.array", "np.asarray", "np.stack"])
 def test_np_array_of_traced_scalars_is_a_traced_array(builder):
-    """Issue 3: np.array / np.stack of a list of traced scalars differentiates, numpy ufuncs
+    """np.array / np.stack of a list of traced scalars differentiates, numpy ufuncs
     included.  np.stack gives a TracedArray; np.array and np.asarray cannot be intercepted
     by numpy's protocols and give an object array of traced scalars, which fastad still
     differentiates (docs/numpy.md)."""
@@ -1072,7 +1072,7 @@ def test_mlp_issue_signature_with_params_tuple_unpacked():
           more_args=[(W1, b1, W2, b2, r.normal(size=(10, 3)), r.normal(size=10))])
 
 
-# ============================================================================ mixing scalar and vector code
+# ==================================================================== mixing scalar and vector code
 
 def test_scalar_loop_mixed_with_vectorized_ops():
     def fun(x):

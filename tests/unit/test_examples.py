@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLES = os.path.join(HERE, "..", "examples")
+EXAMPLES = os.path.join(HERE, "..", "..", "examples")
 
 
 def run_example(name, *args, cwd=None):
@@ -90,7 +90,7 @@ def test_optimal_control_example(tmp_path):
     if importlib.util.find_spec("matplotlib") is not None:
         assert plot.exists() and plot.stat().st_size > 1000
     import numpy as np
-    from scipy.optimize import minimize, NonlinearConstraint, Bounds
+    from scipy.optimize import minimize, NonlinearConstraint
     oc = load_example("optimal_control.py")
     n = 20
     res, _ = oc.solve(n, verbose=False)

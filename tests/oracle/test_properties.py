@@ -22,7 +22,6 @@ kink) are rejected with ``assume`` (first point) or not compared (replay points)
 """
 
 import numpy as np
-import pytest
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
@@ -217,7 +216,8 @@ def check_value_and_grad(vg, make, n, packed, point, label):
     else:
         assert isinstance(got_g, tuple) and len(got_g) == n
         for i in range(n):
-            assert_close(got_g[i], ref.grad[i], ref.grad_bound[i], what=f"{label} d/dx{i} at {point}")
+            assert_close(got_g[i], ref.grad[i], ref.grad_bound[i],
+                         what=f"{label} d/dx{i} at {point}")
     return True
 
 

@@ -255,5 +255,6 @@ def test_grad_replay_agrees_with_closed_form_at_several_points():
         # a few eps times the sum of the |terms|: allow 8 eps * sum|terms|.
         for got, terms, name in [(g1, terms1, "df/dx1"), (g2, terms2, "df/dx2")]:
             tol = 8 * EPS * sum(abs(t) for t in terms)
-            assert abs(mpf(got) - sum(terms)) <= tol, f"{name} at {a, b}: got {got}, expected {sum(terms)}"
+            assert abs(mpf(got) - sum(terms)) <= tol, \
+                f"{name} at {a, b}: got {got}, expected {sum(terms)}"
     assert g.cache_info()["traces"] == 1

@@ -22,7 +22,7 @@ import pytest
 import fastad as fd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLE = os.path.join(HERE, "..", "examples", "mlp_backprop.py")
+EXAMPLE = os.path.join(HERE, "..", "..", "examples", "mlp_backprop.py")
 
 RTOL = 1e-12
 
@@ -169,7 +169,7 @@ def test_loop_reference_agrees_with_central_differences():
     as_lists = [(W.tolist(), b.tolist()) for W, b in layers]
     _, ref = mean_backprop_loops(as_lists, X.tolist(), T.tolist(), "mse")
     h = 1e-6
-    for li, (W, b) in enumerate(layers):
+    for li, (W, _b) in enumerate(layers):
         for j in range(W.shape[0]):
             for i in range(W.shape[1]):
                 plus = [(w.copy(), c.copy()) for w, c in layers]
@@ -208,7 +208,7 @@ def test_example_network_gradient_matches_hand_backprop():
     params = ex.init_params(seed=1)
     vg = fd.value_and_grad(ex.loss)
     rng = np.random.default_rng(2)
-    for trial in range(3):        # the first call traces, the others replay new weights
+    for _trial in range(3):        # the first call traces, the others replay new weights
         value, grads = vg(params, X, t)
         ref_value, ref = backprop_vectorized(params, X, t)
         assert value == pytest.approx(ref_value, rel=RTOL)

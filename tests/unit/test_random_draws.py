@@ -50,7 +50,7 @@ def _check_sequence(make, xs, **kwargs):
     for x, (value, grad) in zip(xs, got):
         saved = copy.deepcopy(_state(src))
 
-        def rewind():
+        def rewind(saved=saved):
             _set(src, saved)
         want_grad = _fd_grad(f, x, rewind)
         rewind()
@@ -147,7 +147,7 @@ def test_generator_as_argument():
         got = [vg(x, rng_ad) for x in XS]
     for x, (value, grad) in zip(XS, got):
         saved = copy.deepcopy(_state(rng_py))
-        want_grad = _fd_grad(lambda y: f(y, rng_py), x, lambda: _set(rng_py, saved))
+        want_grad = _fd_grad(lambda y: f(y, rng_py), x, lambda saved=saved: _set(rng_py, saved))
         _set(rng_py, saved)
         assert value == pytest.approx(f(x, rng_py), rel=1e-13)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6)

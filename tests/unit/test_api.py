@@ -6,7 +6,6 @@ and dyadic numbers), so they are compared with ==; where they are not, the close
 evaluated in mpmath and the tolerance is justified inline.
 """
 
-import functools
 import math
 
 import numpy as np
@@ -29,7 +28,8 @@ WRAPPERS = [
     pytest.param(lambda f: fd.grad(f, argnums=(0, 1)), id="grad-tuple"),
     pytest.param(lambda f: fd.grad(f, replay=False), id="grad-noreplay"),
     pytest.param(lambda f: fd.value_and_grad(f), id="value_and_grad"),
-    pytest.param(lambda f: fd.value_and_grad(f, argnums=1, replay=False), id="value_and_grad-noreplay"),
+    pytest.param(lambda f: fd.value_and_grad(f, argnums=1, replay=False),
+                 id="value_and_grad-noreplay"),
 ]
 
 
@@ -358,7 +358,8 @@ def test_record_inputs_flattened_in_order():
     assert len(tape.input_slots) == 8
     assert len(set(tape.input_slots)) == 8
     x = [2.0] + list(M.ravel()) + [5.0]
-    assert tape.forward(x) == 2.0 * 5.0 + 3 * sum(M[i, j] * (i + 2.0 * j) for i in range(3) for j in range(2))
+    assert tape.forward(x) == 2.0 * 5.0 + 3 * sum(M[i, j] * (i + 2.0 * j)
+                                                  for i in range(3) for j in range(2))
     adj = tape.reverse()
     assert adj.shape == (8,)
     expected = [5.0] + [3 * (i + 2.0 * j) for i in range(3) for j in range(2)] + [2.0]
@@ -413,7 +414,8 @@ def test_tape_tangent_and_reverse_after_forward():
     mx, my = mpf(0.7), mpf(-1.5)
     expected = 2 * mp.cos(mx) * my + mpf(0.5) * mp.sin(mx)
     # two products of ~1-ulp quantities and one addition: 8 eps * sum of |terms|
-    assert abs(mpf(t) - expected) <= 8 * EPS * (abs(2 * mp.cos(mx) * my) + abs(mpf(0.5) * mp.sin(mx)))
+    assert abs(mpf(t) - expected) <= 8 * EPS * (abs(2 * mp.cos(mx) * my)
+                                                + abs(mpf(0.5) * mp.sin(mx)))
     adj = tape.reverse()
     assert abs(mpf(adj[0]) - mp.cos(mx) * my) <= 8 * EPS * abs(mp.cos(mx) * my)
     assert abs(mpf(adj[1]) - mp.sin(mx)) <= 8 * EPS * abs(mp.sin(mx))

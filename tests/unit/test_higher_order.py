@@ -229,7 +229,7 @@ def test_hessian_of_rosenbrock_is_the_closed_form(n):
 def test_hessian_one_function_many_sizes_and_the_loop_form():
     H, Hl = fd.hessian(rosen), fd.hessian(rosen_loop)
     rng = np.random.default_rng(11)
-    for rep in range(2):
+    for _rep in range(2):
         for n in (2, 3, 7, 12):
             x = rng.uniform(-1.5, 1.5, n)
             close(H(x), rosen_hess(x))
