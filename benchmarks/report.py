@@ -377,9 +377,11 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
             r = t[c]
             ei = r["extra"]
             note = ei.get("note", "")
-            if "compile_s" in ei:
+            if "compile_s" in ei:       # a list for contenders that compile one tape each
+                c = ei["compile_s"]
+                c = sum(c) if isinstance(c, (list, tuple)) else c
                 note = ((note + "; " if note else "")
-                        + f"compile + first call {fmt_t(ei['compile_s'])}")
+                        + f"compile + first call {fmt_t(c)}")
             if ei.get("inner_repeat", 1) > 1:
                 note = f"{ei['inner_repeat']} gradients per call, time per gradient"
             if "cache_info" in ei:

@@ -588,46 +588,6 @@ cdef class Compiled:
         """Drop every cached tape; the next call traces again."""
         self.cache.clear()
 
-    # -- hooks for fastad.batching (vmap) and fastad.serialize (pickling): docs/scale.md --
-    def _spec(self):
-        """What this Compiled was made from, as Compiled(**spec) takes it back."""
-        return dict(fun=self.fun, argnums=self.argnums, many=self.many, mode=self.mode.name,
-                    replay=self.replay, has_aux=self.has_aux, random=self.random,
-                    optimize=self.optimize, native=self.native)
-
-    def _signature(self, tuple args, dict kwargs):
-        """(layout, tapes) of the cached signature of a call with plain (non-pytree)
-        arguments, or None: layout holds (kind, first input, inputs) per argument, kind 0
-        static, 1 scalar, 2 array; tapes are most recently used first."""
-        cdef Signature sig
-        cdef Py_ssize_t i
-        argnums = self.argnums_for(len(args))
-        parts = [key_part(i, args[i], i in argnums) for i in range(len(args))]
-        for k in sorted(kwargs or {}):
-            parts.append((k, static_part(kwargs[k])))
-        if UNCACHEABLE in parts or not self.replay:
-            return None
-        sig = self.cache.get(tuple(parts))
-        if sig is None:
-            return None
-        layout = [(sig.kind[i], sig.offset[i], sig.size[i]) for i in range(sig.nargs)]
-        return layout, list(sig.tapes)
-
-    def _export_state(self):
-        """The signature cache as plain data: [(key, nargs, tapes)] and the counters."""
-        return {"cache": [(k, (<Signature>s).nargs, list((<Signature>s).tapes))
-                          for k, s in self.cache.items()],
-                "counts": (self.traces, self.replays, self.retraces)}
-
-    def _import_state(self, dict state):
-        cdef Signature sig
-        for key, nargs, tapes in state["cache"]:
-            key = tuple([SCALAR if p == SCALAR else p for p in key])   # the identity `is` tests
-            sig = Signature(key, nargs)
-            sig.tapes = list(tapes)
-            self.cache.put(key, sig)
-        self.traces, self.replays, self.retraces = state["counts"]
-
     def __reduce__(self):
         from fastad.serialize import reduce_compiled
         return reduce_compiled(self)
@@ -694,7 +654,7 @@ cdef class Compiled:
                 sig.fill(args, w.val)
                 saved = None
                 if self.rand is not None and self.rand.active:
-                    saved = self.fresh_draws(tape, w, args)
+                    saved = fresh_draws(self.rand, tape, w, args)
                     if saved is NO_DRAWS:
                         continue
                 if run_forward(tape, w) < 0:
@@ -707,22 +667,6 @@ cdef class Compiled:
             finally:
                 tape.release(w)
         return None
-
-    cdef object fresh_draws(self, Tape tape, Work *w, tuple args):
-        """Draw this call's random numbers into their slots of w (the same generator calls
-        as the trace made); the generators' saved states, or NO_DRAWS if this tape's draws
-        do not fit the call (the states are then restored already)."""
-        cdef cnp.ndarray draw
-        draws, saved = self.rand.redraw(tape, args)
-        if draws is None:
-            randomness.Policy.undo(saved)
-            return NO_DRAWS
-        for first, draw in draws:
-            if first < 0 or first + cnp.PyArray_SIZE(draw) > tape.c.nslot:
-                raise RuntimeError("fastad internal error: random draws outside the tape's slots")
-            memcpy(w.val + <int64_t>first, cnp.PyArray_DATA(draw),
-                   cnp.PyArray_SIZE(draw) * sizeof(double))
-        return saved
 
     cdef object trace(self, Signature sig, tuple args, dict kwargs, tuple argnums,
                       tuple tangents):
@@ -746,23 +690,7 @@ cdef class Compiled:
         finally:
             pop_trace()
         tape.finish(meta.slots[0] if (<Outputs>meta).slots.shape[0] else -1)
-        if rec is not None:
-            self.rand.end(rec, tape)
-        # the optimizer renames slots; a tape whose random draws are written into their
-        # slots before each replay keeps the numbering it was recorded with
-        if self.optimize and tape.c.ncb == 0 and not (rec is not None and rec.draws):
-            mapping = tape.optimize((<Outputs>meta).kept_slots())
-            if mapping is not None:
-                (<Outputs>meta).remap(mapping)
-        if self.mode.reverse:
-            # reverse sweeps here read only the argnums inputs' adjoints
-            active = np.zeros(sig.nin, dtype=np.uint8)
-            for a in argnums:
-                active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
-            tape.mark_passive(active)
-        if self.replay:             # machine code for the tape: now, later, or never
-            native_tier.attach(tape, self.native, self.mode.name)
-        tape.meta = None if meta.simple else meta
+        prepare(self, tape, meta, sig, argnums, rec)
         w = tape.acquire()
         try:
             res = self.mode.derive(self, tape, w, sig, argnums, tangents, tape.meta)
@@ -774,6 +702,95 @@ cdef class Compiled:
 
     def not_scalar(self, out):
         return not_scalar_message(self.fun, out)
+
+
+# ------------------------------------------------------------------------ a new tape
+
+cdef prepare(Compiled c, Tape tape, Outputs meta, Signature sig, tuple argnums, object rec):
+    """What happens to a freshly traced tape before its first replay, in this order: its
+    random draws' plan (fastad.randomness), the optimizer (loops rolled back up), passive
+    inputs marked for the reverse sweep, the native tier (compile now, later or never)."""
+    if rec is not None:
+        c.rand.end(rec, tape)
+    # the optimizer renames slots; a tape whose random draws are written into their slots
+    # before each replay keeps the numbering it was recorded with
+    if c.optimize and tape.c.ncb == 0 and not (rec is not None and rec.draws):
+        mapping = tape.optimize(meta.kept_slots())
+        if mapping is not None:
+            meta.remap(mapping)
+    if c.mode.reverse:
+        # reverse sweeps here read only the argnums inputs' adjoints
+        active = np.zeros(sig.nin, dtype=np.uint8)
+        for a in argnums:
+            active[sig.offset[a]:sig.offset[a] + sig.size[a]] = 1
+        tape.mark_passive(active)
+    if c.replay:             # machine code for the tape: now, later, or never
+        native_tier.attach(tape, c.native, c.mode.name)
+    tape.meta = None if meta.simple else meta
+
+
+cdef object fresh_draws(object rand, Tape tape, Work *w, tuple args):
+    """Draw this call's random numbers into their slots of w (the same generator calls as
+    the trace made); the generators' saved states, or NO_DRAWS if this tape's draws do not
+    fit the call (the states are then restored already)."""
+    cdef cnp.ndarray draw
+    draws, saved = rand.redraw(tape, args)
+    if draws is None:
+        randomness.Policy.undo(saved)
+        return NO_DRAWS
+    for first, draw in draws:
+        if first < 0 or first + cnp.PyArray_SIZE(draw) > tape.c.nslot:
+            raise RuntimeError("fastad internal error: random draws outside the tape's slots")
+        memcpy(w.val + <int64_t>first, cnp.PyArray_DATA(draw),
+               cnp.PyArray_SIZE(draw) * sizeof(double))
+    return saved
+
+
+# ------------------------------------------------------------------------ for vmap and pickling
+# fastad.batching (vmap) and fastad.serialize (pickling) read a Compiled's make-up and its
+# signature cache through these functions (docs/scale.md).
+
+def spec_of(Compiled c):
+    """What `c` was made from, as Compiled(**spec) takes it back."""
+    return dict(fun=c.fun, argnums=c.argnums, many=c.many, mode=c.mode.name, replay=c.replay,
+                has_aux=c.has_aux, random=c.random, optimize=c.optimize, native=c.native)
+
+
+def signature_of(Compiled c, tuple args, dict kwargs):
+    """(layout, tapes) of the cached signature of a call with plain (non-pytree) arguments,
+    or None: layout holds (kind, first input, inputs) per argument, kind 0 static, 1 scalar,
+    2 array; tapes are most recently used first."""
+    cdef Signature sig
+    cdef Py_ssize_t i
+    argnums = c.argnums_for(len(args))
+    parts = [key_part(i, args[i], i in argnums) for i in range(len(args))]
+    for k in sorted(kwargs or {}):
+        parts.append((k, static_part(kwargs[k])))
+    if UNCACHEABLE in parts or not c.replay:
+        return None
+    sig = c.cache.get(tuple(parts))
+    if sig is None:
+        return None
+    layout = [(sig.kind[i], sig.offset[i], sig.size[i]) for i in range(sig.nargs)]
+    return layout, list(sig.tapes)
+
+
+def export_state(Compiled c):
+    """The signature cache as plain data: [(key, nargs, tapes)] and the counters."""
+    return {"cache": [(k, (<Signature>s).nargs, list((<Signature>s).tapes))
+                      for k, s in c.cache.items()],
+            "counts": (c.traces, c.replays, c.retraces)}
+
+
+def import_state(Compiled c, dict state):
+    """Fill `c`'s cache from export_state's data (the tapes of a pickle)."""
+    cdef Signature sig
+    for key, nargs, tapes in state["cache"]:
+        key = tuple([SCALAR if p == SCALAR else p for p in key])   # the identity `is` tests
+        sig = Signature(key, nargs)
+        sig.tapes = list(tapes)
+        c.cache.put(key, sig)
+    c.traces, c.replays, c.retraces = state["counts"]
 
 
 cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object fun):

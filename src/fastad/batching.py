@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 
 from fastad._batch import Plan
-from fastad._replay import Compiled
+from fastad._replay import Compiled, signature_of, spec_of
 from fastad._tracer import is_traced
 from fastad.pytree import tree_flatten, tree_unflatten
 
@@ -96,7 +96,7 @@ class Batched:
                                       "supported; every output carries the batch")
         self.workers = _check_workers(workers)
         if isinstance(fun, Compiled):
-            spec = fun._spec()
+            spec = spec_of(fun)
             self.mode, self.argnums = spec["mode"], spec["argnums"]
             self.has_aux, self.replay = spec["has_aux"], spec["replay"]
             self.target = fun
@@ -199,7 +199,7 @@ class Batched:
         shapes = [np.shape(leaf) for leaf in leaves0]
         if N == 0:
             return self._assemble(tdef, [np.empty((0,) + s) for s in shapes])
-        sig = self.target._signature(lane0, kwargs)
+        sig = signature_of(self.target, lane0, kwargs)
         if sig is None:
             return self._loop(moved, batched, N, kwargs, self._single)
         layout = sig[0]
@@ -253,7 +253,7 @@ class Batched:
                 traced.add(lane_no)
                 self.stats["traced"] += 1
                 self._single(lane, kwargs)      # traces the new pattern (a retrace)
-                sig = self.target._signature(lane, kwargs)
+                sig = signature_of(self.target, lane, kwargs)
                 tapes = sig[1] if sig is not None else []
                 if sig is None or sig[0] != layout:
                     raise RuntimeError("fastad internal error: the signature changed in a batch")

@@ -178,13 +178,14 @@ def _resolve(ref):
 
 
 def reduce_compiled(compiled):
-    spec = compiled._spec()
+    from fastad._replay import export_state, spec_of
+    spec = spec_of(compiled)
     fun = spec.pop("fun")
-    return (_load_compiled, (_stamp(), _function_ref(fun), spec, compiled._export_state()))
+    return (_load_compiled, (_stamp(), _function_ref(fun), spec, export_state(compiled)))
 
 
 def _load_compiled(stamp, ref, spec, state):
-    from fastad._replay import Compiled
+    from fastad._replay import Compiled, import_state
     _check(stamp)
     fun = _resolve(ref)
     LOADED["compiled"] += 1
@@ -193,5 +194,5 @@ def _load_compiled(stamp, ref, spec, state):
         functools.update_wrapper(compiled, fun)
     except AttributeError:
         pass
-    compiled._import_state(state)
+    import_state(compiled, state)
     return compiled
