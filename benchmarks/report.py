@@ -378,10 +378,10 @@ def write_md(path, data, rows, skips, memory, png_rel, note=""):
             ei = r["extra"]
             note = ei.get("note", "")
             if "compile_s" in ei:       # a list for contenders that compile one tape each
-                c = ei["compile_s"]
-                c = sum(c) if isinstance(c, (list, tuple)) else c
+                comp = ei["compile_s"]
+                comp = sum(comp) if isinstance(comp, (list, tuple)) else comp
                 note = ((note + "; " if note else "")
-                        + f"compile + first call {fmt_t(c)}")
+                        + f"compile + first call {fmt_t(comp)}")
             if ei.get("inner_repeat", 1) > 1:
                 note = f"{ei['inner_repeat']} gradients per call, time per gradient"
             if "cache_info" in ei:
