@@ -16,7 +16,7 @@ from fastad._tracer import Traced, TracedArray, new_scalar
 from fastad.errors import ComplexValueError, EscapedTracerError, MixedTracesError
 
 __all__ = ["tape_of", "as_traced", "slots_of", "contiguous", "wrap", "size", "empty",
-           "output_slots", "aux_spec"]
+           "output_slots", "split_aux", "aux_spec"]
 
 
 def tape_of(*xs):
@@ -126,6 +126,16 @@ def output_slots(tape, out):
                 arr.shape
     x = as_traced(tape, out)
     return np.asarray(slots_of(tape, x), dtype=np.int64).ravel(), tuple(x.shape)
+
+
+def split_aux(out, has_aux):
+    """(output, aux) of a traced function's return value: with has_aux it must be a pair."""
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("fastad: with has_aux=True the function must return a pair "
+                        f"(output, auxiliary data), got {type(out).__name__}")
+    return out
 
 
 def aux_spec(tape, aux):

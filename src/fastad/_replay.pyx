@@ -795,12 +795,7 @@ def import_state(Compiled c, dict state):
 
 cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object fun):
     """Where the function's output (and auxiliary data) live on the tape."""
-    aux = None
-    if has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError("fastad: with has_aux=True the function must return a pair "
-                            f"(output, auxiliary data), got {type(out).__name__}")
-        out, aux = out
+    out, aux = _record.split_aux(out, has_aux)
     aux_spec = _record.aux_spec(tape, aux) if has_aux else None
     if mode.scalar_output:
         slot = output_slot(tape, out)

@@ -71,12 +71,7 @@ def run(fun, argnums, many, mode, tape, args, kwargs, tangents, not_scalar, has_
         args[i] = _fresh(tape, args[i], i)
     lo = len(tape)
     out = fun(*args, **kwargs)
-    aux = None
-    if has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError("fastad: with has_aux=True the function must return a pair "
-                            f"(output, auxiliary data), got {type(out).__name__}")
-        out, aux = out
+    out, aux = _record.split_aux(out, has_aux)
     family = mode.family
     if family == "jacobian":
         jac = _jacobian(tape, lo, out, [args[i] for i in argnums], many)
