@@ -18,7 +18,8 @@ Design (what lives where, and why):
         its mode's sweeps give the result.  If a guard fails it tries the signature's next
         tape, and if none fits it traces the function again and keeps the new tape in front.
   (d) Python: argument checking (api.py), pytrees (pytree.py, wrapped around the leaf path
-      by `TreeCompiled`), derivatives taken inside a trace (nested.py, by the same modes).
+      by `run_tree`), derivatives taken inside a trace (nested.py, by the same modes).
+      A new tape is prepared once (`prepare`: random draws, optimizer, native tier).
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
@@ -81,7 +82,7 @@ def pop_trace():
     trace_stack().pop()
     active_traces -= 1
 cdef object UNCACHEABLE = object()
-cdef object NO_DRAWS = object()          # Compiled.fresh_draws: this tape's draws do not fit
+cdef object NO_DRAWS = object()          # fresh_draws: this tape's draws do not fit
 
 
 # ------------------------------------------------------------------------ signatures
