@@ -39,7 +39,10 @@ def vmap(fun, in_axes=0, out_axes=0, *, workers=1):
     counting from the end) or None for an argument every point shares; a single int or
     None applies to every argument, and an argument that is a pytree takes its entry for
     every leaf.  The batch axes must all have the same length N.  Every output leaf gets
-    the batch at axis `out_axes` (an int, or a tuple with one int per output of a tuple).
+    the batch at axis `out_axes` (an int, or a tuple with one int per output of a tuple);
+    ``None`` returns an output once, unbatched: it must then be the same at every point
+    (JAX refuses an output that depends on a mapped argument; fastad compares the values,
+    bit for bit, and raises ValueError when they differ).
     Keyword arguments are shared by every point.
 
     `fun` is a fastad transform (grad, value_and_grad, jacobian, jacfwd, jacrev, hessian)
@@ -91,9 +94,6 @@ class Batched:
         self.fun = fun
         self.in_axes = _check_axis_spec(in_axes, "in_axes")
         self.out_axes = _check_axis_spec(out_axes, "out_axes")
-        if self.out_axes is None or (isinstance(self.out_axes, tuple) and None in self.out_axes):
-            raise NotImplementedError("fastad.vmap: out_axes=None (an unbatched output) is not "
-                                      "supported; every output carries the batch")
         self.workers = _check_workers(workers)
         if isinstance(fun, Compiled):
             spec = spec_of(fun)
@@ -402,6 +402,22 @@ def _zero_like(a):
     return a
 
 
+def _unbatched(leaf):
+    """An output leaf with out_axes=None: its one value, the same at every point."""
+    if is_traced(leaf):
+        raise NotImplementedError("fastad.vmap: out_axes=None inside a function being "
+                                  "differentiated is not supported; give out_axes an int")
+    leaf = np.asarray(leaf)
+    if leaf.shape[0] == 0:
+        raise ValueError("fastad.vmap: out_axes=None needs at least one point to take the "
+                         "output from; the batch is empty")
+    first = leaf[0]
+    if not all(np.array_equal(row, first, equal_nan=True) for row in leaf[1:]):
+        raise ValueError("fastad.vmap: out_axes=None, but the output differs from point to "
+                         "point (it depends on a mapped argument); give out_axes an int")
+    return first[()] if first.ndim == 0 else first
+
+
 def _stack(leaves):
     if any(is_traced(leaf) for leaf in leaves):
         from fastad import arrays       # traced leaves: stacked on the enclosing tape
@@ -412,6 +428,8 @@ def _stack(leaves):
 
 
 def _move_out(leaf, ax):
+    if ax is None:
+        return _unbatched(leaf)
     nd = np.ndim(leaf)
     if not -nd <= ax < nd:
         raise ValueError(f"fastad.vmap: out_axes={ax} is out of range for an output with "

@@ -230,3 +230,22 @@ def test_lane_by_lane_and_batch_major_agree():
     close(lanes[0], np.array([branchy_grad(x) for x in X]))
     with pytest.raises(ValueError, match="block limits"):
         _batch.set_block_limits(0)
+
+
+def test_out_axes_none_returns_a_shared_output_once():
+    """docs/scale.md: out_axes=None gives an output that is the same at every point once;
+    an output that depends on a mapped argument is refused, as JAX refuses it."""
+    def f(x, c):
+        return np.sum(x * c) ** 2, np.sum(c ** 2)
+    X = np.arange(6.0).reshape(3, 2)
+    c = np.array([1.0, 2.0])
+    a, b = fd.vmap(f, in_axes=(0, None), out_axes=(0, None))(X, c)
+    np.testing.assert_array_equal(a, (X @ c) ** 2)          # (x0 + 2 x1)^2 per row
+    assert b == 5.0 and np.ndim(b) == 0                      # 1 + 4, once
+    g = fd.vmap(fd.grad(lambda x, c: np.sum(c ** 2) + np.sum(x), argnums=1),
+                in_axes=(0, None), out_axes=None)(X, c)
+    np.testing.assert_array_equal(g, 2 * c)                  # d/dc sum(c^2), the same per row
+    with pytest.raises(ValueError, match="differs from point to point"):
+        fd.vmap(fd.grad(lambda x: np.sum(x ** 2)), out_axes=None)(X)
+    with pytest.raises(ValueError, match="batch is empty"):
+        fd.vmap(fd.grad(lambda x: np.sum(x ** 2)), out_axes=None)(np.zeros((0, 2)))
