@@ -202,8 +202,27 @@ def tape_stats() -> dict:
             entry["bytes_per_scalar_op"] = nbytes / max(entry["scalar_ops"], 1)
         except Exception as exc:
             entry["records_error"] = repr(exc)
+        entry.update(_replayed_stats(fd, p, args, entry.get("scalar_ops")))
         out[pid] = entry
     return out
+
+
+def _replayed_stats(fd, p, args, scalar_ops):
+    """Bytes of the tape the replay runs (after the optimizer: rolled loops, reductions),
+    per scalar op of the program as recorded, so the two sizes compare op for op."""
+    from peers import make_fastad
+
+    try:
+        vg, _ = make_fastad(p)
+        vg(*args)
+        tapes = vg.tapes()
+        nbytes = int(sum(t.nbytes for t in tapes))
+        out = {"replayed_records": int(sum(len(t) for t in tapes)), "replayed_nbytes": nbytes}
+        if scalar_ops:
+            out["replayed_bytes_per_scalar_op"] = nbytes / scalar_ops
+        return out
+    except Exception as exc:
+        return {"replayed_error": repr(exc)}
 
 
 def peak_all(contenders) -> dict:
