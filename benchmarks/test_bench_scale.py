@@ -10,9 +10,16 @@ Each measure times what a user calls, the way they call it:
            next to one replayed call g(x)
   branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
            patterns: a fresh function (the traces included) and a warm one
-  threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1
-  dask     10^6 gradients of the Ishigami function (points drawn in the workers, the mean
-           of the squared gradients back): a 2-process LocalCluster vs one process
+  threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1, rounds
+           alternated; with the CPU seconds of each worker thread, whose critical path
+           (main thread + slower worker) is the 2-core time on idle cores
+  dask     10^6 gradients of the Ishigami function and 2.5*10^5 of a heavier one (an ODE
+           loop of ~1300 records), points drawn in the workers, the mean of the squared
+           gradients back: a 2-process LocalCluster vs one process, with the CPU seconds
+           of the client and each worker (the critical path, as for threads)
+  Shared machine?  The wall ratios need two idle cores; the critical-path ratios do not
+  (they assume the threads/processes would run side by side).  `taskset -c 0,1` pins a
+  run to two cores; it cannot remove other users' load from them.
   pickle   a pickled value_and_grad loaded in a new process: its first call vs a warm call
            (after another unpickled function's first call, which pays the process's
            one-time ~20 us of cold code and memory; reported too)
@@ -122,26 +129,97 @@ def threads_setup(workers):
     return lambda: v(X)
 
 
-def dask_measure(n=N_DASK, chunk=100_000, rounds=3):
-    """(one process, 2 workers) best seconds for n Ishigami gradients and their mean square."""
+class _ThreadClock:
+    """Stands in for the threading module of fastad._batch while measuring: records the
+    CPU seconds of every worker thread a batched replay starts."""
+    def __init__(self, real):
+        self.real, self.cpu = real, []
+
+    def Thread(self, target, args=()):
+        def timed(*a):
+            t = time.thread_time()
+            target(*a)
+            self.cpu.append(time.thread_time() - t)
+        return self.real.Thread(target=timed, args=args)
+
+
+def threads_measure(rounds=20):
+    """vmap(grad) of the Rosenbrock loop over N_THREADS points, workers=2 vs 1, rounds
+    alternated.  Returns a dict: wall seconds (min, median) per mode, process CPU seconds
+    per round per mode, and the critical path of a 2-worker round (the CPU of its main
+    thread plus that of its slower worker thread): the wall time it takes on two idle
+    cores, whatever the load of the machine when measured."""
+    from fastad import _batch
+    runs = {1: threads_setup(1), 2: threads_setup(2)}
+    wall, cpu, path = {1: [], 2: []}, {1: [], 2: []}, []
+    clock = _ThreadClock(_batch.threading)
+    for run in runs.values():
+        run()
+    _batch.threading = clock
+    try:
+        for _ in range(rounds):
+            for w, run in runs.items():
+                clock.cpu.clear()
+                c, t = time.process_time(), time.perf_counter()
+                run()
+                wall[w].append(time.perf_counter() - t)
+                cpu[w].append(time.process_time() - c)
+                if w == 2:
+                    path.append(cpu[w][-1] - sum(clock.cpu) + max(clock.cpu))
+    finally:
+        _batch.threading = clock.real
+    med = lambda xs: float(np.median(xs))
+    return {"wall1": (min(wall[1]), med(wall[1])), "wall2": (min(wall[2]), med(wall[2])),
+            "cpu1": med(cpu[1]), "cpu2": med(cpu[2]), "path2": med(path)}
+
+
+def heavy(x):
+    """A heavier point: 100 explicit Euler steps of a damped nonlinear oscillator whose
+    three parameters are the point (~1300 records)."""
+    u, w = 1.0, 0.0
+    for _ in range(100):
+        u, w = u + 0.05 * w, w - 0.05 * (x[0] ** 2 * u + 0.1 * x[1] * w + 0.1 * np.sin(x[2] * u))
+    return u ** 2 + w ** 2
+
+
+def _cpu_of_process():
+    import psutil
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
+    """n gradients of `fun` at uniform points, their mean square back: one process
+    (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers).
+    Returns a dict: best wall seconds of each, CPU seconds of a round in the one process
+    and in each worker, the loads of the function per worker, and the critical path of a
+    Dask round (client CPU plus the busier worker's CPU)."""
     import dask.array as da
     from distributed import Client, LocalCluster
-    g = fd.grad(ishigami)
+    chunk = chunk or -(-n // 8)     # 8 chunks: 4 per worker
+    g = fd.grad(fun)
     v = fd.vmap(g)
 
     def one():
         X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
         return (v(X) ** 2).mean(axis=0)
+    c0 = time.process_time()
     t1 = best(one, rounds)
+    cpu1 = (time.process_time() - c0) / (rounds + 1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         def two():
             X = da.random.RandomState(4).uniform(-math.pi, math.pi, size=(n, 3),
                                                  chunks=(chunk, 3))
             return (fd.dask_map(g, X) ** 2).mean(axis=0).compute()
+        two()
+        w0, c0 = client.run(_cpu_of_process), time.process_time()
         t2 = best(two, rounds)
+        w1, cc = client.run(_cpu_of_process), time.process_time() - c0
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
-    return t1, t2, loads
+    workers = sorted((w1[k] - w0[k]) / (rounds + 1) for k in w1)
+    return {"one": t1[0], "dask": t2[0], "cpu_one": cpu1, "cpu_workers": workers,
+            "path": cc / (rounds + 1) + workers[-1], "loads": sorted(loads.values())}
 
 
 def pickle_measure():
@@ -219,12 +297,14 @@ def test_threads_points(benchmark, workers):
     benchmark.pedantic(threads_setup(workers), rounds=5, warmup_rounds=1)
 
 
-def test_dask_vs_one_process(benchmark):
+@pytest.mark.parametrize("fun", [ishigami, heavy], ids=["ishigami", "heavy"])
+def test_dask_vs_one_process(benchmark, fun):
     pytest.importorskip("distributed")
-    benchmark.group = "scale: dask 2 workers vs one process, 10^6 gradients"
-    (t1, _), (t2, _), loads = benchmark.pedantic(dask_measure, rounds=1, iterations=1)
-    benchmark.extra_info.update({"one_process_s": t1, "dask_s": t2, "speedup": t1 / t2,
-                                 "loads_per_worker": sorted(loads.values())})
+    benchmark.group = f"scale: dask 2 workers vs one process, {fun.__name__} gradients"
+    m = benchmark.pedantic(dask_measure, args=(fun, N_DASK if fun is ishigami else N_DASK // 4),
+                           rounds=1, iterations=1)
+    benchmark.extra_info.update(m)
+    benchmark.extra_info["speedup"] = m["one"] / m["dask"]
 
 
 def test_pickle_first_call(benchmark):
@@ -264,15 +344,23 @@ def main():
     tw, _ = best(warm, 20, cpu)
     rows.append(("branchy, N=1e4, 4 patterns", f"fresh {tf * 1e3:.1f} ms ({traces} tapes traced)",
                  f"warm {tw * 1e3:.2f} ms = {tw / N_BRANCHY * 1e9:.0f} ns per point"))
-    t1, _ = best(threads_setup(1), 5)
-    t2, _ = best(threads_setup(2), 5)
-    rows.append(("threads, rosen_loop n=100, N=1e5", f"1: {t1:.3f} s, 2: {t2:.3f} s",
-                 f"speed-up {t1 / t2:.2f}x"))
+    m = threads_measure()
+    rows.append(("threads, rosen_loop n=100, N=1e5 (20 rounds alternated)",
+                 f"1: {m['wall1'][0]:.3f} s, 2: {m['wall2'][0]:.3f} s (wall, min)",
+                 f"speed-up {m['wall1'][0] / m['wall2'][0]:.2f}x wall (medians "
+                 f"{m['wall1'][1] / m['wall2'][1]:.2f}x); CPU per round {m['cpu1']:.3f} s vs "
+                 f"{m['cpu2']:.3f} s; 2-thread critical path {m['path2']:.3f} s: "
+                 f"{m['cpu1'] / m['path2']:.2f}x on idle cores"))
     try:
-        (d1, _), (d2, _), loads = dask_measure()
-        rows.append(("Dask 2 workers vs 1 process, 1e6 Ishigami gradients",
-                     f"1: {d1:.2f} s, dask: {d2:.2f} s",
-                     f"speed-up {d1 / d2:.2f}x; loads per worker {sorted(loads.values())}"))
+        for fun, n in ((ishigami, N_DASK), (heavy, N_DASK // 4)):
+            d = dask_measure(fun, n)
+            rows.append((f"Dask 2 workers vs 1 process, {n:.0e} {fun.__name__} gradients",
+                         f"1: {d['one']:.2f} s, dask: {d['dask']:.2f} s (wall)",
+                         f"speed-up {d['one'] / d['dask']:.2f}x wall; CPU one process "
+                         f"{d['cpu_one']:.2f} s, workers {d['cpu_workers'][0]:.2f}+"
+                         f"{d['cpu_workers'][1]:.2f} s, critical path {d['path']:.2f} s: "
+                         f"{d['cpu_one'] / d['path']:.2f}x on idle cores; loads per worker "
+                         f"{d['loads']}"))
     except ImportError:
         rows.append(("Dask", "distributed not installed", ""))
     cold, first, warmc = pickle_measure()
@@ -291,4 +379,10 @@ if __name__ == "__main__":
     # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                        "intra_op_parallelism_threads=1")
-    main()
+    if sys.argv[1:2] == ["threads"]:
+        print(threads_measure())
+    elif sys.argv[1:2] == ["dask"]:
+        print(dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
+                           int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK))
+    else:
+        main()

@@ -152,3 +152,28 @@ def test_unsupported_records_fall_back_to_lane_by_lane():
     assert not batch_major_used(v)           # MATMUL and CUMSUM: lane by lane
     L = np.tril(np.ones((3, 3))) @ A
     close(G, 2 * (X @ L.T) @ L)
+
+
+def test_points_read_in_place_are_left_alone_and_not_reused():
+    # an (N, n) float64 batch is read in place (no copy); a later batch whose inputs are
+    # copied (two arguments) must not write into it
+    from fastad import batching
+
+    def f(x, c):
+        return np.sum(c * x ** 2)
+    X = RNG.normal(size=(400, 5))
+    X0 = X.copy()
+    c = 1.5
+    g = fd.vmap(fd.grad(f), in_axes=(0, None))
+    assert batching._in_place([X, c], [True, False], [(1, 0, 5), (0, -1, 0)], 400, 5) is not None
+    G1 = fd.vmap(fd.grad(lambda x: np.sum(np.sin(x))))(X)
+    G2 = g(X, c)                                  # c is static: X still read in place
+    G3 = fd.vmap(fd.grad(f, argnums=(0, 1)))(X[:, ::-1], np.full(400, 2.0))  # copied
+    np.testing.assert_array_equal(X, X0)
+    close(G1, np.cos(X))
+    close(G2, 2 * c * X)
+    close(G3[0], 4.0 * X[:, ::-1])
+    close(G3[1], np.sum(X ** 2, axis=1))
+    Xf = np.asfortranarray(X)                      # not C-contiguous: copied, same result
+    assert batching._in_place([Xf], [True], [(1, 0, 5)], 400, 5) is None
+    close(fd.vmap(fd.grad(lambda x: np.sum(np.sin(x))))(Xf), G1, rtol=0)
