@@ -2,10 +2,14 @@
 machine or a cluster (docs/scale.md).  ``pip install "fastad[dask]"``.
 
 Each chunk is one batched replay (fastad.vmap) in a worker; the function, with its
-recorded tapes, is scattered to every worker once (``Client.scatter(broadcast=True)``)
-and the tasks refer to it, so it is unpickled once per worker, not once per task.
+recorded tapes, is pickled once and scattered to every worker (``Client.scatter(
+broadcast=True)``), the tasks refer to it, and each worker unpickles it once (cached by a
+token), not once per task nor once per call: later calls with the same function reuse
+the scattered copy.
 """
 import collections
+import pickle
+import threading
 import uuid
 
 import numpy as np
@@ -16,10 +20,36 @@ from fastad.pytree import tree_flatten, tree_unflatten
 __all__ = ["dask_map"]
 
 
-def _rows(batched, pos, *blocks):
+# In a worker: the functions unpickled here, by token (a few, the most recent kept).  The
+# cluster keeps the scattered pickle, not the function: Dask's active memory manager may
+# drop a worker's copy of scattered data between calls and fetch it again later, and each
+# fetch of a Python object would unpickle it again; a token's function is unpickled once
+# per worker process, whatever moves its bytes.
+_loaded = collections.OrderedDict()
+_LOADED_MAX = 8
+_loaded_lock = threading.Lock()
+
+
+def _function(shipped):
+    """The function of a chunk's task: the local one (no cluster), or (token, pickle)."""
+    if not isinstance(shipped, tuple):
+        return shipped
+    token, blob = shipped
+    with _loaded_lock:
+        fn = _loaded.get(token)
+        if fn is None:
+            fn = _loaded[token] = pickle.loads(blob)
+            while len(_loaded) > _LOADED_MAX:
+                _loaded.popitem(last=False)
+        else:
+            _loaded.move_to_end(token)
+    return fn
+
+
+def _rows(shipped, pos, *blocks):
     """One chunk: the batched results as one (n, ncol) block (leaf after leaf); blocks[pos]
     is a mapped one."""
-    res = batched(*blocks)
+    res = _function(shipped)(*blocks)
     n = blocks[pos].shape[0]
     leaves = tree_flatten(res)[0]
     if not leaves:
@@ -142,7 +172,9 @@ def _scattered(c, batched, fun):
     if hit is not None and hit[0] is fun and hit[1] == state:
         _sent.move_to_end(key)
         return hit[2]
-    future = c.scatter(batched, broadcast=True, hash=False)
+    import cloudpickle      # a dependency of distributed; closures and lambdas by value
+    shipped = (uuid.uuid4().hex, cloudpickle.dumps(batched, protocol=pickle.HIGHEST_PROTOCOL))
+    future = c.scatter(shipped, broadcast=True, hash=False)
     _sent[key] = (fun, state, future)
     while len(_sent) > _SENT_MAX:
         _sent.popitem(last=False)
