@@ -21,8 +21,9 @@ Each measure times what a user calls, the way they call it:
   assume the threads/processes would run side by side).  `taskset -c 0,1` pins a
   run to two cores; it cannot remove other users' load from them.
   pickle   a pickled value_and_grad loaded in a new process: its first call vs a warm call
-           (after another unpickled function's first call, which pays the process's
-           one-time ~20 us of cold code and memory; reported too)
+           (after two other unpickled functions' first calls -- one of 3 inputs, one of
+           100 like it --, which pay the process's one-time ~20 us of cold code and
+           memory and its first arrays of 100; reported too)
 Rows carry no "contender", so benchmarks/report.py leaves them out of docs/benchmarks.md.
 """
 import json
@@ -246,6 +247,14 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
             "loads": sorted(loads.values())}
 
 
+def sumsq_loop(x):
+    """Warms a new process for the pickle measure: another function of 100 inputs."""
+    s = 0.0
+    for i in range(len(x)):
+        s = s + x[i] * x[i]
+    return s
+
+
 def pickle_measure():
     """Seconds of an unpickled value_and_grad's calls in a new process: (first call of the
     first unpickled function -- the process's one-time cost included --, first call of a
@@ -256,26 +265,29 @@ def pickle_measure():
     g(np.linspace(-1, 1, 100))
     h = fd.value_and_grad(mod.branchy)
     h(np.array([0.5, 0.5, 0.5]))
-    blob = pickle.dumps((h, g))
+    k = fd.value_and_grad(mod.sumsq_loop)
+    k(np.linspace(-1, 1, 100))
+    blob = pickle.dumps((h, k, g))
     code = (
         "import pickle, sys, time, json, numpy as np\n"
         f"sys.path.insert(0, {HERE!r})\n"
         "import fastad\n"
-        "h, g = pickle.loads(sys.stdin.buffer.read())\n"
+        "h, k, g = pickle.loads(sys.stdin.buffer.read())\n"
         "x = np.linspace(-0.5, 1.5, 100)\n"
         "t = time.perf_counter(); h(np.array([0.3, 0.2, 0.1])); cold = time.perf_counter() - t\n"
+        "t = time.perf_counter(); k(x); second = time.perf_counter() - t\n"
         "t = time.perf_counter(); g(x); first = time.perf_counter() - t\n"
-        "traces = g.cache_info()['traces'] + h.cache_info()['traces']\n"
+        "traces = sum(f.cache_info()['traces'] for f in (h, k, g))\n"
         "ts = []\n"
         "for _ in range(2000):\n"
         "    t = time.perf_counter(); g(x); ts.append(time.perf_counter() - t)\n"
-        "print(json.dumps([cold, first, float(np.median(ts)), traces]))\n")
+        "print(json.dumps([cold, second, first, float(np.median(ts)), traces]))\n")
     out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
                          timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr.decode()
-    cold, first, warm, traces = json.loads(out.stdout.decode().strip().splitlines()[-1])
-    assert traces == 2, "an unpickled function traced again"     # 2: the parent's traces
-    return cold, first, warm
+    cold, second, first, warm, traces = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert traces == 3, "an unpickled function traced again"     # 3: the parent's traces
+    return cold, second, first, warm
 
 
 # ---------------------------------------------------------------------- pytest-benchmark
@@ -333,8 +345,9 @@ def test_dask_vs_one_process(benchmark, fun):
 
 def test_pickle_first_call(benchmark):
     benchmark.group = "scale: unpickled value_and_grad in a new process"
-    cold, first, warm = benchmark.pedantic(pickle_measure, rounds=1, iterations=1)
-    benchmark.extra_info.update({"cold_first_s": cold, "first_s": first, "warm_s": warm,
+    cold, second, first, warm = benchmark.pedantic(pickle_measure, rounds=1, iterations=1)
+    benchmark.extra_info.update({"cold_first_s": cold, "second_first_s": second,
+                                 "first_s": first, "warm_s": warm,
                                  "ratio": first / warm})
 
 
@@ -389,11 +402,12 @@ def main():
                          f"{d['loads']}"))
     except ImportError:
         rows.append(("Dask", "distributed not installed", ""))
-    cold, first, warmc = pickle_measure()
+    cold, second, first, warmc = pickle_measure()
     rows.append(("unpickled value_and_grad (rosen n=100), new process",
                  f"first call {first * 1e6:.1f} us (no trace)",
-                 f"warm {warmc * 1e6:.1f} us: ratio {first / warmc:.2f}; the process's very "
-                 f"first unpickled call {cold * 1e6:.1f} us"))
+                 f"warm {warmc * 1e6:.1f} us: ratio {first / warmc:.2f}; the process's first "
+                 f"unpickled calls: branchy (3 inputs) {cold * 1e6:.1f} us, then a sum of "
+                 f"squares loop (100 inputs) {second * 1e6:.1f} us"))
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; single-thread rows "
           f"in process CPU time, threads/dask/pickle rows in wall time")
     print("| measure | fastad | comparison |\n|---|---|---|")
@@ -405,7 +419,9 @@ if __name__ == "__main__":
     # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                        "intra_op_parallelism_threads=1")
-    if sys.argv[1:2] == ["threads"]:
+    if sys.argv[1:2] == ["pickle"]:
+        print([f"{t * 1e6:.2f} us" for t in pickle_measure()])
+    elif sys.argv[1:2] == ["threads"]:
         print(threads_measure())
     elif sys.argv[1:2] == ["dask"]:
         print(dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
