@@ -6,8 +6,8 @@
 Each measure times what a user calls, the way they call it:
   notes    vmap(value_and_grad) of the notes' f over N = 10^5 points (two float arrays), per
            point, next to a Python loop of single calls and jax.jit(jax.vmap(jax.value_and_grad))
-  rosen    vmap(grad) of the scalar-loop Rosenbrock (n = 100) over 10^4 points, per point,
-           next to one replayed call g(x)
+  rosen    vmap(grad) of the Rosenbrock function (n = 100), as a scalar loop and
+           vectorized, over 10^4 points, per point, next to one replayed call g(x)
   branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
            patterns: a fresh function (the traces included) and a warm one
   threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1, rounds
@@ -55,6 +55,10 @@ def rosen_loop(x):
     for i in range(len(x) - 1):
         s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
     return s
+
+
+def rosen_vec(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def branchy(x):
@@ -105,9 +109,9 @@ def jax_notes(x1, x2):
     return lambda: jax.block_until_ready(f(j1, j2))
 
 
-def rosen_setup():
+def rosen_setup(fun=rosen_loop):
     X = np.random.default_rng(1).uniform(-2, 2, size=(N_ROSEN, 100))
-    g = fd.grad(rosen_loop)
+    g = fd.grad(fun)
     v = fd.vmap(g)
     x = X[0]
     return (lambda: v(X)), (lambda: g(x))
@@ -307,10 +311,11 @@ def test_notes_points(benchmark, who):
         benchmark.extra_info["points"] = N_NOTES
 
 
+@pytest.mark.parametrize("fun", [rosen_loop, rosen_vec], ids=["loop", "vectorized"])
 @pytest.mark.parametrize("who", ["vmap", "single-call"])
-def test_rosen_points(benchmark, who):
-    run, single = rosen_setup()
-    benchmark.group = f"scale: grad of rosen_loop n=100, {N_ROSEN} points vs one call"
+def test_rosen_points(benchmark, who, fun):
+    run, single = rosen_setup(fun)
+    benchmark.group = f"scale: grad of {fun.__name__} n=100, {N_ROSEN} points vs one call"
     benchmark.pedantic(run if who == "vmap" else single, rounds=10 if who == "vmap" else 2000,
                        warmup_rounds=1)
     benchmark.extra_info["points"] = N_ROSEN if who == "vmap" else 1
@@ -352,6 +357,19 @@ def test_pickle_first_call(benchmark):
 
 
 # ---------------------------------------------------------------------- the table
+def rosen_rows():
+    rows = []
+    for fun in (rosen_loop, rosen_vec):
+        run, single = rosen_setup(fun)
+        tv, _ = best(run, 10, time.process_time)
+        ts, _ = best(lambda: [single() for _ in range(1000)], 5, time.process_time)
+        ts /= 1000
+        rows.append((f"vmap(grad) {fun.__name__} n=100, N=1e4, per point",
+                     f"{tv / N_ROSEN * 1e6:.2f} us",
+                     f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+    return rows
+
+
 def main():
     rows = []
     cpu = time.process_time
@@ -368,12 +386,7 @@ def main():
     rows.append(("vmap(value_and_grad) notes' f, N=1e5, per point",
                  f"{per_v * 1e9:.1f} ns", f"loop {per_l * 1e9:.0f} ns: ratio {per_v / per_l:.4f}; "
                  f"jax.jit(vmap) {jax_txt}"))
-    run, single = rosen_setup()
-    tv, _ = best(run, 10, cpu)
-    ts, _ = best(lambda: [single() for _ in range(1000)], 5, cpu)
-    ts /= 1000
-    rows.append(("vmap(grad) rosen_loop n=100, N=1e4, per point", f"{tv / N_ROSEN * 1e6:.2f} us",
-                 f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+    rows += rosen_rows()
     fresh, warm = branchy_setup()
     t0 = time.perf_counter()
     traces = fresh()
@@ -419,7 +432,9 @@ if __name__ == "__main__":
     # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                        "intra_op_parallelism_threads=1")
-    if sys.argv[1:2] == ["pickle"]:
+    if sys.argv[1:2] == ["rosen"]:
+        print(rosen_rows())
+    elif sys.argv[1:2] == ["pickle"]:
         print([f"{t * 1e6:.2f} us" for t in pickle_measure()])
     elif sys.argv[1:2] == ["threads"]:
         print(threads_measure())
