@@ -6,16 +6,24 @@
 Each measure times what a user calls, the way they call it:
   notes    vmap(value_and_grad) of the notes' f over N = 10^5 points (two float arrays), per
            point, next to a Python loop of single calls and jax.jit(jax.vmap(jax.value_and_grad))
-  rosen    vmap(grad) of the scalar-loop Rosenbrock (n = 100) over 10^4 points, per point,
-           next to one replayed call g(x)
+  rosen    vmap(grad) of the Rosenbrock function (n = 100), as a scalar loop and
+           vectorized, over 10^4 points, per point, next to one replayed call g(x)
   branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
            patterns: a fresh function (the traces included) and a warm one
-  threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1
-  dask     10^6 gradients of the Ishigami function (points drawn in the workers, the mean
-           of the squared gradients back): a 2-process LocalCluster vs one process
+  threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1, rounds
+           alternated; with the CPU seconds of each worker thread, whose critical path
+           (main thread + slower worker) is the 2-core time on idle cores
+  dask     10^6 gradients of the Ishigami function and 2.5*10^5 of a heavier one (an ODE
+           loop of ~1300 records), points drawn in the workers, the mean of the squared
+           gradients back: a 2-process LocalCluster vs one process, with the CPU seconds
+           of the client (and scheduler), each worker and each worker's chunk tasks
+  Shared machine?  The wall ratios need two idle cores; the CPU ratios do not (they
+  assume the threads/processes would run side by side).  `taskset -c 0,1` pins a
+  run to two cores; it cannot remove other users' load from them.
   pickle   a pickled value_and_grad loaded in a new process: its first call vs a warm call
-           (after another unpickled function's first call, which pays the process's
-           one-time ~20 us of cold code and memory; reported too)
+           (after two other unpickled functions' first calls -- one of 3 inputs, one of
+           100 like it --, which pay the process's one-time ~20 us of cold code and
+           memory and its first arrays of 100; reported too)
 Rows carry no "contender", so benchmarks/report.py leaves them out of docs/benchmarks.md.
 """
 import json
@@ -47,6 +55,10 @@ def rosen_loop(x):
     for i in range(len(x) - 1):
         s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
     return s
+
+
+def rosen_vec(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def branchy(x):
@@ -97,9 +109,9 @@ def jax_notes(x1, x2):
     return lambda: jax.block_until_ready(f(j1, j2))
 
 
-def rosen_setup():
+def rosen_setup(fun=rosen_loop):
     X = np.random.default_rng(1).uniform(-2, 2, size=(N_ROSEN, 100))
-    g = fd.grad(rosen_loop)
+    g = fd.grad(fun)
     v = fd.vmap(g)
     x = X[0]
     return (lambda: v(X)), (lambda: g(x))
@@ -122,26 +134,129 @@ def threads_setup(workers):
     return lambda: v(X)
 
 
-def dask_measure(n=N_DASK, chunk=100_000, rounds=3):
-    """(one process, 2 workers) best seconds for n Ishigami gradients and their mean square."""
+class _ThreadClock:
+    """Stands in for the threading module of fastad._batch while measuring: records the
+    CPU seconds of every worker thread a batched replay starts."""
+    def __init__(self, real):
+        self.real, self.cpu = real, []
+
+    def Thread(self, target, args=()):
+        def timed(*a):
+            t = time.thread_time()
+            target(*a)
+            self.cpu.append(time.thread_time() - t)
+        return self.real.Thread(target=timed, args=args)
+
+
+def threads_measure(rounds=20):
+    """vmap(grad) of the Rosenbrock loop over N_THREADS points, workers=2 vs 1, rounds
+    alternated.  Returns a dict: wall seconds (min, median) per mode, process CPU seconds
+    per round per mode, and the critical path of a 2-worker round (the CPU of its main
+    thread plus that of its slower worker thread): the wall time it takes on two idle
+    cores, whatever the load of the machine when measured."""
+    from fastad import _batch
+    runs = {1: threads_setup(1), 2: threads_setup(2)}
+    wall, cpu, path = {1: [], 2: []}, {1: [], 2: []}, []
+    clock = _ThreadClock(_batch.threading)
+    for run in runs.values():
+        run()
+    _batch.threading = clock
+    try:
+        for _ in range(rounds):
+            for w, run in runs.items():
+                clock.cpu.clear()
+                c, t = time.process_time(), time.perf_counter()
+                run()
+                wall[w].append(time.perf_counter() - t)
+                cpu[w].append(time.process_time() - c)
+                if w == 2:
+                    path.append(cpu[w][-1] - sum(clock.cpu) + max(clock.cpu))
+    finally:
+        _batch.threading = clock.real
+    med = lambda xs: float(np.median(xs))
+    return {"wall1": (min(wall[1]), med(wall[1])), "wall2": (min(wall[2]), med(wall[2])),
+            "cpu1": med(cpu[1]), "cpu2": med(cpu[2]), "path2": med(path)}
+
+
+def heavy(x):
+    """A heavier point: 100 explicit Euler steps of a damped nonlinear oscillator whose
+    three parameters are the point (~1300 records)."""
+    u, w = 1.0, 0.0
+    for _ in range(100):
+        u, w = u + 0.05 * w, w - 0.05 * (x[0] ** 2 * u + 0.1 * x[1] * w + 0.1 * np.sin(x[2] * u))
+    return u ** 2 + w ** 2
+
+
+def _cpu_of_process():
+    import psutil
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def _install_task_clock():
+    """In a worker: time the CPU of dask_map's chunk tasks (fastad.dask._rows, which the
+    tasks name by reference), apart from the worker's own event loop and heartbeats."""
+    import fastad.dask as fdd
+    if not hasattr(fdd, "_untimed_rows"):
+        fdd._untimed_rows, fdd._task_cpu = fdd._rows, [0.0]
+
+        def timed(*a):
+            t = time.thread_time()
+            try:
+                return fdd._untimed_rows(*a)
+            finally:
+                fdd._task_cpu[0] += time.thread_time() - t
+        fdd._rows = timed
+    return fdd._task_cpu[0]
+
+
+def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
+    """n gradients of `fun` at uniform points, their mean square back: one process
+    (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers).
+    Returns a dict: best wall seconds of each, CPU seconds of a round in the one process,
+    in each worker process and in each worker's chunk tasks, in the client process (with
+    the LocalCluster's scheduler), and the loads of the function per worker.  On a loaded
+    machine the processes' CPU includes their idle loops over a stretched wall time; the
+    task CPU does not."""
     import dask.array as da
     from distributed import Client, LocalCluster
-    g = fd.grad(ishigami)
+    chunk = chunk or -(-n // 8)     # 8 chunks: 4 per worker
+    g = fd.grad(fun)
     v = fd.vmap(g)
 
     def one():
         X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
         return (v(X) ** 2).mean(axis=0)
+    c0 = time.process_time()
     t1 = best(one, rounds)
+    cpu1 = (time.process_time() - c0) / (rounds + 1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         def two():
             X = da.random.RandomState(4).uniform(-math.pi, math.pi, size=(n, 3),
                                                  chunks=(chunk, 3))
             return (fd.dask_map(g, X) ** 2).mean(axis=0).compute()
+        client.run(_install_task_clock)
+        two()
+        k0, w0, c0 = (client.run(_install_task_clock), client.run(_cpu_of_process),
+                      time.process_time())
         t2 = best(two, rounds)
+        k1, w1, cc = (client.run(_install_task_clock), client.run(_cpu_of_process),
+                      time.process_time() - c0)
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
-    return t1, t2, loads
+    workers = sorted((w1[k] - w0[k]) / (rounds + 1) for k in w1)
+    tasks = sorted((k1[k] - k0[k]) / (rounds + 1) for k in k1)
+    return {"one": t1[0], "dask": t2[0], "cpu_one": cpu1, "cpu_workers": workers,
+            "cpu_tasks": tasks, "cpu_client": cc / (rounds + 1),
+            "loads": sorted(loads.values())}
+
+
+def sumsq_loop(x):
+    """Warms a new process for the pickle measure: another function of 100 inputs."""
+    s = 0.0
+    for i in range(len(x)):
+        s = s + x[i] * x[i]
+    return s
 
 
 def pickle_measure():
@@ -154,26 +269,29 @@ def pickle_measure():
     g(np.linspace(-1, 1, 100))
     h = fd.value_and_grad(mod.branchy)
     h(np.array([0.5, 0.5, 0.5]))
-    blob = pickle.dumps((h, g))
+    k = fd.value_and_grad(mod.sumsq_loop)
+    k(np.linspace(-1, 1, 100))
+    blob = pickle.dumps((h, k, g))
     code = (
         "import pickle, sys, time, json, numpy as np\n"
         f"sys.path.insert(0, {HERE!r})\n"
         "import fastad\n"
-        "h, g = pickle.loads(sys.stdin.buffer.read())\n"
+        "h, k, g = pickle.loads(sys.stdin.buffer.read())\n"
         "x = np.linspace(-0.5, 1.5, 100)\n"
         "t = time.perf_counter(); h(np.array([0.3, 0.2, 0.1])); cold = time.perf_counter() - t\n"
+        "t = time.perf_counter(); k(x); second = time.perf_counter() - t\n"
         "t = time.perf_counter(); g(x); first = time.perf_counter() - t\n"
-        "traces = g.cache_info()['traces'] + h.cache_info()['traces']\n"
+        "traces = sum(f.cache_info()['traces'] for f in (h, k, g))\n"
         "ts = []\n"
         "for _ in range(2000):\n"
         "    t = time.perf_counter(); g(x); ts.append(time.perf_counter() - t)\n"
-        "print(json.dumps([cold, first, float(np.median(ts)), traces]))\n")
+        "print(json.dumps([cold, second, first, float(np.median(ts)), traces]))\n")
     out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
                          timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr.decode()
-    cold, first, warm, traces = json.loads(out.stdout.decode().strip().splitlines()[-1])
-    assert traces == 2, "an unpickled function traced again"     # 2: the parent's traces
-    return cold, first, warm
+    cold, second, first, warm, traces = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert traces == 3, "an unpickled function traced again"     # 3: the parent's traces
+    return cold, second, first, warm
 
 
 # ---------------------------------------------------------------------- pytest-benchmark
@@ -193,10 +311,11 @@ def test_notes_points(benchmark, who):
         benchmark.extra_info["points"] = N_NOTES
 
 
+@pytest.mark.parametrize("fun", [rosen_loop, rosen_vec], ids=["loop", "vectorized"])
 @pytest.mark.parametrize("who", ["vmap", "single-call"])
-def test_rosen_points(benchmark, who):
-    run, single = rosen_setup()
-    benchmark.group = f"scale: grad of rosen_loop n=100, {N_ROSEN} points vs one call"
+def test_rosen_points(benchmark, who, fun):
+    run, single = rosen_setup(fun)
+    benchmark.group = f"scale: grad of {fun.__name__} n=100, {N_ROSEN} points vs one call"
     benchmark.pedantic(run if who == "vmap" else single, rounds=10 if who == "vmap" else 2000,
                        warmup_rounds=1)
     benchmark.extra_info["points"] = N_ROSEN if who == "vmap" else 1
@@ -219,22 +338,38 @@ def test_threads_points(benchmark, workers):
     benchmark.pedantic(threads_setup(workers), rounds=5, warmup_rounds=1)
 
 
-def test_dask_vs_one_process(benchmark):
+@pytest.mark.parametrize("fun", [ishigami, heavy], ids=["ishigami", "heavy"])
+def test_dask_vs_one_process(benchmark, fun):
     pytest.importorskip("distributed")
-    benchmark.group = "scale: dask 2 workers vs one process, 10^6 gradients"
-    (t1, _), (t2, _), loads = benchmark.pedantic(dask_measure, rounds=1, iterations=1)
-    benchmark.extra_info.update({"one_process_s": t1, "dask_s": t2, "speedup": t1 / t2,
-                                 "loads_per_worker": sorted(loads.values())})
+    benchmark.group = f"scale: dask 2 workers vs one process, {fun.__name__} gradients"
+    m = benchmark.pedantic(dask_measure, args=(fun, N_DASK if fun is ishigami else N_DASK // 4),
+                           rounds=1, iterations=1)
+    benchmark.extra_info.update(m)
+    benchmark.extra_info["speedup"] = m["one"] / m["dask"]
 
 
 def test_pickle_first_call(benchmark):
     benchmark.group = "scale: unpickled value_and_grad in a new process"
-    cold, first, warm = benchmark.pedantic(pickle_measure, rounds=1, iterations=1)
-    benchmark.extra_info.update({"cold_first_s": cold, "first_s": first, "warm_s": warm,
+    cold, second, first, warm = benchmark.pedantic(pickle_measure, rounds=1, iterations=1)
+    benchmark.extra_info.update({"cold_first_s": cold, "second_first_s": second,
+                                 "first_s": first, "warm_s": warm,
                                  "ratio": first / warm})
 
 
 # ---------------------------------------------------------------------- the table
+def rosen_rows():
+    rows = []
+    for fun in (rosen_loop, rosen_vec):
+        run, single = rosen_setup(fun)
+        tv, _ = best(run, 10, time.process_time)
+        ts, _ = best(lambda: [single() for _ in range(1000)], 5, time.process_time)
+        ts /= 1000
+        rows.append((f"vmap(grad) {fun.__name__} n=100, N=1e4, per point",
+                     f"{tv / N_ROSEN * 1e6:.2f} us",
+                     f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+    return rows
+
+
 def main():
     rows = []
     cpu = time.process_time
@@ -251,12 +386,7 @@ def main():
     rows.append(("vmap(value_and_grad) notes' f, N=1e5, per point",
                  f"{per_v * 1e9:.1f} ns", f"loop {per_l * 1e9:.0f} ns: ratio {per_v / per_l:.4f}; "
                  f"jax.jit(vmap) {jax_txt}"))
-    run, single = rosen_setup()
-    tv, _ = best(run, 10, cpu)
-    ts, _ = best(lambda: [single() for _ in range(1000)], 5, cpu)
-    ts /= 1000
-    rows.append(("vmap(grad) rosen_loop n=100, N=1e4, per point", f"{tv / N_ROSEN * 1e6:.2f} us",
-                 f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+    rows += rosen_rows()
     fresh, warm = branchy_setup()
     t0 = time.perf_counter()
     traces = fresh()
@@ -264,22 +394,33 @@ def main():
     tw, _ = best(warm, 20, cpu)
     rows.append(("branchy, N=1e4, 4 patterns", f"fresh {tf * 1e3:.1f} ms ({traces} tapes traced)",
                  f"warm {tw * 1e3:.2f} ms = {tw / N_BRANCHY * 1e9:.0f} ns per point"))
-    t1, _ = best(threads_setup(1), 5)
-    t2, _ = best(threads_setup(2), 5)
-    rows.append(("threads, rosen_loop n=100, N=1e5", f"1: {t1:.3f} s, 2: {t2:.3f} s",
-                 f"speed-up {t1 / t2:.2f}x"))
+    m = threads_measure()
+    rows.append(("threads, rosen_loop n=100, N=1e5 (20 rounds alternated)",
+                 f"1: {m['wall1'][0]:.3f} s, 2: {m['wall2'][0]:.3f} s (wall, min)",
+                 f"speed-up {m['wall1'][0] / m['wall2'][0]:.2f}x wall (medians "
+                 f"{m['wall1'][1] / m['wall2'][1]:.2f}x); CPU per round {m['cpu1']:.3f} s vs "
+                 f"{m['cpu2']:.3f} s; 2-thread critical path {m['path2']:.3f} s: "
+                 f"{m['cpu1'] / m['path2']:.2f}x on idle cores"))
     try:
-        (d1, _), (d2, _), loads = dask_measure()
-        rows.append(("Dask 2 workers vs 1 process, 1e6 Ishigami gradients",
-                     f"1: {d1:.2f} s, dask: {d2:.2f} s",
-                     f"speed-up {d1 / d2:.2f}x; loads per worker {sorted(loads.values())}"))
+        for fun, n in ((ishigami, N_DASK), (heavy, N_DASK // 4)):
+            d = dask_measure(fun, n)
+            rows.append((f"Dask 2 workers vs 1 process, {n:.0e} {fun.__name__} gradients",
+                         f"1: {d['one']:.2f} s, dask: {d['dask']:.2f} s (wall)",
+                         f"speed-up {d['one'] / d['dask']:.2f}x wall; CPU per call: one "
+                         f"process {d['cpu_one']:.3f} s; chunk tasks "
+                         f"{d['cpu_tasks'][0]:.3f}+{d['cpu_tasks'][1]:.3f} s "
+                         f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x); worker processes "
+                         f"{d['cpu_workers'][0]:.3f}+{d['cpu_workers'][1]:.3f} s; client "
+                         f"and scheduler {d['cpu_client']:.3f} s; loads per worker "
+                         f"{d['loads']}"))
     except ImportError:
         rows.append(("Dask", "distributed not installed", ""))
-    cold, first, warmc = pickle_measure()
+    cold, second, first, warmc = pickle_measure()
     rows.append(("unpickled value_and_grad (rosen n=100), new process",
                  f"first call {first * 1e6:.1f} us (no trace)",
-                 f"warm {warmc * 1e6:.1f} us: ratio {first / warmc:.2f}; the process's very "
-                 f"first unpickled call {cold * 1e6:.1f} us"))
+                 f"warm {warmc * 1e6:.1f} us: ratio {first / warmc:.2f}; the process's first "
+                 f"unpickled calls: branchy (3 inputs) {cold * 1e6:.1f} us, then a sum of "
+                 f"squares loop (100 inputs) {second * 1e6:.1f} us"))
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; single-thread rows "
           f"in process CPU time, threads/dask/pickle rows in wall time")
     print("| measure | fastad | comparison |\n|---|---|---|")
@@ -291,4 +432,14 @@ if __name__ == "__main__":
     # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                        "intra_op_parallelism_threads=1")
-    main()
+    if sys.argv[1:2] == ["rosen"]:
+        print(rosen_rows())
+    elif sys.argv[1:2] == ["pickle"]:
+        print([f"{t * 1e6:.2f} us" for t in pickle_measure()])
+    elif sys.argv[1:2] == ["threads"]:
+        print(threads_measure())
+    elif sys.argv[1:2] == ["dask"]:
+        print(dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
+                           int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK))
+    else:
+        main()

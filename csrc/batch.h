@@ -1,10 +1,11 @@
 /*
  * batch.h -- one tape swept for many points at once (fastad.vmap; docs/scale.md).
  *
- * A tape of scalar records (a Python loop's program) is rewritten batch-major: slot s of
- * lane k lives at s*B + k, and every record becomes a ranged record over the B lanes of
- * its slots.  The ranged kernels of sweeps.h then run each record once for B points --
- * the interpreter's dispatch is paid once per record per block, and the element loops
+ * A tape of scalar records (a Python loop's program) or of elementwise array records,
+ * sums and gathers (a vectorized program) is rewritten batch-major: slot s of lane k
+ * lives at s*B + k, and every record becomes a ranged record over the B lanes of its
+ * slots (an array record: over its n elements times B lanes).  The ranged kernels of
+ * sweeps.h then run each record once for B points -- the interpreter's dispatch is paid once per record per block, and the element loops
  * are numpy's SIMD loops or vectorized by the compiler.  Guards stay scalar-shaped in the
  * copy and are checked lane by lane here: a lane whose outcome differs from the tape's
  * is flagged (its values past that guard are garbage, never read).
@@ -14,47 +15,178 @@
 
 #include "sweeps.h"
 
-/* Can this tape be rewritten batch-major?  Scalar elementwise records and guards only:
- * ranged and structural records (and callbacks) keep their lane-by-lane sweep. */
-static inline int fa_batchable(const fa_tape *t)
+/* Is the ranged record p (header; its EXT word follows) one the batch-major copy can
+ * hold?  Elementwise ops (not linear algebra), SUM and GATHER.  Every other record kind --
+ * structural ops, callbacks, record kinds this file does not know -- keeps the tape on
+ * its lane-by-lane sweep. */
+static inline int fa_batch_ranged_ok(const fa_rec *p)
 {
-    for (int64_t i = 0; i < t->nrec; i++) {
-        const fa_rec *p = &t->rec[i];
-        if ((p->flags & FA_RANGED) || fa_op_table[p->op].kind == FA_KIND_STRUCT) return 0;
-    }
-    return 1;
+    const int kind = fa_op_table[p->op].kind;
+    if (kind == FA_KIND_UNARY || kind == FA_KIND_BINARY)
+        return (p[1].a == 0 || p[1].a == 1) && (p[1].b == 0 || p[1].b == 1);
+    return p->op == FA_SUM || p->op == FA_GATHER;
 }
 
-/* The batch-major copy of t's records for B lanes into out (room for 2 * nrec records);
- * returns its number of records.  The caller chose B with nslot * B <= FA_MAX_SLOTS. */
-static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out)
+static inline void fa_batch_ext(fa_rec *e, int64_t n, int32_t sa, int32_t sb)
 {
-    int64_t j = 0;
+    fa_rec z = {0};
+    z.op = FA_EXT;
+    z.r = (int32_t)n;
+    z.a = sa;
+    z.b = sb;
+    *e = z;
+}
+
+/* The batch-major copy of t's records for B lanes: slot s of lane k at s*B + k.
+ *   scalar record      -> a ranged record over the B lanes of its slots
+ *   scalar guard       -> kept scalar-shaped (a, b scaled), checked lane by lane
+ *   ranged elementwise -> one ranged record over n*B doubles when every operand is a
+ *                         range or a constant broadcast (stride 0 reads lane 0 of a
+ *                         constant, which every lane holds); a variable broadcast operand
+ *                         splits it into n records of B lanes
+ *   SUM, GATHER        -> kept with scaled slots and their own EXT word; swept over the
+ *                         lanes by fa_batch_forward & co. below (a GATHER's a indexes ix)
+ * Writes at most cap records into out (out may be NULL: counting only) and returns the
+ * number needed, or -1 when the tape has a record the copy cannot hold (see
+ * fa_batch_ranged_ok), -2 when out of memory.  The caller chose B with nslot * B within
+ * INT32_MAX. */
+static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap)
+{
+    /* constants: slots that are neither inputs nor written by a record */
+    uint8_t *var = (uint8_t *)calloc((size_t)(t->nslot > 0 ? t->nslot : 1), 1);
+    if (!var) return -2;
+    for (int64_t s = 0; s < t->nin && s < t->nslot; s++) var[s] = 1;
     for (int64_t i = 0; i < t->nrec; i++) {
         const fa_rec *p = &t->rec[i];
-        fa_rec q = *p;
-        q.a = p->a * B;
-        q.b = p->b * B;
-        if (fa_op_table[p->op].kind == FA_KIND_GUARD) {
-            out[j++] = q;                        /* checked lane by lane, below */
+        const int kind = fa_op_table[p->op].kind;
+        if (p->op == FA_EXT || kind == FA_KIND_GUARD) continue;
+        int64_t n = 1;
+        if (p->flags & FA_RANGED) {
+            if (i + 1 >= t->nrec) { free(var); return -1; }
+            n = p->op == FA_SUM ? t->rec[i + 1].a : t->rec[i + 1].r;
+        }
+        for (int64_t k = 0; k < n; k++)
+            if (p->r + k >= 0 && p->r + k < t->nslot) var[p->r + k] = 1;
+    }
+    int64_t j = 0;
+#define FA_PUT(x) do { if (out && j < cap) out[j] = (x); j++; } while (0)
+    for (int64_t i = 0; i < t->nrec; i++) {
+        const fa_rec *p = &t->rec[i];
+        const int kind = fa_op_table[p->op].kind;
+        fa_rec q = *p, e;
+        /* products in 64 bits: an unused operand field or a GATHER's ix offset may be
+         * large; the slots read through them are within nslot * B <= INT32_MAX */
+        q.a = (int32_t)((int64_t)p->a * B);
+        q.b = (int32_t)((int64_t)p->b * B);
+        q.r = (int32_t)((int64_t)p->r * B);
+        if (!(p->flags & FA_RANGED)) {
+            if (kind == FA_KIND_GUARD) {
+                q.r = p->r;                      /* checked lane by lane, below */
+                FA_PUT(q);
+            } else if (kind == FA_KIND_UNARY || kind == FA_KIND_BINARY) {
+                q.flags = (uint8_t)(p->flags | FA_RANGED);
+                FA_PUT(q);
+                fa_batch_ext(&e, B, 1, 1);
+                FA_PUT(e);
+            } else if (p->op != FA_EXT) {
+                free(var);
+                return -1;
+            }
             continue;
         }
-        q.r = p->r * B;
-        q.flags = (uint8_t)(p->flags | FA_RANGED);
-        out[j++] = q;
-        fa_rec e = {0};
-        e.op = FA_EXT;
-        e.r = B;
-        e.a = 1;
-        e.b = 1;
-        out[j++] = e;
+        if (i + 1 >= t->nrec || !fa_batch_ranged_ok(p)) { free(var); return -1; }
+        const fa_rec x = t->rec[++i];            /* the EXT word */
+        if (p->op == FA_SUM || p->op == FA_GATHER) {
+            if (p->op == FA_GATHER) q.a = p->a;  /* an offset into ix, not a slot */
+            FA_PUT(q);
+            FA_PUT(x);
+            continue;
+        }
+        const int unary = kind == FA_KIND_UNARY;
+        const int a_ok = x.a == 1 || !var[p->a];
+        const int b_ok = unary || x.b == 1 || !var[p->b];
+        if (a_ok && b_ok && (int64_t)x.r * B <= INT32_MAX) {
+            FA_PUT(q);
+            fa_batch_ext(&e, (int64_t)x.r * B, x.a, unary ? 1 : x.b);
+            FA_PUT(e);
+            continue;
+        }
+        for (int64_t k = 0; k < x.r; k++) {      /* element by element, each over B lanes */
+            fa_rec h = *p;
+            h.r = (int32_t)((p->r + k) * B);
+            h.a = (int32_t)((p->a + k * x.a) * B);
+            h.b = unary ? q.b : (int32_t)((p->b + k * x.b) * B);
+            FA_PUT(h);
+            fa_batch_ext(&e, B, 1, 1);
+            FA_PUT(e);
+        }
     }
+#undef FA_PUT
+    free(var);
     return j;
+}
+
+/* SUM over B lanes: r[j] = sum_k a[j*n + k] for every lane, in the order of
+ * fa_reduce_fwd (so each lane's sum is the single call's to the bit). */
+static inline void fa_batch_sum_fwd(const fa_rec *p, double *v, int32_t B)
+{
+    const int64_t n = p[1].r, m = p[1].a;
+    for (int64_t j = 0; j < m; j++) {
+        double *r = v + p->r + j * B;
+        const double *x = v + p->a + j * n * B;
+        for (int32_t l = 0; l < B; l++) r[l] = 0.0;
+        for (int64_t k = 0; k < n; k++)
+            for (int32_t l = 0; l < B; l++) r[l] += x[k * B + l];
+    }
+}
+
+static inline void fa_batch_sum_tan(const fa_rec *p, double *t, int32_t B)
+{
+    const int64_t n = p[1].r, m = p[1].a;
+    for (int64_t j = 0; j < m; j++) {
+        double *r = t + p->r + j * B;
+        const double *x = t + p->a + j * n * B;
+        for (int32_t l = 0; l < B; l++) r[l] = 0.0;
+        for (int64_t k = 0; k < n; k++)
+            for (int32_t l = 0; l < B; l++) r[l] += FA_AZ(x[k * B + l], 1.0);
+    }
+}
+
+static inline void fa_batch_sum_rev(const fa_rec *p, double *g, int32_t B)
+{
+    if (p->flags & FA_A_PASSIVE) return;
+    const int64_t n = p[1].r, m = p[1].a;
+    for (int64_t j = 0; j < m; j++) {
+        const double *w = g + p->r + j * B;
+        double *x = g + p->a + j * n * B;
+        for (int64_t k = 0; k < n; k++)
+            for (int32_t l = 0; l < B; l++) if (w[l] != 0.0) x[k * B + l] += w[l];
+    }
+}
+
+/* GATHER over B lanes: r[k] = v[ix[a + k]] lane by lane (a whole row of B at a time). */
+static inline void fa_batch_gather(const fa_rec *p, double *v, const int32_t *ix, int32_t B)
+{
+    for (int64_t k = 0; k < p[1].r; k++) {
+        const double *src = v + (int64_t)ix[p->a + k] * B;
+        double *dst = v + p->r + k * B;
+        for (int32_t l = 0; l < B; l++) dst[l] = src[l];
+    }
+}
+
+static inline void fa_batch_gather_rev(const fa_rec *p, double *g, const int32_t *ix, int32_t B)
+{
+    if (p->flags & FA_A_PASSIVE) return;
+    for (int64_t k = 0; k < p[1].r; k++) {
+        double *dst = g + (int64_t)ix[p->a + k] * B;
+        const double *src = g + p->r + k * B;
+        for (int32_t l = 0; l < B; l++) dst[l] += src[l];
+    }
 }
 
 /* Values of B lanes (inputs already at v[i*B + k]); bad[k] |= 1 where lane k fails a guard. */
 static inline void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B,
-                                    uint8_t *bad)
+                                    const int32_t *ix, uint8_t *bad)
 {
     for (int64_t i = 0; i < nrec; i++) {
         const fa_rec *p = &rec[i];
@@ -72,6 +204,10 @@ static inline void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, 
             default:
                 break;
             }
+        } else if (p->op == FA_SUM && (p->flags & FA_RANGED)) {
+            fa_batch_sum_fwd(p, v, B);
+        } else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) {
+            fa_batch_gather(p, v, ix, B);
         } else {
             fa_fwd(p, v, NULL);
         }
@@ -79,15 +215,27 @@ static inline void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, 
 }
 
 /* Forward mode over the B lanes (guards and EXT words are no-ops of fa_tan). */
-static inline void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t)
+static inline void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t,
+                                    int32_t B, const int32_t *ix)
 {
-    for (int64_t i = 0; i < nrec; i++) fa_tan(&rec[i], v, t, NULL);
+    for (int64_t i = 0; i < nrec; i++) {
+        const fa_rec *p = &rec[i];
+        if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_tan(p, t, B);
+        else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) fa_batch_gather(p, t, ix, B);
+        else fa_tan(p, v, t, NULL);
+    }
 }
 
 /* Reverse mode over the B lanes from adjoints already seeded in g (zero elsewhere). */
-static inline void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g)
+static inline void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
+                                    int32_t B, const int32_t *ix)
 {
-    for (int64_t i = nrec - 1; i >= 0; i--) fa_rev(&rec[i], v, g, NULL);
+    for (int64_t i = nrec - 1; i >= 0; i--) {
+        const fa_rec *p = &rec[i];
+        if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_rev(p, g, B);
+        else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) fa_batch_gather_rev(p, g, ix, B);
+        else fa_rev(p, v, g, NULL);
+    }
 }
 
 #endif /* FASTAD_BATCH_H */

@@ -7,8 +7,10 @@ seeded at inputs.  `Plan.run` replays the tape for every lane (a row of an input
 without the GIL and writes the rows of the lanes whose guards all hold; the others are
 left for the caller, who groups them on the tape that fits (fastad.batching).
 
-Tapes of scalar records are swept batch-major (csrc/batch.h: each record over B lanes at
-once); other tapes are swept lane by lane with the sweeps of fastad._tape.  Threads split
+Tapes of scalar records and of elementwise array records, sums and gathers are swept
+batch-major (csrc/batch.h: each record over B lanes at once); other tapes (linear
+algebra, other reductions, callbacks, record kinds batch.h does not know) are swept lane
+by lane with the sweeps of fastad._tape.  Threads split
 the lanes at block boundaries, so the blocks, and every bit of the results, do not depend
 on the number of threads.
 """
@@ -26,27 +28,31 @@ from fastad._tape cimport (Tape, fa_tape, fa_rec, fa_vec_loops, fa_copy_consts, 
 cnp.import_array()
 
 cdef extern from "batch.h" nogil:
-    int fa_batchable(const fa_tape *t)
-    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out)
-    void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B, uint8_t *bad)
-    void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t)
-    void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g)
+    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap)
+    void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B,
+                          const int32_t *ix, uint8_t *bad)
+    void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t,
+                          int32_t B, const int32_t *ix)
+    void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
+                          int32_t B, const int32_t *ix)
 
 # this module links its own copy of the C core: give it the numpy loops fastad._tape found
 copy_vec_loops(fa_vec_loops)
 
 # Lanes per block of the batch-major sweep: enough for numpy's SIMD loops to pay, few
-# enough that a block's values and adjoints stay in cache: 2^16 doubles (512 kB) per
-# array measured best for the Rosenbrock loop (895 slots: 64 lanes; 256 lanes ran 2x
-# slower, out of L2).  A tape that cannot have MIN_BLOCK lanes within that is swept lane
-# by lane.  Module settings, read when a batch starts (set_block_limits, for measuring).
+# enough that a block's values and adjoints stay in cache: 2^15 doubles (256 kB) per
+# array measured best for the Rosenbrock loop, scalar or vectorized (~800 slots: 32
+# lanes, 0.40 us per point; 64 lanes 0.48 us, 128 lanes 0.74 us, out of a 1 MB L2; two
+# threads then keep both blocks in their own core's L2).  A tape that cannot have
+# MIN_BLOCK lanes within that is swept lane by lane.  Module settings, read when a batch
+# starts (set_block_limits, for measuring).
 cdef int64_t MAX_BLOCK = 1024
 cdef int64_t MIN_BLOCK = 16
-cdef int64_t MAX_BLOCK_DOUBLES = 1 << 16
+cdef int64_t MAX_BLOCK_DOUBLES = 1 << 15
 
 
 def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
-                     int64_t max_doubles=1 << 16):
+                     int64_t max_doubles=1 << 15):
     """Tune the batch-major blocks: lanes per block at most `max_block` (at least
     `min_block`, else lane by lane) and at most `max_doubles` doubles per array."""
     global MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES
@@ -168,7 +174,7 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
             for i in range(P.nin):
                 v[i * B + k] = X[l * P.nin + i]
         memset(bad, 0, <size_t>B)
-        fa_batch_forward(P.brec, P.nbrec, v, B, bad)
+        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad)
         for k in range(m):
             if not bad[k]:
                 read_row(P, out + lanes[start + k] * P.ncol, v, P.vslot, P.vcol, 0, P.nv, B, k)
@@ -176,7 +182,7 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
             memset(g, 0, nb * sizeof(double))
             for k in range(B):
                 g[P.rseed[s] * B + k] = 1.0
-            fa_batch_reverse(P.brec, P.nbrec, v, g)
+            fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
             for k in range(m):
                 if not bad[k]:
                     read_row(P, out + lanes[start + k] * P.ncol, g, P.rslot, P.rcol,
@@ -185,7 +191,7 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
             memset(t, 0, <size_t>(P.nin * B) * sizeof(double))
             for k in range(B):
                 t[P.tseed[s] * B + k] = 1.0
-            fa_batch_tangent(P.brec, P.nbrec, v, t)
+            fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
             for k in range(m):
                 if not bad[k]:
                     read_row(P, out + lanes[start + k] * P.ncol, t, P.tslot, P.tcol,
@@ -213,6 +219,7 @@ cdef class Plan:
     cdef tuple arrays            # keeps the index arrays the C struct points into alive
     cdef dict brecs              # block size -> batch-major records (uint8 array)
     cdef readonly bint batch_major
+    cdef readonly int64_t nbrec  # records of the batch-major copy (-1: not batchable)
     cdef PlanC P
 
     def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
@@ -246,7 +253,13 @@ cdef class Plan:
         self.P.tseed, self.P.tptr, self.P.tslot, self.P.tcol = (ptr(arrs[6]), ptr(arrs[7]),
                                                                 ptr(arrs[8]), ptr(arrs[9]))
         self.P.brec = NULL
-        self.batch_major = fa_batchable(tape.c) and tape.c.ncb == 0
+        # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
+        # operands (one record per element) does not multiply the records beyond reason
+        self.nbrec = fa_batch_records(tape.c, 1, NULL, 0)
+        self.batch_major = (tape.c.ncb == 0 and 0 <= self.nbrec
+                            <= 64 * tape.c.nrec + 1024)
+        if self.nbrec == -2:
+            raise MemoryError("fastad: cannot allocate a batched replay's plan")
 
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
@@ -280,8 +293,11 @@ cdef class Plan:
             return
         B = self.block(n)
         if B and B not in self.brecs:
-            buf = np.empty(2 * self.tape.c.nrec * sizeof(fa_rec), dtype=np.uint8)
-            nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf))
+            buf = np.empty(max(self.nbrec, 1) * sizeof(fa_rec), dtype=np.uint8)
+            nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf),
+                                    self.nbrec)
+            if nrec != self.nbrec:
+                raise MemoryError("fastad: cannot build a batched replay's records")
             self.brecs[B] = (buf, nrec)
         step = B if B else LANE_BLOCK
         nblocks = (n + step - 1) // step

@@ -2,9 +2,14 @@
 machine or a cluster (docs/scale.md).  ``pip install "fastad[dask]"``.
 
 Each chunk is one batched replay (fastad.vmap) in a worker; the function, with its
-recorded tapes, is scattered to every worker once (``Client.scatter(broadcast=True)``)
-and the tasks refer to it, so it is unpickled once per worker, not once per task.
+recorded tapes, is pickled once and scattered to every worker (``Client.scatter(
+broadcast=True)``), the tasks refer to it, and each worker unpickles it once (cached by a
+token), not once per task nor once per call: later calls with the same function reuse
+the scattered copy.
 """
+import collections
+import pickle
+import threading
 import uuid
 
 import numpy as np
@@ -15,10 +20,36 @@ from fastad.pytree import tree_flatten, tree_unflatten
 __all__ = ["dask_map"]
 
 
-def _rows(batched, pos, *blocks):
+# In a worker: the functions unpickled here, by token (a few, the most recent kept).  The
+# cluster keeps the scattered pickle, not the function: Dask's active memory manager may
+# drop a worker's copy of scattered data between calls and fetch it again later, and each
+# fetch of a Python object would unpickle it again; a token's function is unpickled once
+# per worker process, whatever moves its bytes.
+_loaded = collections.OrderedDict()
+_LOADED_MAX = 8
+_loaded_lock = threading.Lock()
+
+
+def _function(shipped):
+    """The function of a chunk's task: the local one (no cluster), or (token, pickle)."""
+    if not isinstance(shipped, tuple):
+        return shipped
+    token, blob = shipped
+    with _loaded_lock:
+        fn = _loaded.get(token)
+        if fn is None:
+            fn = _loaded[token] = pickle.loads(blob)
+            while len(_loaded) > _LOADED_MAX:
+                _loaded.popitem(last=False)
+        else:
+            _loaded.move_to_end(token)
+    return fn
+
+
+def _rows(shipped, pos, *blocks):
     """One chunk: the batched results as one (n, ncol) block (leaf after leaf); blocks[pos]
     is a mapped one."""
-    res = batched(*blocks)
+    res = _function(shipped)(*blocks)
     n = blocks[pos].shape[0]
     leaves = tree_flatten(res)[0]
     if not leaves:
@@ -77,15 +108,12 @@ def dask_map(fun, *args, client=None, workers=1):
     arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
     batched = fun if isinstance(fun, Batched) else vmap(
         fun, in_axes=tuple(0 if m else None for m in mapped), workers=workers)
-    # the output's structure, from the first point (traces here once)
-    first = [np.asarray(a[:1].compute()) if m else a
-             for a, m in zip(_replace(args, mapped, arrays), mapped)]
-    leaves, tdef = tree_flatten(batched(*first))
+    leaves, tdef = tree_flatten(_probe(batched, args, mapped, arrays))
     shapes = [np.shape(leaf)[1:] for leaf in leaves]
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     ncol = sum(sizes)
     c = _client(client)
-    fn = c.scatter(batched, broadcast=True, hash=False) if c is not None else batched
+    fn = _scattered(c, batched, fun) if c is not None else batched
     it = iter(arrays)
     # blockwise indices: "i" the batch, "z" the output's columns, and a letter of its own
     # for every other axis of every array (contracted: one chunk each, concatenated)
@@ -107,6 +135,50 @@ def dask_map(fun, *args, client=None, workers=1):
         out.append(part.reshape((n,) + shape) if shape else part[:, 0])
         col += size
     return tree_unflatten(tdef, out)
+
+
+def _probe(batched, args, mapped, arrays):
+    """The batched result at one point, for the output's structure and shapes (this traces
+    `fun` here once).  A point of ones, made here: reading the first row of a dask array
+    would be a round trip through the cluster (computing a whole chunk) at every call.  A
+    function that fails or returns NaN at ones (a log(1 - x)...) is probed at the first row."""
+    ones = [np.ones((1,) + a.shape[1:], dtype=a.dtype if a.dtype.kind == "f" else np.float64)
+            if m else a for a, m in zip(_replace(args, mapped, arrays), mapped)]
+    try:
+        with np.errstate(all="ignore"):
+            res = batched(*ones)
+        if all(np.all(np.isfinite(leaf)) for leaf in tree_flatten(res)[0]):
+            return res
+    except (ArithmeticError, ValueError):
+        pass
+    first = [np.asarray(a[:1].compute()) if m else a
+             for a, m in zip(_replace(args, mapped, arrays), mapped)]
+    return batched(*first)
+
+
+# the functions last scattered, with their state: a repeated dask_map ships a function
+# once per worker, not once per call; a retrace here since (a new tape) or a new set of
+# workers scatters it again.  Keyed by id (compiled functions take no weak references),
+# so the entries hold their functions, and the few most recent are kept.
+_sent = collections.OrderedDict()
+_SENT_MAX = 8
+
+
+def _scattered(c, batched, fun):
+    """A future of `batched` held by every worker of client `c`."""
+    key = (id(fun), id(c), c.id, tuple(sorted(c.scheduler_info().get("workers", {}))))
+    state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
+    hit = _sent.get(key)
+    if hit is not None and hit[0] is fun and hit[1] == state:
+        _sent.move_to_end(key)
+        return hit[2]
+    import cloudpickle      # a dependency of distributed; closures and lambdas by value
+    shipped = (uuid.uuid4().hex, cloudpickle.dumps(batched, protocol=pickle.HIGHEST_PROTOCOL))
+    future = c.scatter(shipped, broadcast=True, hash=False)
+    _sent[key] = (fun, state, future)
+    while len(_sent) > _SENT_MAX:
+        _sent.popitem(last=False)
+    return future
 
 
 def _replace(args, mapped, arrays):

@@ -53,6 +53,8 @@ def test_dask_map_two_worker_processes():
             distributed.Client(cluster) as client:
         vals, G = fd.dask_map(g, Xd)
         vals, G = da.compute(vals, G)
+        # a second call ships nothing: the workers keep the function scattered by the first
+        G2 = fd.dask_map(g, Xd[:8000])[1].compute()
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
     v1, G1 = fd.vmap(g)(X)                                  # one process
     np.testing.assert_allclose(vals, v1, rtol=RTOL, atol=RTOL)
@@ -61,5 +63,18 @@ def test_dask_map_two_worker_processes():
     v_closed = np.where(X[:, 0] > 0, X[:, 0] ** 2 * X[:, 1], np.sin(X[:, 0]) * X[:, 1]) \
         + 0.5 * np.exp(X[:, 1])
     np.testing.assert_allclose(vals, v_closed, rtol=RTOL, atol=RTOL)
-    # scattered once: each worker unpickled the compiled function once for its 5 chunks
+    np.testing.assert_array_equal(G2, G[:8000])
+    # scattered once: each worker unpickled the compiled function once for its chunks of
+    # both calls
     assert sorted(loaded.values()) == [1, 1]
+
+
+def test_dask_map_output_shapes_from_a_point_where_ones_fail():
+    # log(1 - x) is -inf at the probe point of ones: the shapes come from the first row
+    def f(x):
+        return np.log(1.0 - x) * x[::-1]
+    X = np.random.default_rng(3).uniform(-0.9, 0.5, size=(120, 3))
+    J = fd.dask_map(fd.jacobian(f), da.from_array(X, chunks=(50, 3))).compute()
+    ref = np.einsum("ni,ij->nij", -X[:, ::-1] / (1.0 - X), np.eye(3)) \
+        + np.log(1.0 - X)[:, :, None] * np.eye(3)[::-1][None]
+    np.testing.assert_allclose(J, ref, rtol=RTOL, atol=RTOL)
