@@ -102,7 +102,7 @@ def source_hash():
 
 class Rec:
     """One record (header and EXT word read together)."""
-    __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb")
+    __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb", "body")
 
 
 def parse(rows):
@@ -123,6 +123,11 @@ def parse(rows):
         p = Rec()
         p.i, p.op, p.name, p.kind, p.flags, p.r, p.a, p.b = i, op, c, kind, flags, r, a, b
         p.n = p.sa = p.sb = 0
+        p.body = None
+        if c == "LOOP":
+            i = _parse_loop(p, rows, i, names)
+            out.append(p)
+            continue
         if flags & RANGED:
             if i + 1 >= nrec or int(rows[i + 1][0]) != ext:
                 raise Unsupported(f"ranged record {i} lacks its EXT word")
@@ -130,7 +135,7 @@ def parse(rows):
             i += 2
         else:
             i += 1
-        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM") or not flags & RANGED):
+        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM", "LOOP") or not flags & RANGED):
             raise Unsupported(f"the tape has a {op_table()[op][0]} record, which the code "
                               "generator does not compile yet")
         if kind == "guard" and flags & RANGED:
@@ -142,11 +147,51 @@ def parse(rows):
     return out
 
 
+def _parse_loop(p, rows, i, names):
+    """A LOOP record (csrc/loop.h): its trip count in p.n and its body in p.body, scalar
+    records whose slots are C expressions in the iteration counter j.  Returns the index
+    of the record after it."""
+    nrec = len(rows)
+    if not p.flags & RANGED or i + 1 >= nrec or names[int(rows[i + 1][0])][0] != "EXT":
+        raise Unsupported(f"loop record {i} lacks its EXT word")
+    p.n, P = int(rows[i + 1][2]), int(rows[i + 1][3])
+    if P < 1 or i + 2 + 2 * P > nrec:
+        raise Unsupported(f"loop record {i} has a body of {P} records")
+    p.body = []
+    for q in range(P):
+        _, flags, r, a, b = (int(x) for x in rows[i + 2 + q])
+        _, op, dr, da, db = (int(x) for x in rows[i + 2 + P + q])
+        if op >= len(names) or names[op][1] not in ("unary", "binary", "guard") \
+                or flags & ~KNOWN_FLAGS or flags & RANGED:
+            raise Unsupported(f"loop record {i} has a body record it cannot compile")
+        s = Rec()
+        s.i, s.op, (s.name, s.kind), s.flags = i, op, names[op], flags
+        s.r, s.a, s.b = (f"{x} + j * {d}" if d else str(x) for x, d in ((r, dr), (a, da), (b, db)))
+        s.n = s.sa = s.sb = 0
+        s.body = None
+        p.body.append(s)
+    return i + 2 + 2 * P
+
+
+def _loop_stmt(p, stmts, backwards=False):
+    """A LOOP record's sweep: the body's statements inside a C loop over the iterations."""
+    body = " ".join(x for x in stmts if x is not None)
+    if not body:
+        return None
+    if backwards:
+        return f"for (int64_t j = {p.n} - 1; j >= 0; j--) {{ {body} }}"
+    return f"for (int64_t j = 0; j < {p.n}; j++) {{ {body} }}"
+
+
 def written_slots(recs, nslot):
     """Which slots some record writes (the others are inputs and constants)."""
     w = np.zeros(nslot, dtype=bool)
     for p in recs:
         if p.kind == "guard":
+            continue
+        if p.name == "LOOP":
+            if p.n:
+                w[p.r:p.a + 1] = True
             continue
         if p.flags & RANGED:
             cnt = p.n * p.sa if p.name == "CUMSUM" else (p.sa if p.name == "SUM" else p.n)
@@ -165,6 +210,8 @@ def _idx(base, stride):
 def fwd_stmt(p, vec, ix):
     """C for one record's forward sweep.  `vec`: call the library's numpy loops first."""
     N = p.name
+    if N == "LOOP":
+        return _loop_stmt(p, [fwd_stmt(q, False, ix) for q in p.body])
     if p.kind == "guard":
         want = 1 if p.flags & TRUE else 0
         return f"if (fa_g_{N}(v[{p.a}], v[{p.b}]) != {want}) return {p.i};"
@@ -202,6 +249,8 @@ def _args(p, k_a, k_b, k_r):
 
 def tan_stmt(p, ix):
     N = p.name
+    if N == "LOOP":
+        return _loop_stmt(p, [tan_stmt(q, ix) for q in p.body])
     if p.kind == "guard":
         return None
     if not p.flags & RANGED:
@@ -233,6 +282,8 @@ def tan_stmt(p, ix):
 def rev_stmt(p, ix, passive):
     """C for one record's reverse sweep; `passive`: honour the operands' passive flags."""
     N = p.name
+    if N == "LOOP":
+        return _loop_stmt(p, [rev_stmt(q, ix, passive) for q in p.body[::-1]], backwards=True)
     if p.kind == "guard":
         return None
     pa = passive and bool(p.flags & A_PASSIVE)
