@@ -7,7 +7,7 @@
 #include "sweeps.h"
 
 int fa_loop_rec(fa_tape *t, const fa_rec *body, const int32_t *strides, int64_t P, int64_t T,
-                int64_t nres, int32_t first)
+                int64_t nres, int32_t first, int evaluate)
 {
     if (P < 1 || P > FA_LOOP_MAXP || T < 1 || T > INT32_MAX || nres < 1 || nres > P
         || t->nslot != first || 2 + 2 * P > INT32_MAX)
@@ -46,7 +46,7 @@ int fa_loop_rec(fa_tape *t, const fa_rec *body, const int32_t *strides, int64_t 
         const int64_t r0 = p[2 + q].r, dr = p[2 + P + q].r;
         if (r0 < first || dr != nres || r0 >= first + nres) ok = 0;
     }
-    if (!ok || fa_fwd(p, t->val, t->ix)) {
+    if (!ok || (evaluate && fa_fwd(p, t->val, t->ix))) {
         t->nrec -= 2 + 2 * P;
         t->nslot -= T * nres;
         return ok ? 1 : FA_EARG;

@@ -74,10 +74,12 @@ static inline fa_rec fa_loop_at(const fa_rec *p, int64_t q, int64_t j)
  * strides[3q .. 3q+2] (result, a, b).  Reserves T * nres fresh result slots, which must be
  * where the body's result strides put them (*first: the first; the caller passes body
  * result slots relative to it as first + offset, see loop.c), and evaluates the loop.
+ * evaluate = 0: the caller writes the result slots' values itself (the optimizer copies
+ * them from the iterations the loop replaces).
  * Returns FA_OK, FA_EARG (an invalid loop), FA_ENOMEM, FA_EOVERFLOW, or 1 when a guard
  * evaluates to another outcome than its flag says (nothing is then appended). */
 int fa_loop_rec(fa_tape *t, const fa_rec *body, const int32_t *strides, int64_t P, int64_t T,
-                int64_t nres, int32_t first);
+                int64_t nres, int32_t first, int evaluate);
 
 /* Activity analysis of a LOOP record (fa_mark_passive): act[s] for every slot; flags the
  * body's operands that are passive in every iteration. */

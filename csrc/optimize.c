@@ -343,11 +343,14 @@ static int validate(const ctx *C, run *R, int check_uses)
 static int64_t *next_same(const fa_tape *t)
 {
     int64_t *next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
-    int64_t *last = (int64_t *)malloc(65536 * sizeof(int64_t));
+    /* keyed by op and the flags a finished, unswept tape has (ranged, guard outcome): a
+     * small table, cheap to clear for every tape; any other flag bits only merge keys,
+     * and same_keys compares the whole op and flags */
+    int64_t *last = (int64_t *)malloc(4096 * sizeof(int64_t));
     if (!next || !last) { free(next); free(last); return NULL; }
-    for (int k = 0; k < 65536; k++) last[k] = -1;
+    for (int k = 0; k < 4096; k++) last[k] = -1;
     for (int64_t i = t->nrec - 1; i >= 0; i--) {
-        const int key = t->rec[i].op | (t->rec[i].flags << 8);
+        const int key = t->rec[i].op | ((t->rec[i].flags & 0x0F) << 8);
         next[i] = last[key];
         last[key] = i;
     }
@@ -769,11 +772,17 @@ static void emit_recurrence(emitter *E, const run *R, fa_opt_stats *st)
             if (k) { body[q].b = s; str[3 * q + 2] = d; } else { body[q].a = s; str[3 * q + 1] = d; }
         }
     }
-    int err = fa_loop_rec(E->n, body, str, P, T - 1, pr, first);
+    /* the loop computes what the recorded iterations did, op for op: their values are
+     * copied, not evaluated again (the guards saw these very values) */
+    int err = fa_loop_rec(E->n, body, str, P, T - 1, pr, first, 0);
     if (err) { E->err = err == 1 ? FA_EGUARD : err; goto done; }
     for (int64_t j = 1; j < T; j++)
         for (int64_t q = 0; q < P; q++)
-            if (off[q] >= 0) E->map[rec[j * P + q].r] = first + (int32_t)((j - 1) * pr) + off[q];
+            if (off[q] >= 0) {
+                const int32_t to = first + (int32_t)((j - 1) * pr) + off[q];
+                E->map[rec[j * P + q].r] = to;
+                E->n->val[to] = t->val[rec[j * P + q].r];
+            }
     st->loops++;
     st->recurrences++;
     st->iterations += T;
