@@ -794,7 +794,7 @@ done:
 }
 
 static int rewrite(const ctx *C, const run *runs, int64_t nruns, fa_tape *n, int32_t *map,
-                   fa_opt_stats *st)
+                   fa_opt_stats *st, const int32_t *keep, int64_t nkeep)
 {
     const fa_tape *t = C->t;
     emitter E = {C, n, map, FA_OK};
@@ -819,6 +819,9 @@ static int rewrite(const ctx *C, const run *runs, int64_t nruns, fa_tape *n, int
         if (p->op != FA_EXT) copy_record(&E, p);
         i += (p->flags & FA_RANGED) ? 2 : 1;
     }
+    /* a kept slot no record reads -- an output that is a constant -- is still the caller's */
+    for (int64_t k = 0; k < nkeep && !E.err; k++)
+        if (keep[k] >= 0 && keep[k] < t->nslot && map[keep[k]] == -1) slot(&E, keep[k]);
     return E.err;
 }
 
@@ -840,7 +843,7 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     if (err || nruns == 0) goto done;
     fa_tape *n = fa_tape_new();
     if (!n) { err = FA_ENOMEM; goto done; }
-    err = rewrite(&C, runs, nruns, n, map, st);
+    err = rewrite(&C, runs, nruns, n, map, st, keep, nkeep);
     if (err) {
         fa_tape_free(n);
         memset(st, 0, sizeof *st);

@@ -452,8 +452,10 @@ LOOP_MIN = 256
 
 
 def _own_function(p):
-    if p.name == "LOOP":     # a recurrence: its own function (see _restrict)
-        return RECUR
+    if p.name == "LOOP":     # a recurrence: its own function (see _restrict), unless
+        # short (a few iterations of a regular stretch of an irregular loop, as in
+        # branchy): then -O3 and its clones would cost more compile time than they gain
+        return RECUR if p.n * len(p.body) >= LOOP_MIN else False
     if not p.flags & RANGED:
         return False
     return p.n * (p.sa if p.name in ("SUM", "CUMSUM") else 1) >= LOOP_MIN

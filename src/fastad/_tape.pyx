@@ -501,6 +501,8 @@ cdef class Tape:
 
     cdef tuple _struct_record(self, str name, const fa_rec *p):
         cdef int64_t n = p[1].r, m = p[1].a, k = p[1].b
+        if name == "loop":      # a LOOP record (csrc/loop.h): the slots it writes
+            return (name, range(p.r, p.a + 1 if n else p.r), ())
         if p.op == FA_GATHER:
             return (name, range(p.r, p.r + n),
                     (tuple(self.c.ix[p.a + i] for i in range(n)),))
