@@ -14,7 +14,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
-CSRC = ["csrc/tape.c", "csrc/emit.c", "csrc/linalg.c"]
+CSRC = ["csrc/tape.c", "csrc/emit.c", "csrc/linalg.c", "csrc/loop.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 

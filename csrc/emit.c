@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tape.h"
+#include "loop.h"
 
 typedef struct { int32_t s; int32_t st; } fa_h;
 
@@ -395,6 +396,44 @@ static void rev_struct(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
 
 /* ---- the emitter ----------------------------------------------------------------- */
 
+/* The adjoint of a scalar or ranged elementwise record p (ext: its EXT word, or n = 1). */
+static void emit_elementwise(fa_em *E, int32_t *adj, const fa_rec *pp, const fa_rec *ext)
+{
+    const fa_rec p = *pp;
+    const int ranged = (p.flags & FA_RANGED) != 0;
+    const int kind = fa_op_table[p.op].kind;
+    E->n = ranged ? ext->r : 1;
+    fa_h w = ranged ? adjoint_range(E, adj, p.r, E->n) : (fa_h){adj[p.r], 0};
+    if (bad(w)) return;                         /* a zero adjoint: nothing flows back */
+    fa_h a = {p.a, ranged ? ext->a : 0}, b = {p.b, ranged ? ext->b : 0};
+    fa_h r = {p.r, ranged};
+    if (kind == FA_KIND_UNARY) b = a;
+    fa_h da, db;
+    partials(E, p.op, a, b, r, &da, &db);
+    add_to(E, adj, a.s, a.st, contribution(E, w, da));
+    if (kind == FA_KIND_BINARY)
+        add_to(E, adj, b.s, b.st, contribution(E, w, db));
+}
+
+/* A LOOP record (loop.h) differentiated iteration by iteration, backwards: its adjoint is
+ * recorded unrolled, as the records the loop stands for would have been (the optimizer
+ * may roll the recorded adjoint up again). */
+static void emit_loop(fa_em *E, int32_t *adj, int64_t i)
+{
+    const int64_t T = E->t->rec[i + 1].r, P = E->t->rec[i + 1].a;
+    /* a copy: emitting appends to (and may move) the record array */
+    fa_rec *hdr = (fa_rec *)malloc((size_t)(2 + 2 * P) * sizeof(fa_rec));
+    if (!hdr) { E->err = FA_ENOMEM; return; }
+    memcpy(hdr, &E->t->rec[i], (size_t)(2 + 2 * P) * sizeof(fa_rec));
+    const fa_rec one = {0, 0, 0, 1, 0, 0};
+    for (int64_t j = T - 1; j >= 0 && !E->err; j--)
+        for (int64_t q = P - 1; q >= 0 && !E->err; q--) {
+            const fa_rec s = fa_loop_at(hdr, q, j);
+            if (fa_op_table[s.op].kind != FA_KIND_GUARD) emit_elementwise(E, adj, &s, &one);
+        }
+    free(hdr);
+}
+
 int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t seed, int32_t *adj)
 {
     fa_em E = {t, 1, 0};
@@ -409,6 +448,7 @@ int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t see
         const fa_rec ext = ranged ? t->rec[i + 1] : (fa_rec){0, 0, 0, 1, 0, 0};
         const int kind = fa_op_table[p.op].kind;
         if (kind == FA_KIND_GUARD) continue;
+        if (p.op == FA_LOOP) { emit_loop(&E, adj, i); continue; }
         if (kind == FA_KIND_STRUCT) {
             if (p.op == FA_GATHER) {
                 free(src);
@@ -419,17 +459,7 @@ int fa_emit_reverse(fa_tape *t, int64_t lo, int64_t hi, int32_t out, int32_t see
             rev_struct(&E, adj, &p, &ext, src);
             continue;
         }
-        E.n = ranged ? ext.r : 1;
-        fa_h w = ranged ? adjoint_range(&E, adj, p.r, E.n) : (fa_h){adj[p.r], 0};
-        if (bad(w)) continue;                       /* a zero adjoint: nothing flows back */
-        fa_h a = {p.a, ranged ? ext.a : 0}, b = {p.b, ranged ? ext.b : 0};
-        fa_h r = {p.r, ranged};
-        if (kind == FA_KIND_UNARY) b = a;
-        fa_h da, db;
-        partials(&E, p.op, a, b, r, &da, &db);
-        add_to(&E, adj, a.s, a.st, contribution(&E, w, da));
-        if (kind == FA_KIND_BINARY)
-            add_to(&E, adj, b.s, b.st, contribution(&E, w, db));
+        emit_elementwise(&E, adj, &p, &ext);
     }
     free(src);
     return E.err;

@@ -214,6 +214,8 @@ static inline double fa_expit(double a) {
  *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
+ *   LOOP     a true recurrence kept in order, its body stored once (loop.h): ext.r = T
+ *            iterations of ext.a body records, each operand advancing by its own stride
  *   EXT      the extension word itself (a no-op in every sweep)
  * X(NAME, "name")
  */
@@ -232,6 +234,7 @@ static inline double fa_expit(double a) {
     X(TRSOLVE, "solve_triangular") \
     X(EIGH, "eigh")         \
     X(CALLBACK, "callback") \
+    X(LOOP, "loop")         \
     X(EXT, "ext")
 
 typedef enum {

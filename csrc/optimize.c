@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "optimize.h"
+#include "loop.h"
 
 #define MAXP 512          /* longest loop body looked for, in records */
 #define MINT 3            /* fewest iterations worth rolling */
@@ -50,6 +51,7 @@ typedef struct {
     opnd *ops;         /* 2 per position */
     int32_t *red;      /* 3 per position: its role (ACC_*), which operand is its term, and
                         * the next position of its accumulation chain (the end: the head) */
+    int loop;          /* 1: a true recurrence, kept in order as a LOOP record (loop.h) */
 } run;
 
 typedef struct {
@@ -341,11 +343,14 @@ static int validate(const ctx *C, run *R, int check_uses)
 static int64_t *next_same(const fa_tape *t)
 {
     int64_t *next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
-    int64_t *last = (int64_t *)malloc(65536 * sizeof(int64_t));
+    /* keyed by op and the flags a finished, unswept tape has (ranged, guard outcome): a
+     * small table, cheap to clear for every tape; any other flag bits only merge keys,
+     * and same_keys compares the whole op and flags */
+    int64_t *last = (int64_t *)malloc(4096 * sizeof(int64_t));
     if (!next || !last) { free(next); free(last); return NULL; }
-    for (int k = 0; k < 65536; k++) last[k] = -1;
+    for (int k = 0; k < 4096; k++) last[k] = -1;
     for (int64_t i = t->nrec - 1; i >= 0; i--) {
-        const int key = t->rec[i].op | (t->rec[i].flags << 8);
+        const int key = t->rec[i].op | ((t->rec[i].flags & 0x0F) << 8);
         next[i] = last[key];
         last[key] = i;
     }
@@ -395,11 +400,20 @@ static int64_t find_runs(ctx *C, run **out, int *err)
             /* the operand classes are known after iteration 1: check the carried values'
              * structure before extending, so a recurrence costs two iterations, not T */
             if (!iteration_matches(C, &R, 1)) continue;
-            if (!validate(C, &R, 0)) { failed[i] = (int32_t)R.P; break; }
+            /* carried values that are not accumulations: a true recurrence, which becomes
+             * one LOOP record if it is periodic long enough (its first iteration peeled) */
+            const int acc = validate(C, &R, 0);
+            if (!acc && R.P > FA_LOOP_MAXP) { failed[i] = (int32_t)R.P; break; }
             int64_t j = 2;
             while (i + (j + 1) * R.P <= t->nrec && C->work > 0 && iteration_matches(C, &R, j)) j++;
             R.T = j;
-            if (R.T < MINT || !validate(C, &R, 1)) continue;
+            if (!acc || R.T < MINT || !validate(C, &R, 1)) {
+                if (R.T < MINT + 1 || R.P > FA_LOOP_MAXP) {
+                    if (!acc) { failed[i] = (int32_t)R.P; break; }
+                    continue;
+                }
+                R.loop = 1;
+            }
             R.ops = (opnd *)malloc((size_t)(2 * R.P) * sizeof(opnd));
             R.red = (int32_t *)malloc((size_t)(3 * R.P) * sizeof(int32_t));
             if (!R.ops || !R.red) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
@@ -685,8 +699,102 @@ done:
     free(idx);
 }
 
+/* ---- true recurrences: LOOP records (loop.h) -------------------------------------- */
+
+/* Operand o of iterations 1 .. T-1 of a recurrence, when it lies outside the run, as
+ * (first slot, stride >= 0) of the new tape: as mapped when the slots stay evenly spaced,
+ * else gathered into a contiguous range. */
+static void outside_operand(emitter *E, const opnd *o, int64_t T, int32_t *s, int32_t *d)
+{
+    *d = 0;
+    *s = slot(E, o->s0 + o->d);
+    if (o->d == 0 || E->err) return;
+    const int64_t d1 = T > 2 ? (int64_t)slot(E, o->s0 + 2 * o->d) - *s : 1;
+    int even = d1 >= 0 && d1 <= INT32_MAX;
+    for (int64_t j = 2; j < T && even && !E->err; j++)
+        even = slot(E, o->s0 + j * o->d) == *s + (j - 1) * d1;
+    if (E->err) return;
+    if (even) { *d = (int32_t)d1; return; }
+    *s = range(E, o->s0 + o->d, o->d, T - 1);
+    *d = 1;
+}
+
+/* A true recurrence: iteration 0 copied as recorded, iterations 1 .. T-1 as one LOOP record
+ * whose result block follows iteration 0's results, so a carried operand (iteration j reads
+ * j-1) advances by the same stride as the results.  Same records, same order: the values
+ * and derivatives are the unrolled tape's bit for bit. */
+static void emit_recurrence(emitter *E, const run *R, fa_opt_stats *st)
+{
+    const fa_tape *t = E->C->t;
+    const int64_t P = R->P, T = R->T;
+    const fa_rec *rec = &t->rec[R->start];
+    fa_rec *body = (fa_rec *)calloc((size_t)P, sizeof(fa_rec));
+    int32_t *str = (int32_t *)calloc((size_t)(8 * P), sizeof(int32_t));
+    if (!body || !str) { E->err = FA_ENOMEM; goto done; }
+    /* result offsets; outside operands' first slots and strides */
+    int32_t *off = str + 3 * P, *xs = str + 4 * P, *xd = str + 6 * P;
+    int64_t pr = 0;
+    for (int64_t q = 0; q < P; q++)
+        off[q] = fa_op_table[rec[q].op].kind == FA_KIND_GUARD ? -1 : (int32_t)pr++;
+    /* every slot made before iteration 0 is emitted (constants, gathers), so that its
+     * results and the loop's are one block */
+    for (int64_t q = 0; q < P && !E->err; q++)
+        for (int k = 0; k < arity(rec[q].op); k++) {
+            opnd o;
+            classify(E->C, R, 0, k ? rec[q].b : rec[q].a, &o);
+            if (o.cls == C_EXT) slot(E, o.s0);
+            const opnd *w = &R->ops[2 * q + k];
+            if (w->cls == C_EXT) outside_operand(E, w, T, &xs[2 * q + k], &xd[2 * q + k]);
+        }
+    if (E->err) goto done;
+    const int32_t S0 = (int32_t)E->n->nslot;
+    for (int64_t q = 0; q < P && !E->err; q++) copy_record(E, &rec[q]);
+    int contiguous = !E->err && E->n->nslot == S0 + pr;
+    for (int64_t q = 0; q < P && contiguous; q++)
+        if (off[q] >= 0 && E->map[rec[q].r] != S0 + off[q]) contiguous = 0;
+    if (E->err) goto done;
+    if (!contiguous) {          /* cannot happen as built above; stay correct regardless */
+        for (int64_t i = P; i < T * P && !E->err; i++) copy_record(E, &rec[i]);
+        goto done;
+    }
+    const int32_t first = S0 + (int32_t)pr;
+    for (int64_t q = 0; q < P; q++) {
+        body[q].op = rec[q].op;
+        body[q].flags = rec[q].flags;
+        body[q].r = off[q] >= 0 ? first + off[q] : -1;
+        str[3 * q] = off[q] >= 0 ? (int32_t)pr : 0;
+        for (int k = 0; k < 2; k++) {
+            const int kk = arity(rec[q].op) == 1 ? 0 : k;   /* a unary record: b = a */
+            const opnd *o = &R->ops[2 * q + kk];
+            int32_t s = xs[2 * q + kk], d = xd[2 * q + kk];
+            if (o->cls == C_INT) { s = first + off[o->q]; d = (int32_t)pr; }
+            else if (o->cls == C_CARRY) { s = S0 + off[o->q]; d = (int32_t)pr; }
+            if (k) { body[q].b = s; str[3 * q + 2] = d; } else { body[q].a = s; str[3 * q + 1] = d; }
+        }
+    }
+    /* the loop computes what the recorded iterations did, op for op: their values are
+     * copied, not evaluated again (the guards saw these very values) */
+    int err = fa_loop_rec(E->n, body, str, P, T - 1, pr, first, 0);
+    if (err) { E->err = err == 1 ? FA_EGUARD : err; goto done; }
+    for (int64_t j = 1; j < T; j++)
+        for (int64_t q = 0; q < P; q++)
+            if (off[q] >= 0) {
+                const int32_t to = first + (int32_t)((j - 1) * pr) + off[q];
+                E->map[rec[j * P + q].r] = to;
+                E->n->val[to] = t->val[rec[j * P + q].r];
+            }
+    st->loops++;
+    st->recurrences++;
+    st->iterations += T;
+    st->rolled_records += P * T;
+    for (int64_t q = 0; q < P; q++) st->guards += off[q] < 0 ? T : 0;
+done:
+    free(body);
+    free(str);
+}
+
 static int rewrite(const ctx *C, const run *runs, int64_t nruns, fa_tape *n, int32_t *map,
-                   fa_opt_stats *st)
+                   fa_opt_stats *st, const int32_t *keep, int64_t nkeep)
 {
     const fa_tape *t = C->t;
     emitter E = {C, n, map, FA_OK};
@@ -701,7 +809,8 @@ static int rewrite(const ctx *C, const run *runs, int64_t nruns, fa_tape *n, int
     int64_t next = 0;
     for (int64_t i = 0; i < t->nrec && !E.err; ) {
         if (next < nruns && runs[next].start == i) {
-            emit_run(&E, &runs[next], st);
+            if (runs[next].loop) emit_recurrence(&E, &runs[next], st);
+            else emit_run(&E, &runs[next], st);
             i += runs[next].T * runs[next].P;
             next++;
             continue;
@@ -710,6 +819,9 @@ static int rewrite(const ctx *C, const run *runs, int64_t nruns, fa_tape *n, int
         if (p->op != FA_EXT) copy_record(&E, p);
         i += (p->flags & FA_RANGED) ? 2 : 1;
     }
+    /* a kept slot no record reads -- an output that is a constant -- is still the caller's */
+    for (int64_t k = 0; k < nkeep && !E.err; k++)
+        if (keep[k] >= 0 && keep[k] < t->nslot && map[keep[k]] == -1) slot(&E, keep[k]);
     return E.err;
 }
 
@@ -731,7 +843,7 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     if (err || nruns == 0) goto done;
     fa_tape *n = fa_tape_new();
     if (!n) { err = FA_ENOMEM; goto done; }
-    err = rewrite(&C, runs, nruns, n, map, st);
+    err = rewrite(&C, runs, nruns, n, map, st, keep, nkeep);
     if (err) {
         fa_tape_free(n);
         memset(st, 0, sizeof *st);

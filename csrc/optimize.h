@@ -19,6 +19,7 @@ typedef struct {
     int64_t reductions;      /* accumulations turned into SUM/PROD/MAX/MIN records */
     int64_t guards;          /* guards kept per iteration inside rolled loops */
     int64_t abandoned;       /* 1: a rolled guard disagreed, the tape is left as recorded */
+    int64_t recurrences;     /* of the loops, true recurrences kept as LOOP records (loop.h) */
 } fa_opt_stats;
 
 /* Roll the loops of the finished tape t.  keep[0..nkeep) are the slots the caller reads

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tape.h"
+#include "loop.h"
 
 typedef struct {
     int64_t nrec, nslot, nin, ncon, hcap, ncranges, nix, ncb;
@@ -44,6 +45,11 @@ static inline int fa_tape_records_valid(const fa_rec *rec, const fa_tape_sizes *
         const fa_rec *p = &rec[i];
         if (p->op >= FA_NUM_OPS) return 0;
         if (p->op == FA_EXT) continue;
+        if (p->op == FA_LOOP) {          /* its body and strides: loop.h */
+            if (!fa_loop_valid(rec, i, s->nrec, s->nslot)) return 0;
+            i += fa_loop_span(p) - 1;
+            continue;
+        }
         if (p->flags & FA_RANGED) {
             if (i + 1 >= s->nrec || rec[i + 1].op != FA_EXT) return 0;
             const int64_t n = rec[i + 1].r;

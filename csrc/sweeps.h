@@ -46,6 +46,11 @@
     else          { for (int64_t k = 0; k < n; k++) { const int64_t ka = 0, kb = 0; __VA_ARGS__ } }
 
 
+/* LOOP records (loop.h): their kernels, in loop_sweeps.h at the end, run the scalar ones */
+static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix);
+static void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix);
+static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix);
+
 /* ---- structural kernels: segmented reductions and matrix products ------------------ */
 
 /* m segments of n consecutive values: a[j*n .. j*n+n-1] -> r[j] (CUMSUM: r[j*n + k]) */
@@ -328,6 +333,9 @@ FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t,
     case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
         fa_linalg_tan(p, v, t);
         return;
+    case FA_LOOP:
+        fa_loop_tan(p, v, t, ix);
+        return;
     case FA_MATMUL:   /* dC = dA B + A dB */
         fa_matmul(t + ia, v + ib, t + ir, n, sa, sb, 0);
         fa_matmul(v + ia, t + ib, t + ir, n, sa, sb, 1);
@@ -379,6 +387,9 @@ FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g,
     case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
         fa_linalg_rev(p, v, g);
         return;
+    case FA_LOOP:
+        fa_loop_rev(p, v, g, ix);
+        return;
     case FA_MATMUL:   /* gA += gC B^T,  gB += A^T gC */
         fa_matmul_rev(v + ia, v + ib, pa_ ? NULL : g + ia, pb_ ? NULL : g + ib, g + ir, n, sa, sb);
         return;
@@ -394,6 +405,7 @@ int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
     if (p->flags & FA_RANGED) {
         if (FA_IS_LINALG(p->op)) return fa_linalg_fwd(p, v);    /* 1: numpy would raise */
+        if (p->op == FA_LOOP) return fa_loop_fwd(p, v, ix);      /* 1: a failed guard */
         fa_fwd_ranged(p, v, ix);
         return 0;
     }
@@ -465,5 +477,7 @@ void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
         return;
     }
 }
+
+#include "loop_sweeps.h"
 
 #endif /* FASTAD_SWEEPS_H */

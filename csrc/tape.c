@@ -10,6 +10,7 @@
 #include "tape.h"
 #include "sweeps.h"
 #include "linalg.h"
+#include "loop.h"
 
 /* numpy's loops for ranged records (sweeps.h); empty until fastad._tape fills it */
 fa_vec_loop fa_vec_loops[FA_NUM_OPS];
@@ -88,6 +89,10 @@ static int new_records(fa_tape *t, int64_t n, fa_rec **first)
 }
 
 static int valid_slot(const fa_tape *t, int64_t s) { return s >= 0 && s < t->nslot; }
+
+/* for loop.c, which appends LOOP records (loop.h) */
+int fa_new_slots(fa_tape *t, int64_t n, int32_t *first) { return new_slots(t, n, first); }
+int fa_new_records(fa_tape *t, int64_t n, fa_rec **first) { return new_records(t, n, first); }
 
 int fa_input(fa_tape *t, double x, int32_t *slot)
 {
@@ -343,6 +348,7 @@ int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
         fa_rec *p = &t->rec[i];
         const int kind = fa_op_table[p->op].kind;
         if (p->op == FA_EXT || kind == FA_KIND_GUARD) continue;
+        if (p->op == FA_LOOP) { fa_loop_mark_passive(p, act); continue; }   /* loop.h */
         const int ranged = (p->flags & FA_RANGED) != 0;
         const fa_rec *e = p + 1;
         int64_t na = 1, nb = 1, nr = 1;          /* lengths of operand and result ranges */

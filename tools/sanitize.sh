@@ -33,6 +33,7 @@ case "$mode" in
                  tests/unit/test_blas.py tests/unit/test_linalg.py tests/unit/test_vmap.py
                  tests/unit/test_vmap_arrays.py
                  tests/unit/test_pickle.py tests/unit/test_sparse.py
+                 tests/unit/test_recurrence.py
                  tests/oracle/test_conventions_matrix.py) ;;
     *)    echo "usage: tools/sanitize.sh [fast|all] [pytest args...]" >&2; exit 2 ;;
 esac

@@ -102,7 +102,7 @@ def source_hash():
 
 class Rec:
     """One record (header and EXT word read together)."""
-    __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb")
+    __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb", "body")
 
 
 def parse(rows):
@@ -123,6 +123,11 @@ def parse(rows):
         p = Rec()
         p.i, p.op, p.name, p.kind, p.flags, p.r, p.a, p.b = i, op, c, kind, flags, r, a, b
         p.n = p.sa = p.sb = 0
+        p.body = None
+        if c == "LOOP":
+            i = _parse_loop(p, rows, i, names)
+            out.append(p)
+            continue
         if flags & RANGED:
             if i + 1 >= nrec or int(rows[i + 1][0]) != ext:
                 raise Unsupported(f"ranged record {i} lacks its EXT word")
@@ -130,7 +135,7 @@ def parse(rows):
             i += 2
         else:
             i += 1
-        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM") or not flags & RANGED):
+        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM", "LOOP") or not flags & RANGED):
             raise Unsupported(f"the tape has a {op_table()[op][0]} record, which the code "
                               "generator does not compile yet")
         if kind == "guard" and flags & RANGED:
@@ -142,11 +147,141 @@ def parse(rows):
     return out
 
 
+def _parse_loop(p, rows, i, names):
+    """A LOOP record (csrc/loop.h): its trip count in p.n and its body in p.body, scalar
+    records whose slots are C expressions in the iteration counter j.  Returns the index
+    of the record after it."""
+    nrec = len(rows)
+    if not p.flags & RANGED or i + 1 >= nrec or names[int(rows[i + 1][0])][0] != "EXT":
+        raise Unsupported(f"loop record {i} lacks its EXT word")
+    p.n, P, p.sb = int(rows[i + 1][2]), int(rows[i + 1][3]), int(rows[i + 1][4])
+    if P < 1 or i + 2 + 2 * P > nrec:
+        raise Unsupported(f"loop record {i} has a body of {P} records")
+    p.body = []
+    for q in range(P):
+        _, flags, r, a, b = (int(x) for x in rows[i + 2 + q])
+        _, op, dr, da, db = (int(x) for x in rows[i + 2 + P + q])
+        if op >= len(names) or names[op][1] not in ("unary", "binary", "guard") \
+                or flags & ~KNOWN_FLAGS or flags & RANGED:
+            raise Unsupported(f"loop record {i} has a body record it cannot compile")
+        s = Rec()
+        s.i, s.op, (s.name, s.kind), s.flags = i, op, names[op], flags
+        s.r, s.a, s.b = (f"{x} + j * {d}" if d else str(x) for x, d in ((r, dr), (a, da), (b, db)))
+        s.n = s.sa = s.sb = 0
+        s.body = ((r, dr), (a, da), (b, db))       # raw slots and strides (_loop_rev)
+        p.body.append(s)
+    return i + 2 + 2 * P
+
+
+def _loop_stmt(p, stmts, backwards=False):
+    """A LOOP record's sweep: the body's statements inside a C loop over the iterations."""
+    body = " ".join(x for x in stmts if x is not None)
+    if not body:
+        return None
+    if backwards:
+        return f"for (int64_t j = {p.n} - 1; j >= 0; j--) {{ {body} }}"
+    return f"for (int64_t j = 0; j < {p.n}; j++) {{ {body} }}"
+
+
+def _loop_operands(p):
+    """How each body operand of a LOOP record reads, for _loop_rev: ("int", q) a result of
+    the same iteration, ("carry", q) one of the previous iteration, ("inv", slot) one slot
+    in every iteration, ("mem", None) anything else (a range outside the loop's slots).
+    None when the layout is not the optimizer's (then the plain loop is emitted)."""
+    first, pr, T = p.r, p.sb, p.n
+    lo, hi = first - pr, first + T * pr           # the peeled iteration's results, the loop's
+    pos = {}
+    for q in p.body:
+        (r, dr) = q.body[0]
+        if q.kind == "guard":
+            continue
+        if dr != pr or not first <= r < first + pr or r - first in pos:
+            return None
+        pos[r - first] = q
+    out = []
+    for q in p.body:
+        ops = []
+        for k, (x, d) in enumerate(q.body[1:3]):
+            if k == 1 and q.kind == "unary":
+                break
+            if d == pr and first <= x < first + pr and x - first in pos:
+                ops.append(("int", x - first))
+            elif d == pr and lo <= x < first and x - lo in pos:
+                ops.append(("carry", x - lo))
+            elif x + (T - 1) * d < lo or x >= hi:
+                ops.append(("inv", x) if d == 0 else ("mem", (x, d)))
+            else:
+                return None
+        out.append(ops)
+    # an invariant slot some other operand's range also reads stays in memory: its
+    # contributions interleave
+    mem = [xd for ops in out for c, xd in ops if c == "mem"]
+    for ops in out:
+        for k, (c, x) in enumerate(ops):
+            if c == "inv" and any(x0 <= x <= x0 + (T - 1) * d and (x - x0) % d == 0
+                                  for x0, d in mem):
+                ops[k] = ("mem", (x, 0))
+    return out
+
+
+def _loop_rev(p, passive):
+    """The reverse sweep of a LOOP record with its adjoints in registers: a body result's
+    adjoint is a local, the adjoint of a value carried to the next iteration is a local
+    handed back one iteration, a loop-invariant operand's a local summed over the loop --
+    each holding the very sum, in the very order, that the interpreter accumulates in
+    memory (initialized from memory, where earlier-swept records' contributions already
+    are), and every adjoint stored back, so the adjoint array ends the same bit for bit.
+    Without this the carried adjoints go through memory, a store and a reload per step of
+    the recurrence's critical path."""
+    kinds = _loop_operands(p)
+    if kinds is None or not p.n:
+        return None
+    first, pr = p.r, p.sb
+    res = {int(q.body[0][0]) - first: q for q in p.body if q.kind != "guard"}
+    carried = sorted({x for ops in kinds for c, x in ops if c == "carry"})
+    invs = sorted({x for ops, q in zip(kinds, p.body) for c, x in ops if c == "inv"})
+    inv_name = {x: f"e{i}" for i, x in enumerate(invs)}
+    pre = [f"double c{o} = g[{first + o} + ({p.n} - 1) * {pr}];" for o in carried]
+    pre += [f"double {inv_name[x]} = g[{x}];" for x in invs]
+    head = [f"double a{o} = {f'c{o}' if o in carried else f'g[{first + o} + j * {pr}]'};"
+            for o in sorted(res)]
+    head += [f"c{o} = g[{first - pr + o} + j * {pr}];" for o in carried]
+    body = []
+    for q, ops in list(zip(p.body, kinds))[::-1]:
+        if q.kind == "guard":
+            continue
+        N, o = q.name, int(q.body[0][0]) - first
+        pa = passive and bool(q.flags & A_PASSIVE)
+        pb = passive and bool(q.flags & B_PASSIVE)
+        args = _args(q, q.a, q.b, q.r)
+        parts = []
+        for (cls, x), d, skip in zip(ops, ("da", "db"), (pa, pb)):
+            if skip:
+                continue
+            target = {"int": f"a{x}", "carry": f"c{x}", "inv": inv_name.get(x)}.get(cls)
+            if target is None:
+                target = f"g[{q.a if d == 'da' else q.b}]"
+            parts.append(f"{target} += fa_nazw(w, fa_{d}_{N}({args}));")
+        if parts:
+            body.append(f"{{ const double w = a{o}; if (FA_LIKELY(w != 0.0)) "
+                        f"{{ {' '.join(parts)} }} }}")
+    tail = [f"g[{first + o} + j * {pr}] = a{o};" for o in sorted(res)]
+    post = [f"g[{first - pr + o}] = c{o};" for o in carried]
+    post += [f"g[{x}] = {inv_name[x]};" for x in invs]
+    loop = (f"for (int64_t j = {p.n} - 1; j >= 0; j--) {{ " + " ".join(head + body + tail)
+            + " }")
+    return "{ " + " ".join(pre + [loop] + post) + " }"
+
+
 def written_slots(recs, nslot):
     """Which slots some record writes (the others are inputs and constants)."""
     w = np.zeros(nslot, dtype=bool)
     for p in recs:
         if p.kind == "guard":
+            continue
+        if p.name == "LOOP":
+            if p.n:
+                w[p.r:p.a + 1] = True
             continue
         if p.flags & RANGED:
             cnt = p.n * p.sa if p.name == "CUMSUM" else (p.sa if p.name == "SUM" else p.n)
@@ -165,6 +300,8 @@ def _idx(base, stride):
 def fwd_stmt(p, vec, ix):
     """C for one record's forward sweep.  `vec`: call the library's numpy loops first."""
     N = p.name
+    if N == "LOOP":
+        return _loop_stmt(p, [fwd_stmt(q, False, ix) for q in p.body])
     if p.kind == "guard":
         want = 1 if p.flags & TRUE else 0
         return f"if (fa_g_{N}(v[{p.a}], v[{p.b}]) != {want}) return {p.i};"
@@ -202,6 +339,8 @@ def _args(p, k_a, k_b, k_r):
 
 def tan_stmt(p, ix):
     N = p.name
+    if N == "LOOP":
+        return _loop_stmt(p, [tan_stmt(q, ix) for q in p.body])
     if p.kind == "guard":
         return None
     if not p.flags & RANGED:
@@ -233,6 +372,9 @@ def tan_stmt(p, ix):
 def rev_stmt(p, ix, passive):
     """C for one record's reverse sweep; `passive`: honour the operands' passive flags."""
     N = p.name
+    if N == "LOOP":
+        return _loop_rev(p, passive) or \
+            _loop_stmt(p, [rev_stmt(q, ix, passive) for q in p.body[::-1]], backwards=True)
     if p.kind == "guard":
         return None
     pa = passive and bool(p.flags & A_PASSIVE)
@@ -293,7 +435,7 @@ def _chunks(items):
             if run:
                 out.append((run, False))
                 run = []
-            out.append(([text], True))
+            out.append(([text], loop))
         else:
             run.append(text)
             if len(run) == CHUNK:
@@ -310,6 +452,10 @@ LOOP_MIN = 256
 
 
 def _own_function(p):
+    if p.name == "LOOP":     # a recurrence: its own function (see _restrict), unless
+        # short (a few iterations of a regular stretch of an irregular loop, as in
+        # branchy): then -O3 and its clones would cost more compile time than they gain
+        return RECUR if p.n * len(p.body) >= LOOP_MIN else False
     if not p.flags & RANGED:
         return False
     return p.n * (p.sa if p.name in ("SUM", "CUMSUM") else 1) >= LOOP_MIN
@@ -329,7 +475,9 @@ def _fwd_functions(recs, prefix, vec, ix_expr):
     vec_arg = ", vec" if vec else ""
     out, calls = [], []
     for c, (body, loop) in enumerate(_chunks(items)):
-        out.append(f"{_attr(loop)} static int64_t {prefix}fwd_{c}(double *v, const int32_t *ix"
+        q = _restrict(loop)
+        out.append(f"{_attr(loop)} static int64_t {prefix}fwd_{c}(double *{q} v, "
+                   f"const int32_t *{q} ix"
                    f"{vec_param})\n"
                    "{\n    (void)v; (void)ix;" + (" (void)vec;" if vec else "") + "\n    "
                    + "\n    ".join(body) + "\n    return -1;\n}\n")
@@ -337,12 +485,24 @@ def _fwd_functions(recs, prefix, vec, ix_expr):
     return out, calls
 
 
+# A LOOP record's function (a recurrence: csrc/loop.h) declares its arrays restrict: the
+# values, the tangents or adjoints and the index pool are distinct buffers, so the compiler
+# (-O3 there, FA_LOOPFN) keeps the carried values in registers across the stores of an
+# iteration instead of reloading them (the library is built with -fno-strict-aliasing).
+RECUR = "recur"
+
+
+def _restrict(loop):
+    return " restrict" if loop == RECUR else ""
+
+
 def _sweep_functions(items, prefix, what, arg):
     """Chunked functions for the tangent (in order) or reverse (reversed) sweep."""
     out, calls = [], []
     for c, (body, loop) in enumerate(_chunks(items)):
-        out.append(f"{_attr(loop)} static void {prefix}{what}_{c}(const double *v, "
-                   f"double *{arg}, const int32_t *ix)\n{{\n    (void)v; (void){arg}; "
+        q = _restrict(loop)
+        out.append(f"{_attr(loop)} static void {prefix}{what}_{c}(const double *{q} v, "
+                   f"double *{q} {arg}, const int32_t *{q} ix)\n{{\n    (void)v; (void){arg}; "
                    "(void)ix;\n    " + "\n    ".join(body) + "\n}\n")
         calls.append(f"    {prefix}{what}_{c}(v, {arg}, ix);")
     return out, calls

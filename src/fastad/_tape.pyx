@@ -148,6 +148,7 @@ _pending = threading.local()
 cdef extern from "optimize.h" nogil:
     ctypedef struct fa_opt_stats:
         int64_t loops, iterations, rolled_records, reductions, guards, abandoned
+        int64_t recurrences
     int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **out,
                     int32_t *map, fa_opt_stats *st)
 
@@ -428,7 +429,8 @@ cdef class Tape:
         info["seconds"] = time.perf_counter() - t0
         self.check(err)
         info.update(loops=st.loops, iterations=st.iterations, rolled_records=st.rolled_records,
-                    reductions=st.reductions, guards=st.guards, abandoned=bool(st.abandoned))
+                    reductions=st.reductions, guards=st.guards, abandoned=bool(st.abandoned),
+                    recurrences=st.recurrences)
         if n != NULL:
             fa_tape_free(self.c)
             self.c = n
@@ -499,6 +501,8 @@ cdef class Tape:
 
     cdef tuple _struct_record(self, str name, const fa_rec *p):
         cdef int64_t n = p[1].r, m = p[1].a, k = p[1].b
+        if name == "loop":      # a LOOP record (csrc/loop.h): the slots it writes
+            return (name, range(p.r, p.a + 1 if n else p.r), ())
         if p.op == FA_GATHER:
             return (name, range(p.r, p.r + n),
                     (tuple(self.c.ix[p.a + i] for i in range(n)),))

@@ -86,9 +86,11 @@ def optimizer_text(o):
                 f"pass {o['seconds'] * 1e3:.2f} ms)")
     if not o["loops"]:
         return f"nothing to roll (pass {o['seconds'] * 1e3:.2f} ms)"
+    loops = (f"{plural(o['recurrences'], 'recurrence')} as LOOP records, "
+             if o.get("recurrences") else "")
     return (f"rolled {plural(o['loops'], 'loop')} ({plural(o['iterations'], 'iteration')}, "
             f"{o['rolled_records']} scalar records), "
-            f"{plural(o['reductions'], 'accumulation')} as reductions, "
+            f"{plural(o['reductions'], 'accumulation')} as reductions, {loops}"
             f"{plural(o['guards'], 'guard')} kept per iteration; records "
             f"{o['records_before']} -> {o['records_after']}, {size_text(o['bytes_before'])} -> "
             f"{size_text(o['bytes_after'])} (pass {o['seconds'] * 1e3:.2f} ms)")
