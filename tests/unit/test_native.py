@@ -315,6 +315,23 @@ def test_export_refuses_records_that_need_blas():
         tape.to_c("/nonexistent/f.c")
 
 
+def test_cost_model_is_recalibrated_by_measured_compiles():
+    """hot_after is the break-even point: replays whose savings pay for the compile; a
+    measured compile moves the estimate (docs/native.md, "Tiers")."""
+    saved = list(native._compile_model)
+    try:
+        n = 5000
+        before = native.hot_after(n)
+        save = native.SAVE_BASE + native.SAVE_PER_STATEMENT * n
+        assert before == int(native.compile_estimate(n) / save)
+        native.calibrate(n, native.compile_estimate(n) * 9.0)   # a compiler 9x slower
+        assert native.hot_after(n) > 4 * before
+        native.calibrate(50, 0.01)                              # a fast fixed cost
+        assert native._compile_model[0] < saved[0]
+    finally:
+        native._compile_model[:] = saved
+
+
 def test_generator_refuses_unknown_records():
     rows = np.array([[len(fd._tape.op_table()) + 3, 0, 2, 0, 1]])
     with pytest.raises(_codegen.Unsupported, match="unknown"):
