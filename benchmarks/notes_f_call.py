@@ -6,8 +6,8 @@ The notes' f(x1, x2) = x1*x2 + exp(x1*x2) - sin(x2): value_and_grad called from 
 way users call it -- two floats, and scipy.optimize's way, one float64 vector (the gradient
 then is a vector too) -- in the interpreter and in native code, beside CasADi's Function
 (its low-overhead buffer API, and the ordinary DM call).  Each line is the best of R
-rounds of a timeit loop (ns per call), the contenders interleaved: the minimum is the least noisy estimate of a call's
-cost on a loaded machine.
+rounds of a timeit loop (ns per call), the contenders interleaved: the minimum is the
+least noisy estimate of a call's cost on a loaded machine.
 """
 import argparse
 import os
