@@ -46,4 +46,43 @@ static int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
     return fa_fwd_vec(p, v);
 }
 
+/* The runtime's kernels for records generated code calls back for (fa_native_rt,
+ * native_kernels.h): the interpreter's own fa_fwd / fa_tan / fa_rev on the record rebuilt
+ * from its words.  Only fastad._tape instantiates the table (fa_native_runtime), since
+ * that module holds the BLAS and LAPACK pointers (fa_dgemm, fa_lapack) these kernels use. */
+static inline void fa_native_unpack(const int32_t *w, fa_rec p[2])
+{
+    p[0].op = (uint8_t)w[0]; p[0].flags = (uint8_t)w[1]; p[0].unused = 0;
+    p[0].r = w[2]; p[0].a = w[3]; p[0].b = w[4];
+    p[1].op = FA_EXT; p[1].flags = 0; p[1].unused = 0;
+    p[1].r = w[5]; p[1].a = w[6]; p[1].b = w[7];
+}
+
+static int fa_native_rt_fwd(const int32_t *w, double *v, const int32_t *ix)
+{
+    fa_rec p[2];
+    fa_native_unpack(w, p);
+    return fa_fwd(p, v, ix);
+}
+
+static void fa_native_rt_tan(const int32_t *w, const double *v, double *t, const int32_t *ix)
+{
+    fa_rec p[2];
+    fa_native_unpack(w, p);
+    fa_tan(p, v, t, ix);
+}
+
+static void fa_native_rt_rev(const int32_t *w, const double *v, double *g, const int32_t *ix)
+{
+    fa_rec p[2];
+    fa_native_unpack(w, p);
+    fa_rev(p, v, g, ix);
+}
+
+static const fa_native_rt *fa_native_runtime(void)
+{
+    static const fa_native_rt rt = {fa_native_rt_fwd, fa_native_rt_tan, fa_native_rt_rev};
+    return &rt;
+}
+
 #endif /* FASTAD_NATIVE_ABI_H */

@@ -13,9 +13,10 @@
 
 #include <stdint.h>
 #include "ops.h"
+#include "reduce.h"     /* the reductions' kernels and FA_AZ, as the sweeps have them */
 
-/* The absolute-zero product of the sweeps (sweeps.h, FA_AZ): 0 if either factor is 0. */
-#define FA_NAZ(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
+/* The absolute-zero product of the sweeps (reduce.h, FA_AZ): 0 if either factor is 0. */
+#define FA_NAZ(x, y) FA_AZ(x, y)
 
 #define FA_NK1(N, S, V, DA)                                                              \
     static inline double fa_v_##N(double a) { return (V); }                             \
@@ -38,5 +39,17 @@ FA_GUARD_OPS(FA_NKG)
  * it has no loop for the op or the range is short, and the generated loop runs instead). */
 typedef int (*fa_native_vec_fn)(int op, double *v, int32_t r, int32_t a, int32_t sa,
                                 int32_t b, int32_t sb, int32_t n);
+
+/* In-process only: the library's own kernel for one record that generated code does not
+ * write out (MATMUL, which may call BLAS; the linear-algebra records, which call LAPACK).
+ * The record is passed as its eight words (op, flags, r, a, b and the EXT word's n, sa,
+ * sb), and the runtime runs it exactly as the interpreter does (native_abi.h), so the
+ * shared object links neither BLAS nor LAPACK and the results are the interpreter's bit
+ * for bit.  fwd returns nonzero where the interpreter's record fails (numpy would raise). */
+typedef struct {
+    int (*fwd)(const int32_t *w, double *v, const int32_t *ix);
+    void (*tan)(const int32_t *w, const double *v, double *t, const int32_t *ix);
+    void (*rev)(const int32_t *w, const double *v, double *g, const int32_t *ix);
+} fa_native_rt;
 
 #endif /* FASTAD_NATIVE_KERNELS_H */

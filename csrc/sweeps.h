@@ -24,11 +24,7 @@
 #include <stdlib.h>
 #include "tape.h"
 #include "linalg.h"
-
-/* Both ways: a zero tangent or adjoint times an infinite or NaN partial is 0, and so is a
- * zero partial times an infinite or NaN tangent or adjoint (the untaken side of a select
- * must not poison forward mode, nor a second reverse sweep through recorded adjoints). */
-#define FA_AZ(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
+#include "reduce.h"     /* FA_AZ and the reductions' kernels */
 
 /* A ranged record's indices, length and EXT fields (the operand strides of elementwise
  * ops).  Only read for records with FA_RANGED, which always have their EXT word. */
@@ -51,107 +47,7 @@ static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix);
 static void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix);
 static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix);
 
-/* ---- structural kernels: segmented reductions and matrix products ------------------ */
-
-/* m segments of n consecutive values: a[j*n .. j*n+n-1] -> r[j] (CUMSUM: r[j*n + k]) */
-static inline void fa_reduce_fwd(int op, const double *a, double *r, int64_t n, int64_t m)
-{
-    for (int64_t j = 0; j < m; j++) {
-        const double *x = a + j * n;
-        double acc;
-        switch (op) {
-        case FA_SUM: acc = 0.0; for (int64_t k = 0; k < n; k++) acc += x[k]; r[j] = acc; break;
-        case FA_PROD: acc = 1.0; for (int64_t k = 0; k < n; k++) acc *= x[k]; r[j] = acc; break;
-        case FA_MAX: acc = x[0]; for (int64_t k = 1; k < n; k++) acc = fa_max(acc, x[k]); r[j] = acc; break;
-        case FA_MIN: acc = x[0]; for (int64_t k = 1; k < n; k++) acc = fa_min(acc, x[k]); r[j] = acc; break;
-        default: /* CUMSUM */
-            acc = 0.0;
-            for (int64_t k = 0; k < n; k++) { acc += x[k]; r[j * n + k] = acc; }
-        }
-    }
-}
-
-/* Product of a segment without element `skip` (for PROD's partials; exact with zeros). */
-static inline double fa_prod_without(const double *x, int64_t n, int64_t skip)
-{
-    double acc = 1.0;
-    for (int64_t k = 0; k < n; k++) if (k != skip) acc *= x[k];
-    return acc;
-}
-
-/* Partial of segment result r with respect to x[k], for SUM, PROD, MAX, MIN.
- * PROD: r / x[k] when no zero in the segment, else the product of the others (computed
- * only for the single zero: any other element's partial then contains that zero).
- * MAX/MIN: 1/c for each of the c elements equal to the result (JAX's tie rule). */
-static inline void fa_reduce_partials(int op, const double *x, double r, int64_t n,
-                                      int64_t *zero_at, int64_t *ties)
-{
-    *zero_at = -1; *ties = 0;
-    if (op == FA_PROD) {
-        int64_t zeros = 0;
-        for (int64_t k = 0; k < n; k++) if (x[k] == 0.0) { zeros++; *zero_at = k; }
-        if (zeros > 1) *zero_at = -2;      /* every partial is 0 */
-    } else if (op == FA_MAX || op == FA_MIN) {
-        for (int64_t k = 0; k < n; k++) if (x[k] == r) (*ties)++;
-    }
-}
-
-static inline double fa_reduce_d(int op, const double *x, double r, int64_t n, int64_t k,
-                                 int64_t zero_at, int64_t ties)
-{
-    switch (op) {
-    case FA_SUM: return 1.0;
-    case FA_PROD:
-        if (zero_at == -1) return r / x[k];
-        if (zero_at == -2) return 0.0;
-        return k == zero_at ? fa_prod_without(x, n, k) : 0.0;
-    default: /* MAX, MIN */
-        return (ties > 0 && x[k] == r) ? 1.0 / (double)ties : 0.0;
-    }
-}
-
-static inline void fa_reduce_tan(int op, const double *a, const double *r, const double *ta,
-                                 double *tr, int64_t n, int64_t m)
-{
-    for (int64_t j = 0; j < m; j++) {
-        const double *x = a + j * n, *tx = ta + j * n;
-        if (op == FA_CUMSUM) {
-            double acc = 0.0;
-            for (int64_t k = 0; k < n; k++) { acc += tx[k]; tr[j * n + k] = acc; }
-            continue;
-        }
-        int64_t zero_at, ties;
-        fa_reduce_partials(op, x, r[j], n, &zero_at, &ties);
-        double acc = 0.0;
-        for (int64_t k = 0; k < n; k++)
-            acc += FA_AZ(tx[k], fa_reduce_d(op, x, r[j], n, k, zero_at, ties));
-        tr[j] = acc;
-    }
-}
-
-static inline void fa_reduce_rev(int op, const double *a, const double *r, double *ga,
-                                 const double *gr, int64_t n, int64_t m)
-{
-    for (int64_t j = 0; j < m; j++) {
-        const double *x = a + j * n;
-        double *gx = ga + j * n;
-        if (op == FA_CUMSUM) {      /* suffix sums of the result adjoints */
-            double acc = 0.0;
-            for (int64_t k = n - 1; k >= 0; k--) { acc += gr[j * n + k]; gx[k] += acc; }
-            continue;
-        }
-        const double w = gr[j];
-        if (w == 0.0) continue;
-        if (op == FA_SUM) {
-            for (int64_t k = 0; k < n; k++) gx[k] += w;
-            continue;
-        }
-        int64_t zero_at, ties;
-        fa_reduce_partials(op, x, r[j], n, &zero_at, &ties);
-        for (int64_t k = 0; k < n; k++)    /* absolute zero: an inf adjoint, a 0 partial */
-            gx[k] += FA_AZ(w, fa_reduce_d(op, x, r[j], n, k, zero_at, ties));
-    }
-}
+/* ---- structural kernels: segmented reductions (reduce.h) and matrix products ---- */
 
 /* BLAS dgemm (Fortran calling convention, column-major), as scipy.linalg.cython_blas
  * exports it.  fa_dgemm is set once, when fastad._tape is imported, and read-only after;

@@ -22,7 +22,7 @@ import numpy as np
 from fastad._tape import op_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -105,6 +105,78 @@ class Rec:
     __slots__ = ("i", "op", "name", "kind", "flags", "r", "a", "b", "n", "sa", "sb", "body")
 
 
+# ------------------------------------------------------------------------ structural records
+# Which structural records the generator compiles, and how.  The reductions are written
+# out (their kernels, csrc/reduce.h, are embedded in the generated file like the op
+# table); MATMUL and the linear-algebra records call back into the library's own kernels
+# through the table fa_native_rt (csrc/native_kernels.h), set once when the shared object
+# is loaded: BLAS and LAPACK stay the library's (scipy's), the shared object links neither,
+# and the results are the interpreter's bit for bit.  A standalone export (to_c) cannot
+# call back, so it refuses these records.  CALLBACK (custom_vjp: Python code) stays
+# interpreted.
+
+REDUCE_OPS = ("SUM", "PROD", "MAX", "MIN")
+RUNTIME_OPS = ("MATMUL", "SOLVE", "SLOGDET", "CHOLESKY", "TRSOLVE", "EIGH")
+EXTRA_STRUCT = ("PROD", "MAX", "MIN") + RUNTIME_OPS
+STRUCT_OPS = ("GATHER", "SUM", "CUMSUM", "LOOP") + EXTRA_STRUCT
+
+
+def _refusal(c, op):
+    if c == "CALLBACK":
+        return ("the tape calls a custom_vjp function (Python code), which native code "
+                "does not run")
+    return (f"the tape has a {op_table()[op][0]} record, which the code generator does "
+            "not compile")
+
+
+# generated code's reference to the runtime table, set by fastad._native.install before
+# any sweep can run (a process-wide constant: relaxed atomics keep the repeated stores of
+# the same pointer, one per tape sharing this object, free of data races)
+RUNTIME_TABLE = """
+static const fa_native_rt *fa_rt;
+void fastad_set_rt(const fa_native_rt *rt) { __atomic_store_n(&fa_rt, rt, __ATOMIC_RELAXED); }
+#define FA_RT (__atomic_load_n(&fa_rt, __ATOMIC_RELAXED))
+"""
+
+
+def _words(p):
+    return (f"static const int32_t w_[8] = {{{p.op}, {p.flags}, {p.r}, {p.a}, {p.b}, "
+            f"{p.n}, {p.sa}, {p.sb}}};")
+
+
+def extra_fwd(p):
+    if p.name in RUNTIME_OPS:
+        return f"{{ {_words(p)} if (FA_RT->fwd(w_, v, ix)) return {p.i}; }}"
+    return f"fa_reduce_fwd(FA_{p.name}, v + {p.a}, v + {p.r}, {p.n}, {p.sa});"
+
+
+def extra_tan(p):
+    if p.name in RUNTIME_OPS:
+        return f"{{ {_words(p)} FA_RT->tan(w_, v, t, ix); }}"
+    return (f"fa_reduce_tan(FA_{p.name}, v + {p.a}, v + {p.r}, t + {p.a}, t + {p.r}, "
+            f"{p.n}, {p.sa});")
+
+
+def extra_rev(p, passive):
+    if p.name in RUNTIME_OPS:       # the kernel reads the passive flags itself
+        return f"{{ {_words(p)} FA_RT->rev(w_, v, g, ix); }}"
+    if passive and p.flags & A_PASSIVE:
+        return None
+    return (f"fa_reduce_rev(FA_{p.name}, v + {p.a}, v + {p.r}, g + {p.a}, g + {p.r}, "
+            f"{p.n}, {p.sa});")
+
+
+def refuse_runtime(recs):
+    """Standalone C cannot call back into fastad: refuse records that would."""
+    for p in recs:
+        if p.name in RUNTIME_OPS:
+            raise Unsupported(
+                f"record {p.i} is a {op_table()[p.op][0]} record, which native code runs "
+                "through fastad's BLAS/LAPACK kernels; standalone C cannot include them "
+                "(export a function without matrix products and linear algebra, or call "
+                "it from Python)")
+
+
 def parse(rows):
     """Records from raw rows (op, flags, r, a, b); raises Unsupported for anything unknown."""
     names = c_names()
@@ -135,9 +207,8 @@ def parse(rows):
             i += 2
         else:
             i += 1
-        if kind == "struct" and (c not in ("GATHER", "SUM", "CUMSUM", "LOOP") or not flags & RANGED):
-            raise Unsupported(f"the tape has a {op_table()[op][0]} record, which the code "
-                              "generator does not compile yet")
+        if kind == "struct" and (c not in STRUCT_OPS or not flags & RANGED):
+            raise Unsupported(_refusal(c, op))
         if kind == "guard" and flags & RANGED:
             raise Unsupported(f"record {p.i} is a ranged guard")
         if kind in ("unary", "binary") and flags & RANGED and (
@@ -284,7 +355,7 @@ def written_slots(recs, nslot):
                 w[p.r:p.a + 1] = True
             continue
         if p.flags & RANGED:
-            cnt = p.n * p.sa if p.name == "CUMSUM" else (p.sa if p.name == "SUM" else p.n)
+            cnt = p.n * p.sa if p.name == "CUMSUM" else (p.sa if p.name in REDUCE_OPS else p.n)
             w[p.r:p.r + cnt] = True
         else:
             w[p.r] = True
@@ -302,6 +373,8 @@ def fwd_stmt(p, vec, ix):
     N = p.name
     if N == "LOOP":
         return _loop_stmt(p, [fwd_stmt(q, False, ix) for q in p.body])
+    if N in EXTRA_STRUCT:
+        return extra_fwd(p)
     if p.kind == "guard":
         want = 1 if p.flags & TRUE else 0
         return f"if (fa_g_{N}(v[{p.a}], v[{p.b}]) != {want}) return {p.i};"
@@ -341,6 +414,8 @@ def tan_stmt(p, ix):
     N = p.name
     if N == "LOOP":
         return _loop_stmt(p, [tan_stmt(q, ix) for q in p.body])
+    if N in EXTRA_STRUCT:
+        return extra_tan(p)
     if p.kind == "guard":
         return None
     if not p.flags & RANGED:
@@ -375,6 +450,8 @@ def rev_stmt(p, ix, passive):
     if N == "LOOP":
         return _loop_rev(p, passive) or \
             _loop_stmt(p, [rev_stmt(q, ix, passive) for q in p.body[::-1]], backwards=True)
+    if N in EXTRA_STRUCT:
+        return extra_rev(p, passive)
     if p.kind == "guard":
         return None
     pa = passive and bool(p.flags & A_PASSIVE)
@@ -456,9 +533,9 @@ def _own_function(p):
         # short (a few iterations of a regular stretch of an irregular loop, as in
         # branchy): then -O3 and its clones would cost more compile time than they gain
         return RECUR if p.n * len(p.body) >= LOOP_MIN else False
-    if not p.flags & RANGED:
+    if not p.flags & RANGED or p.name in RUNTIME_OPS:
         return False
-    return p.n * (p.sa if p.name in ("SUM", "CUMSUM") else 1) >= LOOP_MIN
+    return p.n * (p.sa if p.name in REDUCE_OPS + ("CUMSUM",) else 1) >= LOOP_MIN
 
 
 def _items(recs, stmt, *extra):
@@ -545,7 +622,7 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev")):
     functions fastad_fwd / fastad_tan / fastad_rev of csrc/native_abi.h for the sweeps
     asked for, and the string fastad_key."""
     recs = parse(rows)
-    parts = [preamble(), f'const char fastad_key[] = "{key}";\n']
+    parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if "fwd" in sweeps:
         fns, calls = _fwd_functions(recs, "", True, "ix")
         parts += fns
@@ -591,6 +668,7 @@ def standalone(rows, values, ix, nin, out, name, jvp=True, part=False):
     part=True: only the tape's static functions, to be appended to another such file
     (`name`_value_grad_work then has internal linkage; no header)."""
     recs = parse(rows)
+    refuse_runtime(recs)
     nslot = len(values)
     consts = np.flatnonzero(~written_slots(recs, nslot))
     consts = consts[consts >= nin]

@@ -14,7 +14,7 @@ from libc.string cimport strcmp
 cimport numpy as cnp
 import numpy as np
 
-from fastad._tape cimport Tape, fa_tape, fa_rec
+from fastad._tape cimport Tape, fa_tape, fa_rec, native_runtime
 
 cnp.import_array()
 
@@ -93,6 +93,7 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     cdef void *h = dlopen(bpath, RTLD_NOW | RTLD_LOCAL)
     cdef const char *k
     cdef fa_native *n
+    cdef void (*set_rt)(const void *) noexcept nogil
     if h == NULL:
         err = dlerror()
         raise OSError(f"cannot load {path}: {err.decode(errors='replace') if err else '?'}")
@@ -102,6 +103,11 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
         # would otherwise hand back this object, matched by its name)
         dlclose(h)
         raise OSError(f"{path} does not carry the expected key (a stale or foreign file)")
+    # the runtime's kernels for the records native code calls back for (set before the
+    # sweeps are published below; the same constant for every object and tape)
+    set_rt = <void (*)(const void *) noexcept nogil>symbol(h, b"fastad_set_rt")
+    if set_rt != NULL:
+        set_rt(native_runtime())
     n = <fa_native *>malloc(sizeof(fa_native))
     if n == NULL:
         raise MemoryError("fastad: cannot allocate the native function table")

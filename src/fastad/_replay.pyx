@@ -151,21 +151,38 @@ cdef class Signature:
     cdef int64_t *offset      # per argument: its first input
     cdef int64_t *size        # per argument: its number of inputs
     cdef list shapes          # per argument: the array's shape, else None
+    # the array arguments' shapes as C arrays too (the fast path's check and result arrays):
+    # argument i's ndim[i] dimensions are dims[dimoff[i]:...]
+    cdef int *ndim
+    cdef int64_t *dimoff
+    cdef cnp.npy_intp *dims
+    cdef bint fast                # no static argument: `matches` can recognise a call
 
     def __cinit__(self, tuple parts, Py_ssize_t nargs):
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, j, ndims = 0
         self.tapes = []
         self.nargs = nargs
         self.kind = <int *>malloc(max(nargs, 1) * sizeof(int))
         self.offset = <int64_t *>malloc(max(nargs, 1) * sizeof(int64_t))
         self.size = <int64_t *>malloc(max(nargs, 1) * sizeof(int64_t))
-        if self.kind == NULL or self.offset == NULL or self.size == NULL:
+        self.ndim = <int *>malloc(max(nargs, 1) * sizeof(int))
+        self.dimoff = <int64_t *>malloc(max(nargs, 1) * sizeof(int64_t))
+        for i in range(nargs):
+            p = parts[i]
+            if p is not SCALAR and p[0] == "a":
+                ndims += len(p[1])
+        self.dims = <cnp.npy_intp *>malloc(max(ndims, 1) * sizeof(cnp.npy_intp))
+        if (self.kind == NULL or self.offset == NULL or self.size == NULL or self.ndim == NULL
+                or self.dimoff == NULL or self.dims == NULL):
             raise MemoryError()
         self.shapes = []
         self.nin = 0
+        self.fast = True
+        ndims = 0
         for i in range(nargs):
             p = parts[i]
             self.offset[i] = self.nin
+            self.ndim[i], self.dimoff[i] = 0, ndims
             if p is SCALAR:
                 self.kind[i], self.size[i] = SCALAR_IN, 1
                 self.shapes.append(None)
@@ -173,15 +190,49 @@ cdef class Signature:
                 self.kind[i] = ARRAY_IN
                 self.size[i] = int(np.prod(p[1], dtype=np.int64))
                 self.shapes.append(p[1])
+                self.ndim[i] = len(p[1])
+                for j in range(self.ndim[i]):
+                    self.dims[ndims + j] = p[1][j]
+                ndims += self.ndim[i]
             else:
                 self.kind[i], self.size[i] = STATIC, 0
                 self.shapes.append(None)
+                self.fast = False
             self.nin += self.size[i]
 
     def __dealloc__(self):
         free(self.kind)
         free(self.offset)
         free(self.size)
+        free(self.ndim)
+        free(self.dimoff)
+        free(self.dims)
+
+    cdef bint matches(self, tuple args):
+        """Would `args` have this signature's key?  Checked without building the key, for
+        the common calls only: floats, and float64 arrays of the same shapes (anything
+        else answers False, and the call takes the general path, key_part)."""
+        cdef Py_ssize_t i, j
+        cdef cnp.ndarray arr
+        cdef cnp.npy_intp *shape
+        if not self.fast or len(args) != self.nargs:
+            return False
+        for i in range(self.nargs):
+            a = args[i]
+            if self.kind[i] == SCALAR_IN:
+                if type(a) is not float:
+                    return False
+            else:
+                if type(a) is not np.ndarray:
+                    return False
+                arr = <cnp.ndarray>a
+                if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(arr) != self.ndim[i]:
+                    return False
+                shape = cnp.PyArray_DIMS(arr)
+                for j in range(self.ndim[i]):
+                    if shape[j] != self.dims[self.dimoff[i] + j]:
+                        return False
+        return True
 
     cdef int fill(self, tuple args, double *dst) except -1:
         """Write the inputs carried by `args` into dst[0:nin]."""
@@ -225,7 +276,7 @@ cdef class Signature:
         """Argument i's part of src (adjoints): a float, or an array of its shape."""
         if self.kind[i] == SCALAR_IN:
             return src[self.offset[i]]
-        out = np.empty(self.shapes[i])
+        out = cnp.PyArray_EMPTY(self.ndim[i], self.dims + self.dimoff[i], cnp.NPY_DOUBLE, 0)
         if self.size[i]:
             memcpy(cnp.PyArray_DATA(out), src + self.offset[i], self.size[i] * sizeof(double))
         return out
@@ -535,6 +586,7 @@ cdef class Compiled:
     cdef object rand                  # its randomness.Policy (None: nothing to watch)
     cdef readonly bint optimize       # roll loops of each new tape (docs/design.md, "The optimizer")
     cdef readonly str native          # "auto", "always" or "never": machine code (docs/native.md)
+    cdef Signature last               # the signature of the last cacheable call (fast path)
 
     def __init__(self, fun, argnums, bint many, mode, bint replay=True, bint has_aux=False,
                  str random="fresh", bint optimize=True, str native="auto"):
@@ -588,6 +640,7 @@ cdef class Compiled:
     def cache_clear(self):
         """Drop every cached tape; the next call traces again."""
         self.cache.clear()
+        self.last = None
 
     def __reduce__(self):
         from fastad.serialize import reduce_compiled
@@ -604,7 +657,20 @@ cdef class Compiled:
 
     cpdef object run(self, tuple args, dict kwargs, tuple tangents):
         cdef Py_ssize_t i, nargs = len(args)
-        cdef Signature sig
+        cdef Signature sig = self.last
+        # The fast path: a call like the last cacheable one (same argument kinds and shapes,
+        # no keywords) reuses its signature without building the key -- the same Signature
+        # the key would find, so nothing else changes.  Not inside a trace (nested.run).
+        if sig is not None and not active_traces and not kwargs and sig.matches(args):
+            argnums = self.argnums if self.nonneg else self.argnums_for(nargs)
+            res = self.replay_signature(sig, args, argnums, tangents)
+            if res is not None:
+                self.replays += 1
+                return res
+            self.retraces += 1
+            res = self.trace(sig, args, kwargs, argnums, tangents)
+            self.remember(sig)
+            return res
         # a function whose draws fastad cannot replay traces every call (fastad.randomness)
         cdef bint cacheable = self.replay and not (self.rand is not None and self.rand.retrace)
         argnums = self.argnums_for(nargs)
@@ -633,11 +699,22 @@ cdef class Compiled:
             res = self.replay_signature(sig, args, argnums, tangents)
             if res is not None:
                 self.replays += 1
+                if not kwargs:      # the fast path takes calls without keywords only
+                    self.remember(sig)
                 return res
             self.retraces += 1
         else:
             sig = self.cache.add(key, nargs, cacheable)
-        return self.trace(sig, args, kwargs, argnums, tangents)
+        res = self.trace(sig, args, kwargs, argnums, tangents)
+        if cacheable and not kwargs:
+            self.remember(sig)
+        return res
+
+    cdef int remember(self, Signature sig) except -1:
+        """The fast path's signature: `sig`, unless the function's random draws now make
+        every call trace (a trace may have found that out)."""
+        self.last = sig if self.rand is None or not self.rand.retrace else None
+        return 0
 
     cdef object replay_signature(self, Signature sig, tuple args, tuple argnums, tuple tangents):
         """Replay the signature's tapes in turn; None if every one has a failing guard."""
@@ -647,8 +724,9 @@ cdef class Compiled:
         # a snapshot: another thread may reorder or trim sig.tapes while a sweep runs
         # without the GIL, and walking the live list would then try one tape twice and
         # skip another, tracing a duplicate of a tape that fits
-        cdef list tapes = list(sig.tapes)
-        for i in range(len(tapes)):
+        cdef list tapes = sig.tapes if len(sig.tapes) == 1 else list(sig.tapes)
+        cdef Py_ssize_t ntapes = len(tapes)    # read once: one tape needs no snapshot
+        for i in range(ntapes):
             tape = <Tape>tapes[i]
             w = tape.acquire()
             try:

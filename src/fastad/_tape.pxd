@@ -121,3 +121,5 @@ cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t o
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil
 # the numpy loops of ranged records, for fastad._batch's own copy of the C core
 cdef void copy_vec_loops(fa_vec_loop *dst) noexcept
+# the runtime kernels native code calls back for (csrc/native_abi.h, fa_native_rt)
+cdef const void *native_runtime() noexcept

@@ -51,6 +51,7 @@ cdef extern from "native_abi.h" nogil:
     const fa_native *fa_native_get(const fa_tape *t)
     int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
                       int32_t b, int32_t sb, int32_t n) noexcept
+    const void *fa_native_runtime()
 
 
 Record = namedtuple("Record", ["op", "result", "operands"])
@@ -133,6 +134,12 @@ def _use_blas():
     from scipy.linalg import cython_blas
     cap = cython_blas.__pyx_capi__["dgemm"]
     fa_dgemm = <fa_dgemm_fn>PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
+
+
+cdef const void *native_runtime() noexcept:
+    """The kernels generated code calls back for (fa_native_rt, csrc/native_abi.h): this
+    module's, whose BLAS and LAPACK pointers are the ones set."""
+    return fa_native_runtime()
 
 
 cdef void copy_vec_loops(fa_vec_loop *dst) noexcept:

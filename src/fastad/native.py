@@ -30,6 +30,8 @@ import threading
 import time
 import warnings
 
+import numpy as np
+
 from fastad import _codegen
 from fastad import _native
 
@@ -41,13 +43,18 @@ MODES = ("auto", "always", "never")
 # records) do not count.
 MAX_STATEMENTS = 30_000
 
-# Cost model of `hot_after` (seconds; measured on the development machine, see
-# docs/native.md): an interpreted replay costs about REPLAY_BASE + REPLAY_PER_RECORD per
-# record, a compile about COMPILE_BASE + COMPILE_PER_RECORD per record.
-REPLAY_BASE = 0.3e-6
-REPLAY_PER_RECORD = 5e-9
+# Cost model of `hot_after` (seconds; docs/native.md).  Native code saves per replay
+# about SAVE_BASE + SAVE_PER_STATEMENT per straight-line record (the interpreter's
+# dispatch; ranged records run the same loops in both tiers and save next to nothing),
+# and a compile costs about COMPILE_BASE + COMPILE_PER_STATEMENT per straight-line
+# record.  The saving was measured on the development machine (benchmarks/
+# native_vs_interpreter.py); the compile cost starts from the development machine's and
+# is recalibrated by every compile this process makes (`calibrate`): compilers and
+# machines differ by 10x, and the measured figure is the one that decides.
+SAVE_BASE = 0.1e-6
+SAVE_PER_STATEMENT = 5e-9
 COMPILE_BASE = 0.15
-COMPILE_PER_RECORD = 300e-6
+COMPILE_PER_STATEMENT = 300e-6
 
 FLAGS = ["-shared", "-fPIC", "-O1", "-std=c11", "-fno-math-errno", "-ffp-contract=off",
          "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-function",
@@ -59,6 +66,10 @@ _compile_lock = threading.Lock()
 _warned = set()
 _warn_lock = threading.Lock()
 _scale = [1.0]          # tests shorten the warm-up with set_hot_scale
+# the compile cost model [base, per statement], recalibrated by each compile (`calibrate`):
+# process-wide because compile speed is the machine's, not a tape's
+_compile_model = [COMPILE_BASE, COMPILE_PER_STATEMENT]
+_model_lock = threading.Lock()
 
 
 class NativeError(Exception):
@@ -236,7 +247,8 @@ def _too_large(tape):
 
 
 def build(tape, sweeps):
-    """Give `tape` native sweeps, from the cache or by compiling; raises NativeError."""
+    """Give `tape` native sweeps, from the cache or by compiling; raises NativeError.
+    Returns True if it compiled, False if it loaded the cache's shared object."""
     if _too_large(tape):
         raise NativeError(f"the tape has {_native.straight_line(tape)} "
                           f"straight-line records, more than the {MAX_STATEMENTS} fastad "
@@ -247,7 +259,7 @@ def build(tape, sweeps):
     key = key_of(tape, sweeps)
     for d in dict.fromkeys([cache_dir(), _writable_dir()]):
         if _try_load(tape, _path(d, key), key, sweeps):
-            return
+            return False
     try:
         source = _codegen.generate(_native.raw_records(tape), key, sweeps)
     except _codegen.Unsupported as e:
@@ -255,11 +267,13 @@ def build(tape, sweeps):
     d = _writable_dir()
     path = _path(d, key)
     with _compile_lock:
-        if not _try_load(tape, path, key, sweeps):    # another thread may have built it
-            compile_c(source, path, d)
-            if not _try_load(tape, path, key, sweeps):
-                raise NativeError(f"the compiled code at {path} could not be loaded")
+        if _try_load(tape, path, key, sweeps):      # another thread has built it
+            return False
+        compile_c(source, path, d)
+        if not _try_load(tape, path, key, sweeps):
+            raise NativeError(f"the compiled code at {path} could not be loaded")
     _trim(d, path)
+    return True
 
 
 # ------------------------------------------------------------------------ tiers
@@ -273,12 +287,30 @@ def sweeps_for(mode):
     return ("fwd", "rev")
 
 
-def hot_after(nrec):
-    """Replays before an "auto" tape is compiled: when the interpreter's estimated time
-    for them equals the estimated compile time (docs/native.md)."""
-    replay = REPLAY_BASE + REPLAY_PER_RECORD * nrec
-    comp = COMPILE_BASE + COMPILE_PER_RECORD * nrec
-    return max(1, int(_scale[0] * comp / replay))
+def compile_estimate(nstmt):
+    """Estimated seconds to compile a tape of `nstmt` straight-line records (calibrated)."""
+    base, per = _compile_model
+    return base + per * nstmt
+
+
+def hot_after(nstmt):
+    """Replays before an "auto" tape of `nstmt` straight-line records is compiled: when the
+    time native code would have saved on them equals the estimated compile time, the
+    break-even point of compiling (docs/native.md)."""
+    save = SAVE_BASE + SAVE_PER_STATEMENT * nstmt
+    return max(1, int(_scale[0] * compile_estimate(nstmt) / save))
+
+
+def calibrate(nstmt, seconds):
+    """Fold a measured compile (not a cache load) into the compile cost model: small tapes
+    measure the fixed cost, larger ones the cost per statement; each new measurement
+    weighs half (compilers' times vary with the machine's load)."""
+    with _model_lock:
+        base, per = _compile_model
+        if nstmt < 200:
+            _compile_model[0] = 0.5 * base + 0.5 * seconds
+        else:
+            _compile_model[1] = 0.5 * per + 0.5 * max(seconds - base, 0.0) / nstmt
 
 
 class Policy:
@@ -310,7 +342,7 @@ class Policy:
         t0 = time.perf_counter()
         try:
             try:
-                build(tape, self.sweeps)
+                compiled = build(tape, self.sweeps)
             except (OSError, subprocess.SubprocessError) as e:   # the compiler could not run
                 raise NativeError(f"compiling failed: {e}") from None
         except NativeError as e:
@@ -318,6 +350,10 @@ class Policy:
             _warn_once(f"native code is off for a tape: {e}")
             return
         self.compile_time = time.perf_counter() - t0
+        if compiled:
+            calibrate(_native.straight_line(tape), self.compile_time)
+        else:
+            self.compile_time = 0.0         # loaded from the disk cache
         self.state = "native"
 
     def wait(self, timeout=None):
@@ -348,6 +384,8 @@ def attach(tape, mode, dmode):
     policy = tape.native_policy = Policy(mode, sweeps_for(dmode))
     if mode == "always":
         policy.run(tape)
+        if policy.state == "native":
+            _warm_up(tape, policy.sweeps)
         return
     # a cached shared object from an earlier process: no reason to wait
     argv, _ = compiler()
@@ -355,8 +393,34 @@ def attach(tape, mode, dmode):
         key = key_of(tape, policy.sweeps)
         if _try_load(tape, _path(cache_dir(), key), key, policy.sweeps):
             policy.state, policy.compile_time = "native", 0.0
+            _warm_up(tape, policy.sweeps)
             return
-    tape.native_countdown = hot_after(len(tape))
+    tape.native_countdown = hot_after(_native.straight_line(tape))
+
+
+# Tapes up to this many slots get a warm-up sweep when their code comes from the cache.
+WARM_MAX_SLOTS = 200_000
+
+
+def _warm_up(tape, sweeps):
+    """Run freshly loaded native code once, at the recorded inputs, before the first
+    replay: the first run of a shared object's code takes page faults (its pages are
+    mapped lazily), which would make the first replay several times slower than the next
+    ones.  Done inside the trace, whose cost it barely changes (one replay), on the main
+    workspace, which no other thread has yet; the values it writes are the recorded ones
+    (native code gives them bit for bit).  Tapes above WARM_MAX_SLOTS skip it: their replay
+    dwarfs the faults."""
+    if tape.n_slots > WARM_MAX_SLOTS or tape.output_slot < 0:
+        return
+    from fastad.errors import GuardFailure
+    try:
+        tape.forward(tape.values[:tape.n_inputs])
+    except GuardFailure:        # cannot happen at the recorded inputs; nothing to warm
+        return
+    if "rev" in sweeps:
+        tape.reverse()
+    if "tan" in sweeps:
+        tape.tangent(np.zeros(tape.n_inputs))
 
 
 def tier(tape):

@@ -252,15 +252,84 @@ def test_auto_waits_for_the_tape_to_be_hot():
     assert native.hot_after(len(g.tapes()[0])) > 100
 
 
-def test_unsupported_records_stay_interpreted_and_right():
-    f = lambda x: np.sum(np.tanh(np.reshape(x, (2, 3)) @ np.ones((3, 2))))   # matmul
+def structural(x):
+    """Every structural record native code compiles: reductions (written out) and matrix
+    products and linear algebra (through the runtime's BLAS/LAPACK kernels)."""
+    A = np.reshape(x[:9], (3, 3)) + 3.0 * np.eye(3)
+    B = np.reshape(x[9:], (3, 3))
+    s = np.sum(np.prod(B, axis=1)) + np.max(x) + np.min(x * x[::-1]) + np.sum(np.max(B, axis=0))
+    s = s + np.sum(np.tanh(A @ B)) + np.sum(np.linalg.solve(A, B[:, 0]))
+    S = A @ A.T + np.eye(3)
+    L = np.linalg.cholesky(S)
+    s = s + np.linalg.slogdet(S)[1] + np.sum(L) + np.sum(np.linalg.eigh(S)[0] ** 2)
+    return s + np.sum(fd.linalg.solve_triangular(L, B[:, 1], lower=True))
+
+
+def test_reductions_matmul_and_linear_algebra_compile_bit_for_bit():
+    x = np.linspace(-1.0, 1.0, 18)
+    x[4] = 0.0                              # a zero in a product: prod's exact partials
+    g = _compare(structural, [x, 0.7 * x, x + 0.1])
+    ops = {r.op for r in g.tapes()[0].records()}
+    assert {"prod", "max", "min", "matmul", "solve", "slogdet", "cholesky", "eigh",
+            "solve_triangular"} <= ops, ops
+    # an independent reference: central differences (h = 1e-6: error ~1e-9 relative)
+    np.testing.assert_allclose(g(x)[1], _central_differences(structural, x, 1e-6),
+                               rtol=1e-6, atol=1e-6)
+    # forward mode and a second derivative through the runtime's kernels
+    f = lambda x: np.sum(np.linalg.solve(np.reshape(x[:4], (2, 2)) + 3 * np.eye(2), x[4:])
+                         * np.prod(x))
+    y = np.array([0.3, -0.5, 0.8, 0.1, 0.6, -0.2])
+    assert same(fd.hessian(f, native="never")(y), fd.hessian(f, native="always")(y))
+
+
+def test_singular_matrix_in_native_code_raises_like_numpy():
+    """A record that fails in native code (LAPACK: singular) retraces, and the trace
+    raises numpy's error, as in the interpreter."""
+    f = lambda x: np.sum(np.linalg.solve(np.reshape(x[:4], (2, 2)), x[4:]))
+    g = fd.grad(f, native="always")
+    g(np.array([2.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
+    assert tiers(g) == ["native"]
+    with pytest.raises(np.linalg.LinAlgError):
+        g(np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+
+
+def test_callbacks_stay_interpreted_and_right():
+    @fd.custom_vjp
+    def h(x):
+        return np.sin(x)
+    h.defvjp(lambda x: (np.sin(x), x), lambda x, g: (g * np.cos(x),))
+    f = lambda x: np.sum(h(x) * x)
     x = np.linspace(-1, 1, 6)
     native._warned.clear()
-    with pytest.warns(RuntimeWarning, match="matmul"):
+    with pytest.warns(RuntimeWarning, match="custom_vjp"):
         g = fd.grad(f, native="always")
         r = g(x)
     assert tiers(g)[0].startswith("interpreted (")
-    assert same(r, fd.grad(f, native="never")(x))
+    np.testing.assert_allclose(r, np.sin(x) + x * np.cos(x), rtol=1e-14)
+
+
+def test_export_refuses_records_that_need_blas():
+    tape = fd.record(lambda x: np.sum(np.reshape(x, (2, 2)) @ np.reshape(x, (2, 2))),
+                     np.ones(4))
+    with pytest.raises(NotImplementedError, match="matmul.*standalone C"):
+        tape.to_c("/nonexistent/f.c")
+
+
+def test_cost_model_is_recalibrated_by_measured_compiles():
+    """hot_after is the break-even point: replays whose savings pay for the compile; a
+    measured compile moves the estimate (docs/native.md, "Tiers")."""
+    saved = list(native._compile_model)
+    try:
+        n = 5000
+        before = native.hot_after(n)
+        save = native.SAVE_BASE + native.SAVE_PER_STATEMENT * n
+        assert before == int(native.compile_estimate(n) / save)
+        native.calibrate(n, native.compile_estimate(n) * 9.0)   # a compiler 9x slower
+        assert native.hot_after(n) > 4 * before
+        native.calibrate(50, 0.01)                              # a fast fixed cost
+        assert native._compile_model[0] < saved[0]
+    finally:
+        native._compile_model[:] = saved
 
 
 def test_generator_refuses_unknown_records():
@@ -434,7 +503,8 @@ def test_standalone_c_export_compiled_and_run(tmp_path):
 
 def test_standalone_export_of_array_code(tmp_path):
     def f(x):
-        return np.sum(np.exp(np.sin(x)) * x[::-1]) + np.sum(np.cumsum(x) ** 2)
+        return (np.sum(np.exp(np.sin(x)) * x[::-1]) + np.sum(np.cumsum(x) ** 2)
+                + np.prod(x[:5]) + np.max(x) * np.min(x[3:]))     # reductions: reduce.h
     x, out = _run_export(tmp_path, f, 24, -1.0, "arr")
     v, g = fd.value_and_grad(f, native="never")(x)
     # ranged exp/sin: libm here, numpy's SIMD loops in fastad (within an ulp or so)
