@@ -49,6 +49,7 @@ static fa_h mask(fa_em *E, int64_t n, int variant, int what)
 }
 
 #include "linalg_svd_emit.h"   /* rev_svd_emit */
+#include "linalg_qr_emit.h"    /* rev_qr_emit */
 
 static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext)
 {
@@ -138,6 +139,9 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
     }
     case FA_SVD:
         rev_svd_emit(&em, adj, p, n, k);
+        break;
+    case FA_QR:
+        rev_qr_emit(&em, adj, p, n, k);
         break;
     default:
         break;

@@ -33,7 +33,7 @@ static int64_t svd_nres(int64_t m, int64_t n)
 
 static double *svd_alloc(int64_t n) { return (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double)); }
 
-/* C (m x p) = op(A) op(B) + beta C, row-major; op(A) is m x q (A stored q x m if ta),
+/* C (m x p) = op(A) op(B) + beta C (beta 0: C is not read), row-major; op(A) is m x q (A stored q x m if ta),
  * op(B) is q x p (B stored p x q if tb) */
 static void svd_mm(const double *A, int ta, const double *B, int tb, double *C,
                    int64_t m, int64_t q, int64_t p, double beta)
@@ -43,7 +43,7 @@ static void svd_mm(const double *A, int ta, const double *B, int tb, double *C,
             double acc = 0.0;
             for (int64_t l = 0; l < q; l++)
                 acc += (ta ? A[l * m + i] : A[i * q + l]) * (tb ? B[j * q + l] : B[l * p + j]);
-            C[i * p + j] = beta * C[i * p + j] + acc;
+            C[i * p + j] = beta == 0.0 ? acc : beta * C[i * p + j] + acc;   /* C may be garbage */
         }
 }
 

@@ -225,6 +225,7 @@ static inline double fa_expit(double a) {
  *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
  *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
  *   SVD      the thin singular value decomposition of an m x n matrix (linalg_svd.h)
+ *   QR       the reduced QR factorization of an m x n matrix, m >= n (linalg_qr.h)
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   EXT      the extension word itself (a no-op in every sweep)
@@ -245,6 +246,7 @@ static inline double fa_expit(double a) {
     X(TRSOLVE, "solve_triangular") \
     X(EIGH, "eigh")         \
     X(SVD, "svd")           \
+    X(QR, "qr")             \
     X(CALLBACK, "callback") \
     X(EXT, "ext")
 

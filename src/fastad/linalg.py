@@ -5,12 +5,14 @@ the scipy.linalg functions, which convert their arguments with np.asarray, are g
 under their scipy names and signatures in this module (`fastad.linalg.solve_triangular`,
 `cho_factor`, `cho_solve`, `lu_factor`, `lu_solve`, `expm`).
 
-Four structural records do the work, each keeping what its derivative rules need (the LU
-or Cholesky factor) in its own result slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY,
-TRSOLVE.  Everything else is a composition of them with matmuls, gathers and elementwise
-ops: inv, det, cho_solve, lu_solve, lstsq and pinv (full rank), expm, the matrix norms.
-Matrices are 2-d (no stacks); singular inputs raise numpy's LinAlgError, at trace and at
-replay (a replay that meets one traces again, which raises).
+Seven structural records do the work, each keeping what its derivative rules need (the LU
+or Cholesky factor, the eigen-, singular value or QR factorization) in its own result
+slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR.  Everything else
+is a composition of them with matmuls, gathers and elementwise ops: inv, det, cho_solve,
+lu_solve, lstsq and pinv (through the SVD, numpy's rcond), expm, the matrix norms.
+Stacks of matrices (numpy's `..., M, N`) are looped over at trace time, one set of
+records per matrix; singular inputs raise numpy's LinAlgError, at trace and at replay (a
+replay that meets one traces again, which raises).
 """
 import collections
 
@@ -21,19 +23,20 @@ from fastad._tape import op_table, linalg_record, linalg_nres
 from fastad._tracer import Traced, TracedArray
 from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals",
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr",
            "solve_triangular",
            "cho_factor", "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
            "matrix_power"]
 
 _CODE = {name: code for code, (name, kind) in enumerate(op_table())}
-SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD = (
-    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh", "svd"))
+SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR = (
+    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh", "svd", "qr"))
 TRI_LOWER, TRI_UNIT = 1, 2
 
 SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
 EighResult = collections.namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
 SVDResult = collections.namedtuple("SVDResult", ["U", "S", "Vh"])
+QRResult = collections.namedtuple("QRResult", ["Q", "R"])
 
 
 def _traced(*xs):
@@ -554,3 +557,66 @@ def _pinv_svd(a, rcond):
         return as_traced(tape_of(a), np.zeros((n, m))), 0, U, s, Vt
     inv_s = 1.0 / s[:r]
     return (Vt[:r].T * inv_s) @ U[:, :r].T, r, U, s, Vt
+
+
+def _tall_qr(a):
+    """(Q, R) of the reduced QR of a 2-d traced a with m >= n: one QR record."""
+    tape = tape_of(a)
+    m, n = a.shape
+    first = linalg_record(tape, QR, contiguous(tape, a, (m, n)), 0, m, n, 0)
+    if tape.slot_values([first + linalg_nres(QR, m, n) - 1])[0] != 0:
+        raise np.linalg.LinAlgError("fastad: qr: LAPACK failed on a traced matrix")
+    return wrap(tape, first, (m, n)), wrap(tape, first + m * n, (n, n))
+
+
+@implements(np.linalg.qr)
+def qr(a, mode="reduced"):
+    """np.linalg.qr: one QR record (LAPACK dgeqrf + dorgqr, numpy's calls: the same signs).
+    Modes 'reduced' and 'r'; 'complete' where it equals 'reduced' (m <= n) -- for a tall
+    matrix its extra columns of Q are an arbitrary orthonormal completion without a
+    derivative and it raises, as does 'raw' (Householder reflectors).  A wide matrix
+    (m < n) is [X | Y] with X square: Q R_X = X, R = [R_X | Q^T Y].  Stacks of matrices
+    too (docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.qr(a, mode=mode)
+    if mode not in ("reduced", "complete", "r", "raw"):
+        raise ValueError(f"Unrecognized mode '{mode}'")
+    tape = tape_of(a)
+    a = as_traced(tape, a)
+    if a.ndim > 2:
+        return _stacked(lambda x: qr(x, mode), a, QRResult if mode != "r" else None)
+    if a.ndim != 2 or 0 in a.shape:
+        raise np.linalg.LinAlgError(f"fastad: qr needs a non-empty 2-d matrix, got shape "
+                                    f"{a.shape}")
+    m, n = a.shape
+    if mode == "raw" or (mode == "complete" and m > n):
+        raise np.linalg.LinAlgError(
+            f"fastad: qr(mode={mode!r}) of a traced {m}x{n} matrix: "
+            + ("the Householder reflectors are not traced values" if mode == "raw" else
+               "the extra columns of Q are an arbitrary orthonormal completion without a "
+               "derivative") + "; use mode='reduced' (or 'r')")
+    if m >= n:
+        Q, R = _tall_qr(a)
+    else:
+        Q, Rx = _tall_qr(a[:, :m])
+        R = np.concatenate([Rx, Q.T @ a[:, m:]], axis=1)
+    return R if mode == "r" else QRResult(Q, R)
+
+
+def _no_eig(name, alt):
+    def refuse(a, *args, **kw):
+        if not _traced(a):
+            return getattr(np.linalg, name)(a, *args, **kw)
+        raise TypeError(
+            f"fastad: np.linalg.{name} on a traced matrix is not supported: numpy returns "
+            "complex eigenvalues and eigenvectors whenever the spectrum of a non-symmetric "
+            "matrix is complex, and fastad has no complex traced values.  For a symmetric "
+            f"matrix use np.linalg.{alt} (the same eigenvalues, sorted ascending); for the "
+            "magnitudes of a general matrix's action use np.linalg.svd (docs/linalg.md)")
+    refuse.__name__ = name
+    refuse.__doc__ = f"np.linalg.{name} on traced values: refused with the alternatives."
+    return implements(getattr(np.linalg, name))(refuse)
+
+
+eig = _no_eig("eig", "eigh")
+eigvals = _no_eig("eigvals", "eigvalsh")

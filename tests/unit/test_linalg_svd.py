@@ -217,3 +217,62 @@ def test_stacks_match_numpy_matrix_by_matrix():
     gr = fd.grad(f)
     np.testing.assert_allclose(fd.hvp(f)(A, V), (gr(A + 1e-5 * V) - gr(A - 1e-5 * V)) / 2e-5,
                                rtol=1e-5, atol=1e-6)
+
+
+def qr_objective(shape):
+    m, n = shape
+    r = rng(40)
+    Wq, Wr = r.normal(size=(m, min(m, n))), r.normal(size=(min(m, n), n))
+    return lambda A: np.sum(Wq * np.linalg.qr(A)[0]) + np.sum(Wr * np.sin(np.linalg.qr(A)[1]))
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 4), (3, 5), (3, 1)])
+def test_qr_values_signs_and_derivatives(shape):
+    A = rng(41).normal(size=shape)
+    Q, R = np.linalg.qr(A)
+    for i, ref in enumerate((Q, R)):            # numpy's signs (the same LAPACK calls)
+        got = fd.value_and_grad(lambda X: np.sum(np.linalg.qr(X)[i] * ref))(A)[0]
+        assert got == pytest.approx(np.sum(ref * ref), rel=1e-12)
+    f = qr_objective(shape)
+    v, g = fd.value_and_grad(f)(A)
+    assert v == pytest.approx(f(A), rel=1e-12)
+    np.testing.assert_allclose(g, central_diff(f, A), rtol=1e-6, atol=1e-7)
+    V = rng(42).normal(size=shape)
+    _, t = fd.jvp(f, (A,), (V,))
+    assert t == pytest.approx(np.sum(g * V), rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_qr_hvp_and_nested(shape):
+    f = qr_objective(shape)
+    A = rng(43).normal(size=shape)
+    V = rng(44).normal(size=shape)
+    g = fd.grad(f)
+    hv = fd.hvp(f)(A, V)
+    np.testing.assert_allclose(hv, (g(A + 1e-5 * V) - g(A - 1e-5 * V)) / 2e-5,
+                               rtol=1e-5, atol=1e-6)
+    nested = fd.grad(lambda Y: np.sum(fd.grad(f)(Y) * V))(A)
+    np.testing.assert_allclose(nested, hv, rtol=1e-9, atol=1e-10)
+
+
+def test_qr_modes_and_stacks():
+    A = rng(45).normal(size=(3, 4))
+    f = lambda X: np.sum(np.linalg.qr(X, mode="r") ** 2) + np.sum(np.linalg.qr(X, "complete")[0])
+    v, g = fd.value_and_grad(f)(A)
+    assert v == pytest.approx(f(A), rel=1e-12)
+    np.testing.assert_allclose(g, central_diff(f, A), rtol=1e-6, atol=1e-7)
+    with pytest.raises(np.linalg.LinAlgError, match="mode='reduced'"):
+        fd.grad(lambda X: np.sum(np.linalg.qr(X, mode="complete")[0]))(A.T)
+    S = rng(46).normal(size=(2, 5, 3))
+    f = lambda X: np.sum(np.linalg.qr(X)[1] ** 3)
+    v, g = fd.value_and_grad(f)(S)
+    assert v == pytest.approx(f(S), rel=1e-12)
+    np.testing.assert_allclose(g, central_diff(f, S), rtol=1e-6, atol=1e-6)
+
+
+def test_eig_is_refused_with_the_alternatives():
+    A = rng(50).normal(size=(3, 3))
+    for fn, alt in ((np.linalg.eig, "eigh"), (np.linalg.eigvals, "eigvalsh")):
+        with pytest.raises(TypeError, match=alt):
+            fd.grad(lambda X: np.sum(np.real(fn(X)[0])))(A)
+    assert np.allclose(np.linalg.eigvals(np.diag([1.0, 2.0])), [1.0, 2.0])   # plain: numpy
