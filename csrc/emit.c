@@ -100,6 +100,8 @@ static fa_h e_broadcast(fa_em *E, fa_h x)
 #define D_FMAXDA(x, y)   e_op(E, FA_FMAXDA, (x), (y), 2)
 #define D_LOG1P(x)       e_op(E, FA_LOG1P, (x), (x), 1)
 #define D_POLYGAMMA(n, x) e_op(E, FA_POLYGAMMA, (n), (x), 2)
+#define D_GAMMAINC_DA(a, x) e_op(E, FA_GAMMAINC_DA, (a), (x), 2)
+#define D_GAMMAINC_DX(a, x) e_op(E, FA_GAMMAINC_DX, (a), (x), 2)
 
 /* Emit d(op)/da and d(op)/db for an elementwise record. */
 static void partials(fa_em *E, int op, fa_h a, fa_h b, fa_h r, fa_h *da, fa_h *db)

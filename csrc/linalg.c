@@ -26,6 +26,8 @@
 
 fa_lapack_fns fa_lapack;
 
+#include "linalg_svd.h"     /* the SVD record's kernels (svd_nres, fwd_svd, tan_svd, rev_svd) */
+
 int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
 {
     switch (op) {
@@ -34,6 +36,8 @@ int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
     case FA_CHOLESKY: return n * n + 1;
     case FA_TRSOLVE: return n * k + 1;
     case FA_EIGH: return n + n * n + 1;
+    case FA_SVD: return svd_nres(n, k);
+    case FA_QR: return n * k + k * k + 1;
     default: return -1;
     }
 }
@@ -120,6 +124,8 @@ static int in_triangle(int64_t i, int64_t j, int variant)
     if (i == j) return !(variant & FA_TRI_UNIT);
     return (variant & FA_TRI_LOWER) ? i > j : i < j;
 }
+
+#include "linalg_qr.h"      /* the QR record's kernels (fwd_qr, tan_qr, rev_qr) */
 
 /* ---- forward ---------------------------------------------------------------------- */
 
@@ -231,6 +237,8 @@ int fa_linalg_fwd(const fa_rec *p, double *v)
     case FA_CHOLESKY: return fwd_cholesky(p, v);
     case FA_TRSOLVE: return fwd_trsolve(p, v);
     case FA_EIGH: return fwd_eigh(p, v);
+    case FA_SVD: return fwd_svd(p, v);
+    case FA_QR: return fwd_qr(p, v);
     default: return 1;
     }
 }
@@ -368,6 +376,8 @@ void fa_linalg_tan(const fa_rec *p, const double *v, double *t)
     case FA_CHOLESKY: tan_cholesky(p, v, t); return;
     case FA_TRSOLVE: tan_trsolve(p, v, t); return;
     case FA_EIGH: tan_eigh(p, v, t); return;
+    case FA_SVD: tan_svd(p, v, t); return;
+    case FA_QR: tan_qr(p, v, t); return;
     default: return;
     }
 }
@@ -489,13 +499,18 @@ void fa_linalg_rev(const fa_rec *p, const double *v, double *g)
     case FA_CHOLESKY: rev_cholesky(p, v, g); return;
     case FA_TRSOLVE: rev_trsolve(p, v, g); return;
     case FA_EIGH: rev_eigh(p, v, g); return;
+    case FA_SVD: rev_svd(p, v, g); return;
+    case FA_QR: rev_qr(p, v, g); return;
     default: return;
     }
 }
 
 void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                       void *syevd)
+                       void *syevd, void *gesdd, void *geqrf, void *orgqr)
 {
+    fa_lapack.dgesdd = (fa_dgesdd_t)gesdd;
+    fa_lapack.dgeqrf = (fa_dgeqrf_t)geqrf;
+    fa_lapack.dorgqr = (fa_dorgqr_t)orgqr;
     fa_lapack.dsyevd = (fa_dsyevd_t)syevd;
     fa_lapack.dgetrs = (fa_dgetrs_t)getrs;
     fa_lapack.dgetri = (fa_dgetri_t)getri;

@@ -15,6 +15,10 @@
  *             results: X (n*k), info (1)
  *   EIGH      A = V diag(w) V^T    a: A (n x n, its lower triangle is read);  EXT n
  *             results: w (n, ascending), V (n*n, eigenvectors in columns), info (1)
+ *   SVD       A = U diag(s) Vt     a: A (m x n, rectangular);  EXT m, n  (k = min(m, n))
+ *             results: U (m*k), s (k, descending), Vt (k*n), info (1)   (linalg_svd.h)
+ *   QR        A = Q R              a: A (m x n, m >= n);  EXT m, n
+ *             results: Q (m*n, orthonormal columns), R (n*n, upper), info (1)  (linalg_qr.h)
  *
  * Matrices are row-major ranges of slots.  LAPACK is column-major, so a row-major buffer
  * is the transpose to it; the kernels in linalg.c say which transpose they mean.
@@ -35,7 +39,7 @@
 #include "tape.h"
 
 /* Is op one of the records of this file?  (They are consecutive in ops.h.) */
-#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_EIGH)
+#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_QR)
 
 #define FA_TRI_LOWER 1
 #define FA_TRI_UNIT 2
@@ -52,7 +56,19 @@ typedef void (*fa_dtrsm_t)(char *side, char *uplo, char *transa, char *diag, int
 typedef void (*fa_dsyevd_t)(char *jobz, char *uplo, int *n, double *a, int *lda, double *w,
                             double *work, int *lwork, int *iwork, int *liwork, int *info);
 
+typedef void (*fa_dgesdd_t)(char *jobz, int *m, int *n, double *a, int *lda, double *s,
+                            double *u, int *ldu, double *vt, int *ldvt, double *work,
+                            int *lwork, int *iwork, int *info);
+
+typedef void (*fa_dgeqrf_t)(int *m, int *n, double *a, int *lda, double *tau, double *work,
+                            int *lwork, int *info);
+typedef void (*fa_dorgqr_t)(int *m, int *n, int *k, double *a, int *lda, double *tau,
+                            double *work, int *lwork, int *info);
+
 typedef struct {
+    fa_dgeqrf_t dgeqrf;
+    fa_dorgqr_t dorgqr;
+    fa_dgesdd_t dgesdd;
     fa_dsyevd_t dsyevd;
     fa_dgetrf_t dgetrf;
     fa_dgetrs_t dgetrs;
@@ -66,9 +82,9 @@ extern fa_lapack_fns fa_lapack;
 
 /* Fill fa_lapack (pointers to scipy's LAPACK/BLAS functions of those names). */
 void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                       void *syevd);
+                       void *syevd, void *gesdd, void *geqrf, void *orgqr);
 
-/* number of result slots of a linear-algebra record */
+/* number of result slots of a linear-algebra record (SVD: n, k are its rows, columns) */
 int64_t fa_linalg_nres(int op, int64_t n, int64_t k);
 
 /* Append a SOLVE, SLOGDET, CHOLESKY, TRSOLVE or EIGH record over the row-major ranges a (n x n)

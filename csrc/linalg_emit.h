@@ -48,6 +48,9 @@ static fa_h mask(fa_em *E, int64_t n, int variant, int what)
     return (fa_h){s, 1};
 }
 
+#include "linalg_svd_emit.h"   /* rev_svd_emit */
+#include "linalg_qr_emit.h"    /* rev_qr_emit */
+
 static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext)
 {
     const int64_t n = ext->r, k = ext->a;
@@ -134,6 +137,12 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         add_to_range(&em, adj, p->a, ga);
         break;
     }
+    case FA_SVD:
+        rev_svd_emit(&em, adj, p, n, k);
+        break;
+    case FA_QR:
+        rev_qr_emit(&em, adj, p, n, k);
+        break;
     default:
         break;
     }

@@ -93,6 +93,8 @@ static inline double fa_expit(double a) {
 #define D_FMAXDA(x, y)   fa_fmax_da(x, y)
 #define D_LOG1P(x)       log1p(x)
 #define D_POLYGAMMA(n, x) fa_polygamma(n, x)
+#define D_GAMMAINC_DA(a, x) fa_gammainc_da(a, x)
+#define D_GAMMAINC_DX(a, x) fa_gammainc_dx(a, x)
 #endif
 
 #define D_0 D_K(0.0)
@@ -177,6 +179,16 @@ static inline double fa_expit(double a) {
     X(XLOG1PY,  "xlog1py",  fa_xlog1py(a, b), D_LOG1P(b),                                  \
       D_SELNOT(D_EQ(a, D_0), D_DIV(a, D_ADD(D_1, b))))                                     \
     X(POLYGAMMA, "_polygamma", fa_polygamma(a, b), D_0, D_POLYGAMMA(D_ADD(a, D_1), b))      \
+    /* regularized incomplete gamma P(a, x), Q(a, x) (special.h); dP/da by the same series \
+     * carried as dual numbers; its own derivative in a (d2P/da2) is not provided: NaN */  \
+    X(GAMMAINC,  "gammainc",  fa_gammainc(a, b),  D_GAMMAINC_DA(a, b), D_GAMMAINC_DX(a, b)) \
+    X(GAMMAINCC, "gammaincc", fa_gammaincc(a, b),                                          \
+      D_NEG(D_GAMMAINC_DA(a, b)), D_NEG(D_GAMMAINC_DX(a, b)))                              \
+    X(GAMMAINC_DX, "_gammainc_dx", fa_gammainc_dx(a, b),                                   \
+      D_MUL(r, D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))),                                      \
+      D_MUL(r, D_SUB(D_DIV(D_SUB(a, D_1), b), D_1)))                                       \
+    X(GAMMAINC_DA, "_gammainc_da", fa_gammainc_da(a, b), D_K(NAN),                         \
+      D_MUL(D_GAMMAINC_DX(a, b), D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))))                    \
     /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */       \
     X(SELECT,     "_select",     a != 0 ? b : 0.0, D_0,        D_NE(a, D_0))               \
     X(SELECT_NOT, "_select_not", a != 0 ? 0.0 : b, D_0,        D_EQ(a, D_0))               \
@@ -212,6 +224,8 @@ static inline double fa_expit(double a) {
  *   CUMSUM   r[j*n + k] = sum_{i<=k} a[j*n + i]
  *   MATMUL   r (m x p) = a (m x k) @ b (k x p)     (m, k, p = ext.r, ext.a, ext.b; row-major)
  *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
+ *   SVD      the thin singular value decomposition of an m x n matrix (linalg_svd.h)
+ *   QR       the reduced QR factorization of an m x n matrix, m >= n (linalg_qr.h)
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   LOOP     a true recurrence kept in order, its body stored once (loop.h): ext.r = T
@@ -233,6 +247,8 @@ static inline double fa_expit(double a) {
     X(CHOLESKY, "cholesky") \
     X(TRSOLVE, "solve_triangular") \
     X(EIGH, "eigh")         \
+    X(SVD, "svd")           \
+    X(QR, "qr")             \
     X(CALLBACK, "callback") \
     X(LOOP, "loop")         \
     X(EXT, "ext")

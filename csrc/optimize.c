@@ -28,6 +28,7 @@
 #include <string.h>
 #include "optimize.h"
 #include "loop.h"
+#include "linalg.h"      /* FA_IS_LINALG: tapes with linear algebra are left as recorded */
 
 #define MAXP 512          /* longest loop body looked for, in records */
 #define MINT 3            /* fewest iterations worth rolling */
@@ -831,6 +832,8 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     *out = NULL;
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
+    for (int64_t i = 0; i < t->nrec; i++)  /* linear algebra: its ranges are not renamed here */
+        if (FA_IS_LINALG(t->rec[i].op) && (t->rec[i].flags & FA_RANGED)) return FA_OK;
     int64_t nscalar = 0;
     for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */

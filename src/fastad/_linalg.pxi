@@ -4,7 +4,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 
 cdef extern from "linalg.h" nogil:
     void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                           void *syevd)
+                           void *syevd, void *gesdd, void *geqrf, void *orgqr)
     int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k,
                       int variant, int32_t *first)
     int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
@@ -32,13 +32,16 @@ def linalg_install():
     lp, bl = cython_lapack.__pyx_capi__, cython_blas.__pyx_capi__
     fa_linalg_install(_capsule_pointer(lp, "dgetrf"), _capsule_pointer(lp, "dgetrs"),
                       _capsule_pointer(lp, "dgetri"), _capsule_pointer(lp, "dpotrf"),
-                      _capsule_pointer(bl, "dtrsm"), _capsule_pointer(lp, "dsyevd"))
+                      _capsule_pointer(bl, "dtrsm"), _capsule_pointer(lp, "dsyevd"),
+                      _capsule_pointer(lp, "dgesdd"), _capsule_pointer(lp, "dgeqrf"),
+                      _capsule_pointer(lp, "dorgqr"))
     _lapack_installed = True
 
 
 def linalg_record(Tape tape, int op, int32_t a, int32_t b, int64_t n, int64_t k, int variant):
-    """First result slot of a SOLVE, SLOGDET, CHOLESKY, TRSOLVE or EIGH record (csrc/linalg.h)
-    over the row-major ranges a (n x n) and b (n x k), evaluated; its last result slot
+    """First result slot of a SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH or SVD record
+    (csrc/linalg.h) over the row-major ranges a (n x n; SVD: n x k) and b (n x k),
+    evaluated; its last result slot
     holds LAPACK's info (0: success)."""
     cdef int32_t s
     tape._live()
@@ -56,12 +59,14 @@ def linalg_nres(int op, int64_t n, int64_t k):
 # Tape.records(): name -> number of result slots shown, from n and k
 _LINALG_OUTPUTS = {"solve": lambda n, k: n * k, "slogdet": lambda n, k: 2,
                    "cholesky": lambda n, k: n * n, "solve_triangular": lambda n, k: n * k,
-                   "eigh": lambda n, k: n + n * n}
+                   "eigh": lambda n, k: n + n * n,
+                   "svd": lambda m, n: m * min(m, n) + min(m, n) + min(m, n) * n,
+                   "qr": lambda m, n: m * n + n * n}
 
 
 def linalg_struct_record(str name, int op, int32_t r, int32_t a, int32_t b, int64_t n, int64_t k):
     """(name, result range, operand ranges) of a linear-algebra record for Tape.records()."""
-    ops = (range(a, a + n * n),)
+    ops = (range(a, a + (n * k if name in ("svd", "qr") else n * n)),)
     if name in ("solve", "solve_triangular"):
         ops += (range(b, b + n * k),)
     return (name, range(r, r + _LINALG_OUTPUTS[name](n, k)), ops)

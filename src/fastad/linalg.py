@@ -5,12 +5,14 @@ the scipy.linalg functions, which convert their arguments with np.asarray, are g
 under their scipy names and signatures in this module (`fastad.linalg.solve_triangular`,
 `cho_factor`, `cho_solve`, `lu_factor`, `lu_solve`, `expm`).
 
-Four structural records do the work, each keeping what its derivative rules need (the LU
-or Cholesky factor) in its own result slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY,
-TRSOLVE.  Everything else is a composition of them with matmuls, gathers and elementwise
-ops: inv, det, cho_solve, lu_solve, lstsq and pinv (full rank), expm, the matrix norms.
-Matrices are 2-d (no stacks); singular inputs raise numpy's LinAlgError, at trace and at
-replay (a replay that meets one traces again, which raises).
+Seven structural records do the work, each keeping what its derivative rules need (the LU
+or Cholesky factor, the eigen-, singular value or QR factorization) in its own result
+slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR.  Everything else
+is a composition of them with matmuls, gathers and elementwise ops: inv, det, cho_solve,
+lu_solve, lstsq and pinv (through the SVD, numpy's rcond), expm, the matrix norms.
+Stacks of matrices (numpy's `..., M, N`) are looped over at trace time, one set of
+records per matrix; singular inputs raise numpy's LinAlgError, at trace and at replay (a
+replay that meets one traces again, which raises).
 """
 import collections
 
@@ -21,17 +23,20 @@ from fastad._tape import op_table, linalg_record, linalg_nres
 from fastad._tracer import Traced, TracedArray
 from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "solve_triangular",
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr",
+           "solve_triangular",
            "cho_factor", "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
            "matrix_power"]
 
 _CODE = {name: code for code, (name, kind) in enumerate(op_table())}
-SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH = (
-    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh"))
+SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR = (
+    _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh", "svd", "qr"))
 TRI_LOWER, TRI_UNIT = 1, 2
 
 SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
 EighResult = collections.namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+SVDResult = collections.namedtuple("SVDResult", ["U", "S", "Vh"])
+QRResult = collections.namedtuple("QRResult", ["Q", "R"])
 
 
 def _traced(*xs):
@@ -73,11 +78,63 @@ def _rhs(b, n, name):
     return shape
 
 
+def _shape(x):
+    return tuple(x.shape) if type(x) in (Traced, TracedArray) else np.shape(x)
+
+
+def _batch_index(idx, batch):
+    """The index into an operand whose leading (batch) shape is `batch` for position idx
+    of the broadcast stack (numpy's broadcasting: missing and length-1 axes repeat)."""
+    idx = idx[len(idx) - len(batch):] if batch else ()
+    return tuple(0 if n == 1 else i for i, n in zip(idx, batch))
+
+
+def _stack_parts(xs, batch):
+    """Equal-shaped results (traced or plain) stacked into batch + their shape."""
+    shape = batch + tuple(_shape(xs[0]))
+    if not _traced(*xs):
+        return np.reshape(np.array(xs, dtype=float), shape)
+    tape = tape_of(*xs)
+    return np.reshape(np.stack([as_traced(tape, x) for x in xs]), shape)
+
+
+def _stacked(f, a, result_type=None, b=None, b_core=2):
+    """f applied matrix by matrix over a stack (numpy's `..., M, N` convention: the last
+    two axes of a are the matrices, the leading ones are broadcast against b's leading
+    axes, b_core being how many trailing axes of b one call takes), each call its own
+    records; the results are stacked, component by component for tuples."""
+    sa = _shape(a)
+    batch = sa[:-2]
+    if b is not None:
+        sb = _shape(b)
+        batch = np.broadcast_shapes(batch, sb[:len(sb) - b_core])
+    if 0 in batch:
+        raise np.linalg.LinAlgError("fastad: linear algebra on an empty stack of traced "
+                                    "matrices")
+    outs = []
+    for idx in np.ndindex(*batch):
+        ai = a[_batch_index(idx, sa[:-2]) + (Ellipsis,)]
+        if b is None:
+            outs.append(f(ai))
+        else:
+            outs.append(f(ai, b[_batch_index(idx, sb[:len(sb) - b_core]) + (Ellipsis,)]))
+    if isinstance(outs[0], tuple):
+        parts = [_stack_parts([o[i] for o in outs], batch) for i in range(len(outs[0]))]
+        return result_type(*parts) if result_type else tuple(parts)
+    return _stack_parts(outs, batch)
+
+
+def _is_stack(*xs):
+    return any(len(_shape(x)) > 2 for x in xs)
+
+
 @implements(np.linalg.solve)
 def solve(a, b):
     """np.linalg.solve(a, b) for a (n, n) and b (n,) or (n, k): one SOLVE record (LU)."""
     if not _traced(a, b):
         return np.linalg.solve(a, b)
+    if _is_stack(a, b):          # numpy 2: b is one vector only when it is 1-d
+        return _stacked(solve, a, b=b, b_core=1 if len(_shape(b)) == 1 else 2)
     n = _square(a, "solve")
     shape = _rhs(b, n, "solve")
     k = 1 if len(shape) == 1 else shape[1]
@@ -90,6 +147,8 @@ def inv(a):
     """np.linalg.inv: solve(a, I)."""
     if not _traced(a):
         return np.linalg.inv(a)
+    if _is_stack(a):
+        return _stacked(inv, a)
     n = _square(a, "inv")
     return solve(a, np.eye(n))
 
@@ -100,6 +159,8 @@ def slogdet(a):
     matrix gives (0, -inf) like numpy; the derivative there is NaN."""
     if not _traced(a):
         return np.linalg.slogdet(a)
+    if _is_stack(a):
+        return _stacked(slogdet, a, SlogdetResult)
     n = _square(a, "slogdet")
     tape, first = _record(SLOGDET, a, None, n, n, 0, "slogdet")
     sign = tape.slot_values([first + 1])[0]
@@ -122,6 +183,8 @@ def cholesky(a, /, *, upper=False):
     numpy; upper=True gives the upper factor from a's upper triangle."""
     if not _traced(a):
         return np.linalg.cholesky(a, upper=upper) if upper else np.linalg.cholesky(a)
+    if _is_stack(a):
+        return _stacked(lambda x: cholesky(x, upper=upper), a)
     n = _square(a, "cholesky")
     if upper:                   # numpy then reads the upper triangle: the lower one of a^T
         return cholesky(a.T if type(a) is TracedArray else np.transpose(a)).T
@@ -138,6 +201,8 @@ def eigh(a, UPLO="L"):
     eigenvalues alone keeps a finite gradient (docs/linalg.md)."""
     if not _traced(a):
         return np.linalg.eigh(a, UPLO=UPLO)
+    if _is_stack(a):
+        return _stacked(lambda x: eigh(x, UPLO), a, EighResult)
     n = _square(a, "eigh")
     if UPLO == "U":
         a = a.T if type(a) is TracedArray else np.transpose(a)
@@ -250,37 +315,53 @@ def _from_lu(lu, piv):
 
 @implements(np.linalg.lstsq)
 def lstsq(a, b, rcond=None):
-    """np.linalg.lstsq for a matrix of full column rank: the normal equations through a
-    Cholesky factor of a^T a (their condition number is cond(a)**2: docs/linalg.md).
-    Returns (x, residuals, rank, singular values) with the last two plain (rank is the
-    column count; singular values are not computed: None)."""
+    """np.linalg.lstsq: the minimum-norm least-squares solution through the SVD of a, with
+    numpy's rule (singular values <= rcond * the largest, rcond = eps * max(m, n) by
+    default, count as zero).  Returns (x, residuals, rank, singular values) like numpy:
+    residuals (traced) only when rank == n < m, else an empty array; rank a plain int; the
+    singular values traced.  The rank is decided by guards (a replay at another rank
+    traces again); the derivative is that of the fixed-rank solution (docs/linalg.md)."""
     if not _traced(a, b):
         return np.linalg.lstsq(a, b, rcond=rcond)
-    m, n = a.shape if type(a) in (Traced, TracedArray) else np.shape(a)
-    if m < n:
-        raise np.linalg.LinAlgError("fastad: lstsq on traced values needs at least as many "
-                                    "rows as columns (full column rank)")
-    at = a.T if type(a) is TracedArray else np.transpose(a)
-    x = cho_solve(cho_factor(at @ a, lower=True), at @ b)
-    r = b - a @ x
-    resid = np.sum(r * r, axis=0) if m > n else np.zeros(0)
-    if np.ndim(b) == 1 and m > n:
-        resid = np.reshape(resid, (1,))
-    return x, resid, n, None
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) != 2 or len(sb) not in (1, 2):
+        raise np.linalg.LinAlgError(f"fastad: lstsq needs a 2-d matrix and a 1-d or 2-d "
+                                    f"right-hand side, got shapes {sa} and {sb}")
+    m, n = sa
+    if sb[0] != m:
+        raise np.linalg.LinAlgError("Incompatible dimensions")
+    if rcond is None:
+        rcond = np.finfo(float).eps * max(m, n)
+    tape = tape_of(a, b)
+    pa, rank, U, s, Vt = _pinv_svd(as_traced(tape, a), rcond)
+    x = pa @ b
+    if rank == n and m > n:
+        r = b - a @ x
+        resid = np.sum(r * r, axis=0)
+        if len(sb) == 1:
+            resid = np.reshape(resid, (1,))
+    else:
+        resid = np.zeros(0)
+    return x, resid, rank, s
 
 
 @implements(np.linalg.pinv)
-def pinv(a, rcond=None, hermitian=False, *, rtol=None):
-    """np.linalg.pinv for a matrix of full rank: (a^T a)^-1 a^T (tall) or a^T (a a^T)^-1
-    (wide).  Rank-deficient traced matrices raise LinAlgError (docs/linalg.md)."""
+def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
+    """np.linalg.pinv through the SVD, with numpy's cut-off: singular values <= rcond *
+    the largest are dropped (rcond = 1e-15, or rtol; rtol=None: max(m, n) * eps).  The
+    rank is decided by guards (a replay at another rank traces again); the derivative is
+    that of the fixed-rank pseudo-inverse (docs/linalg.md).  Stacks of matrices too."""
     if not _traced(a):
-        return np.linalg.pinv(a, rcond=rcond, hermitian=hermitian) if rcond is not None \
-            else np.linalg.pinv(a, hermitian=hermitian)
-    m, n = a.shape
-    at = a.T
-    if m >= n:
-        return cho_solve(cho_factor(at @ a, lower=True), at)
-    return cho_solve(cho_factor(a @ at, lower=True), a).T
+        kw = {} if rtol is np._NoValue else {"rtol": rtol}
+        return np.linalg.pinv(a, rcond=rcond, hermitian=hermitian, **kw)
+    if rcond is None:
+        rcond = 1e-15 if rtol is np._NoValue else \
+            max(_shape(a)[-2:]) * np.finfo(float).eps if rtol is None else rtol
+    elif rtol is not np._NoValue:
+        raise ValueError("`rtol` and `rcond` can't be both set.")
+    if _is_stack(a):
+        return _stacked(lambda x: pinv(x, rcond), a)
+    return _pinv_svd(as_traced(tape_of(a), a), float(rcond))[0]
 
 
 @implements(np.linalg.matrix_power)
@@ -288,6 +369,8 @@ def matrix_power(a, n):
     """np.linalg.matrix_power: repeated squaring (n < 0: of the inverse)."""
     if not _traced(a):
         return np.linalg.matrix_power(a, n)
+    if _is_stack(a):
+        return _stacked(lambda x: matrix_power(x, n), a)
     size = _square(a, "matrix_power")
     if n < 0:
         a, n = inv(a), -n
@@ -338,7 +421,7 @@ def expm(a):
 @implements(np.linalg.norm)
 def norm(x, ord=None, axis=None, keepdims=False):
     """np.linalg.norm with every ord numpy has for vectors (any p, inf, -inf, 0) and for
-    matrices ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' through the eigenvalues of x^T x)."""
+    matrices ('fro', 1, -1, inf, -inf; 2, -2, 'nuc' through the singular values)."""
     if not _traced(x):
         return np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims)
     tape = tape_of(x)
@@ -388,12 +471,152 @@ def _matrix_norm(x, ord, axis, keepdims):
         sums = np.sum(np.abs(x), axis=c)
         out = np.max(sums) if ord == np.inf else np.min(sums)
     elif ord in (2, -2, "nuc"):
-        # singular values as square roots of the eigenvalues of x^T x (docs/linalg.md: they
-        # lose relative accuracy below sqrt(eps) * the largest one)
-        sv = np.sqrt(np.maximum(eigvalsh(x.T @ x), 0.0))
+        sv = svd(x, compute_uv=False)             # one SVD record, as numpy
         out = np.max(sv) if ord == 2 else np.min(sv) if ord == -2 else np.sum(sv)
     else:
         raise ValueError(f"fastad: norm: invalid norm order {ord!r} for matrices")
     if keepdims:
         out = np.reshape(out, (1, 1))
     return out
+
+
+def _thin_svd(a, name):
+    """(U, s, Vt) of the thin SVD of a 2-d traced a, from one SVD record (dgesdd)."""
+    tape = tape_of(a)
+    a = as_traced(tape, a)
+    if a.ndim != 2:
+        raise np.linalg.LinAlgError(f"fastad: {name} needs a 2-d matrix, got shape {a.shape}")
+    m, n = a.shape
+    if m == 0 or n == 0:
+        raise np.linalg.LinAlgError(f"fastad: {name} of an empty matrix")
+    k = min(m, n)
+    first = linalg_record(tape, SVD, contiguous(tape, a, (m, n)), 0, m, n, 0)
+    info = tape.slot_values([first + linalg_nres(SVD, m, n) - 1])[0]
+    if info != 0:
+        raise np.linalg.LinAlgError(f"SVD did not converge (fastad: {name} on a traced matrix)")
+    return (wrap(tape, first, (m, k)), wrap(tape, first + m * k, (k,)),
+            wrap(tape, first + m * k + k, (k, n)))
+
+
+@implements(np.linalg.svd)
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """np.linalg.svd: (U, S, Vh) from one SVD record (LAPACK dgesdd, numpy's own call: the
+    same singular-vector signs).  compute_uv=False gives the singular values.  On a
+    traced rectangular matrix full_matrices=True raises: the extra columns of U (or rows
+    of Vh) are any orthonormal completion and have no derivative -- pass
+    full_matrices=False (docs/linalg.md).  hermitian=True is computed as a general SVD
+    (the same values; eigenvector signs may differ from numpy's eigh-based path)."""
+    if not _traced(a):
+        return np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv,
+                             hermitian=hermitian)
+    if a.ndim > 2:
+        return _stacked(lambda x: svd(x, full_matrices, compute_uv), a,
+                        SVDResult if compute_uv else None)
+    if not compute_uv:
+        return _thin_svd(a, "svd")[1]
+    m, n = a.shape
+    if full_matrices and m != n:
+        raise np.linalg.LinAlgError(
+            f"fastad: svd(full_matrices=True) of a traced {m}x{n} matrix: the extra "
+            f"{'columns of U' if m > n else 'rows of Vh'} are an arbitrary orthonormal "
+            "completion without a derivative; pass full_matrices=False (or "
+            "compute_uv=False for the singular values)")
+    return SVDResult(*_thin_svd(a, "svd"))
+
+
+def svdvals(a):
+    """scipy.linalg.svdvals / np.linalg.svdvals: the singular values, descending."""
+    if not _traced(a):
+        return np.linalg.svd(a, compute_uv=False)
+    return svd(a, compute_uv=False)
+
+
+if hasattr(np.linalg, "svdvals"):
+    implements(np.linalg.svdvals)(svdvals)
+
+
+def _rank_cut(s, rcond):
+    """How many singular values (descending, traced) exceed rcond * the largest, decided
+    by guards: a replay whose rank differs traces again."""
+    cutoff = rcond * s[0]
+    r = 0
+    for i in range(s.shape[0]):
+        if not (s[i] > cutoff):
+            break
+        r += 1
+    return r
+
+
+def _pinv_svd(a, rcond):
+    """(pinv of a, rank, U, s, Vt) through the truncated SVD (numpy's rule: singular
+    values <= rcond * max are dropped)."""
+    U, s, Vt = _thin_svd(a, "pinv")
+    r = _rank_cut(s, rcond)
+    m, n = a.shape
+    if r == 0:
+        return as_traced(tape_of(a), np.zeros((n, m))), 0, U, s, Vt
+    inv_s = 1.0 / s[:r]
+    return (Vt[:r].T * inv_s) @ U[:, :r].T, r, U, s, Vt
+
+
+def _tall_qr(a):
+    """(Q, R) of the reduced QR of a 2-d traced a with m >= n: one QR record."""
+    tape = tape_of(a)
+    m, n = a.shape
+    first = linalg_record(tape, QR, contiguous(tape, a, (m, n)), 0, m, n, 0)
+    if tape.slot_values([first + linalg_nres(QR, m, n) - 1])[0] != 0:
+        raise np.linalg.LinAlgError("fastad: qr: LAPACK failed on a traced matrix")
+    return wrap(tape, first, (m, n)), wrap(tape, first + m * n, (n, n))
+
+
+@implements(np.linalg.qr)
+def qr(a, mode="reduced"):
+    """np.linalg.qr: one QR record (LAPACK dgeqrf + dorgqr, numpy's calls: the same signs).
+    Modes 'reduced' and 'r'; 'complete' where it equals 'reduced' (m <= n) -- for a tall
+    matrix its extra columns of Q are an arbitrary orthonormal completion without a
+    derivative and it raises, as does 'raw' (Householder reflectors).  A wide matrix
+    (m < n) is [X | Y] with X square: Q R_X = X, R = [R_X | Q^T Y].  Stacks of matrices
+    too (docs/linalg.md)."""
+    if not _traced(a):
+        return np.linalg.qr(a, mode=mode)
+    if mode not in ("reduced", "complete", "r", "raw"):
+        raise ValueError(f"Unrecognized mode '{mode}'")
+    tape = tape_of(a)
+    a = as_traced(tape, a)
+    if a.ndim > 2:
+        return _stacked(lambda x: qr(x, mode), a, QRResult if mode != "r" else None)
+    if a.ndim != 2 or 0 in a.shape:
+        raise np.linalg.LinAlgError(f"fastad: qr needs a non-empty 2-d matrix, got shape "
+                                    f"{a.shape}")
+    m, n = a.shape
+    if mode == "raw" or (mode == "complete" and m > n):
+        raise np.linalg.LinAlgError(
+            f"fastad: qr(mode={mode!r}) of a traced {m}x{n} matrix: "
+            + ("the Householder reflectors are not traced values" if mode == "raw" else
+               "the extra columns of Q are an arbitrary orthonormal completion without a "
+               "derivative") + "; use mode='reduced' (or 'r')")
+    if m >= n:
+        Q, R = _tall_qr(a)
+    else:
+        Q, Rx = _tall_qr(a[:, :m])
+        R = np.concatenate([Rx, Q.T @ a[:, m:]], axis=1)
+    return R if mode == "r" else QRResult(Q, R)
+
+
+def _no_eig(name, alt):
+    def refuse(a, *args, **kw):
+        if not _traced(a):
+            return getattr(np.linalg, name)(a, *args, **kw)
+        raise TypeError(
+            f"fastad: np.linalg.{name} on a traced matrix is not supported: numpy returns "
+            "complex eigenvalues and eigenvectors whenever the spectrum of a non-symmetric "
+            "matrix is complex, and fastad has no complex traced values.  For a symmetric "
+            f"matrix use np.linalg.{alt} (the same eigenvalues, sorted ascending); for the "
+            "magnitudes of a general matrix's action use np.linalg.svd (docs/linalg.md)")
+    refuse.__name__ = name
+    refuse.__doc__ = f"np.linalg.{name} on traced values: refused with the alternatives."
+    return implements(getattr(np.linalg, name))(refuse)
+
+
+eig = _no_eig("eig", "eigh")
+eigvals = _no_eig("eigvals", "eigvalsh")

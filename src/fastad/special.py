@@ -1,7 +1,7 @@
 """scipy.special on traced values: `fastad.special.gammaln(x)` & co. (docs/linalg.md).
 
 The elementwise functions (gammaln, digamma/psi, polygamma, erfinv, ndtr, log_ndtr,
-xlogy, xlog1py, erf, erfc, expit, logit) are op-table entries (csrc/ops.h), so
+xlogy, xlog1py, gammainc, gammaincc, erf, erfc, expit, logit) are op-table entries (csrc/ops.h), so
 `scipy.special.gammaln(traced)` itself works through numpy's ufunc protocol; this module
 also gives them under their scipy names, with the functions scipy writes in Python
 (polygamma, betaln, multigammaln, logsumexp, softmax, log_softmax) as compositions of
@@ -18,7 +18,7 @@ from fastad.api import stop_gradient
 
 __all__ = ["gammaln", "digamma", "psi", "polygamma", "betaln", "multigammaln", "erf", "erfc",
            "erfinv", "ndtr", "log_ndtr", "xlogy", "xlog1py", "expit", "logit", "logsumexp",
-           "softmax", "log_softmax"]
+           "softmax", "log_softmax", "gammainc", "gammaincc"]
 
 _POLYGAMMA = [name for name, kind in op_table()].index("_polygamma")
 
@@ -28,6 +28,9 @@ erf, erfc, erfinv = _f.erf, _f.erfc, _f.erfinv
 ndtr, log_ndtr = _f.ndtr, _f.log_ndtr
 xlogy, xlog1py = _f.xlogy, _f.xlog1py
 expit, logit = _f.expit, _f.logit
+# regularized incomplete gamma P(a, x) and Q(a, x): exact first derivatives in a and x,
+# second derivatives in a NaN (docs/linalg.md)
+gammainc, gammaincc = _f.gammainc, _f.gammaincc
 
 
 def traced(*xs):

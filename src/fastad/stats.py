@@ -8,7 +8,8 @@ objectives written with densities call these instead:
 
 Each method is a composition of fastad ops (gammaln, xlogy, log_ndtr, cholesky, ...), so
 it differentiates in every mode; on plain (untraced) arguments it calls scipy itself.
-Supported: norm (logpdf, pdf, cdf, logcdf), t (logpdf, pdf), gamma (logpdf, pdf),
+Supported: norm (logpdf, pdf, cdf, logcdf), t (logpdf, pdf), gamma (logpdf, pdf, cdf, sf,
+logcdf, logsf),
 beta (logpdf, pdf), poisson (logpmf, pmf, cdf with a plain k), dirichlet (logpdf, pdf),
 multivariate_normal (logpdf, pdf).
 """
@@ -87,6 +88,34 @@ class _Gamma(_Dist):
             return self._plain("logpdf", x, a, loc, scale)
         z = (x - loc) / scale
         return sp.xlogy(a - 1.0, z) - z - sp.gammaln(a) - np.log(scale)
+
+    def _z(self, x, loc, scale):
+        return np.maximum((x - loc) / scale, 0.0)     # scipy: cdf 0, sf 1 below loc
+
+    def cdf(self, x, a, loc=0.0, scale=1.0):
+        """scipy.stats.gamma.cdf: gammainc(a, (x - loc) / scale)."""
+        if not sp.traced(x, a, loc, scale):
+            return self._plain("cdf", x, a, loc, scale)
+        return sp.gammainc(a, self._z(x, loc, scale))
+
+    def sf(self, x, a, loc=0.0, scale=1.0):
+        """scipy.stats.gamma.sf: gammaincc(a, (x - loc) / scale)."""
+        if not sp.traced(x, a, loc, scale):
+            return self._plain("sf", x, a, loc, scale)
+        return sp.gammaincc(a, self._z(x, loc, scale))
+
+    def logcdf(self, x, a, loc=0.0, scale=1.0):
+        """scipy.stats.gamma.logcdf: log of cdf (no tail-specific series)."""
+        if not sp.traced(x, a, loc, scale):
+            return self._plain("logcdf", x, a, loc, scale)
+        return np.log(self.cdf(x, a, loc, scale))
+
+    def logsf(self, x, a, loc=0.0, scale=1.0):
+        """scipy.stats.gamma.logsf: log of sf (Q keeps its relative accuracy in the upper
+        tail, the continued fraction computes it directly)."""
+        if not sp.traced(x, a, loc, scale):
+            return self._plain("logsf", x, a, loc, scale)
+        return np.log(self.sf(x, a, loc, scale))
 
 
 class _Beta(_Dist):
