@@ -31,6 +31,7 @@ case "$mode" in
                  tests/stress/test_threads.py tests/stress/test_memory.py
                  tests/stress/test_regressions.py tests/unit/test_rolling.py
                  tests/unit/test_blas.py tests/unit/test_linalg.py tests/unit/test_vmap.py
+                 tests/unit/test_fusion.py
                  tests/unit/test_pickle.py tests/unit/test_sparse.py
                  tests/oracle/test_conventions_matrix.py) ;;
     *)    echo "usage: tools/sanitize.sh [fast|all] [pytest args...]" >&2; exit 2 ;;

@@ -237,15 +237,50 @@ def test_threads_share_a_fused_tape():
         same(a, b)
 
 
-def test_native_code_agrees_with_fused_interpreter():
+def _need_compiler():
     from fastad import native
     if native.compiler()[0] is None:
         pytest.skip("no C compiler: the native tier is off")
+    return native
+
+
+def test_native_code_agrees_with_fused_interpreter():
+    native = _need_compiler()
+    # transcendental ops: compiled record by record (numpy's SIMD values), never swapped
+    # in under "auto" (docs/design.md, "Fusion")
     x = np.linspace(-0.9, 1.7, 700)
-    a = fd.value_and_grad(chain, native="always")(x)
+    g = fd.value_and_grad(chain, native="always")
+    a = g(x)
     b = fd.value_and_grad(chain, native="never")(x)
+    assert native.compiled_chains(g.tapes()[0]) == []
     close(a[0], b[0], rtol=1e-14)
     close(a[1], b[1], rtol=1e-14)
+    auto = fd.value_and_grad(chain)         # another length: no cached code to load
+    auto(np.linspace(-0.9, 1.7, 1701))
+    assert "fused elementwise chains" in native.tier(auto.tapes()[0])
+
+
+def test_native_fused_chain_is_one_loop():
+    native = _need_compiler()
+    from fastad import _codegen, _native
+    x = np.linspace(-1.2, 1.3, 3001)
+    g = fd.value_and_grad(rosen_vec, native="always")
+    tape = g.tapes()[0] if g(x) is not None else None
+    chains = native.compiled_chains(tape)
+    assert len(chains) == 1
+    src = _codegen.generate(_native.raw_records(tape), "k", ("fwd", "tan", "rev"), chains=chains)
+    assert src.count("for (int64_t k = 0; k < 3000; k++)") == 3      # one loop per sweep
+    assert native.tier(tape) == "native"
+    for xx in (x, np.cos(x)):
+        a, b = g(xx), fd.value_and_grad(rosen_vec, native="never")(xx)
+        same(a[0], b[0])
+        close(a[1], b[1], rtol=1e-14)
+        close(a[1], rosen_grad(xx), rtol=1e-12)
+    v = np.sin(x)
+    close(fd.hvp(rosen_vec, native="always")(x, v), fd.hvp(rosen_vec, native="never")(x, v),
+          rtol=1e-14)
+    f = lambda x: x * x * 3.0 - x
+    same(fd.jacfwd(f, native="always")(x[:40]), fd.jacfwd(f, native="never")(x[:40]))
 
 
 # ---------------------------------------------------------------------- generated programs
