@@ -589,6 +589,23 @@ static void chain_rev(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
 
 /* ---- the sweeps -------------------------------------------------------------------- */
 
+void fa_fused_zero(const fa_tape *t, double *adj)
+{
+    const fa_fuse_plan *P = (const fa_fuse_plan *)t->fused;
+    if (!P || P->nrec != t->nrec || !P->nc) {
+        memset(adj, 0, (size_t)t->nslot * sizeof(double));
+        return;
+    }
+    int64_t s = 0;                       /* members are sorted by result slot */
+    for (int64_t j = 0; j < P->nmem; j++) {
+        const fmem *q = &P->m[j];
+        if (q->live || q->kind == K_SUM) continue;
+        if (q->r > s) memset(adj + s, 0, (size_t)(q->r - s) * sizeof(double));
+        s = q->r + q->rlen;
+    }
+    if (t->nslot > s) memset(adj + s, 0, (size_t)(t->nslot - s) * sizeof(double));
+}
+
 static const fa_fuse_plan *plan_of(const fa_tape *t)
 {
     const fa_fuse_plan *P = (const fa_fuse_plan *)t->fused;

@@ -48,6 +48,11 @@ int64_t fa_fused_forward(const fa_tape *t, double *v);
 void fa_fused_tangent(const fa_tape *t, const double *v, double *tan);
 void fa_fused_reverse(const fa_tape *t, const double *v, double *adj);
 
+/* Zero the adjoints a reverse sweep reads: all but those of the intermediates fused chains
+ * keep in their tile buffers (on a tape of 10^6-element chains, most of the slots).  Only
+ * for a sweep that follows the plan (the interpreter's, or native code of fused chains). */
+void fa_fused_zero(const fa_tape *t, double *adj);
+
 /* The chains, for the native tier and for tests: chain c covers records [first, end) and
  * `live` (an array of the chain's member count) says which member results are written. */
 int64_t fa_fuse_count(const fa_fuse_plan *p);

@@ -8,7 +8,7 @@ fused sweeps, the generated ones never read a non-live member's value from memor
 replay may switch tier between its forward and reverse sweep.
 
 Only chains of ops whose values are correctly rounded the same way by numpy's loops and by
-the op table's C (arithmetic, sqrt, comparisons, selects) are compiled this way, so values
+the op table's C (arithmetic, sqrt, selects) are compiled this way, so values
 are the interpreter's bit for bit; a tape with any other chain stays interpreted
 (`compilable`).  Element by element, an adjoint reached through shifted views collects its
 terms in another order than the interpreter's tiles: ≤ 1e-14 relative
@@ -16,9 +16,10 @@ terms in another order than the interpreter's tiles: ≤ 1e-14 relative
 """
 
 # ops whose value numpy's loop and the op table's C compute identically (IEEE arithmetic,
-# sqrt, comparisons and selects; the internal ops have no numpy loop at all)
+# sqrt, selects; the internal ops have no numpy loop at all).  Not maximum & co.: numpy
+# and fa_max may pick different zeros of a tie of -0.0 and 0.0
 EXACT = {"ADD", "SUBTRACT", "MULTIPLY", "DIVIDE", "NEGATIVE", "SQUARE", "SQRT", "RECIPROCAL",
-         "ABSOLUTE", "MAXIMUM", "MINIMUM", "FMAX", "FMIN", "COPY", "STOP", "SIGNPOS", "SIGN",
+         "ABSOLUTE", "COPY", "STOP", "SIGNPOS",
          "SELECT", "SELECT_NOT", "LESS_MASK", "LESS_EQUAL_MASK", "EQUAL_MASK",
          "NOT_EQUAL_MASK", "GTSHARE", "FMAXDA", "AZMUL", "GATHER", "SUM"}
 
