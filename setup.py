@@ -49,8 +49,8 @@ def extension(name, with_c=False, extra=()):
     )
 
 
-# the optimizer (csrc/optimize.c) runs on finished tapes, which only fastad._tape handles
-extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c"]),
+# the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes, which only fastad._tape handles
+extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c", "csrc/fuse.c"]),
               extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
               # batched replay (fastad.vmap): links its own copy of the C core for batch.h
               extension("_batch", with_c=True), extension("_native")]

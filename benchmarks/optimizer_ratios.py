@@ -3,7 +3,8 @@
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/optimizer_ratios.py [--rounds 9]
 
 For each problem of benchmarks/problems.py, fastad's replayed value_and_grad with the
-optimizer (the default) and with optimize=False, the hand-written numpy gradient and, when
+optimizer (the default), with loops rolled but no fusion (FASTAD_FUSE=0) and with
+optimize=False, the hand-written numpy gradient and, when
 installed, CasADi SX and jax.jit, are timed in interleaved rounds (A B C A B C ...), so a
 load that changes during the run hits every contender alike; the table gives medians and
 ratios.  It also times the first call (trace + optimize + first gradient) of the
@@ -55,6 +56,13 @@ def contenders(problem):
         vg = fd.value_and_grad(problem.f, argnums=an, optimize=opt)
         vg(*args)
         out[name] = (vg, args)
+    os.environ["FASTAD_FUSE"] = "0"        # rolled, not fused (docs/design.md, "Fusion")
+    try:
+        vg = fd.value_and_grad(problem.f, argnums=an)
+        vg(*args)
+        out["fastad-nofuse"] = (vg, args)
+    finally:
+        del os.environ["FASTAD_FUSE"]
     out["numpy-hand"] = (problem.grad_hand, args)
     for name, maker in (("casadi", getattr(peers, "make_casadi", None)),
                         ("jax-jit", getattr(peers, "make_jax_jit", None))):
@@ -88,7 +96,8 @@ def main():
     global CLOCK
     if a.wall:
         CLOCK = time.perf_counter
-    print(f"{'problem':22s} {'fastad':>10s} {'noopt/fastad':>13s} {'hand/fastad':>12s} "
+    print(f"{'problem':22s} {'fastad':>10s} {'noopt/fastad':>13s} {'nofuse/fastad':>14s} "
+          f"{'hand/fastad':>12s} "
           f"{'casadi/fastad':>14s} {'jaxjit/fastad':>14s} {'fastad/C-loop':>14s}")
     for pid in PIDS:
         if a.k not in pid:
@@ -103,7 +112,8 @@ def main():
         ref = med["fastad"]
         cell = lambda c, med=med, ref=ref: f"{med[c] / ref:.2f}x" if c in med else "-"
         vs_c = f"{ref / med['c-loop']:.1f}x" if "c-loop" in med else "-"
-        print(f"{pid:22s} {ref * 1e6:8.1f}us {cell('fastad-noopt'):>13s} {cell('numpy-hand'):>12s} "
+        print(f"{pid:22s} {ref * 1e6:8.1f}us {cell('fastad-noopt'):>13s} "
+              f"{cell('fastad-nofuse'):>14s} {cell('numpy-hand'):>12s} "
               f"{cell('casadi'):>14s} {cell('jax-jit'):>14s} {vs_c:>14s}")
         tape = cs["fastad"][0].tapes()[0]
         if tape.optimized:

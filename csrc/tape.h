@@ -66,6 +66,8 @@ typedef struct {
     void *owner;          /* the Python object owning the tape (for those callbacks) */
     int64_t want;         /* slots the last growth asked for (reported when it fails) */
     void *native;         /* the tape's machine code (native_abi.h), or NULL; owned by Tape */
+    void *fused;          /* the fusion plan of its elementwise chains (fuse.h), or NULL;
+                           * owned by Tape, which made it (the sweeps ignore a stale one) */
 } fa_tape;
 
 fa_tape *fa_tape_new(void);

@@ -538,7 +538,12 @@ def _own_function(p):
     return p.n * (p.sa if p.name in REDUCE_OPS + ("CUMSUM",) else 1) >= LOOP_MIN
 
 
-def _items(recs, stmt, *extra):
+def _items(recs, stmt, *extra, over=None):
+    """(statement, is_loop) per record; `over` replaces some records' statements (a fused
+    chain's loop at one member, None at the others: _codegen_fuse)."""
+    if over:
+        return [(over[p.i], True) if p.i in over else (stmt(p, "ix", *extra), _own_function(p))
+                for p in recs]
     return [(stmt(p, "ix", *extra), _own_function(p)) for p in recs]
 
 
@@ -546,8 +551,9 @@ def _attr(loop):
     return "FA_LOOPFN" if loop else "FA_NOINLINE"
 
 
-def _fwd_functions(recs, prefix, vec, ix_expr):
-    items = [(fwd_stmt(p, vec, ix_expr), _own_function(p)) for p in recs]
+def _fwd_functions(recs, prefix, vec, ix_expr, over=None):
+    items = [(over[p.i], True) if over and p.i in over else (fwd_stmt(p, vec, ix_expr),
+                                                              _own_function(p)) for p in recs]
     vec_param = ", fa_native_vec_fn vec" if vec else ""
     vec_arg = ", vec" if vec else ""
     out, calls = [], []
@@ -617,24 +623,43 @@ static inline double fa_nazw(double w, double d) { return FA_LIKELY(d != 0.0) ? 
 """
 
 
-def generate(rows, key, sweeps=("fwd", "tan", "rev")):
+def _fused(recs, chains):
+    """Statements of the fused chains (Tape.fused_chains(), docs/design.md "Fusion"): per
+    sweep, {record index: the chain's loop at one member, None at the others}."""
+    from fastad import _codegen_fuse as F
+    over = {"fwd": {}, "tan": {}, "rev": {}}
+    for c in chains:
+        ms = F.members(recs, c)
+        for w in over:
+            for m in ms:
+                over[w][m.p.i] = None
+        over["fwd"][ms[0].p.i] = F.fwd(ms, "ix")
+        over["tan"][ms[0].p.i] = F.tan(ms, "ix")
+        over["rev"][ms[-1].p.i] = F.rev(ms, "ix")
+    return over
+
+
+def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
     """The C of an in-process shared object for the records `rows` (raw_records): the
     functions fastad_fwd / fastad_tan / fastad_rev of csrc/native_abi.h for the sweeps
-    asked for, and the string fastad_key."""
+    asked for, and the string fastad_key.  `chains`: the tape's fused chains, each
+    compiled as one loop per sweep (fastad._codegen_fuse)."""
     recs = parse(rows)
+    over = _fused(recs, chains)
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if "fwd" in sweeps:
-        fns, calls = _fwd_functions(recs, "", True, "ix")
+        fns, calls = _fwd_functions(recs, "", True, "ix", over["fwd"])
         parts += fns
         parts.append("int64_t fastad_fwd(double *v, const int32_t *ix, fa_native_vec_fn vec)\n"
                      "{\n    int64_t r;\n" + "\n".join(calls) + "\n    return -1;\n}\n")
     if "tan" in sweeps:
-        fns, calls = _sweep_functions(_items(recs, tan_stmt), "", "tan", "t")
+        fns, calls = _sweep_functions(_items(recs, tan_stmt, over=over["tan"]), "", "tan", "t")
         parts += fns
         parts.append("void fastad_tan(const double *v, double *t, const int32_t *ix)\n{\n"
                      + "\n".join(calls) + "\n}\n")
     if "rev" in sweeps:
-        fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True), "", "rev", "g")
+        fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True, over=over["rev"]),
+                                      "", "rev", "g")
         parts += fns
         parts.append("void fastad_rev(const double *v, double *g, const int32_t *ix)\n{\n"
                      + "\n".join(calls) + "\n}\n")

@@ -23,6 +23,7 @@ cdef extern from "tape.h" nogil:
         void *owner
         int64_t want
         void *native
+        void *fused
 
     ctypedef struct fa_op_info:
         const char *name

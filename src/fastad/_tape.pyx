@@ -18,6 +18,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
+import os
 import threading
 import time
 from collections import namedtuple
@@ -160,6 +161,23 @@ cdef extern from "optimize.h" nogil:
                     int32_t *map, fa_opt_stats *st)
 
 
+cdef extern from "fuse.h" nogil:
+    ctypedef struct fa_fuse_plan:
+        pass
+    ctypedef struct fa_fuse_stats:
+        int64_t chains, records, live, sums, words_after
+    int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_fuse_plan **out,
+                fa_fuse_stats *st)
+    void fa_fuse_free(fa_fuse_plan *p)
+    int64_t fa_fused_forward(const fa_tape *t, double *v)
+    void fa_fused_tangent(const fa_tape *t, const double *v, double *tan)
+    void fa_fused_reverse(const fa_tape *t, const double *v, double *adj)
+    void fa_fused_zero(const fa_tape *t, double *adj)
+    int64_t fa_fuse_count(const fa_fuse_plan *p)
+    int fa_fuse_chain(const fa_fuse_plan *p, int64_t c, int64_t *first, int64_t *end,
+                      int64_t *nmembers, uint8_t *live, int64_t cap)
+
+
 cdef enum:
     CB_FORWARD = 0
     CB_TANGENT = 1
@@ -181,6 +199,8 @@ cdef int64_t sweep_forward(const fa_tape *t, double *v) noexcept nogil:
             elif fa_fwd(&t.rec[i], v, t.ix):
                 return i
         return -1
+    if t.fused != NULL:      # elementwise chains tile by tile (csrc/fuse.c)
+        return fa_fused_forward(t, v)
     for i in range(t.nrec):
         if fa_fwd(&t.rec[i], v, t.ix):
             return i
@@ -194,6 +214,9 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
     if nat != NULL and nat.tan != NULL:
         nat.tan(v, tan, t.ix)
         return 0
+    if t.fused != NULL and t.ncb == 0:
+        fa_fused_tangent(t, v, tan)
+        return 0
     for i in range(t.nrec):
         if t.ncb and t.rec[i].op == FA_CALLBACK:
             if callback(t, i, <double *>v, tan, CB_TANGENT):
@@ -206,7 +229,12 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
 cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                        double seed) noexcept nogil:
     """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
-    memset(adj, 0, <size_t>t.nslot * sizeof(double))
+    if t.fused != NULL and fa_native_get(t) == NULL:
+        # fused intermediates' adjoints are never read: not zeroed (csrc/fuse.c); native
+        # code swapped in after this test compiles the chains fused too (fastad.native)
+        fa_fused_zero(t, adj)
+    else:
+        memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
     return sweep_reverse_seeded(t, v, adj)
 
@@ -217,6 +245,9 @@ cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) no
     cdef const fa_native *nat = fa_native_get(t)
     if nat != NULL and nat.rev != NULL:
         nat.rev(v, adj, t.ix)
+        return 0
+    if t.fused != NULL and t.ncb == 0:
+        fa_fused_reverse(t, v, adj)
         return 0
     for i in range(t.nrec - 1, -1, -1):
         if t.ncb and t.rec[i].op == FA_CALLBACK:
@@ -302,6 +333,7 @@ cdef class Tape:
         free(self.main.tan)
         if self.c != NULL:
             free(self.c.native)    # the function table; its shared object stays loaded
+            fa_fuse_free(<fa_fuse_plan *>self.c.fused)
         fa_tape_free(self.c)   # owns main.val
 
     cdef int check(self, int err) except -1:
@@ -410,13 +442,15 @@ cdef class Tape:
         """End a recording that failed: the tape is dropped and its values become escaped."""
         self.finish(-1)
 
-    def optimize(self, keep=()):
-        """Roll the loops of this finished tape back up (docs/design.md, "The optimizer").
+    def optimize(self, keep=(), fuse=None):
+        """Roll the loops of this finished tape back up, then plan the fusion of its
+        elementwise chains (docs/design.md, "The optimizer" and "Fusion").
 
         `keep` lists the slots the caller will read (outputs, auxiliary data); the output
         slot is kept too.  Returns the map old slot -> new slot (an int32 array, -1 for a
-        slot that no longer exists), or None when the tape is left as recorded.  What was
-        done is in `self.optimized`."""
+        slot that no longer exists), or None when the records are left as recorded (fusion
+        never renames slots).  `fuse` (default: on unless the environment sets
+        FASTAD_FUSE=0) plans the fusion.  What was done is in `self.optimized`."""
         cdef const int32_t[::1] k = np.concatenate(
             [np.asarray(keep, dtype=np.int64).ravel(),
              [self.output_slot] if self.output_slot >= 0 else []]).astype(np.int32)
@@ -447,8 +481,42 @@ cdef class Tape:
             self.main.val = self.c.val
         info["records_after"] = int(self.c.nrec)
         info["bytes_after"] = int(self.nbytes)
+        if fuse is None:
+            fuse = os.environ.get("FASTAD_FUSE", "1") != "0"
+        info.update(fused_chains=0, fused_records=0, fused_live=0, fused_sums=0,
+                    words_after_fusion=int(self.c.nrec))
+        if fuse:
+            kept = np.asarray(k, dtype=np.int64)
+            if n != NULL:
+                kept = mapping[kept] if kept.shape[0] else kept
+            self._fuse(np.ascontiguousarray(kept[kept >= 0], dtype=np.int32), info)
         self.optimized = info
         return mapping if n != NULL else None
+
+    def _fuse(self, const int32_t[::1] keep, dict info):
+        """Plan the fusion of the elementwise chains (csrc/fuse.c); the records stay."""
+        cdef fa_fuse_plan *plan = NULL
+        cdef fa_fuse_stats st
+        cdef const int32_t *kp = &keep[0] if keep.shape[0] else NULL
+        t0 = time.perf_counter()
+        self.check(fa_fuse(self.c, kp, keep.shape[0], &plan, &st))
+        info["seconds"] += time.perf_counter() - t0
+        fa_fuse_free(<fa_fuse_plan *>self.c.fused)
+        self.c.fused = <void *>plan
+        info.update(fused_chains=st.chains, fused_records=st.records, fused_live=st.live,
+                    fused_sums=st.sums, words_after_fusion=st.words_after)
+
+    def fused_chains(self):
+        """The fused chains (docs/design.md, "Fusion"): a list of (first record, end record,
+        which members' results are written to memory)."""
+        cdef fa_fuse_plan *plan = <fa_fuse_plan *>self.c.fused
+        cdef int64_t c, first, end, nm
+        cdef uint8_t live[64]
+        out = []
+        for c in range(fa_fuse_count(plan)):
+            self.check(fa_fuse_chain(plan, c, &first, &end, &nm, live, 64))
+            out.append((first, end, [bool(live[j]) for j in range(min(nm, 64))]))
+        return out
 
     def __len__(self):
         """Number of records (a ranged record counts its header and its EXT word)."""

@@ -210,11 +210,29 @@ def key_of(tape, sweeps):
     argv, ident = compiler()
     h = hashlib.blake2b(digest_size=20)
     h.update(_codegen.structure_hash(_native.record_bytes(tape), sweeps).encode())
+    chains = compiled_chains(tape)
+    if chains:
+        h.update(repr(chains).encode())
     if not _SOURCE_HASH:
         _SOURCE_HASH.append(_codegen.source_hash())     # the headers do not change
     h.update(_SOURCE_HASH[0].encode())
     h.update(repr((argv, ident, flags(), sys.platform)).encode())
     return h.hexdigest()
+
+
+def compiled_chains(tape):
+    """The fused chains the generated code compiles as one loop each (docs/design.md,
+    "Fusion"): all of the tape's, when their ops give the interpreter's values in a plain C
+    loop; else none, and the records are compiled one by one."""
+    chains = tape.fused_chains()
+    if not chains:
+        return []
+    from fastad import _codegen_fuse
+    try:
+        ok = _codegen_fuse.compilable(_native.raw_records(tape), chains, _codegen.c_names())
+    except _codegen.Unsupported:
+        ok = False
+    return chains if ok else []
 
 
 def _path(d, key):
@@ -261,7 +279,8 @@ def build(tape, sweeps):
         if _try_load(tape, _path(d, key), key, sweeps):
             return False
     try:
-        source = _codegen.generate(_native.raw_records(tape), key, sweeps)
+        source = _codegen.generate(_native.raw_records(tape), key, sweeps,
+                                   chains=compiled_chains(tape))
     except _codegen.Unsupported as e:
         raise NativeError(str(e)) from None
     d = _writable_dir()
@@ -395,6 +414,12 @@ def attach(tape, mode, dmode):
             policy.state, policy.compile_time = "native", 0.0
             _warm_up(tape, policy.sweeps)
             return
+    if tape.fused_chains() and not compiled_chains(tape):
+        # the interpreter's fused chains leave intermediates out of memory (docs/design.md,
+        # "Fusion"), and these are compiled record by record: code swapped in between a
+        # fused forward sweep and a compiled reverse sweep would read values never written
+        policy.state = "interpreted (fused elementwise chains of transcendental ops)"
+        return
     tape.native_countdown = hot_after(_native.straight_line(tape))
 
 

@@ -127,6 +127,6 @@ def trace(fun: Callable[..., Any] | Any, *args: Any, tangents: Any = None, adjoi
     # what grad & co. replay instead: the same recording, optimized (docs/design.md)
     opt = record(fun, *args)
     opt.optimize()
-    if opt.optimized["loops"]:
+    if opt.optimized["loops"] or opt.optimized.get("fused_chains"):
         tr.optimizer = optimizer_text(opt.optimized)
     return tr

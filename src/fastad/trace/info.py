@@ -80,7 +80,18 @@ class TapeInfo:
 
 
 def optimizer_text(o):
-    """One line on what the optimizer did to a tape (Tape.optimized)."""
+    """One line on what the optimizer did to a tape (Tape.optimized): rolled loops, and
+    fused elementwise chains (docs/design.md, "Fusion")."""
+    text = _rolling_text(o)
+    if o.get("fused_chains"):
+        text += (f"; fused {plural(o['fused_chains'], 'elementwise chain')} "
+                 f"({o['fused_records']} records, {o['fused_live']} results written, "
+                 f"{plural(o['fused_sums'], 'final sum')}), tape words {o['records_after']} -> "
+                 f"{o['words_after_fusion']}")
+    return text
+
+
+def _rolling_text(o):
     if o.get("abandoned"):
         return ("left as recorded (a rolled guard re-evaluated differently; "
                 f"pass {o['seconds'] * 1e3:.2f} ms)")

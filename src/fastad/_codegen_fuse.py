@@ -1,0 +1,201 @@
+"""C for the fused elementwise chains of a tape (docs/design.md, "Fusion"; docs/native.md).
+
+The interpreter runs a fused chain tile by tile (csrc/fuse.c); generated code runs it as
+one C loop per sweep: forward computes every member of element k in registers and writes
+only the live results (and the final sum), tangent and reverse recompute element k's
+members from the chain's inputs and propagate through them at once.  Like the interpreter's
+fused sweeps, the generated ones never read a non-live member's value from memory, so a
+replay may switch tier between its forward and reverse sweep.
+
+Only chains of ops whose values are correctly rounded the same way by numpy's loops and by
+the op table's C (arithmetic, sqrt, selects) are compiled this way, so values
+are the interpreter's bit for bit; a tape with any other chain stays interpreted
+(`compilable`).  Element by element, an adjoint reached through shifted views collects its
+terms in another order than the interpreter's tiles: ≤ 1e-14 relative
+(docs/conventions.md, "Fused chains").
+"""
+
+# ops whose value numpy's loop and the op table's C compute identically (IEEE arithmetic,
+# sqrt, selects; the internal ops have no numpy loop at all).  Not maximum & co.: numpy
+# and fa_max may pick different zeros of a tie of -0.0 and 0.0
+EXACT = {"ADD", "SUBTRACT", "MULTIPLY", "DIVIDE", "NEGATIVE", "SQUARE", "SQRT", "RECIPROCAL",
+         "ABSOLUTE", "COPY", "STOP", "SIGNPOS",
+         "SELECT", "SELECT_NOT", "LESS_MASK", "LESS_EQUAL_MASK", "EQUAL_MASK",
+         "NOT_EQUAL_MASK", "GTSHARE", "FMAXDA", "AZMUL", "GATHER", "SUM"}
+
+A_PASSIVE, B_PASSIVE = 0x04, 0x08
+
+
+class Member:
+    __slots__ = ("p", "j", "live", "ca", "cb", "ia", "ib")
+
+
+def members(recs, chain):
+    """The members of one chain (first, end, live) of Tape.fused_chains(), with their
+    operand classes as csrc/fuse.c made them: 'int' (an earlier member's whole result),
+    'ext' (a range from outside), 'bc' (a broadcast slot)."""
+    first, end, live = chain
+    ms = [p for p in recs if first <= p.i < end]
+    if len(ms) != len(live):
+        raise ValueError("fastad internal error: a fused chain does not match the records")
+    out, by_r = [], {}
+    for j, (p, lv) in enumerate(zip(ms, live)):
+        m = Member()
+        m.p, m.j, m.live = p, j, lv
+        m.ca, m.ia = _cls(p.a, p.sa if p.name != "SUM" else 1, by_r)
+        m.cb, m.ib = _cls(p.b, p.sb, by_r) if p.kind == "binary" else ("bc", -1)
+        out.append(m)
+        if p.name != "SUM":
+            by_r[p.r] = j
+    return out
+
+
+def _cls(s, stride, by_r):
+    if not stride:
+        return "bc", -1
+    if s in by_r:
+        return "int", by_r[s]
+    return "ext", -1
+
+
+def compilable(rows, chains, names):
+    """Can every chain be compiled as one loop with the interpreter's values?  `rows`: the
+    raw records, `names`: _codegen.c_names()."""
+    for first, end, _ in chains:
+        for i in range(first, end):
+            c = names[int(rows[i][0])][0]
+            if c != "EXT" and c not in EXACT:
+                return False
+    return True
+
+
+def _val(m, which, ms):
+    """C for operand `which` of member m's value at element k."""
+    cls, idx, s = (m.ca, m.ia, m.p.a) if which == "a" else (m.cb, m.ib, m.p.b)
+    if cls == "int":
+        return f"m{idx}"
+    return f"v[{s} + k]" if cls == "ext" else f"v[{s}]"
+
+
+def _args(m, ms):
+    a = _val(m, "a", ms)
+    if m.p.kind == "unary":
+        return f"{a}, m{m.j}"
+    return f"{a}, {_val(m, 'b', ms)}, m{m.j}"
+
+
+def _values(ms, ix, write):
+    """Statements computing every member's value at element k (writing live ones)."""
+    out = []
+    for m in ms:
+        p = m.p
+        if p.name == "SUM":
+            continue
+        if p.name == "GATHER":
+            expr = f"v[{ix}[{p.a} + k]]"
+        elif p.kind == "unary":
+            expr = f"fa_v_{p.name}({_val(m, 'a', ms)})"
+        else:
+            expr = f"fa_v_{p.name}({_val(m, 'a', ms)}, {_val(m, 'b', ms)})"
+        if m.live and not write:
+            expr = f"v[{p.r} + k]"          # written by the forward sweep (either tier)
+        out.append(f"const double m{m.j} = {expr};")
+        if m.live and write:
+            out.append(f"v[{p.r} + k] = m{m.j};")
+    return out
+
+
+def _sum(ms):
+    return ms[-1] if ms and ms[-1].p.name == "SUM" else None
+
+
+def fwd(ms, ix):
+    n = ms[0].p.n
+    S = _sum(ms)
+    body = _values(ms, ix, True)
+    if S:
+        body.append(f"acc += m{S.ia};")
+    head = "{ double acc = 0.0; " if S else "{ "
+    tail = f" v[{S.p.r}] = acc; }}" if S else " }"
+    return head + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " }" + tail
+
+
+def _tan_of(m, which):
+    cls, idx, s = (m.ca, m.ia, m.p.a) if which == "a" else (m.cb, m.ib, m.p.b)
+    if cls == "int":
+        return f"d{idx}"
+    return f"t[{s} + k]" if cls == "ext" else f"t[{s}]"
+
+
+def tan(ms, ix):
+    n = ms[0].p.n
+    S = _sum(ms)
+    body = _values(ms, ix, False)
+    for m in ms:
+        p = m.p
+        if p.name == "SUM":
+            body.append(f"acc += FA_NAZ(d{m.ia}, 1.0);")
+            continue
+        if p.name == "GATHER":
+            expr = f"t[{ix}[{p.a} + k]]"
+        else:
+            args = _args(m, ms)
+            expr = f"FA_NAZ({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
+            if p.kind == "binary":
+                expr += f" + FA_NAZ({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
+        body.append(f"const double d{m.j} = {expr};")
+        if m.live:
+            body.append(f"t[{p.r} + k] = d{m.j};")
+    head = "{ double acc = 0.0; " if S else "{ "
+    tail = f" t[{S.p.r}] = acc; }}" if S else " }"
+    return head + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " }" + tail
+
+
+def rev(ms, ix, passive=True):
+    """Reverse: per element, the members' adjoints in registers, last member first; the
+    adjoints of broadcast operands summed over the loop and added after it, like the
+    interpreter's fused sweep."""
+    n = ms[0].p.n
+    S = _sum(ms)
+    pre, post = [], []
+    body = _values(ms, ix, False)
+    for m in ms:
+        if m.p.name == "SUM":
+            continue
+        init = f"g[{m.p.r} + k]" if m.live else "0.0"
+        body.append(f"double w{m.j} = {init};")
+    if S and not (passive and S.p.flags & A_PASSIVE):
+        pre.append(f"const double ws = g[{S.p.r}];")
+        body.append(f"if (ws != 0.0) w{S.ia} += ws;")
+    for m in reversed(ms):
+        p = m.p
+        if p.name == "SUM":
+            continue
+        if p.name == "GATHER":
+            if not (passive and p.flags & A_PASSIVE):
+                body.append(f"g[{ix}[{p.a} + k]] += w{m.j};")
+            continue
+        args = _args(m, ms)
+        for which, cls, idx, s, flag, d in (("a", m.ca, m.ia, p.a, A_PASSIVE, "da"),
+                                             ("b", m.cb, m.ib, p.b, B_PASSIVE, "db")):
+            if which == "b" and p.kind == "unary":
+                continue
+            if passive and p.flags & flag:
+                continue
+            term = f"FA_NAZ(w{m.j}, fa_{d}_{p.name}({args}))"
+            if cls == "int":
+                body.append(f"w{idx} += {term};")
+            elif cls == "ext":
+                body.append(f"g[{s} + k] += {term};")
+            else:
+                name = f"acc_{m.j}_{which}"
+                pre.append(f"double {name} = 0.0;")
+                body.append(f"{name} += {term};")
+                post.append((m.j, which, f"g[{s}] += {name};"))
+    for m in ms:
+        if m.live and m.p.name != "SUM":
+            body.append(f"g[{m.p.r} + k] = w{m.j};")
+    # broadcast sums in the interpreter's order: last member first, a before b
+    post.sort(key=lambda x: (-x[0], x[1]))
+    return ("{ " + " ".join(pre) + f" for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body)
+            + " } " + " ".join(x[2] for x in post) + " }")
