@@ -22,7 +22,7 @@ import numpy as np
 from fastad._tape import op_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
