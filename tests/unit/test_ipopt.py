@@ -118,3 +118,21 @@ def test_ipopt_refuses_what_it_cannot_use():
     with pytest.raises(ValueError, match="lb > ub"):
         fd.minimize(hs71_f, np.ones(4), method="ipopt",
                     constraints=[fd.NonlinearConstraint(hs71_c, 41.0, 40.0)])
+
+
+def test_a_new_tape_maps_into_the_declared_structure_or_raises():
+    """A branch taken differently gives a new tape and pattern: values inside the structure
+    declared at x0 are mapped into it, a nonzero outside it is refused."""
+    from fastad.ipopt import _Structure
+    declared = (np.array([0, 2, 3]), np.array([0, 1, 1], dtype=np.int32))   # (0,0) (0,1) (1,1)
+    s = _Structure(declared, (2, 2), False, "constraint Jacobian")
+    np.testing.assert_array_equal(s.values(declared, np.array([1.0, 2.0, 3.0])), [1, 2, 3])
+    narrower = (np.array([0, 1, 2]), np.array([1, 1], dtype=np.int32))       # (0,1) (1,1)
+    np.testing.assert_array_equal(s.values(narrower, np.array([5.0, 7.0])), [0, 5, 7])
+    wider = (np.array([0, 2, 4]), np.array([0, 1, 0, 1], dtype=np.int32))
+    with pytest.raises(RuntimeError, match="outside the sparsity structure"):
+        s.values(wider, np.array([1.0, 2.0, 4.0, 3.0]))
+    # a Hessian: only the lower triangle is declared and compared
+    h = _Structure(wider, (2, 2), True, "Hessian of the Lagrangian")
+    assert h.rows.tolist() == [0, 1, 1] and h.cols.tolist() == [0, 0, 1]
+    np.testing.assert_array_equal(h.values(declared, np.array([1.0, 2.0, 3.0])), [1, 0, 3])
