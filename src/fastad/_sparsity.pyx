@@ -8,8 +8,9 @@ elementwise ops take the union of the operands whose partial is not identically 
 (read from the op table, see fastad.sparse), gathers copy, reductions and matrix products
 take the union of what each result reads, callbacks make every output depend on every
 input.  Guards are skipped: a pattern is exact for the branch outcomes the tape recorded,
-and the tape is replayed only while those outcomes hold.  A structural record this module
-does not know raises instead of guessing.
+and the tape is replayed only while those outcomes hold.  Linear-algebra records are dense
+blocks; a record kind this module does not know is opaque: from there on every computed
+slot depends on every column (conservative, never a failure; see `opaque`).
 
 The Hessian pattern is computed by nonlinear-interaction propagation (Walther 2008,
 "Computing sparse Hessians with automatic differentiation"): with the forward index sets
@@ -25,7 +26,8 @@ structure.  Written here rather than taken from networkx because they must handl
 columns in well under a second (networkx's greedy_color builds Python dicts per vertex).
 
 Compressed sweeps.  One tangent sweep (or one reverse sweep) per colour, on a workspace of
-the tape, in C without the GIL.
+the tape, in C without the GIL; or, in forward mode, all colours as tangent lanes in one
+pass (csrc/lanes.h, `compressed_lanes`), bit for bit the same.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
