@@ -25,15 +25,35 @@
  * classified here (the op table array lives in tape.c, which this module does not link). */
 #define FA_LANE_COUNT1(N, S, V, DA) + 1
 #define FA_LANE_COUNT2(N, S, V, DA, DB) + 1
+#define FA_LANE_COUNTG(N, S, T) + 1
 enum { FA_LANE_NUNARY = 0 FA_UNARY_OPS(FA_LANE_COUNT1),
-       FA_LANE_NELEM = FA_LANE_NUNARY FA_BINARY_OPS(FA_LANE_COUNT2) };
+       FA_LANE_NELEM = FA_LANE_NUNARY FA_BINARY_OPS(FA_LANE_COUNT2),
+       FA_LANE_NGUARD = FA_LANE_NELEM FA_GUARD_OPS(FA_LANE_COUNTG) };
 #undef FA_LANE_COUNT1
 #undef FA_LANE_COUNT2
+#undef FA_LANE_COUNTG
+/* the first op of each list is where the counts say (an op list inserted before them
+ * would break the counting: this stops the build instead) */
+#define FA_LANE_FIRST1(N, S, V, DA) FA_##N,
+#define FA_LANE_FIRST2(N, S, V, DA, DB) FA_##N,
+#define FA_LANE_FIRSTG(N, S, T) FA_##N,
+static const int fa_lane_first_binary[] = {FA_BINARY_OPS(FA_LANE_FIRST2) -1};
+static const int fa_lane_first_guard[] = {FA_GUARD_OPS(FA_LANE_FIRSTG) -1};
+#undef FA_LANE_FIRST1
+#undef FA_LANE_FIRST2
+#undef FA_LANE_FIRSTG
+_Static_assert((int)FA_LANE_NGUARD <= (int)FA_GATHER, "lanes.h: op lists out of the expected order");
 
-/* Is op an elementwise (unary or binary) op, a guard? */
+/* Is op an elementwise (unary or binary) op, a guard?  Anything else that is not a known
+ * structural op makes `lanes_ok` refuse the tape (src/fastad/_sparsity.pyx). */
 static inline int fa_lane_elementwise(int op) { return op >= 0 && op < FA_LANE_NELEM; }
 static inline int fa_lane_binary(int op) { return op >= FA_LANE_NUNARY && op < FA_LANE_NELEM; }
-static inline int fa_lane_guard(int op) { return op >= FA_LANE_NELEM && op < FA_GATHER; }
+static inline int fa_lane_guard(int op) { return op >= FA_LANE_NELEM && op < FA_LANE_NGUARD; }
+/* 1 when the enumeration starts with the unary, binary and guard lists in that order */
+static inline int fa_lane_order_ok(void)
+{
+    return fa_lane_first_binary[0] == FA_LANE_NUNARY && fa_lane_first_guard[0] == FA_LANE_NELEM;
+}
 
 /* t[r] = AZ(t[a], da) (+ AZ(t[b], db)) for each of the K lanes tl[0..K), over elements
  * [0, m) of a chunk whose operands start at the given offsets (stride 1, or 0: one slot). */

@@ -50,6 +50,7 @@ cdef extern from "lanes.h" nogil:
         FA_EIGH
     int fa_lane_elementwise(int op)
     int fa_lane_guard(int op)
+    int fa_lane_order_ok()
     void fa_lane_tan(const fa_rec *p, const double *v, double **tl, int K, double *da,
                      double *db)
     void fa_lane_tan_scalar(const fa_rec *p, const double *v, double **tl, int K)
@@ -909,6 +910,8 @@ def lanes_ok(Tape tape):
     cdef const fa_tape *t = tape.c
     cdef int64_t i
     cdef int op
+    if not fa_lane_order_ok():
+        return False
     for i in range(t.nrec):
         op = t.rec[i].op
         if op == FA_EXT or fa_lane_elementwise(op):
