@@ -8,8 +8,9 @@ elementwise ops take the union of the operands whose partial is not identically 
 (read from the op table, see fastad.sparse), gathers copy, reductions and matrix products
 take the union of what each result reads, callbacks make every output depend on every
 input.  Guards are skipped: a pattern is exact for the branch outcomes the tape recorded,
-and the tape is replayed only while those outcomes hold.  A structural record this module
-does not know raises instead of guessing.
+and the tape is replayed only while those outcomes hold.  Linear-algebra records are dense
+blocks; a record kind this module does not know is opaque: from there on every computed
+slot depends on every column (conservative, never a failure; see `opaque`).
 
 The Hessian pattern is computed by nonlinear-interaction propagation (Walther 2008,
 "Computing sparse Hessians with automatic differentiation"): with the forward index sets
@@ -25,7 +26,8 @@ structure.  Written here rather than taken from networkx because they must handl
 columns in well under a second (networkx's greedy_color builds Python dicts per vertex).
 
 Compressed sweeps.  One tangent sweep (or one reverse sweep) per colour, on a workspace of
-the tape, in C without the GIL.
+the tape, in C without the GIL; or, in forward mode, all colours as tangent lanes in one
+pass (csrc/lanes.h, `compressed_lanes`), bit for bit the same.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
@@ -38,6 +40,20 @@ from fastad._tape cimport (Tape, Work, fa_tape, fa_rec, sweep_forward, sweep_tan
                            FA_PROD, FA_MAX, FA_MIN, FA_CUMSUM, FA_MATMUL, FA_CALLBACK,
                            FA_NUM_OPS, FA_KIND_UNARY, FA_KIND_BINARY, FA_KIND_GUARD,
                            FA_KIND_STRUCT)
+
+# the K-lane tangent kernel of elementwise records (csrc/lanes.h); the linear-algebra
+# op codes (consecutive in csrc/ops.h)
+cdef extern from "lanes.h" nogil:
+    enum:
+        FA_LANE_CHUNK
+        FA_SOLVE
+        FA_EIGH
+    int fa_lane_elementwise(int op)
+    int fa_lane_guard(int op)
+    int fa_lane_order_ok()
+    void fa_lane_tan(const fa_rec *p, const double *v, double **tl, int K, double *da,
+                     double *db)
+    void fa_lane_tan_scalar(const fa_rec *p, const double *v, double **tl, int K)
 
 cnp.import_array()
 
@@ -92,7 +108,9 @@ cdef void sets_free(Sets *S) noexcept:
 
 cdef int sets_init(Sets *S, const fa_tape *t, const int64_t[::1] col, int64_t ncols,
                    int64_t limit) except -1:
-    cdef int64_t i, n = max(t.nslot, 1)
+    # slot index nslot (one past the tape's) holds ALL, the set of every column, for the
+    # conservative rule of unknown records (see `opaque`)
+    cdef int64_t i, n = t.nslot + 1
     memset(S, 0, sizeof(Sets))
     S.limit = limit
     S.off = <int64_t *>calloc(n, sizeof(int64_t))
@@ -107,6 +125,10 @@ cdef int sets_init(Sets *S, const fa_tape *t, const int64_t[::1] col, int64_t nc
             S.off[i] = S.npool
             S.len[i] = 1
             S.npool += 1
+    multi_begin(S)
+    for i in range(t.nin):
+        multi_add(S, i)
+    multi_end(S, t.nslot)
     return 0
 
 
@@ -194,26 +216,69 @@ cdef int multi_end(Sets *S, int64_t r) except -1:
     return 0
 
 
-cdef int unknown(int op, list names) except -1:
-    name = names[op] if 0 <= op < len(names) else f"#{op}"
-    raise NotImplementedError(
-        f"fastad: the sparsity analysis does not know the tape record '{name}', so it "
-        "cannot bound what that record depends on; use the dense derivative (sparse=False)")
+# Records without a rule of their own.  Linear algebra (csrc/linalg.h: its operand and
+# result ranges are known) is a dense block: every result depends on every operand entry,
+# and for the Hessian every pair of those interacts.  A record kind this module does not
+# know at all (a future fused or loop record, say) cannot be bounded by its fields, so
+# `opaque` assumes the worst: from there on every computed slot depends on every column
+# (every slot ever written is one of those: inputs are never written), all of them are
+# live, and every pair of columns interacts.  Patterns never fail; they may be dense,
+# and then the dense path is taken (noted in info()).
+
+cdef inline bint is_linalg(int op) noexcept:
+    return FA_SOLVE <= op <= FA_EIGH
+
+
+cdef int linalg_ranges(const fa_rec *p, int64_t *lo, int64_t *hi, int64_t *nres) except -1:
+    """Operand ranges [lo[0], hi[0]), [lo[1], hi[1]) and result count of a linear-algebra
+    record (A is n x n at a, B is n x k at b; EXT n, k)."""
+    from fastad._tape import linalg_nres
+    cdef int64_t n = p[1].r, k = p[1].a
+    lo[0], hi[0] = p.a, p.a + n * n
+    lo[1], hi[1] = p.b, p.b + n * k
+    nres[0] = linalg_nres(p.op, n, k)
+    if nres[0] < 0:
+        raise ValueError("fastad internal error: not a linear-algebra record")
+    return 0
+
+
+cdef int block_union(Sets *S, const fa_rec *p, int64_t r) except -1:
+    """X[r] = the union of the sets of every operand entry of a linear-algebra record."""
+    cdef int64_t lo[2]
+    cdef int64_t hi[2]
+    cdef int64_t nres, s, j
+    linalg_ranges(p, lo, hi, &nres)
+    multi_begin(S)
+    for j in range(2):
+        for s in range(lo[j], hi[j]):
+            multi_add(S, s)
+    multi_end(S, r)
+    return 0
+
+
+cdef int opaque(Sets *S, const fa_tape *t) except -1:
+    cdef int64_t s
+    for s in range(t.nin, t.nslot):
+        share(S, s, t.nslot)
+    return 0
 
 
 cdef int propagate(Sets *S, const fa_tape *t, int64_t hi, const uint8_t[::1] kind,
                    const uint8_t[::1] jm, list names) except -1:
     """Forward index sets through records [0, hi)."""
     cdef int64_t i, k, j, l, n, m, q, sa, sb, ir, ia, ib
+    cdef int64_t lo[2]
+    cdef int64_t hi_[2]
     cdef const fa_rec *p
     cdef int op
     cdef uint8_t kd
     for i in range(hi):
         p = &t.rec[i]
         op = p.op
-        if op == FA_EXT or op >= kind.shape[0]:
-            if op >= kind.shape[0]:
-                unknown(op, names)
+        if op == FA_EXT:
+            continue
+        if op >= kind.shape[0]:
+            opaque(S, t)
             continue
         kd = kind[op]
         if kd == K_GUARD:
@@ -223,7 +288,7 @@ cdef int propagate(Sets *S, const fa_tape *t, int64_t hi, const uint8_t[::1] kin
             if kd == K_UNARY or kd == K_BINARY:
                 union2(S, ir, ia, ib, jm[op] & 1, jm[op] & 2)
             else:
-                unknown(op, names)
+                opaque(S, t)
             continue
         n, sa, sb = p[1].r, p[1].a, p[1].b
         if kd == K_UNARY or kd == K_BINARY:
@@ -258,8 +323,13 @@ cdef int propagate(Sets *S, const fa_tape *t, int64_t hi, const uint8_t[::1] kin
             multi_end(S, ir)
             for k in range(1, sa):
                 share(S, ir + k, ir)
+        elif is_linalg(op):                 # dense block
+            linalg_ranges(p, lo, hi_, &m)
+            block_union(S, p, ir)
+            for k in range(1, m):
+                share(S, ir + k, ir)
         else:
-            unknown(op, names)
+            opaque(S, t)
     return 0
 
 
@@ -338,7 +408,9 @@ cdef int clique(Edges *E, const int32_t *x, int64_t n) except -1:
 cdef int mark_live(uint8_t *live, const fa_tape *t, int64_t hi, const uint8_t[::1] kind,
                    const uint8_t[::1] jm, list names) except -1:
     """live[s]: slot s reaches the output through nonzero partials (records [0, hi))."""
-    cdef int64_t i, k, j, l, q, n, sa, sb, ir, ia, ib
+    cdef int64_t i, k, j, l, q, n, m, sa, sb, ir, ia, ib
+    cdef int64_t lo[2]
+    cdef int64_t hi_[2]
     cdef const fa_rec *p
     cdef int op
     cdef uint8_t kd, any_
@@ -348,14 +420,16 @@ cdef int mark_live(uint8_t *live, const fa_tape *t, int64_t hi, const uint8_t[::
         if op == FA_EXT:
             continue
         if op >= kind.shape[0]:
-            unknown(op, names)
+            memset(live, 1, <size_t>t.nslot)        # opaque: everything may matter
+            continue
         kd = kind[op]
         if kd == K_GUARD:
             continue
         ir, ia, ib = p.r, p.a, p.b
         if not (p.flags & FA_RANGED):
             if kd != K_UNARY and kd != K_BINARY:
-                unknown(op, names)
+                memset(live, 1, <size_t>t.nslot)
+                continue
             if live[ir]:
                 if jm[op] & 1:
                     live[ia] = 1
@@ -398,8 +472,16 @@ cdef int mark_live(uint8_t *live, const fa_tape *t, int64_t hi, const uint8_t[::
                 any_ = any_ | live[ir + k]
             if any_:
                 memset(live + ia, 1, <size_t>n)
+        elif is_linalg(op):                 # dense block: any live result, all operands
+            linalg_ranges(p, lo, hi_, &m)
+            any_ = 0
+            for k in range(m):
+                any_ = any_ | live[ir + k]
+            if any_:
+                for j in range(2):
+                    memset(live + lo[j], 1, <size_t>(hi_[j] - lo[j]))
         else:
-            unknown(op, names)
+            memset(live, 1, <size_t>t.nslot)
     return 0
 
 
@@ -410,15 +492,24 @@ cdef int interactions(Edges *E, Sets *S, const uint8_t *live, const fa_tape *t, 
     cdef const fa_rec *p
     cdef int op
     cdef uint8_t kd, h, any_
+    cdef int64_t m
+    cdef int64_t lo[2]
+    cdef int64_t hi_[2]
     for i in range(hi):
         p = &t.rec[i]
         op = p.op
         if op == FA_EXT:
             continue
+        if op >= kind.shape[0]:                 # opaque: every pair of columns
+            clique(E, S.pool + S.off[t.nslot], S.len[t.nslot])
+            continue
         kd = kind[op]
         if kd == K_GUARD:
             continue
         ir, ia, ib = p.r, p.a, p.b
+        if kd != K_UNARY and kd != K_BINARY and not (p.flags & FA_RANGED):
+            clique(E, S.pool + S.off[t.nslot], S.len[t.nslot])
+            continue
         if kd == K_UNARY or kd == K_BINARY:
             h = hm[op]
             if h == 0:
@@ -460,6 +551,20 @@ cdef int interactions(Edges *E, Sets *S, const uint8_t *live, const fa_tape *t, 
                 for k in range(n):
                     multi_add(S, ia + k)
                 clique(E, S.scratch, S.nscratch)
+        elif is_linalg(op):                 # dense block: every pair of its operands
+            linalg_ranges(p, lo, hi_, &m)
+            any_ = 0
+            for k in range(m):
+                any_ = any_ | live[ir + k]
+            if any_:
+                multi_begin(S)
+                for j in range(2):
+                    for k in range(lo[j], hi_[j]):
+                        multi_add(S, k)
+                clique(E, S.scratch, S.nscratch)
+        elif not (op == FA_GATHER or op == FA_SUM or op == FA_MAX or op == FA_MIN or
+                  op == FA_CUMSUM):
+            clique(E, S.pool + S.off[t.nslot], S.len[t.nslot])      # opaque
         # GATHER, SUM, MAX, MIN, CUMSUM: linear (or piecewise linear) -- no interaction
     return 0
 
@@ -787,4 +892,179 @@ def compressed(Tape tape, const double[::1] x, const int64_t[::1] col,
                     tape.raise_pending()
     finally:
         tape.release(w)
+    return vals, Barr
+
+
+# ------------------------------------------------- compressed sweeps, all colours at once
+
+cdef enum:
+    LANE_BUDGET = 16777216      # doubles the tangent lanes of one tape may take: 128 MiB
+    LANE_MAX = 16               # most colours carried by one pass
+
+
+def lanes_ok(Tape tape):
+    """Can `compressed_lanes` sweep this tape?  Yes when every record is elementwise, a
+    guard, or a structural record whose tangent kernel sweeps.h runs record by record
+    (gather, reductions, matmul, linear algebra).  Callbacks (they call into Python) and
+    any record kind this module does not know leave the tape to `compressed`."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t i
+    cdef int op
+    if not fa_lane_order_ok():
+        return False
+    for i in range(t.nrec):
+        op = t.rec[i].op
+        if op == FA_EXT or fa_lane_elementwise(op):
+            continue
+        if op >= FA_NUM_OPS:
+            return False
+        if fa_lane_guard(op):
+            continue
+        if not (op == FA_GATHER or op == FA_SUM or op == FA_PROD or op == FA_MAX or
+                op == FA_MIN or op == FA_CUMSUM or op == FA_MATMUL or
+                (FA_SOLVE <= op <= FA_EIGH)):
+            return False
+    return True
+
+
+def lane_work(Tape tape):
+    """(elementwise scalar records, elements of elementwise ranged records) of a tape: what
+    decides whether lanes pay.  Measured (docs/sparse.md): lanes save the per-record
+    dispatch of scalar records (a program written as a Python loop), but on long ranged
+    records the per-colour kernels, one vectorized loop each, are faster."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t i, scalar = 0, ranged = 0
+    for i in range(t.nrec):
+        if fa_lane_elementwise(t.rec[i].op):
+            if t.rec[i].flags & FA_RANGED:
+                ranged += t.rec[i + 1].r if i + 1 < t.nrec else 0
+            else:
+                scalar += 1
+    return scalar, ranged
+
+
+cdef class Lanes:
+    """The tangent lanes of one tape, kept between calls (allocating tens of megabytes per
+    call costs page faults).  Zeroed once: no record writes a constant's slot, so constants
+    keep tangent 0, and every other slot is written before it is read."""
+    cdef double *buf
+    cdef int64_t size
+    cdef bint busy
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef double *take(self, int64_t size) except NULL:
+        if self.buf == NULL or self.size < size:
+            free(self.buf)
+            self.buf = <double *>calloc(max(size, 1), sizeof(double))
+            self.size = size if self.buf != NULL else 0
+            if self.buf == NULL:
+                raise MemoryError(f"fastad: cannot allocate {size} tangent lanes")
+        return self.buf
+
+
+cdef int lane_sweep(const fa_tape *t, const double *v, double **tl, int K, double *da,
+                    double *db) noexcept nogil:
+    """One pass over the tape: K tangent sweeps.  Structural records run sweeps.h's own
+    kernel once per lane, through a view of the tape holding just that record."""
+    cdef int64_t i
+    cdef int l, op, rc
+    cdef fa_tape view
+    for i in range(t.nrec):
+        op = t.rec[i].op
+        if op == FA_EXT:
+            continue
+        if fa_lane_elementwise(op):
+            if t.rec[i].flags & FA_RANGED:
+                fa_lane_tan(&t.rec[i], v, tl, K, da, db)
+            else:
+                fa_lane_tan_scalar(&t.rec[i], v, tl, K)
+        elif not fa_lane_guard(op):
+            view = t[0]
+            view.rec = &t.rec[i]
+            view.nrec = 2 if t.rec[i].flags & FA_RANGED else 1
+            view.native = NULL
+            view.ncb = 0
+            for l in range(K):
+                rc = sweep_tangent(&view, v, tl[l])
+                if rc:
+                    return rc
+    return 0
+
+
+def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
+                     const int32_t[::1] colours, int64_t ncol, const int64_t[::1] outs,
+                     Lanes lanes=None):
+    """`compressed` in forward mode with all colours swept together: the tape is replayed
+    at x, then each pass carries up to LANE_MAX colours as tangent lanes (fewer when the
+    tape is large: the lanes take at most LANE_BUDGET doubles).  Bit for bit the result
+    of `compressed(..., reverse=False)`.  The tape must pass `lanes_ok`.  `lanes` keeps
+    the lane memory between calls.  Returns (output values, B) or None on a failed guard."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t nin = t.nin, nout = outs.shape[0], nslot = t.nslot, ncols, i, g0, c, K, kk
+    cdef int64_t failed
+    cdef int rc = 0, l
+    cdef Work *w
+    cdef cnp.ndarray vals = np.empty(nout), Barr
+    cdef double[::1] vv = vals
+    cdef double[:, ::1] B
+    cdef double *buf
+    cdef double *tl[LANE_MAX]
+    cdef double da[FA_LANE_CHUNK]
+    cdef double db[FA_LANE_CHUNK]
+    if x.shape[0] != nin or col.shape[0] != nin:
+        raise ValueError("fastad internal error: inputs do not match the tape")
+    ncols = 0
+    for i in range(nin):
+        if col[i] + 1 > ncols:
+            ncols = col[i] + 1
+    if colours.shape[0] != ncols:
+        raise ValueError("fastad internal error: colouring does not match the pattern")
+    for i in range(ncols):
+        if not 0 <= colours[i] < max(ncol, 1):
+            raise ValueError("fastad internal error: colour out of range")
+    for i in range(nout):
+        if not 0 <= outs[i] < nslot:
+            raise ValueError("fastad internal error: output slot out of range")
+    K = min(max(ncol, 1), LANE_MAX, max(LANE_BUDGET // max(nslot, 1), 1))
+    if lanes is None or lanes.busy:         # a concurrent call: lanes of its own
+        lanes = Lanes()
+    buf = lanes.take(K * nslot)
+    lanes.busy = True
+    Barr = np.zeros((nout, ncol))
+    B = Barr
+    w = tape.acquire()
+    try:
+        if nin:
+            memcpy(w.val, &x[0], <size_t>nin * sizeof(double))
+        with nogil:
+            failed = sweep_forward(t, w.val)
+        if failed == -2:
+            tape.raise_pending()
+        if failed >= 0:
+            return None
+        for i in range(nout):
+            vv[i] = w.val[outs[i]]
+        for g0 in range(0, ncol, K):
+            kk = min(K, ncol - g0)
+            with nogil:
+                for l in range(kk):
+                    tl[l] = buf + l * nslot
+                    memset(tl[l], 0, <size_t>nin * sizeof(double))
+                for i in range(nin):
+                    if col[i] >= 0:
+                        c = colours[col[i]] - g0
+                        if 0 <= c < kk:
+                            tl[c][i] = 1.0
+                rc = lane_sweep(t, w.val, tl, <int>kk, da, db)
+                if rc == 0:
+                    for i in range(nout):
+                        for l in range(kk):
+                            B[i, g0 + l] = tl[l][outs[i]]
+            if rc:
+                tape.raise_pending()
+    finally:
+        tape.release(w)
+        lanes.busy = False
     return vals, Barr

@@ -20,7 +20,10 @@ What is wired, and how:
   ('2-point', '3-point', 'cs'), gets the exact one -- for trust-constr a sparse Jacobian,
   the sparse Hessian of ``v . c(x)`` and the objective's sparse Hessian, i.e. the exact
   Hessian of the Lagrangian (fastad.constraints, docs/sparse.md);
-* ``bounds`` and everything else in ``**kw`` go to SciPy unchanged.
+* ``bounds`` and everything else in ``**kw`` go to SciPy unchanged;
+* ``method="ipopt"`` is not SciPy's: it runs IPOPT through cyipopt (an optional extra)
+  with the exact sparse constraint Jacobian and Hessian of the Lagrangian
+  (fastad.ipopt, docs/sparse.md).
 
 Parameters may be a pytree: a float, an array of any shape, or nested tuples, lists and
 dicts of these.  They are flattened (dict keys in sorted order, as `fastad.pytree` does)
@@ -163,6 +166,9 @@ def minimize(fun: Callable[..., Any], x0: Any, method: str = "BFGS", args: tuple
     (``jac=True``); a Hessian-vector product from `fastad.hvp` goes to Newton-CG,
     trust-ncg, trust-krylov and trust-constr, the full `fastad.hessian` to dogleg and
     trust-exact.  Dict constraints without ``'jac'`` get one from `fastad.jacobian`.
+    ``method="ipopt"`` runs IPOPT (cyipopt) with exact sparse derivatives instead of SciPy
+    (`fastad.ipopt.minimize_ipopt`; it takes ``constraints``, ``bounds``, ``tol`` and
+    ``options``).
     Passing ``jac``, ``hess`` or ``hessp`` yourself overrides the wired one.  Every other
     keyword (``bounds``, ``tol``, ``options``, ``callback``, ...) goes to SciPy.
     ``replay=False`` traces on every evaluation (for functions that read changing globals).
@@ -187,8 +193,10 @@ def minimize(fun: Callable[..., Any], x0: Any, method: str = "BFGS", args: tuple
                         f"{type(fun).__name__}")
     if not isinstance(args, tuple):
         args = (args,)
-    layout = _Layout(x0)
     name = method.lower() if isinstance(method, str) else None
+    if name == "ipopt":         # not a SciPy method: cyipopt, exact sparse derivatives
+        return _ipopt(fun, x0, args, replay, kw)
+    layout = _Layout(x0)
 
     if layout.plain:
         flat_fun = fun
@@ -262,6 +270,17 @@ def minimize(fun: Callable[..., Any], x0: Any, method: str = "BFGS", args: tuple
     res.x_flat = np.ascontiguousarray(res.x, dtype=np.float64)
     res.x = layout.restore(res.x_flat)
     return res
+
+
+def _ipopt(fun, x0, args, replay, kw):
+    from fastad.ipopt import minimize_ipopt
+    known = {"constraints", "bounds", "tol", "options"}
+    extra = sorted(set(kw) - known)
+    if extra:
+        raise TypeError(f"fastad.minimize(method='ipopt') does not take {', '.join(extra)}: "
+                        "IPOPT gets exact sparse derivatives from fastad, and its settings "
+                        "go in options={...} (docs/sparse.md)")
+    return minimize_ipopt(fun, x0, args, replay=replay, **kw)
 
 
 def _constraint_jacobian(cfun, layout, fd, replay):

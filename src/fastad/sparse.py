@@ -433,19 +433,27 @@ class SparseJacobian:
                 e.tape.mark_passive(e.col >= 0)
         return e.plan
 
-    def value_and_jac(self, *args):
-        """(flat output values, Jacobian csr_array) at args."""
+    def values(self, *args):
+        """(flat output values, the Jacobian's nonzeros in CSR order, its pattern
+        (indptr, indices)) at args: the parts of `value_and_jac` without building a
+        matrix (fastad.ipopt hands IPOPT the nonzeros).  The pattern is the same object
+        for every call on one tape."""
         def attempt(e, x):
             plan = self._prepare(e)
-            return _sparsity.compressed(e.tape, x, e.col, plan["colours"], plan["ncolours"],
-                                        e.outs, plan["reverse"])
+            return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
         plan = e.plan
         vals, B = res
         indptr, indices = e.pattern
         data = _sparsity.recover_direct(indptr, indices, plan["colours"], B, plan["reverse"])
         self._last = e
-        return vals, _csr(e.pattern, (len(e.outs), e.ncols), data)
+        return vals, data, e.pattern
+
+    def value_and_jac(self, *args):
+        """(flat output values, Jacobian csr_array) at args."""
+        vals, data, pattern = self.values(*args)
+        e = self._last
+        return vals, _csr(pattern, (len(e.outs), e.ncols), data)
 
     def __call__(self, *args):
         return self.value_and_jac(*args)[1]
@@ -491,12 +499,13 @@ class SparseHessian:
             e.plan["reverse"] = False
         return e.plan
 
-    def value_and_hess(self, *args):
-        """(gradient, Hessian csr_array) at args."""
+    def values(self, *args):
+        """(gradient, the Hessian's nonzeros in CSR order, its symmetric pattern
+        (indptr, indices)) at args, without building a matrix (see
+        `SparseJacobian.values`)."""
         def attempt(e, x):
             plan = self._prepare(e)
-            return _sparsity.compressed(e.tape, x, e.col, plan["colours"], plan["ncolours"],
-                                        e.outs, False)
+            return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
         plan = e.plan
         grad, B = res
@@ -507,7 +516,13 @@ class SparseHessian:
             data = _sparsity.recover_star(indptr, indices, plan["colours"], B,
                                           plan["ncolours"])
         self._last = e
-        return grad, _csr(e.pattern, (e.ncols, e.ncols), data)
+        return grad, data, e.pattern
+
+    def value_and_hess(self, *args):
+        """(gradient, Hessian csr_array) at args."""
+        grad, data, pattern = self.values(*args)
+        e = self._last
+        return grad, _csr(pattern, (e.ncols, e.ncols), data)
 
     def __call__(self, *args):
         return self.value_and_hess(*args)[1]
@@ -515,6 +530,29 @@ class SparseHessian:
     def info(self):
         """Pattern and colouring statistics of the most recently used tape."""
         return _info(self.prog, self._last, "hessian")
+
+
+def _use_lanes(e, plan):
+    """Carry the colours as tangent lanes in one pass?  Where it pays (measured,
+    docs/sparse.md): two colours or more, on a tape made mostly of scalar records."""
+    if plan["reverse"] or plan["ncolours"] < 2 or not _sparsity.lanes_ok(e.tape):
+        return False
+    scalar, ranged = _sparsity.lane_work(e.tape)
+    return scalar >= ranged
+
+
+def _sweeps(e, plan, x):
+    """The compressed sweeps of one call: all column colours carried together as tangent
+    lanes in one pass over the tape where that pays (`_sparsity.compressed_lanes`, bit
+    for bit the same values), else one sweep per colour."""
+    if not plan["reverse"]:
+        if "lanes" not in plan:
+            plan["lanes"] = _sparsity.Lanes() if _use_lanes(e, plan) else None
+        if plan["lanes"] is not None:
+            return _sparsity.compressed_lanes(e.tape, x, e.col, plan["colours"],
+                                              plan["ncolours"], e.outs, plan["lanes"])
+    return _sparsity.compressed(e.tape, x, e.col, plan["colours"], plan["ncolours"], e.outs,
+                                plan["reverse"])
 
 
 def _info(prog, e, what):
