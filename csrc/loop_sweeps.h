@@ -3,78 +3,63 @@
  * the body's scalar kernels, iteration after iteration (the reverse sweep backwards), in
  * exactly the order of the unrolled records, so results are the same bit for bit.
  *
- * The current iteration's records live in a local array; moving to the next iteration adds
- * each record's strides (the records of the last iteration visited are never advanced past
- * it, so no slot index leaves the range fa_loop_valid checked).
+ * Each iteration's records are computed from the body and its strides as they are run,
+ * in registers: no record array is written per iteration (which cost the interpreter about
+ * half again over the unrolled records).
  */
 #ifndef FASTAD_LOOP_SWEEPS_H
 #define FASTAD_LOOP_SWEEPS_H
 
 #include "loop.h"
 
-/* A record and its four 32-bit words: stepping to the next iteration adds a stride word
- * vector to each record (op and flags words add 0), a loop the compiler vectorizes. */
-typedef union { fa_rec r; int32_t w[4]; } fa_loop_cur;
-
-/* cur = iteration j's records, d = the per-iteration steps (times dir) */
-static inline void fa_loop_load(const fa_rec *p, fa_loop_cur *cur, fa_loop_cur *d, int64_t j,
-                                int32_t dir)
+/* Iteration j's copy of body record q, built in registers: its slots are the body
+ * record's plus j times its strides (fa_loop_valid checked every iteration's slots, so the
+ * sum fits an int32_t). The kernels below are inlined, so it never goes through memory. */
+static inline __attribute__((always_inline))
+fa_rec fa_loop_iter(const fa_rec *body, const fa_rec *step, int64_t q, int32_t j)
 {
-    const int64_t P = p[1].a;
-    const fa_rec *s = p + 2 + P;
-    for (int64_t q = 0; q < P; q++) {
-        cur[q].r = fa_loop_at(p, q, j);
-        d[q].w[0] = 0;
-        d[q].w[1] = dir * s[q].r;
-        d[q].w[2] = dir * s[q].a;
-        d[q].w[3] = dir * s[q].b;
-    }
-}
-
-static inline void fa_loop_step(fa_loop_cur *cur, const fa_loop_cur *d, int64_t P)
-{
-    for (int64_t q = 0; q < P; q++)
-        for (int k = 1; k < 4; k++) cur[q].w[k] += d[q].w[k];
+    fa_rec s;
+    s.op = step[q].flags;
+    s.flags = body[q].flags;
+    s.unused = 0;
+    s.r = (int32_t)(body[q].r + (int64_t)j * step[q].r);
+    s.a = (int32_t)(body[q].a + (int64_t)j * step[q].a);
+    s.b = (int32_t)(body[q].b + (int64_t)j * step[q].b);
+    return s;
 }
 
 static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
     const int64_t T = p[1].r, P = p[1].a;
-    fa_loop_cur cur[FA_LOOP_MAXP], d[FA_LOOP_MAXP];
-    if (T <= 0) return 0;
-    fa_loop_load(p, cur, d, 0, 1);
-    for (int64_t j = 0;; j++) {
-        for (int64_t q = 0; q < P; q++)
-            if (fa_fwd(&cur[q].r, v, ix)) return 1;
-        if (j == T - 1) return 0;
-        fa_loop_step(cur, d, P);
-    }
+    const fa_rec *body = p + 2, *step = p + 2 + P;
+    for (int32_t j = 0; j < T; j++)
+        for (int64_t q = 0; q < P; q++) {
+            const fa_rec s = fa_loop_iter(body, step, q, j);
+            if (fa_fwd(&s, v, ix)) return 1;
+        }
+    return 0;
 }
 
 static void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     const int64_t T = p[1].r, P = p[1].a;
-    fa_loop_cur cur[FA_LOOP_MAXP], d[FA_LOOP_MAXP];
-    if (T <= 0) return;
-    fa_loop_load(p, cur, d, 0, 1);
-    for (int64_t j = 0;; j++) {
-        for (int64_t q = 0; q < P; q++) fa_tan(&cur[q].r, v, t, ix);
-        if (j == T - 1) return;
-        fa_loop_step(cur, d, P);
-    }
+    const fa_rec *body = p + 2, *step = p + 2 + P;
+    for (int32_t j = 0; j < T; j++)
+        for (int64_t q = 0; q < P; q++) {
+            const fa_rec s = fa_loop_iter(body, step, q, j);
+            fa_tan(&s, v, t, ix);
+        }
 }
 
 static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     const int64_t T = p[1].r, P = p[1].a;
-    fa_loop_cur cur[FA_LOOP_MAXP], d[FA_LOOP_MAXP];
-    if (T <= 0) return;
-    fa_loop_load(p, cur, d, T - 1, -1);
-    for (int64_t j = T - 1;; j--) {
-        for (int64_t q = P - 1; q >= 0; q--) fa_rev(&cur[q].r, v, g, ix);
-        if (j == 0) return;
-        fa_loop_step(cur, d, P);
-    }
+    const fa_rec *body = p + 2, *step = p + 2 + P;
+    for (int32_t j = (int32_t)T - 1; j >= 0; j--)
+        for (int64_t q = P - 1; q >= 0; q--) {
+            const fa_rec s = fa_loop_iter(body, step, q, j);
+            fa_rev(&s, v, g, ix);
+        }
 }
 
 #endif /* FASTAD_LOOP_SWEEPS_H */
