@@ -49,7 +49,7 @@ def extension(name, with_c=False, extra=()):
     )
 
 
-# the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes, which only fastad._tape handles
+# the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes: only fastad._tape needs it
 extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c", "csrc/fuse.c"]),
               extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
               # batched replay (fastad.vmap): links its own copy of the C core for batch.h

@@ -110,7 +110,7 @@ def test_offset_read_inside_ends_the_chain():
         return np.sum(y[1:] * y[:-1])  # y at an offset: not a chain read
     x = np.linspace(0.0, 1.0, 100)
     tape, plain = tapes(f, x)
-    for first, end, live in tape.fused_chains():
+    for _first, _end, live in tape.fused_chains():
         assert all(isinstance(b, bool) for b in live)
     same(tape.forward(x), plain.forward(x))
     same(tape.reverse(), plain.reverse())

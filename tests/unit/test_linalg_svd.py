@@ -44,8 +44,8 @@ def test_svd_values_signs_and_derivatives(shape):
     A = rng(1).normal(size=shape)
     U, s, Vh = np.linalg.svd(A, full_matrices=False)
     for i, ref in enumerate((U, s, Vh)):        # every output, numpy's signs included
-        got = fd.value_and_grad(lambda X: np.sum(np.linalg.svd(X, full_matrices=False)[i]
-                                                 * ref))(A)[0]
+        got = fd.value_and_grad(lambda X: np.sum(np.linalg.svd(X, full_matrices=False)[i]  # noqa: B023 (called in this iteration)
+                                                 * ref))(A)[0]  # noqa: B023 (called in this iteration)
         assert got == pytest.approx(np.sum(ref * ref), rel=1e-12)
     f = svd_objective(shape)
     v, g = fd.value_and_grad(f)(A)
@@ -78,7 +78,7 @@ def test_singular_value_closed_form():
     A = rng(6).normal(size=(5, 3))
     U, s, Vh = np.linalg.svd(A, full_matrices=False)
     for i in range(3):
-        g = fd.grad(lambda X: np.linalg.svd(X, compute_uv=False)[i])(A)
+        g = fd.grad(lambda X: np.linalg.svd(X, compute_uv=False)[i])(A)  # noqa: B023 (called in this iteration)
         np.testing.assert_allclose(g, np.outer(U[:, i], Vh[i]), rtol=1e-12, atol=1e-14)
     dA = rng(7).normal(size=A.shape)
     _, t = fd.jvp(lambda X: np.linalg.svd(X, compute_uv=False), (A,), (dA,))
@@ -96,10 +96,10 @@ def test_full_matrices_and_errors():
 def test_repeated_singular_values():
     """At the identity every singular value is 1: a function of the singular values has
     its gradient (sum s^2 = |A|_F^2 -> 2A), one of the singular vectors is inf/NaN."""
-    I = np.eye(3)
-    g = fd.grad(lambda X: np.sum(np.linalg.svd(X, compute_uv=False) ** 2))(I)
-    np.testing.assert_allclose(g, 2 * I, rtol=1e-14)
-    g = fd.grad(lambda X: np.sum(rng(1).normal(size=(3, 3)) * np.linalg.svd(X)[0]))(I)
+    eye = np.eye(3)
+    g = fd.grad(lambda X: np.sum(np.linalg.svd(X, compute_uv=False) ** 2))(eye)
+    np.testing.assert_allclose(g, 2 * eye, rtol=1e-14)
+    g = fd.grad(lambda X: np.sum(rng(1).normal(size=(3, 3)) * np.linalg.svd(X)[0]))(eye)
     assert not np.all(np.isfinite(g))
 
 
@@ -149,7 +149,7 @@ def test_pinv_rank_deficient(shape, r):
 def test_pinv_rcond_and_rank_change_retraces():
     A = np.diag([3.0, 1.0, 1e-9])
     for rcond in (1e-6, 1e-12):
-        got = fd.value_and_grad(lambda X: np.sum(np.linalg.pinv(X, rcond=rcond)))(A)[0]
+        got = fd.value_and_grad(lambda X: np.sum(np.linalg.pinv(X, rcond=rcond)))(A)[0]  # noqa: B023 (called in this iteration)
         assert got == pytest.approx(np.sum(np.linalg.pinv(A, rcond=rcond)), rel=1e-12)
     g = fd.grad(lambda X: np.sum(np.linalg.pinv(X, rtol=None)))
     # one compiled function at two ranks: the guards on the cut-off retrace.  At a diagonal
@@ -231,7 +231,7 @@ def test_qr_values_signs_and_derivatives(shape):
     A = rng(41).normal(size=shape)
     Q, R = np.linalg.qr(A)
     for i, ref in enumerate((Q, R)):            # numpy's signs (the same LAPACK calls)
-        got = fd.value_and_grad(lambda X: np.sum(np.linalg.qr(X)[i] * ref))(A)[0]
+        got = fd.value_and_grad(lambda X: np.sum(np.linalg.qr(X)[i] * ref))(A)[0]  # noqa: B023 (called in this iteration)
         assert got == pytest.approx(np.sum(ref * ref), rel=1e-12)
     f = qr_objective(shape)
     v, g = fd.value_and_grad(f)(A)
@@ -274,5 +274,5 @@ def test_eig_is_refused_with_the_alternatives():
     A = rng(50).normal(size=(3, 3))
     for fn, alt in ((np.linalg.eig, "eigh"), (np.linalg.eigvals, "eigvalsh")):
         with pytest.raises(TypeError, match=alt):
-            fd.grad(lambda X: np.sum(np.real(fn(X)[0])))(A)
+            fd.grad(lambda X: np.sum(np.real(fn(X)[0])))(A)  # noqa: B023 (called in this iteration)
     assert np.allclose(np.linalg.eigvals(np.diag([1.0, 2.0])), [1.0, 2.0])   # plain: numpy

@@ -4,7 +4,6 @@ The reference is the tape as recorded (optimize=False), whose derivatives are te
 against closed forms elsewhere; a LOOP record runs the very records of the unrolled loop in
 the very order, so everything here is compared bit for bit (==), not to a tolerance.  The
 spring is also checked against its hand-written adjoint (benchmarks/problems.py)."""
-import math
 import os
 import pickle
 import sys

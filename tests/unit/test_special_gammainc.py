@@ -62,7 +62,7 @@ def test_second_derivatives():
 
 def test_edges_follow_scipy():
     for a, x in [(2.0, 0.0), (2.0, np.inf), (0.0, 1.0), (-1.0, 1.0), (1.0, -1.0), (np.nan, 1.0)]:
-        got = fd.value_and_grad(lambda x_: special.gammainc(a, x_))(x)[0]
+        got = fd.value_and_grad(lambda x_: special.gammainc(a, x_))(x)[0]  # noqa: B023 (called in this iteration)
         ref = ss.gammainc(a, x)
         assert (np.isnan(got) and np.isnan(ref)) or got == ref, (a, x)
 
@@ -71,12 +71,12 @@ def test_gamma_distribution_methods_against_scipy():
     x = np.array([0.3, 1.2, 2.5, 7.0])
     a, loc, scale = 2.3, 0.1, 1.5
     for method in ("cdf", "sf", "logcdf", "logsf"):
-        f = lambda x_, a_, s_: np.sum(getattr(stats.gamma, method)(x_, a_, loc, s_))
-        ref = lambda x_, a_, s_: np.sum(getattr(st.gamma, method)(x_, a_, loc, s_))
+        f = lambda x_, a_, s_: np.sum(getattr(stats.gamma, method)(x_, a_, loc, s_))  # noqa: B023 (called in this iteration)
+        ref = lambda x_, a_, s_: np.sum(getattr(st.gamma, method)(x_, a_, loc, s_))  # noqa: B023 (called in this iteration)
         v, (gx, ga, gs) = fd.value_and_grad(f, argnums=(0, 1, 2))(x, a, scale)
         assert v == pytest.approx(ref(x, a, scale), rel=1e-12), method
-        np.testing.assert_allclose(gx, central_diff(lambda y: ref(y, a, scale), x), rtol=1e-7)
-        assert ga == pytest.approx(central_diff(lambda b: ref(x, b, scale), a), rel=1e-7)
-        assert gs == pytest.approx(central_diff(lambda s: ref(x, a, s), scale), rel=1e-7)
+        np.testing.assert_allclose(gx, central_diff(lambda y: ref(y, a, scale), x), rtol=1e-7)  # noqa: B023 (called in this iteration)
+        assert ga == pytest.approx(central_diff(lambda b: ref(x, b, scale), a), rel=1e-7)  # noqa: B023 (called in this iteration)
+        assert gs == pytest.approx(central_diff(lambda s: ref(x, a, s), scale), rel=1e-7)  # noqa: B023 (called in this iteration)
     # below loc: cdf 0 (and derivative 0), as scipy
     assert fd.value_and_grad(lambda x_: stats.gamma.cdf(x_, 2.0, 1.0))(0.5) == (0.0, 0.0)

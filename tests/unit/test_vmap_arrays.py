@@ -9,7 +9,6 @@ differ from libm in the last bits.  The batch-major sums add in the single call'
 order, so a sum of n terms adds no error of its own.
 """
 import numpy as np
-import pytest
 
 import fastad as fd
 from fastad import _batch
