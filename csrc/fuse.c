@@ -65,6 +65,7 @@ typedef struct {
     int64_t nc, capc;
     fchain cur;          /* the chain being grown (cur.nm == 0: none) */
     int64_t lo, hi;      /* slots of the current chain's results: [lo, hi) */
+    int64_t min_n;       /* shortest chain fused, in elements */
 } planner;
 
 static int elementwise(const fa_rec *p)
@@ -108,7 +109,7 @@ static int push_member(planner *P, const fmem *q)
 /* End the current chain: kept if it has two members or more. */
 static int close_chain(planner *P)
 {
-    if (P->cur.nm >= 2) {
+    if (P->cur.nm >= 2 && P->cur.n >= P->min_n) {
         if (P->nc == P->capc) {
             int64_t cap = P->capc ? 2 * P->capc : 16;
             fchain *nc = (fchain *)realloc(P->c, (size_t)cap * sizeof(fchain));
@@ -271,8 +272,8 @@ static int mark_reads(const planner *P, fmem *m, int64_t nmem)
     return 1;
 }
 
-int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_fuse_plan **out,
-            fa_fuse_stats *st)
+int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, int64_t min_n,
+            fa_fuse_plan **out, fa_fuse_stats *st)
 {
     *out = NULL;
     memset(st, 0, sizeof *st);
@@ -280,6 +281,7 @@ int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_fuse_plan *
     planner P;
     memset(&P, 0, sizeof P);
     P.t = t;
+    P.min_n = min_n;
     int err = find_chains(&P);
     if (err || P.nc == 0) goto fail;
     for (int64_t j = 1; j < P.nmem; j++)   /* results increase along the tape */

@@ -36,9 +36,12 @@ typedef struct {
 /* Plan the fusion of the finished tape t; keep[0..nkeep) are slots the caller reads after
  * a replay (outputs, auxiliary data).  *out is NULL when nothing is fused.  The plan is
  * valid for t as it is now (records are not changed); the sweeps ignore a plan made for
- * another number of records. */
-int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_fuse_plan **out,
-            fa_fuse_stats *st);
+ * another number of records.  Chains shorter than min_n elements are left unfused: while
+ * a chain's arrays fit in the caches, tiling costs more than the memory passes it saves
+ * (FA_FUSE_MIN_N, measured in docs/benchmarks.md). */
+#define FA_FUSE_MIN_N 32768
+int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, int64_t min_n,
+            fa_fuse_plan **out, fa_fuse_stats *st);
 void fa_fuse_free(fa_fuse_plan *p);
 
 /* The three sweeps, following the plan (t->fused) where it has a chain and the records

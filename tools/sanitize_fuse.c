@@ -33,7 +33,7 @@ static int check(int64_t n)
     fa_op2(t, FA_ADD, sum, s, &s);
     fa_fuse_plan *plan = NULL; fa_fuse_stats st;
     int32_t keep = s;
-    if (fa_fuse(t, &keep, 1, &plan, &st) || !plan) { printf("no plan\n"); return 1; }
+    if (fa_fuse(t, &keep, 1, 1, &plan, &st) || !plan) { printf("no plan\n"); return 1; }
     size_t bytes = (size_t)t->nslot * sizeof(double);
     double *v1 = malloc(bytes), *v2 = malloc(bytes), *g1 = calloc(t->nslot, 8), *g2 = malloc(bytes);
     double *t1 = calloc(t->nslot, 8), *t2 = calloc(t->nslot, 8);

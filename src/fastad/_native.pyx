@@ -15,6 +15,9 @@ cimport numpy as cnp
 import numpy as np
 
 from fastad._tape cimport Tape, fa_tape, fa_rec, native_runtime
+from fastad.ops import Op
+
+cdef int _LOOP = Op.LOOP
 
 cnp.import_array()
 
@@ -51,13 +54,17 @@ def raw_records(Tape tape):
     return out
 
 
-def straight_line(Tape tape):
-    """Records that are not ranged (nor EXT words): the generated code's statements."""
+def straight_line(Tape tape, bint executed=False):
+    """Records that are not ranged (nor EXT words): the generated code's statements.
+    `executed`: the scalar records a replay runs instead, a LOOP record counting its trip
+    count times its body (what the interpreter dispatches one by one)."""
     cdef fa_tape *t = tape.c
     cdef int64_t i, n = 0
     for i in range(t.nrec):
         if not (t.rec[i].flags & 1):        # FA_RANGED
             n += 1
+        elif executed and t.rec[i].op == _LOOP and i + 1 < t.nrec:
+            n += <int64_t>t.rec[i + 1].r * t.rec[i + 1].a     # EXT word: T, P (csrc/loop.h)
     return n
 
 

@@ -166,7 +166,9 @@ cdef extern from "fuse.h" nogil:
         pass
     ctypedef struct fa_fuse_stats:
         int64_t chains, records, live, sums, words_after
-    int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_fuse_plan **out,
+    int64_t FA_FUSE_MIN_N
+    int fa_fuse(const fa_tape *t, const int32_t *keep, int64_t nkeep, int64_t min_n,
+                fa_fuse_plan **out,
                 fa_fuse_stats *st)
     void fa_fuse_free(fa_fuse_plan *p)
     int64_t fa_fused_forward(const fa_tape *t, double *v)
@@ -449,8 +451,11 @@ cdef class Tape:
         `keep` lists the slots the caller will read (outputs, auxiliary data); the output
         slot is kept too.  Returns the map old slot -> new slot (an int32 array, -1 for a
         slot that no longer exists), or None when the records are left as recorded (fusion
-        never renames slots).  `fuse` (default: on unless the environment sets
-        FASTAD_FUSE=0) plans the fusion.  What was done is in `self.optimized`."""
+        never renames slots).  `fuse` plans the fusion: None (the default) fuses chains of
+        at least FA_FUSE_MIN_N (32768) elements, or FASTAD_FUSE_MIN_N if the environment sets
+        it, unless it sets FASTAD_FUSE=0; True
+        fuses every chain, whatever its length; False none.  What was done is in
+        `self.optimized`."""
         cdef const int32_t[::1] k = np.concatenate(
             [np.asarray(keep, dtype=np.int64).ravel(),
              [self.output_slot] if self.output_slot >= 0 else []]).astype(np.int32)
@@ -481,25 +486,27 @@ cdef class Tape:
             self.main.val = self.c.val
         info["records_after"] = int(self.c.nrec)
         info["bytes_after"] = int(self.nbytes)
+        min_n = 1
         if fuse is None:
             fuse = os.environ.get("FASTAD_FUSE", "1") != "0"
+            min_n = int(os.environ.get("FASTAD_FUSE_MIN_N", FA_FUSE_MIN_N))
         info.update(fused_chains=0, fused_records=0, fused_live=0, fused_sums=0,
                     words_after_fusion=int(self.c.nrec))
         if fuse:
             kept = np.asarray(k, dtype=np.int64)
             if n != NULL:
                 kept = mapping[kept] if kept.shape[0] else kept
-            self._fuse(np.ascontiguousarray(kept[kept >= 0], dtype=np.int32), info)
+            self._fuse(np.ascontiguousarray(kept[kept >= 0], dtype=np.int32), min_n, info)
         self.optimized = info
         return mapping if n != NULL else None
 
-    def _fuse(self, const int32_t[::1] keep, dict info):
+    def _fuse(self, const int32_t[::1] keep, int64_t min_n, dict info):
         """Plan the fusion of the elementwise chains (csrc/fuse.c); the records stay."""
         cdef fa_fuse_plan *plan = NULL
         cdef fa_fuse_stats st
         cdef const int32_t *kp = &keep[0] if keep.shape[0] else NULL
         t0 = time.perf_counter()
-        self.check(fa_fuse(self.c, kp, keep.shape[0], &plan, &st))
+        self.check(fa_fuse(self.c, kp, keep.shape[0], min_n, &plan, &st))
         info["seconds"] += time.perf_counter() - t0
         fa_fuse_free(<fa_fuse_plan *>self.c.fused)
         self.c.fused = <void *>plan

@@ -312,11 +312,12 @@ def compile_estimate(nstmt):
     return base + per * nstmt
 
 
-def hot_after(nstmt):
+def hot_after(nstmt, executed=None):
     """Replays before an "auto" tape of `nstmt` straight-line records is compiled: when the
     time native code would have saved on them equals the estimated compile time, the
-    break-even point of compiling (docs/native.md)."""
-    save = SAVE_BASE + SAVE_PER_STATEMENT * nstmt
+    break-even point of compiling (docs/native.md).  `executed`: the scalar records a
+    replay dispatches (more than nstmt when LOOP records run their body many times)."""
+    save = SAVE_BASE + SAVE_PER_STATEMENT * (nstmt if executed is None else executed)
     return max(1, int(_scale[0] * compile_estimate(nstmt) / save))
 
 
@@ -420,7 +421,8 @@ def attach(tape, mode, dmode):
         # fused forward sweep and a compiled reverse sweep would read values never written
         policy.state = "interpreted (fused elementwise chains of transcendental ops)"
         return
-    tape.native_countdown = hot_after(_native.straight_line(tape))
+    tape.native_countdown = hot_after(_native.straight_line(tape),
+                                      _native.straight_line(tape, executed=True))
 
 
 # Tapes up to this many slots get a warm-up sweep when their code comes from the cache.

@@ -17,6 +17,26 @@ from reference import rosen, rosen_grad
 RTOL = 1e-13
 
 
+@pytest.fixture(autouse=True)
+def fuse_short_chains(monkeypatch):
+    """Transforms fuse only chains of FA_FUSE_MIN_N (32768) elements or more; these tests
+    run the same machinery on short arrays, which is quicker and reaches the tile edges."""
+    monkeypatch.setenv("FASTAD_FUSE_MIN_N", "1")
+
+
+def test_default_fuses_only_long_chains(monkeypatch):
+    """By default a chain shorter than 32768 elements is left unfused (its arrays fit the
+    caches, where tiles cost more than the passes they save); a longer one is fused."""
+    monkeypatch.delenv("FASTAD_FUSE_MIN_N")
+    for n, chains in ((1000, 0), (40000, 1)):
+        g = fd.value_and_grad(rosen)
+        x = np.linspace(-1.0, 1.0, n)
+        v, grad = g(x)
+        assert g.tapes()[0].optimized["fused_chains"] == chains
+        assert v == pytest.approx(rosen(x), rel=1e-13)
+        np.testing.assert_allclose(grad, rosen_grad(x), rtol=1e-13, atol=1e-12)
+
+
 def tapes(fun, *args, keep=()):
     """fun's tape fused, and the same recording unfused."""
     fused, plain = fd.record(fun, *args), fd.record(fun, *args)
