@@ -257,6 +257,9 @@ def targets(table, memory, skips=None):
         label = f"compile time, {pid}: ≤ {limit:g} s"
         if not comp:
             out[N].append((label, "—", "not measured"))
+        elif sum(comp) == 0:        # the auto tier compiled it earlier in the run
+            out[N].append((label, "loaded from the disk cache (compiled earlier in this run "
+                                  "by the `fastad` column's auto tier)", "not measured"))
         else:
             c = sum(comp)
             out[N].append((label, f"{c:.2f} s ({len(comp)} tape(s), from an empty cache)",
