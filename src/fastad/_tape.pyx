@@ -311,6 +311,19 @@ cdef double[::1] flat_inputs(object x, int64_t nin, str what):
     return xs
 
 
+def _fuse_min_n():
+    """The shortest chain transforms fuse: FA_FUSE_MIN_N, or the environment's
+    FASTAD_FUSE_MIN_N (docs/design.md, "Fusion")."""
+    text = os.environ.get("FASTAD_FUSE_MIN_N", "").strip()
+    if not text:
+        return FA_FUSE_MIN_N
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise ValueError(f"fastad: FASTAD_FUSE_MIN_N={text!r} is not a whole number of "
+                         "elements; set it to e.g. 32768, or unset it") from None
+
+
 cdef class Tape:
     """A recorded program: records, constants and the arrays the sweeps work in.
 
@@ -451,11 +464,10 @@ cdef class Tape:
         `keep` lists the slots the caller will read (outputs, auxiliary data); the output
         slot is kept too.  Returns the map old slot -> new slot (an int32 array, -1 for a
         slot that no longer exists), or None when the records are left as recorded (fusion
-        never renames slots).  `fuse` plans the fusion: None (the default) fuses chains of
-        at least FA_FUSE_MIN_N (32768) elements, or FASTAD_FUSE_MIN_N if the environment sets
-        it, unless it sets FASTAD_FUSE=0; True
-        fuses every chain, whatever its length; False none.  What was done is in
-        `self.optimized`."""
+        never renames slots).  `fuse` plans the fusion: None (the default) fuses the chains
+        of at least FA_FUSE_MIN_N (32768) elements -- the environment's FASTAD_FUSE_MIN_N
+        overrides that length, and FASTAD_FUSE=0 turns fusion off --; True fuses every
+        chain, whatever its length; False none.  What was done is in `self.optimized`."""
         cdef const int32_t[::1] k = np.concatenate(
             [np.asarray(keep, dtype=np.int64).ravel(),
              [self.output_slot] if self.output_slot >= 0 else []]).astype(np.int32)
@@ -489,7 +501,7 @@ cdef class Tape:
         min_n = 1
         if fuse is None:
             fuse = os.environ.get("FASTAD_FUSE", "1") != "0"
-            min_n = int(os.environ.get("FASTAD_FUSE_MIN_N", FA_FUSE_MIN_N))
+            min_n = _fuse_min_n()
         info.update(fused_chains=0, fused_records=0, fused_live=0, fused_sums=0,
                     words_after_fusion=int(self.c.nrec))
         if fuse:

@@ -360,3 +360,9 @@ def test_generated_programs_bit_for_bit(prog):
         g = lambda x: f(x, c)
         a, b = both(lambda: fd.hvp(g), x, np.cos(x))
         same(a, b)
+
+
+def test_bad_fuse_min_n_says_what_to_set(monkeypatch):
+    monkeypatch.setenv("FASTAD_FUSE_MIN_N", "many")
+    with pytest.raises(ValueError, match="FASTAD_FUSE_MIN_N='many' is not a whole number"):
+        fd.grad(rosen)(np.linspace(-1.0, 1.0, 10))
