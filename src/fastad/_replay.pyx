@@ -856,20 +856,56 @@ def signature_of(Compiled c, tuple args, dict kwargs):
 
 def export_state(Compiled c):
     """The signature cache as plain data: [(key, nargs, tapes)] and the counters."""
-    return {"cache": [(k, (<Signature>s).nargs, list((<Signature>s).tapes))
-                      for k, s in c.cache.items()],
-            "counts": (c.traces, c.replays, c.retraces)}
+    items = c.cache.items()
+    last = [i for i, (k, s) in enumerate(items) if s is c.last]
+    return {"cache": [(k, (<Signature>s).nargs, list((<Signature>s).tapes)) for k, s in items],
+            "counts": (c.traces, c.replays, c.retraces), "last": last[0] if last else None}
 
 
 def import_state(Compiled c, dict state):
     """Fill `c`'s cache from export_state's data (the tapes of a pickle)."""
     cdef Signature sig
-    for key, nargs, tapes in state["cache"]:
+    last = state.get("last")
+    for i, (key, nargs, tapes) in enumerate(state["cache"]):
         key = tuple([SCALAR if p == SCALAR else p for p in key])   # the identity `is` tests
         sig = Signature(key, nargs)
         sig.tapes = list(tapes)
         c.cache.put(key, sig)
+        if i == last and key in c.cache.entries:
+            # the fast path's signature travels too: the first call after loading, like
+            # the last one before pickling, skips building and hashing the key
+            c.remember(sig)
     c.traces, c.replays, c.retraces = state["counts"]
+
+
+def warm_calls(Compiled c, int rounds=2, int64_t max_slots=200_000):
+    """Replay the fast path's signature `rounds` times at its tape's recorded inputs, the
+    way a user's call does, then restore the counters (fastad.serialize, after loading):
+    a new process's first calls through the call path pay for cold code and data, and
+    the user's first call should not.  Nothing is traced here, nothing random is drawn and
+    no Python of the user's runs: calls needing any of that are not warmed."""
+    cdef Signature sig = c.last
+    cdef Tape tape
+    cdef Py_ssize_t i
+    if (sig is None or not sig.fast or not sig.tapes or c.mode.family == "jvp" or active_traces
+            or (c.rand is not None and c.rand.active)):
+        return False
+    tape = <Tape>sig.tapes[0]
+    if tape.callbacks or tape.output_slot < 0 or tape.c.nslot > max_slots:
+        return False
+    x = tape.values[:sig.nin].copy()
+    args = tuple([float(x[sig.offset[i]]) if sig.kind[i] == SCALAR_IN else
+                  x[sig.offset[i]:sig.offset[i] + sig.size[i]].reshape(sig.shapes[i])
+                  for i in range(sig.nargs)])
+    counts = (c.traces, c.replays, c.retraces, c.reverse_sweeps, c.tangent_sweeps)
+    try:
+        if c.replay_signature(sig, args, c.argnums_for(sig.nargs), None) is None:
+            return False        # a guard fails at the recorded inputs: leave it to the call
+        for i in range(rounds - 1):
+            c.run(args, None, None)     # the fast path: the signature is known to replay
+    finally:
+        c.traces, c.replays, c.retraces, c.reverse_sweeps, c.tangent_sweeps = counts
+    return True
 
 
 cdef Outputs find_outputs(Tape tape, object out, Mode mode, bint has_aux, object fun):

@@ -185,7 +185,7 @@ def reduce_compiled(compiled):
 
 
 def _load_compiled(stamp, ref, spec, state):
-    from fastad._replay import Compiled, import_state
+    from fastad._replay import Compiled, import_state, warm_calls
     _check(stamp)
     fun = _resolve(ref)
     LOADED["compiled"] += 1
@@ -195,4 +195,7 @@ def _load_compiled(stamp, ref, spec, state):
     except AttributeError:
         pass
     import_state(compiled, state)
+    # two replays through the call path at the recorded inputs (counters restored): the
+    # first call in the new process then costs about what a warm one does (docs/scale.md)
+    warm_calls(compiled)
     return compiled

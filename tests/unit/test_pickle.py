@@ -162,3 +162,32 @@ def test_hvp_pickles_with_its_tapes():
     traces = h2.gjvp.cache_info()["traces"]
     np.testing.assert_allclose(h2(-x, v), rosen_hess(-x) @ v, rtol=1e-13)
     assert h2.gjvp.cache_info()["traces"] == traces          # replayed, not traced
+
+
+def test_loading_warms_the_call_path_without_side_effects():
+    """Loading replays the last call's signature twice at the recorded inputs (so a new
+    process's first call is not slow, docs/scale.md): the counters read as before pickling,
+    nothing is traced, the next call's results are the original's, and a function that
+    draws random numbers is not warmed (its generator must not move)."""
+    from fastad._replay import warm_calls
+    x = np.linspace(-1.5, 1.2, 6)
+    g = fd.value_and_grad(rosen_loop)
+    g(x)
+    g(-x)
+    h = pickle.loads(pickle.dumps(g))
+    assert h.cache_info() == g.cache_info()
+    v, gr = h(x + 0.25)
+    assert h.cache_info()["traces"] == g.cache_info()["traces"]
+    np.testing.assert_allclose(gr, rosen_grad(x + 0.25), rtol=1e-13)
+    assert warm_calls(h) and h.cache_info()["replays"] == g.cache_info()["replays"] + 1
+    rng = np.random.default_rng(7)
+
+    def noisy(y):
+        return np.sum(y * rng.normal(size=y.shape))
+    r = fd.grad(noisy)
+    with pytest.warns(Warning, match="draws random numbers"):
+        r(x)
+    state = rng.bit_generator.state
+    assert not warm_calls(r)
+    assert rng.bit_generator.state == state
+    assert not warm_calls(fd.grad(rosen_loop))          # never called: nothing to warm
