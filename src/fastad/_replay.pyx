@@ -777,6 +777,11 @@ cdef class Compiled:
             tape.release(w)
         sig.tapes.insert(0, tape)
         del sig.tapes[MAX_TAPES_PER_SIGNATURE:]
+        if native_tier.warm_replay(tape) and not (self.rand is not None and self.rand.active):
+            # native code already installed (from the cache, or native="always"): one
+            # replay along the replay's own path now, so that the first replay pays for no
+            # cold code (docs/native.md, "Cache")
+            self.replay_signature(sig, args, argnums, tangents)
         return res
 
     def not_scalar(self, out):

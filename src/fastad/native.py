@@ -450,6 +450,15 @@ def _warm_up(tape, sweeps):
         tape.tangent(np.zeros(tape.n_inputs))
 
 
+def warm_replay(tape):
+    """Should a trace replay `tape` once through the call path before returning?  Yes when
+    its native code is installed already (loaded from the cache, or compiled for
+    "always") and the tape is small enough that a replay is nothing next to the trace."""
+    p = tape.native_policy
+    return (p is not None and p.state == "native" and tape.n_slots <= WARM_MAX_SLOTS
+            and not tape.callbacks)
+
+
 def tier(tape):
     """'native', 'compiling', 'interpreted' or 'interpreted (why not)' for a tape."""
     p = tape.native_policy
