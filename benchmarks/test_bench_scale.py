@@ -233,11 +233,12 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         def two():
-            X = da.random.RandomState(4).uniform(-math.pi, math.pi, size=(n, 3),
+            X = da.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3),
                                                  chunks=(chunk, 3))
             return (fd.dask_map(g, X) ** 2).mean(axis=0).compute()
         client.run(_install_task_clock)
         two()
+        ntasks = fd.dask_map(g, da.zeros((n, 3), chunks=(chunk, 3))).numblocks[0]
         k0, w0, c0 = (client.run(_install_task_clock), client.run(_cpu_of_process),
                       time.process_time())
         t2 = best(two, rounds)
@@ -248,7 +249,7 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
     tasks = sorted((k1[k] - k0[k]) / (rounds + 1) for k in k1)
     return {"one": t1[0], "dask": t2[0], "cpu_one": cpu1, "cpu_workers": workers,
             "cpu_tasks": tasks, "cpu_client": cc / (rounds + 1),
-            "loads": sorted(loads.values())}
+            "loads": sorted(loads.values()), "tasks": ntasks}
 
 
 def sumsq_loop(x):

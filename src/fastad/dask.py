@@ -8,8 +8,10 @@ token), not once per task nor once per call: later calls with the same function 
 the scattered copy.
 """
 import collections
+import os
 import pickle
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -28,6 +30,14 @@ __all__ = ["dask_map"]
 _loaded = collections.OrderedDict()
 _LOADED_MAX = 8
 _loaded_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------- task sizes
+# Dask's own advice is tasks of 100 ms or more: its scheduler, the messages and a worker's
+# bookkeeping cost about a millisecond per task, and a compute() about 10-30 ms on a
+# LocalCluster, whatever the task computes (docs/scale.md, "What a point costs").
+TASK_SECONDS = 0.1
+_TIMED_POINTS = 1024            # the batch timed for the cost of a point
 
 
 def _function(shipped):
@@ -54,6 +64,8 @@ def _rows(shipped, pos, *blocks):
     leaves = tree_flatten(res)[0]
     if not leaves:
         return np.empty((n, 0))
+    if len(leaves) == 1:        # grad, jacobian...: the batched result itself, not a copy
+        return np.asarray(leaves[0], dtype=np.float64).reshape(n, -1)
     return np.concatenate([np.asarray(leaf, dtype=np.float64).reshape(n, -1) for leaf in leaves],
                           axis=1)
 
@@ -68,7 +80,7 @@ def _client(client):
         return None         # no cluster: dask's local scheduler, the function stays in memory
 
 
-def dask_map(fun, *args, client=None, workers=1):
+def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     """``fun`` (a fastad transform such as ``fd.value_and_grad(f)``, or any function
     ``fastad.vmap`` takes) mapped over axis 0 of the dask arrays among `args`.
 
@@ -79,6 +91,12 @@ def dask_map(fun, *args, client=None, workers=1):
     traced once here, on the first point, to learn the output's shapes, then scattered to
     the cluster's workers once (the client given, or the current one; without one Dask's
     local scheduler runs the chunks in this process).
+
+    A task costs Dask about a millisecond whatever it computes, so chunks of cheap points
+    are merged: the cost of a point is timed here on a batch of the probe point, and
+    neighbouring chunks are joined until a task holds about ``task_seconds`` of work,
+    keeping at least one task per worker thread (``task_seconds=None`` keeps the arrays'
+    chunks; chunks are never split).  See docs/scale.md, "What a point costs".
 
     >>> import dask.array as da, numpy as np, fastad as fd
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
@@ -103,17 +121,22 @@ def dask_map(fun, *args, client=None, workers=1):
     if any(a.shape[0] != n for a in arrays):
         raise ValueError("fastad.dask_map: the dask arrays have different lengths along axis "
                          f"0 ({[a.shape[0] for a in arrays]})")
-    # one chunk along every axis but the batch, and the same batch chunks for every array
-    chunks0 = arrays[0].chunks[0]
-    arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
     batched = fun if isinstance(fun, Batched) else vmap(
         fun, in_axes=tuple(0 if m else None for m in mapped), workers=workers)
-    leaves, tdef = tree_flatten(_probe(batched, args, mapped, arrays))
+    point = _probe_point(args, mapped, arrays)
+    leaves, tdef = tree_flatten(_probe(batched, args, mapped, arrays, point))
     shapes = [np.shape(leaf)[1:] for leaf in leaves]
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     ncol = sum(sizes)
     c = _client(client)
-    fn = _scattered(c, batched, fun) if c is not None else batched
+    # without a cluster, Dask's local scheduler runs a thread per core
+    fn, threads = _scattered(c, batched, fun) if c is not None else (batched, os.cpu_count() or 1)
+    chunks0 = arrays[0].chunks[0]
+    if task_seconds is not None and len(chunks0) > threads:
+        chunks0 = merged_chunks(chunks0, _point_seconds(batched, point, mapped),
+                                task_seconds, threads)
+    # one chunk along every axis but the batch, and the same batch chunks for every array
+    arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
     it = iter(arrays)
     # blockwise indices: "i" the batch, "z" the output's columns, and a letter of its own
     # for every other axis of every array (contracted: one chunk each, concatenated)
@@ -129,6 +152,8 @@ def dask_map(fun, *args, client=None, workers=1):
                         new_axes={"z": ncol},
                         concatenate=True, dtype=np.float64, name=f"fastad-map-{token}",
                         meta=np.empty((0, 0)))
+    if len(shapes) == 1 and len(shapes[0]) == 1:      # one vector per point: flat itself
+        return tree_unflatten(tdef, [flat])
     out, col = [], 0
     for shape, size in zip(shapes, sizes):
         part = flat[:, col:col + size]
@@ -137,13 +162,17 @@ def dask_map(fun, *args, client=None, workers=1):
     return tree_unflatten(tdef, out)
 
 
-def _probe(batched, args, mapped, arrays):
+def _probe_point(args, mapped, arrays):
+    """The arguments of a batch of one point of ones (shared arguments as they are)."""
+    return [np.ones((1,) + a.shape[1:], dtype=a.dtype if a.dtype.kind == "f" else np.float64)
+            if m else a for a, m in zip(_replace(args, mapped, arrays), mapped)]
+
+
+def _probe(batched, args, mapped, arrays, ones):
     """The batched result at one point, for the output's structure and shapes (this traces
     `fun` here once).  A point of ones, made here: reading the first row of a dask array
     would be a round trip through the cluster (computing a whole chunk) at every call.  A
     function that fails or returns NaN at ones (a log(1 - x)...) is probed at the first row."""
-    ones = [np.ones((1,) + a.shape[1:], dtype=a.dtype if a.dtype.kind == "f" else np.float64)
-            if m else a for a, m in zip(_replace(args, mapped, arrays), mapped)]
     try:
         with np.errstate(all="ignore"):
             res = batched(*ones)
@@ -153,7 +182,48 @@ def _probe(batched, args, mapped, arrays):
         pass
     first = [np.asarray(a[:1].compute()) if m else a
              for a, m in zip(_replace(args, mapped, arrays), mapped)]
+    ones[:] = first             # the point the cost is timed at, too
     return batched(*first)
+
+
+
+
+def _point_seconds(batched, point, mapped, rounds=2):
+    """Seconds per point of a batched replay, timed here on _TIMED_POINTS copies of the
+    probe point (best of `rounds`, after a warm-up).  A point that takes other branches
+    may cost more or less; this sizes tasks, it decides nothing else."""
+    batch = [np.repeat(a, _TIMED_POINTS, axis=0) if m else a for a, m in zip(point, mapped)]
+    best = float("inf")
+    with np.errstate(all="ignore"):
+        try:
+            for _ in range(rounds + 1):
+                t = time.perf_counter()
+                batched(*batch)
+                best = min(best, time.perf_counter() - t)
+        except (ArithmeticError, ValueError):
+            return 0.0
+    return best / _TIMED_POINTS
+
+
+def merged_chunks(chunks, point_seconds, task_seconds, threads):
+    """Neighbouring chunk lengths joined into tasks of about `task_seconds` of work each,
+    but at least `threads` tasks (one per worker thread) when there are that many chunks.
+    Returns the new chunk lengths (a tuple, same total)."""
+    total = sum(chunks)
+    want = max(1, round(point_seconds * total / task_seconds)) if point_seconds > 0 else len(chunks)
+    ntasks = min(len(chunks), max(want, threads))
+    if ntasks == len(chunks):
+        return tuple(chunks)
+    target = total / ntasks
+    out, acc = [], 0
+    for n in chunks:
+        acc += n
+        if acc >= target * 0.999 and len(out) < ntasks - 1:
+            out.append(acc)
+            acc = 0
+    if acc:
+        out.append(acc)
+    return tuple(out)
 
 
 # the functions last scattered, with their state: a repeated dask_map ships a function
@@ -165,20 +235,24 @@ _SENT_MAX = 8
 
 
 def _scattered(c, batched, fun):
-    """A future of `batched` held by every worker of client `c`."""
-    key = (id(fun), id(c), c.id, tuple(sorted(c.scheduler_info().get("workers", {}))))
+    """(a future of `batched` held by every worker of client `c`, the cluster's worker
+    threads).  No round trip to the scheduler when it was scattered before: a worker that
+    joined since fetches the bytes from a peer the first time a task needs them."""
+    key = (id(fun), id(c), c.id)
     state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
     hit = _sent.get(key)
     if hit is not None and hit[0] is fun and hit[1] == state:
         _sent.move_to_end(key)
-        return hit[2]
+        return hit[2], hit[3]
     import cloudpickle      # a dependency of distributed; closures and lambdas by value
     shipped = (uuid.uuid4().hex, cloudpickle.dumps(batched, protocol=pickle.HIGHEST_PROTOCOL))
     future = c.scatter(shipped, broadcast=True, hash=False)
-    _sent[key] = (fun, state, future)
+    workers = c.scheduler_info().get("workers", {})
+    threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    _sent[key] = (fun, state, future, threads)
     while len(_sent) > _SENT_MAX:
         _sent.popitem(last=False)
-    return future
+    return future, threads
 
 
 def _replace(args, mapped, arrays):

@@ -52,6 +52,9 @@ def test_dask_map_two_worker_processes():
                                   host="127.0.0.1", dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         vals, G = fd.dask_map(g, Xd)
+        # cheap points: the 10 chunks are merged into fewer, larger tasks (one per worker
+        # unless the timing of a point went badly wrong)
+        assert 2 <= G.numblocks[0] < 10
         vals, G = da.compute(vals, G)
         # a second call ships nothing: the workers keep the function scattered by the first
         G2 = fd.dask_map(g, Xd[:8000])[1].compute()
@@ -78,3 +81,24 @@ def test_dask_map_output_shapes_from_a_point_where_ones_fail():
     ref = np.einsum("ni,ij->nij", -X[:, ::-1] / (1.0 - X), np.eye(3)) \
         + np.log(1.0 - X)[:, :, None] * np.eye(3)[::-1][None]
     np.testing.assert_allclose(J, ref, rtol=RTOL, atol=RTOL)
+
+
+def test_cheap_chunks_are_merged_into_tasks_of_useful_size():
+    """merged_chunks joins neighbouring chunks so that a task holds about task_seconds of
+    work, never fewer tasks than worker threads nor more than chunks (docs/scale.md)."""
+    from fastad.dask import merged_chunks
+    eight = (125_000,) * 8
+    # 1e6 points at 150 ns: 0.15 s of work, 0.1 s per task -> 1 task, but 2 threads -> 2
+    assert merged_chunks(eight, 150e-9, 0.1, 2) == (500_000, 500_000)
+    # heavy points (4 us): 4 s of work -> 40 tasks wanted, only 8 chunks: kept
+    assert merged_chunks(eight, 4e-6, 0.1, 2) == eight
+    # 1.2 s of work -> 12 tasks wanted over 8 chunks: kept; 0.4 s -> 4 tasks of 2 chunks
+    assert merged_chunks(eight, 1.2e-6, 0.1, 2) == eight
+    assert merged_chunks(eight, 0.4e-6, 0.1, 2) == (250_000,) * 4
+    # uneven chunks keep their total and their boundaries
+    odd = (10, 30, 5, 5, 50)
+    got = merged_chunks(odd, 1e-3, 0.05, 1)
+    assert sum(got) == 100 and len(got) == 2
+    assert set(np.cumsum(got)) <= set(np.cumsum(odd))
+    # a cost that could not be timed (0) keeps the chunks
+    assert merged_chunks(odd, 0.0, 0.1, 2) == odd
