@@ -781,7 +781,9 @@ cdef class Compiled:
             # native code already installed (from the cache, or native="always"): one
             # replay along the replay's own path now, so that the first replay pays for no
             # cold code (docs/native.md, "Cache")
+            sweeps = (self.reverse_sweeps, self.tangent_sweeps)
             self.replay_signature(sig, args, argnums, tangents)
+            self.reverse_sweeps, self.tangent_sweeps = sweeps
         return res
 
     def not_scalar(self, out):
