@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 import fastad as fd
+import fastad.dask
 
 A, B = 7.0, 0.1
 
@@ -74,8 +75,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--workers", type=int, default=2, help="worker processes")
-    p.add_argument("--chunk", type=int, default=100_000,
-                   help="points per chunk of the array (chunks of cheap points are joined)")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="points per chunk of the array (default: ~0.1 s of work per task, "
+                        "from the timed cost of a point; smaller chunks of cheap points are "
+                        "joined by dask_map)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="timed sweeps after the first")
     args = p.parse_args()
@@ -86,12 +89,15 @@ def main():
                       host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:
         print(f"cluster: {args.workers} worker processes, up in {time.perf_counter() - t0:.1f} s")
+        # chunks sized from the cost of a point: tasks of ~0.1 s, one per worker at least
+        chunk = args.chunk or fastad.dask.points_per_task(g, np.zeros(3), n=args.points)
+        print(f"points per task: {chunk}")
         t1 = time.perf_counter()
-        nu = sweep(g, args.points, args.chunk, args.seed).persist()
+        nu = sweep(g, args.points, chunk, args.seed).persist()
         progress(nu)
         nu = nu.compute()
         first = time.perf_counter() - t1
-        dt, _ = best_of(lambda: sweep(g, args.points, args.chunk, args.seed + 1).compute(),
+        dt, _ = best_of(lambda: sweep(g, args.points, chunk, args.seed + 1).compute(),
                         args.rounds)
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
     one, _ = best_of(lambda: one_process(g, args.points, args.seed + 1), args.rounds)

@@ -19,7 +19,7 @@ import numpy as np
 from fastad.batching import Batched, vmap
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["dask_map"]
+__all__ = ["dask_map", "points_per_task"]
 
 
 # In a worker: the functions unpickled here, by token (a few, the most recent kept).  The
@@ -203,6 +203,26 @@ def _point_seconds(batched, point, mapped, rounds=2):
         except (ArithmeticError, ValueError):
             return 0.0
     return best / _TIMED_POINTS
+
+
+def points_per_task(fun, *point, n, client=None, task_seconds=TASK_SECONDS):
+    """Chunk length for a dask array of `n` points on which ``dask_map(fun, ...)`` will run
+    tasks of about `task_seconds` each, at least one per worker thread of `client` (or of
+    the current cluster; this machine's cores without one).  `point` is one point's
+    arguments (each mapped; unbatched).  Use it where the points are made, so that
+    dask_map has nothing to join: joining chunks drawn on different workers moves them
+    between workers (docs/scale.md, "Task sizes from the cost of a point")."""
+    batched = fun if isinstance(fun, Batched) else vmap(fun)
+    one = [np.asarray(p, dtype=np.float64)[None] for p in point]
+    seconds = _point_seconds(batched, one, [True] * len(one))
+    c = _client(client)
+    if c is None:
+        threads = os.cpu_count() or 1
+    else:
+        workers = c.scheduler_info().get("workers", {})
+        threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    ntasks = max(threads, round(seconds * n / task_seconds)) if seconds > 0 else threads
+    return max(1, -(-n // ntasks))
 
 
 def merged_chunks(chunks, point_seconds, task_seconds, threads):

@@ -102,3 +102,14 @@ def test_cheap_chunks_are_merged_into_tasks_of_useful_size():
     assert set(np.cumsum(got)) <= set(np.cumsum(odd))
     # a cost that could not be timed (0) keeps the chunks
     assert merged_chunks(odd, 0.0, 0.1, 2) == odd
+
+
+def test_points_per_task_from_the_cost_of_a_point():
+    """Without a cluster: one task per core at least; tiny tasks asked -> one point each;
+    tasks of ~0.1 s of a point costing far less -> exactly one per core (docs/scale.md)."""
+    import os
+    from fastad.dask import points_per_task
+    g = fd.grad(lambda x: np.sin(x[0]) * x[1])
+    cores = os.cpu_count() or 1
+    assert points_per_task(g, np.zeros(2), n=1000) == -(-1000 // cores)
+    assert points_per_task(g, np.zeros(2), n=1000, task_seconds=1e-15) == 1
