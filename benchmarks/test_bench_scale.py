@@ -16,7 +16,9 @@ Each measure times what a user calls, the way they call it:
   dask     10^6 gradients of the Ishigami function and 2.5*10^5 of a heavier one (an ODE
            loop of ~1300 records), points drawn in the workers, the mean of the squared
            gradients back: a 2-process LocalCluster vs one process, with the CPU seconds
-           of the client (and scheduler), each worker and each worker's chunk tasks
+           of the client (and scheduler), each worker and each worker's chunk tasks;
+           chunks from fastad.dask.points_per_task unless given:
+           `python benchmarks/test_bench_scale.py dask [ishigami|heavy] [N] [chunk]`
   Shared machine?  The wall ratios need two idle cores; the CPU ratios do not (they
   assume the threads/processes would run side by side).  `taskset -c 0,1` pins a
   run to two cores; it cannot remove other users' load from them.
@@ -220,7 +222,6 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
     task CPU does not."""
     import dask.array as da
     from distributed import Client, LocalCluster
-    chunk = chunk or -(-n // 8)     # 8 chunks: 4 per worker
     g = fd.grad(fun)
     v = fd.vmap(g)
 
@@ -232,6 +233,11 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
     cpu1 = (time.process_time() - c0) / (rounds + 1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        # the chunks a user gets from fastad.dask.points_per_task (docs/scale.md): tasks of
+        # ~0.1 s, one per worker at least; chunk=n//8 measures dask_map joining 8 chunks
+        from fastad.dask import points_per_task
+        chunk = chunk or points_per_task(g, np.zeros(3), n=n, client=client)
+
         def two():
             X = da.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3),
                                                  chunks=(chunk, 3))
@@ -439,8 +445,9 @@ if __name__ == "__main__":
         print([f"{t * 1e6:.2f} us" for t in pickle_measure()])
     elif sys.argv[1:2] == ["threads"]:
         print(threads_measure())
-    elif sys.argv[1:2] == ["dask"]:
+    elif sys.argv[1:2] == ["dask"]:     # dask [heavy|ishigami] [N] [chunk]
         print(dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
-                           int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK))
+                           int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
+                           int(float(sys.argv[4])) if len(sys.argv) > 4 else None))
     else:
         main()
