@@ -186,8 +186,6 @@ def _probe(batched, args, mapped, arrays, ones):
     return batched(*first)
 
 
-
-
 def _point_seconds(batched, point, mapped, rounds=2):
     """Seconds per point of a batched replay, timed here on _TIMED_POINTS copies of the
     probe point (best of `rounds`, after a warm-up).  A point that takes other branches
