@@ -187,20 +187,27 @@ def _probe(batched, args, mapped, arrays, ones):
 
 
 def _point_seconds(batched, point, mapped, rounds=2):
-    """Seconds per point of a batched replay, timed here on _TIMED_POINTS copies of the
-    probe point (best of `rounds`, after a warm-up).  A point that takes other branches
-    may cost more or less; this sizes tasks, it decides nothing else."""
-    batch = [np.repeat(a, _TIMED_POINTS, axis=0) if m else a for a, m in zip(point, mapped)]
-    best = float("inf")
-    with np.errstate(all="ignore"):
-        try:
-            for _ in range(rounds + 1):
-                t = time.perf_counter()
-                batched(*batch)
-                best = min(best, time.perf_counter() - t)
-        except (ArithmeticError, ValueError):
-            return 0.0
-    return best / _TIMED_POINTS
+    """Seconds per point of a batched replay, timed here on copies of the probe point (best
+    of `rounds`, after a warm-up): 16 points first, and _TIMED_POINTS when those took under
+    a millisecond (a cheap point needs a batch to show its batched cost; a heavy one must
+    not make every call wait).  A point that takes other branches may cost more or less;
+    this sizes tasks, it decides nothing else."""
+    seconds = 0.0
+    for npts in (16, _TIMED_POINTS):
+        batch = [np.repeat(a, npts, axis=0) if m else a for a, m in zip(point, mapped)]
+        best = float("inf")
+        with np.errstate(all="ignore"):
+            try:
+                for _ in range(rounds + 1):
+                    t = time.perf_counter()
+                    batched(*batch)
+                    best = min(best, time.perf_counter() - t)
+            except (ArithmeticError, ValueError):
+                return 0.0
+        seconds = best / npts
+        if best > 1e-3:
+            break
+    return seconds
 
 
 def points_per_task(fun, *point, n, client=None, task_seconds=TASK_SECONDS):
