@@ -23,7 +23,7 @@ from fastad._tape import op_table
 from fastad import _codegen_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 10
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -587,7 +587,10 @@ RECUR = "recur"
 
 
 def _restrict(loop):
-    return " restrict" if loop == RECUR else ""
+    # every function of its own (a recurrence, a ranged record's loop, a fused chain): the
+    # arrays are distinct buffers, and without restrict a store to g may change v[c], so
+    # a broadcast operand is reloaded every element and the loop is not vectorized
+    return " restrict" if loop else ""
 
 
 def _sweep_functions(items, prefix, what, arg):
