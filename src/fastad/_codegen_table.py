@@ -205,6 +205,14 @@ def tables(recs, taken=()):
     return out
 
 
+def straight_left(recs):
+    """How many scalar records of `recs` stay straight-line code (not in a table loop)."""
+    if not enabled():
+        return sum(1 for p in recs if _candidate(p, ()))
+    covered = sum(len(b.recs) for t in tables(recs) for b in t.blocks)
+    return sum(1 for p in recs if _candidate(p, ())) - covered
+
+
 # rare blocks between repeated ones join the table loop, up to this many in a row: a rare
 # shape's case is as much code as its straight-line statements, and the loop goes on
 MAX_GAP = 2

@@ -120,3 +120,27 @@ def test_table_loop_tangent_sweep_agrees():
     jn = fd.jacfwd(branchy, native="always")(x)
     assert same(ji, jn)
     np.testing.assert_allclose(jn, hand(x)[1], rtol=1e-14)
+
+
+def test_long_tape_of_few_shapes_is_compiled_a_long_irregular_one_refused(monkeypatch):
+    """The size limit counts the straight-line records left outside table loops."""
+    monkeypatch.setattr(native, "MAX_STATEMENTS", 100)
+    x = np.random.default_rng(4).uniform(-3, 3, N)      # ~400 records, 6 shapes
+    gi = fd.value_and_grad(branchy, native="never")
+    gn = fd.value_and_grad(branchy, native="always")
+    a, b = gi(x), gn(x)
+    assert same(a[0], b[0]) and same(a[1], b[1])
+    assert [native.tier(t) for t in gn.tapes()] == ["native"]
+
+    def irregular(x):       # no guard to cut at, no repeated block: all straight-line
+        ops = [np.sin, np.cos, np.arctan, np.tanh, np.sinh]
+        s = 0.0
+        for i in range(len(x)):
+            s = ops[(i * i + 3 * i // 2) % 5](s * 0.5 + x[i]) * x[(7 * i) % len(x)]
+        return s
+    g = fd.value_and_grad(irregular, native="always")
+    with pytest.warns(RuntimeWarning, match="straight-line records"):
+        v, d = g(x)
+    assert native.tier(g.tapes()[0]).startswith("interpreted (the tape has")
+    r = fd.value_and_grad(irregular, native="never")(x)
+    assert same(v, r[0]) and same(d, r[1])
