@@ -719,10 +719,13 @@ def standalone(rows, values, ix, nin, out, name, jvp=True, part=False):
     parts.append(_int_table(f"{P}const_slots", consts))
     vals = ",".join(_c_double(values[s]) for s in consts) or "0"
     parts.append(f"static const double {P}const_vals[] = {{{vals}}};\n\n")
-    fns, fcalls = _fwd_functions(recs, P, False, "ix")
-    parts += fns
-    rfns, rcalls = _sweep_functions(_items(recs[::-1], rev_stmt, False), P, "rev", "g")
-    parts += rfns
+    over = {"fwd": {}, "tan": {}, "rev": {}}
+    tables = _codegen_table.add(recs, over, prefix=P, passive=False)
+    fns, fcalls = _fwd_functions(recs, P, False, "ix", over["fwd"])
+    parts += [tables.get("fwd", "")] + fns
+    rfns, rcalls = _sweep_functions(_items(recs[::-1], rev_stmt, False, over=over["rev"]),
+                                    P, "rev", "g")
+    parts += [tables.get("rev", "")] + rfns
     parts.append(f"""
 static int64_t {P}forward(const double *x, double *v)
 {{
@@ -763,8 +766,8 @@ int {P}value_grad(const double *x, double *f, double *g)
 }}
 """)
     if jvp:
-        tfns, tcalls = _sweep_functions(_items(recs, tan_stmt), P, "tan", "t")
-        parts += tfns
+        tfns, tcalls = _sweep_functions(_items(recs, tan_stmt, over=over["tan"]), P, "tan", "t")
+        parts += [tables.get("tan", "")] + tfns
         parts.append(f"""
 int {P}jvp_work(const double *x, const double *dx, double *f, double *df, double *work)
 {{

@@ -27,6 +27,8 @@ MIN_REPEAT = 4
 MIN_BLOCKS = 8
 # blocks are cut at most this long (a tape without guards has one block per MAX_BLOCK)
 MAX_BLOCK = 64
+# records of a run on which the candidate cuts are compared
+SAMPLE = 2048
 # a straight-line record costs about this many table dispatches (run time and code size)
 STRAIGHT_COST = 0.3
 
@@ -135,13 +137,14 @@ def _best_blocks(run, written):
     """The cut (before which kind of guard: each kind alone, or every guard) whose blocks
     cost least: fewest table dispatches plus straight-line records left over."""
     kinds = list(dict.fromkeys(_guard_kind(p, written) for p in run if p.kind == "guard"))
+    sample = run[:SAMPLE]       # the cuts are compared on the run's start (generation time)
     best = None
     for heads in [{k} for k in kinds] + [set(kinds)]:
-        blocks = _blocks(run, heads, written)
+        blocks = _blocks(sample, heads, written)
         cost = _cost(blocks, _count(blocks))
         if best is None or cost < best[0]:
-            best = (cost, blocks)
-    return best[1] if best else []
+            best = (cost, heads)
+    return _blocks(run, best[1] if best else set(), written)
 
 
 class Table:
@@ -279,25 +282,29 @@ def _cases(sh, stmt, backwards):
     return "".join(cases)
 
 
-# the shared functions: (sweep, return type, array parameter, statement of a record)
+# the shared functions: (sweep, return type, array parameters, statement of a record)
 _SWEEPS = {
-    "fwd": ("int64_t", "double *restrict v", lambda p: G.fwd_stmt(p, False, "ix")),
-    "tan": ("void", "const double *restrict v, double *restrict t", lambda p: G.tan_stmt(p, "ix")),
+    "fwd": ("int64_t", "double *restrict v", lambda p, passive: G.fwd_stmt(p, False, "ix")),
+    "tan": ("void", "const double *restrict v, double *restrict t",
+            lambda p, passive: G.tan_stmt(p, "ix")),
     "rev": ("void", "const double *restrict v, double *restrict g",
-            lambda p: G.rev_stmt(p, "ix", True)),
+            lambda p, passive: G.rev_stmt(p, "ix", passive)),
 }
 
 
-def functions(sh):
-    """C of fa_table_fwd / _tan / _rev: run nb blocks of shapes s_ with table words w_
-    (backwards from w_ for the reverse sweep); i_: each block's first record index, which
-    the forward sweep returns (plus the record's offset) when a guard fails."""
+def functions(sh, prefix="", passive=True):
+    """C of fa_table_fwd / _tan / _rev (names after `prefix`): run nb blocks of shapes s_
+    with table words w_ (backwards from w_ for the reverse sweep); i_: each block's first
+    record index, which the forward sweep returns (plus the record's offset) when a guard
+    fails.  passive: honour the operands' passive flags in the reverse sweep."""
     out = {}
-    for w, (ret, arrays, stmt) in _SWEEPS.items():
+    for w, (ret, arrays, stmt1) in _SWEEPS.items():
         back = w == "rev"
+        stmt = lambda p, stmt1=stmt1: stmt1(p, passive)      # noqa: E731
         loop = ("for (int64_t j = nb - 1; j >= 0; j--)" if back else
                 "for (int64_t j = 0; j < nb; j++)")
-        out[w] = (f"FA_TABLEFN static {ret} fa_table_{w}({arrays}, const {sh.ctype} *restrict s_, "
+        out[w] = (f"FA_TABLEFN static {ret} {prefix}fa_table_{w}({arrays}, "
+                  f"const {sh.ctype} *restrict s_, "
                   "const int32_t *restrict w_, const int64_t *restrict i_, int64_t nb)\n{\n"
                   "    const int32_t *q_ = w_; (void)i_;\n"
                   f"    {loop} switch (s_[j]) {{\n{_cases(sh, stmt, back)}"
@@ -306,24 +313,25 @@ def functions(sh):
     return out
 
 
-def _call(sh, tab, w):
+def _call(sh, tab, w, prefix):
     """The statement that runs table loop `tab` in sweep w: its tables and the call."""
     words = [x for b in tab.blocks for x in sh.entries(b)]
     nb = len(tab.blocks)
     decl = (_ints("s_", [sh.id[b.shape] for b in tab.blocks], sh.ctype) + _ints("w_", words))
     if w == "fwd":
         decl += _ints("i_", [b.recs[0].i for b in tab.blocks], "int64_t")
-        return (f"{{ {decl}const int64_t r_ = fa_table_fwd(v, s_, w_, i_, {nb}); "
+        return (f"{{ {decl}const int64_t r_ = {prefix}fa_table_fwd(v, s_, w_, i_, {nb}); "
                 "if (r_ >= 0) return r_; }")
     if w == "tan":
-        return f"{{ {decl}fa_table_tan(v, t, s_, w_, NULL, {nb}); }}"
-    return f"{{ {decl}fa_table_rev(v, g, s_, w_ + {len(words)}, NULL, {nb}); }}"
+        return f"{{ {decl}{prefix}fa_table_tan(v, t, s_, w_, NULL, {nb}); }}"
+    return f"{{ {decl}{prefix}fa_table_rev(v, g, s_, w_ + {len(words)}, NULL, {nb}); }}"
 
 
-def add(recs, over):
+def add(recs, over, prefix="", passive=True):
     """Put the tape's table loops into fastad._codegen's per-sweep replacements `over`
     (record index -> statement, None at the other members), and return the C of the
-    functions they call, per sweep ({} without table loops)."""
+    functions they call, per sweep ({} without table loops).  prefix: of the functions'
+    names (a standalone file holds several tapes); passive: as fastad._codegen.rev_stmt."""
     if not enabled():
         return {}
     taken = set(over["fwd"]) | set(over["tan"]) | set(over["rev"])
@@ -338,7 +346,7 @@ def add(recs, over):
             for p in b.recs:
                 for w in over:
                     over[w][p.i] = None
-        over["fwd"][tab.first.i] = (_call(sh, tab, "fwd"), False)
-        over["tan"][tab.first.i] = (_call(sh, tab, "tan"), False)
-        over["rev"][tab.last.i] = (_call(sh, tab, "rev"), False)
-    return functions(sh)
+        over["fwd"][tab.first.i] = (_call(sh, tab, "fwd", prefix), False)
+        over["tan"][tab.first.i] = (_call(sh, tab, "tan", prefix), False)
+        over["rev"][tab.last.i] = (_call(sh, tab, "rev", prefix), False)
+    return functions(sh, prefix, passive)
