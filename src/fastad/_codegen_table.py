@@ -278,7 +278,7 @@ def _cases(sh, stmt, backwards):
         step = f"q_ -= {width};" if backwards else ""
         adv = "" if backwards else f"q_ += {width};"
         cases.append(f"    case {s}: {{ {step} const int64_t r0 = q_[0]; (void)r0;\n        "
-                     + "\n        ".join(body) + f" {adv} break; }}\n")
+                     + "\n        ".join(body) + f"\n        {adv} break; }}\n")
     return "".join(cases)
 
 
