@@ -96,7 +96,7 @@ def source_hash():
     h = hashlib.blake2b(digest_size=16)
     h.update(headers().encode())
     h.update(str(GENERATOR_VERSION).encode())
-    h.update(b"tables" if _codegen_table.enabled() else b"")
+    h.update(_codegen_table.variant().encode())
     return h.hexdigest()
 
 

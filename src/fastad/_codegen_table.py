@@ -32,7 +32,9 @@ SAMPLE = 2048
 # a straight-line record costs about this many table dispatches (run time and code size)
 STRAIGHT_COST = 0.3
 
-# The table loops' functions (one per sweep, shared by every table loop of the tape)
+# The table loops' functions (one per sweep, shared by every table loop of the tape): the
+# reverse sweep's at -O2 (at -O1 GCC keeps the adjoints of a case in memory: 1.8x slower),
+# the others at the file's -O1 (as fast, and half the compile time)
 ATTRIBUTES = """
 #if defined(__GNUC__) && !defined(__clang__)
 #define FA_TABLEFN __attribute__((noinline, optimize("O2")))
@@ -46,6 +48,16 @@ def enabled():
     """FASTAD_NATIVE_TABLES=0 turns table loops off (the records stay straight-line code;
     for comparisons: docs/native.md)."""
     return os.environ.get("FASTAD_NATIVE_TABLES", "1").strip() != "0"
+
+
+def pairs_enabled():
+    """FASTAD_NATIVE_TABLE_PAIRS=0: one block per dispatch (for comparisons)."""
+    return os.environ.get("FASTAD_NATIVE_TABLE_PAIRS", "1").strip() != "0"
+
+
+def variant():
+    """The switches above, for the cache key (fastad._codegen.source_hash)."""
+    return f"tables={enabled()},pairs={pairs_enabled()}"
 
 
 class Block:
@@ -203,9 +215,23 @@ def tables(recs, taken=()):
                 cur.append(b)
                 continue
             if len(cur) >= MIN_BLOCKS:
-                out.append(Table(cur))
+                out.append(Table(_paired(cur)))
             cur = []
     return out
+
+
+# consecutive blocks are run in pairs (one dispatch, whose target the CPU mostly
+# mispredicts, per two blocks) while the pairs have at most this many shapes
+PAIR_SHAPES = 48
+
+
+def _paired(blocks):
+    """`blocks` two by two as blocks of their own, if that leaves few enough shapes."""
+    if not pairs_enabled():
+        return blocks
+    pairs = [_shape(blocks[k].recs + blocks[k + 1].recs)
+             for k in range(0, len(blocks) - 1, 2)] + blocks[len(blocks) // 2 * 2:]
+    return pairs if len({b.shape for b in pairs}) <= PAIR_SHAPES else blocks
 
 
 def straight_left(recs):
@@ -303,7 +329,8 @@ def functions(sh, prefix="", passive=True):
         stmt = lambda p, stmt1=stmt1: stmt1(p, passive)      # noqa: E731
         loop = ("for (int64_t j = nb - 1; j >= 0; j--)" if back else
                 "for (int64_t j = 0; j < nb; j++)")
-        out[w] = (f"FA_TABLEFN static {ret} {prefix}fa_table_{w}({arrays}, "
+        attr = "FA_TABLEFN" if back else "FA_NOINLINE"
+        out[w] = (f"{attr} static {ret} {prefix}fa_table_{w}({arrays}, "
                   f"const {sh.ctype} *restrict s_, "
                   "const int32_t *restrict w_, const int64_t *restrict i_, int64_t nb)\n{\n"
                   "    const int32_t *q_ = w_; (void)i_;\n"
