@@ -12,7 +12,9 @@ compiles a run of blocks whose shapes repeat as
 
     for (j = 0; j < NB; j++) switch (shape[j]) { case s: <the shape's statements> }
 
-over static index tables.  The statements are the straight-line ones of fastad._codegen
+over static index tables (blocks taken two by two where the pairs have few shapes: the
+switch's jump depends on the data, and half as many jumps mispredict half as often).
+The statements are the straight-line ones of fastad._codegen
 (same ops, same order, same guard checks against the recorded outcomes, a failed guard
 returns the record's own index), so the results are the interpreter's bit for bit; the
 C is a few statements per shape, so it compiles in constant time, and it stays in cache.
