@@ -15,8 +15,18 @@
 #include "ops.h"
 #include "reduce.h"     /* the reductions' kernels and FA_AZ, as the sweeps have them */
 
-/* The absolute-zero product of the sweeps (reduce.h, FA_AZ): 0 if either factor is 0. */
-#define FA_NAZ(x, y) FA_AZ(x, y)
+/* The absolute-zero product of the sweeps (reduce.h, FA_AZ): 0 if either factor is 0.
+ * The same value as FA_AZ, but the product is computed unconditionally and the zero tests
+ * joined without a branch, so that the condition is a select: GCC then vectorizes the
+ * generated element loops (with FA_AZ's branches it does not: it may not speculate a
+ * multiply under -ftrapping-math).  The reverse sweep of the Rosenbrock loop, n = 10^4,
+ * went from 18 to 13 us (docs/native.md). */
+static inline double fa_naz(double x, double y)
+{
+    const double p = x * y;
+    return ((x == 0.0) | (y == 0.0)) ? 0.0 : p;
+}
+#define FA_NAZ(x, y) fa_naz(x, y)
 
 #define FA_NK1(N, S, V, DA)                                                              \
     static inline double fa_v_##N(double a) { return (V); }                             \

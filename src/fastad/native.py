@@ -264,13 +264,22 @@ def _too_large(tape):
     return len(tape) > MAX_STATEMENTS and _native.straight_line(tape) > MAX_STATEMENTS
 
 
+def _check_size(tape):
+    """Refuse a tape whose straight-line code would be too long: more than MAX_STATEMENTS
+    scalar records outside loops and outside table loops (fastad._codegen_table: a long
+    tape of a few repeated shapes compiles as a short switch)."""
+    if not _too_large(tape):
+        return
+    from fastad import _codegen_table
+    left = _codegen_table.straight_left(_codegen.parse(_native.raw_records(tape)))
+    if left > MAX_STATEMENTS:
+        raise NativeError(f"the tape has {left} straight-line records, more than the "
+                          f"{MAX_STATEMENTS} fastad compiles (docs/native.md)")
+
+
 def build(tape, sweeps):
     """Give `tape` native sweeps, from the cache or by compiling; raises NativeError.
     Returns True if it compiled, False if it loaded the cache's shared object."""
-    if _too_large(tape):
-        raise NativeError(f"the tape has {_native.straight_line(tape)} "
-                          f"straight-line records, more than the {MAX_STATEMENTS} fastad "
-                          "compiles (docs/native.md)")
     argv, ident = compiler()
     if argv is None:
         raise NativeError(ident)
@@ -278,6 +287,7 @@ def build(tape, sweeps):
     for d in dict.fromkeys([cache_dir(), _writable_dir()]):
         if _try_load(tape, _path(d, key), key, sweeps):
             return False
+    _check_size(tape)
     try:
         source = _codegen.generate(_native.raw_records(tape), key, sweeps,
                                    chains=compiled_chains(tape))

@@ -1,0 +1,381 @@
+"""Table loops: repeated blocks of scalar records compiled as one C loop (docs/native.md,
+"Table loops").
+
+A tape of a Python loop whose branches depend on the data (branchy) does not roll: its
+iterations take different paths, so it is long straight-line code, slow to compile and,
+larger than the instruction cache, slow to run.  But it is made of a few *shapes* of
+iteration repeated many times.  This module cuts the scalar records into blocks (before
+the guards of one kind, the iteration's head), gives each block its shape (ops, flags,
+guard outcomes, and each slot either an offset from the block's first result slot, one
+slot shared by every block of the shape, or a per-block slot read from a table), and
+compiles a run of blocks whose shapes repeat as
+
+    for (j = 0; j < NB; j++) switch (shape[j]) { case s: <the shape's statements> }
+
+over static index tables (blocks taken two by two where the pairs have few shapes: the
+switch's jump depends on the data, and half as many jumps mispredict half as often).
+The statements are the straight-line ones of fastad._codegen
+(same ops, same order, same guard checks against the recorded outcomes, a failed guard
+returns the record's own index), so the results are the interpreter's bit for bit; the
+C is a few statements per shape, so it compiles in constant time, and it stays in cache.
+"""
+import os
+
+import fastad._codegen as G
+
+# a shape is table-dispatched when it occurs at least this often
+MIN_REPEAT = 4
+# a run needs this many blocks (fewer: the straight-line code is as good)
+MIN_BLOCKS = 8
+# blocks are cut at most this long (a tape without guards has one block per MAX_BLOCK)
+MAX_BLOCK = 64
+# records of a run on which the candidate cuts are compared
+SAMPLE = 2048
+# a straight-line record costs about this many table dispatches (run time and code size)
+STRAIGHT_COST = 0.3
+
+# The table loops' functions (one per sweep, shared by every table loop of the tape): the
+# reverse sweep's at -O2 (at -O1 GCC keeps the adjoints of a case in memory: 1.8x slower),
+# the others at the file's -O1 (as fast, and half the compile time)
+ATTRIBUTES = """
+#if defined(__GNUC__) && !defined(__clang__)
+#define FA_TABLEFN __attribute__((noinline, optimize("O2")))
+#else
+#define FA_TABLEFN FA_NOINLINE
+#endif
+"""
+
+
+def enabled():
+    """FASTAD_NATIVE_TABLES=0 turns table loops off (the records stay straight-line code;
+    for comparisons: docs/native.md)."""
+    return os.environ.get("FASTAD_NATIVE_TABLES", "1").strip() != "0"
+
+
+def pairs_enabled():
+    """FASTAD_NATIVE_TABLE_PAIRS=0: one block per dispatch (for comparisons)."""
+    return os.environ.get("FASTAD_NATIVE_TABLE_PAIRS", "1").strip() != "0"
+
+
+def variant():
+    """The switches above, for the cache key (fastad._codegen.source_hash)."""
+    return f"tables={enabled()},pairs={pairs_enabled()}"
+
+
+class Block:
+    __slots__ = ("recs", "shape", "slots", "r0")
+
+
+def _candidate(p, taken):
+    return (p.kind in ("unary", "binary", "guard") and not p.flags & G.RANGED
+            and p.i not in taken)
+
+
+def _runs(recs, taken):
+    """Maximal lists of consecutive scalar records (tape rows i, i+1, ...)."""
+    out, cur = [], []
+    for p in recs:
+        if _candidate(p, taken) and (not cur or p.i == cur[-1].i + 1):
+            cur.append(p)
+        else:
+            if len(cur) > 1:
+                out.append(cur)
+            cur = [p] if _candidate(p, taken) else []
+    if len(cur) > 1:
+        out.append(cur)
+    return out
+
+
+def _guard_kind(p, written):
+    return (p.op, bool(written[p.a]), bool(written[p.b]))
+
+
+def _cut(run, heads, written):
+    """Blocks of `run`: a new block before each guard whose kind is in `heads`, and after
+    MAX_BLOCK records."""
+    blocks, cur = [], []
+    for p in run:
+        if cur and (len(cur) >= MAX_BLOCK
+                    or p.kind == "guard" and _guard_kind(p, written) in heads):
+            blocks.append(cur)
+            cur = []
+        cur.append(p)
+    if cur:
+        blocks.append(cur)
+    return blocks
+
+
+def _shape(recs):
+    """A block's shape and its per-block slots: each operand slot inside the block's own
+    result range is an offset ('r', k) from its first result slot r0; any other is a
+    table entry ('t', n), its slot kept in the block's list."""
+    res = [p.r for p in recs if p.kind != "guard"]
+    lo, hi = (min(res), max(res)) if res else (0, -1)
+    slots, shape = [], []
+    i0 = recs[0].i
+    for p in recs:
+        ops = []
+        for k, s in enumerate((p.r, p.a, p.b)):
+            if k == 0 and p.kind == "guard" or k == 2 and p.kind == "unary":
+                ops.append(None)
+            elif lo <= s <= hi:
+                ops.append(("r", s - lo))
+            elif s in slots:        # one table word per distinct slot of the block
+                ops.append(("t", slots.index(s)))
+            else:
+                ops.append(("t", len(slots)))
+                slots.append(s)
+        shape.append((p.op, p.flags, p.i - i0, tuple(ops)))
+    b = Block()
+    b.recs, b.shape, b.slots, b.r0 = recs, tuple(shape), slots, lo
+    return b
+
+
+def _blocks(run, heads, written):
+    return [_shape(c) for c in _cut(run, heads, written)]
+
+
+def _cost(blocks, counts):
+    return sum(1.0 if counts[b.shape] >= MIN_REPEAT else STRAIGHT_COST * len(b.recs)
+               for b in blocks)
+
+
+def _count(blocks):
+    counts = {}
+    for b in blocks:
+        counts[b.shape] = counts.get(b.shape, 0) + 1
+    return counts
+
+
+def _best_blocks(run, written):
+    """The cut (before which kind of guard: each kind alone, or every guard) whose blocks
+    cost least: fewest table dispatches plus straight-line records left over."""
+    kinds = list(dict.fromkeys(_guard_kind(p, written) for p in run if p.kind == "guard"))
+    sample = run[:SAMPLE]       # the cuts are compared on the run's start (generation time)
+    best = None
+    for heads in [{k} for k in kinds] + [set(kinds)]:
+        blocks = _blocks(sample, heads, written)
+        cost = _cost(blocks, _count(blocks))
+        if best is None or cost < best[0]:
+            best = (cost, heads)
+    return _blocks(run, best[1] if best else set(), written)
+
+
+class Table:
+    """One table loop: consecutive blocks, their shape ids in the tape's Shapes."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.first, self.last = blocks[0].recs[0], blocks[-1].recs[-1]
+
+
+class Shapes:
+    """The shapes of all of a tape's table loops: one C function per sweep runs them all
+    (its code grows with the number of shapes, not of blocks).  A table slot that every
+    block of a shape shares becomes a literal in the code."""
+
+    def __init__(self, tabs):
+        self.shapes = list(dict.fromkeys(b.shape for t in tabs for b in t.blocks))
+        self.id = {s: k for k, s in enumerate(self.shapes)}
+        seen = {}
+        for t in tabs:
+            for b in t.blocks:
+                seen.setdefault(b.shape, []).append(b.slots)
+        self.fixed = []
+        for s in self.shapes:
+            mine = seen[s]
+            self.fixed.append({t: mine[0][t] for t in range(len(mine[0]))
+                               if all(m[t] == mine[0][t] for m in mine)})
+        self.ctype = "uint8_t" if len(self.shapes) <= 256 else "uint16_t"
+
+    def entries(self, b):
+        """The table words of block b: its r0, then its slots not fixed by its shape."""
+        fixed = self.fixed[self.id[b.shape]]
+        return [b.r0] + [s for t, s in enumerate(b.slots) if t not in fixed]
+
+    def nslots(self, s):
+        return 1 + max((o[1] for rec in self.shapes[s] for o in rec[3] if o and o[0] == "t"),
+                       default=-1)
+
+    def width(self, s):
+        return 1 + sum(1 for t in range(self.nslots(s)) if t not in self.fixed[s])
+
+
+def tables(recs, taken=()):
+    """The tape's table loops: for each run of scalar records, the blocks of the best cut,
+    grouped into maximal stretches of repeated shapes."""
+    nslot = 1 + max((max(p.r, p.a, p.b) for p in recs), default=0)
+    written = G.written_slots(recs, nslot)
+    out = []
+    for run in _runs(recs, set(taken)):
+        blocks = _best_blocks(run, written)
+        counts = _count(blocks)
+        keep = _absorb([counts[b.shape] >= MIN_REPEAT for b in blocks])
+        cur = []
+        for b, k in zip(blocks + [None], keep + [False]):
+            if k:
+                cur.append(b)
+                continue
+            if len(cur) >= MIN_BLOCKS:
+                out.append(Table(_paired(cur)))
+            cur = []
+    return out
+
+
+# consecutive blocks are run in pairs (one dispatch, whose target the CPU mostly
+# mispredicts, per two blocks) while the pairs have at most this many shapes
+PAIR_SHAPES = 48
+
+
+def _paired(blocks):
+    """`blocks` two by two as blocks of their own, if that leaves few enough shapes."""
+    if not pairs_enabled():
+        return blocks
+    pairs = [_shape(blocks[k].recs + blocks[k + 1].recs)
+             for k in range(0, len(blocks) - 1, 2)] + blocks[len(blocks) // 2 * 2:]
+    return pairs if len({b.shape for b in pairs}) <= PAIR_SHAPES else blocks
+
+
+def straight_left(recs):
+    """How many scalar records of `recs` stay straight-line code (not in a table loop)."""
+    if not enabled():
+        return sum(1 for p in recs if _candidate(p, ()))
+    covered = sum(len(b.recs) for t in tables(recs) for b in t.blocks)
+    return sum(1 for p in recs if _candidate(p, ())) - covered
+
+
+# rare blocks between repeated ones join the table loop, up to this many in a row: a rare
+# shape's case is as much code as its straight-line statements, and the loop goes on
+MAX_GAP = 2
+
+
+def _absorb(keep):
+    """`keep` with gaps of at most MAX_GAP False between two True filled in."""
+    out, last = list(keep), None
+    for k, x in enumerate(keep):
+        if x:
+            if last is not None and 0 < k - last - 1 <= MAX_GAP:
+                out[last + 1:k] = [True] * (k - last - 1)
+            last = k
+    return out
+
+
+# ------------------------------------------------------------------------ C
+
+def _rec(sh, s, q):
+    """A Rec for record q of shape s with C expressions for its slots: r0 + k, a literal,
+    or the block's table word (q_[n])."""
+    op, flags, di, ops = sh.shapes[s][q]
+    fixed, nfree = sh.fixed[s], {}
+    for t in range(sh.nslots(s)):
+        if t not in fixed:
+            nfree[t] = 1 + len(nfree)
+    p = G.Rec()
+    p.op, p.flags = op, flags
+    p.name, p.kind = G.c_names()[op]
+    p.i = f"i_[j] + {di}"
+    p.n = p.sa = p.sb = 0
+    p.body = None
+    out = []
+    for o in ops:
+        if o is None:
+            out.append("0")
+        elif o[0] == "r":
+            out.append(f"r0 + {o[1]}")
+        elif o[1] in fixed:
+            out.append(str(fixed[o[1]]))
+        else:
+            out.append(f"q_[{nfree[o[1]]}]")
+    p.r, p.a, p.b = out
+    return p
+
+
+def _ints(name, vals, ctype="int32_t"):
+    """A static table, 24 numbers a line (GCC tracks columns only in short lines)."""
+    vals = [str(int(x)) for x in vals]
+    lines = [",".join(vals[k:k + 24]) for k in range(0, len(vals), 24)]
+    return f"static const {ctype} {name}[] = {{\n" + ",\n".join(lines) + "};\n"
+
+
+def _cases(sh, stmt, backwards):
+    cases = []
+    for s, shape in enumerate(sh.shapes):
+        width = sh.width(s)
+        order = range(len(shape))[::-1] if backwards else range(len(shape))
+        body = [x for x in (stmt(_rec(sh, s, q)) for q in order) if x is not None]
+        step = f"q_ -= {width};" if backwards else ""
+        adv = "" if backwards else f"q_ += {width};"
+        cases.append(f"    case {s}: {{ {step} const int64_t r0 = q_[0]; (void)r0;\n        "
+                     + "\n        ".join(body) + f"\n        {adv} break; }}\n")
+    return "".join(cases)
+
+
+# the shared functions: (sweep, return type, array parameters, statement of a record)
+_SWEEPS = {
+    "fwd": ("int64_t", "double *restrict v", lambda p, passive: G.fwd_stmt(p, False, "ix")),
+    "tan": ("void", "const double *restrict v, double *restrict t",
+            lambda p, passive: G.tan_stmt(p, "ix")),
+    "rev": ("void", "const double *restrict v, double *restrict g",
+            lambda p, passive: G.rev_stmt(p, "ix", passive)),
+}
+
+
+def functions(sh, prefix="", passive=True):
+    """C of fa_table_fwd / _tan / _rev (names after `prefix`): run nb blocks of shapes s_
+    with table words w_ (backwards from w_ for the reverse sweep); i_: each block's first
+    record index, which the forward sweep returns (plus the record's offset) when a guard
+    fails.  passive: honour the operands' passive flags in the reverse sweep."""
+    out = {}
+    for w, (ret, arrays, stmt1) in _SWEEPS.items():
+        back = w == "rev"
+        stmt = lambda p, stmt1=stmt1: stmt1(p, passive)      # noqa: E731
+        loop = ("for (int64_t j = nb - 1; j >= 0; j--)" if back else
+                "for (int64_t j = 0; j < nb; j++)")
+        attr = "FA_TABLEFN" if back else "FA_NOINLINE"
+        out[w] = (f"{attr} static {ret} {prefix}fa_table_{w}({arrays}, "
+                  f"const {sh.ctype} *restrict s_, "
+                  "const int32_t *restrict w_, const int64_t *restrict i_, int64_t nb)\n{\n"
+                  "    const int32_t *q_ = w_; (void)i_;\n"
+                  f"    {loop} switch (s_[j]) {{\n{_cases(sh, stmt, back)}"
+                  "    default: break;\n    }\n"
+                  + ("    return -1;\n" if w == "fwd" else "") + "}\n")
+    return out
+
+
+def _call(sh, tab, w, prefix):
+    """The statement that runs table loop `tab` in sweep w: its tables and the call."""
+    words = [x for b in tab.blocks for x in sh.entries(b)]
+    nb = len(tab.blocks)
+    decl = (_ints("s_", [sh.id[b.shape] for b in tab.blocks], sh.ctype) + _ints("w_", words))
+    if w == "fwd":
+        decl += _ints("i_", [b.recs[0].i for b in tab.blocks], "int64_t")
+        return (f"{{ {decl}const int64_t r_ = {prefix}fa_table_fwd(v, s_, w_, i_, {nb}); "
+                "if (r_ >= 0) return r_; }")
+    if w == "tan":
+        return f"{{ {decl}{prefix}fa_table_tan(v, t, s_, w_, NULL, {nb}); }}"
+    return f"{{ {decl}{prefix}fa_table_rev(v, g, s_, w_ + {len(words)}, NULL, {nb}); }}"
+
+
+def add(recs, over, prefix="", passive=True):
+    """Put the tape's table loops into fastad._codegen's per-sweep replacements `over`
+    (record index -> statement, None at the other members), and return the C of the
+    functions they call, per sweep ({} without table loops).  prefix: of the functions'
+    names (a standalone file holds several tapes); passive: as fastad._codegen.rev_stmt."""
+    if not enabled():
+        return {}
+    taken = set(over["fwd"]) | set(over["tan"]) | set(over["rev"])
+    tabs = tables(recs, taken)
+    if not tabs:
+        return {}
+    sh = Shapes(tabs)
+    if len(sh.shapes) > 65535:
+        return {}
+    for tab in tabs:
+        for b in tab.blocks:
+            for p in b.recs:
+                for w in over:
+                    over[w][p.i] = None
+        over["fwd"][tab.first.i] = (_call(sh, tab, "fwd", prefix), False)
+        over["tan"][tab.first.i] = (_call(sh, tab, "tan", prefix), False)
+        over["rev"][tab.last.i] = (_call(sh, tab, "rev", prefix), False)
+    return functions(sh, prefix, passive)
