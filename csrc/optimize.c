@@ -119,6 +119,16 @@ static int scalar_result(const fa_rec *p)
     return k == FA_KIND_UNARY || k == FA_KIND_BINARY;
 }
 
+/* Operand range lengths of a linear-algebra record (linalg.h): A is n x n (SVD, QR:
+ * m x n) from a, B is n x k from b (SOLVE, TRSOLVE only; the others have no b). */
+static void linalg_sizes(const fa_rec *p, int64_t *na, int64_t *nb)
+{
+    const fa_rec *e = p + 1;
+    const int rect = p->op == FA_SVD || p->op == FA_QR;
+    *na = rect ? (int64_t)e->r * e->a : (int64_t)e->r * e->r;
+    *nb = p->op == FA_SOLVE || p->op == FA_TRSOLVE ? (int64_t)e->r * e->a : 0;
+}
+
 /* The scalar results and their last uses; the outputs count as used at the end. */
 static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
 {
@@ -162,6 +172,9 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
             na = (int64_t)e->r * e->a; break;
         case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b; break;
         case FA_CALLBACK: na = e->r; break;
+        case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
+        case FA_SVD: case FA_QR:
+            linalg_sizes(p, &na, &nb); break;
         default:
             na = e->a ? e->r : 1;
             if (kind == FA_KIND_BINARY) nb = e->b ? e->r : 1;
@@ -547,6 +560,19 @@ static void copy_record(emitter *E, const fa_rec *p)
         nr = (int64_t)e->r * e->b;
         break;
     }
+    case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
+    case FA_SVD: case FA_QR: {
+        /* operand ranges renamed as ranges (gathered if their new slots are not
+         * contiguous), the record made again: its result range holds its factors */
+        int64_t na, nb;
+        linalg_sizes(p, &na, &nb);
+        int32_t a = range(E, p->a, 1, na);
+        int32_t b = nb ? range(E, p->b, 1, nb) : a;
+        if (E->err) return;
+        err = fa_linalg_rec(E->n, p->op, a, b, e->r, e->a, e->b, &r);
+        nr = fa_linalg_nres(p->op, e->r, e->a);
+        break;
+    }
     default: {
         if (kind != FA_KIND_UNARY && kind != FA_KIND_BINARY) { E->err = FA_EARG; return; }
         int32_t a = e->a ? range(E, p->a, 1, e->r) : slot(E, p->a);
@@ -832,8 +858,6 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     *out = NULL;
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
-    for (int64_t i = 0; i < t->nrec; i++)  /* linear algebra: its ranges are not renamed here */
-        if (FA_IS_LINALG(t->rec[i].op) && (t->rec[i].flags & FA_RANGED)) return FA_OK;
     int64_t nscalar = 0;
     for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */

@@ -95,7 +95,26 @@ def carried_vector(x):
     return s[0] * s[1] + s[2]
 
 
+# no op pattern repeats three times in a row inside it, so the inner loop does not roll on
+# its own and the outer loop's body is the whole inner sequence
+_SEQ = (0, 1, 2, 3, 1, 0, 3, 2, 0, 2, 1, 3, 3, 0, 1, 2, 2, 3, 0, 1, 1, 2, 3, 0, 3, 1, 0, 2)
+
+
+def long_body(x):
+    """A LOOP body of 87 records: the threaded sweeps' plan (csrc/loop_sweeps.h) no longer
+    fits on the stack and is allocated."""
+    fs = (np.sin, np.cos, np.tanh, np.arctan)
+    y, s = x[0], 0.0
+    for _ in range(20):
+        y = np.arcsinh(y)           # an op once per body: the period is found from it
+        for k in _SEQ:
+            y = fs[k](y) + 0.5 * y
+        s = s + y * x[1]
+    return s
+
+
 RECURRENCES = [
+    (long_body, np.array([0.3, 1.7])),
     (spring, np.array([3.0, 0.5, 1.0, 0.0])),
     (logistic, np.array([3.7, 0.3])),
     (running_max, np.sin(np.arange(25.0))),
