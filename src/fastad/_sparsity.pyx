@@ -773,32 +773,51 @@ def star_colouring(const int64_t[::1] indptr, const int32_t[::1] indices, int64_
 
 
 # ------------------------------------------------------------------------------ recovery
+#
+# Each nonzero of a coloured pattern is one entry of the compressed matrix B (nrows x ncol,
+# row-major): which one depends only on the pattern and the colouring, so it is computed
+# once per tape (`recovery_sources`), and each call's recovery is one gather,
+# B.ravel().take(sources).
 
-def recover_direct(const int64_t[::1] indptr, const int32_t[::1] indices,
-                   const int32_t[::1] colours, const double[:, ::1] B, bint by_row):
-    """Values of a distance-2-coloured pattern from its compression B.  Columns coloured
-    (forward): J[i, j] = B[i, c(j)].  Rows coloured (reverse): J[i, j] = B[j, c(i)]."""
-    cdef int64_t i, p
-    cdef cnp.ndarray data = np.empty(indices.shape[0])
-    cdef double[::1] d = data
-    for i in range(indptr.shape[0] - 1):
-        for p in range(indptr[i], indptr[i + 1]):
-            if by_row:
-                d[p] = B[indices[p], colours[i]]
-            else:
-                d[p] = B[i, colours[indices[p]]]
-    return data
-
-
-def recover_star(const int64_t[::1] indptr, const int32_t[::1] indices,
-                 const int32_t[::1] colours, const double[:, ::1] B, int64_t ncol):
-    """Values of a star-coloured symmetric pattern from B = H S: H[i, j] is B[i, c(j)] when
-    j is i's only neighbour of colour c(j), else B[j, c(i)] (a star colouring guarantees
-    one of the two)."""
+def recovery_sources(const int64_t[::1] indptr, const int32_t[::1] indices,
+                     const int32_t[::1] colours, int64_t ncol, str how):
+    """For each nonzero p of the pattern (CSR order), the flat index into B (ncol columns)
+    holding its value.  how = "columns": columns coloured (forward), J[i, j] = B[i, c(j)];
+    "rows": rows coloured (reverse), J[i, j] = B[j, c(i)]; "star": a star-coloured
+    symmetric pattern with B = H S, H[i, j] = B[i, c(j)] when j is i's only neighbour of
+    colour c(j), else B[j, c(i)] (a star colouring guarantees one of the two)."""
     cdef int64_t n = indptr.shape[0] - 1, i, j, p
-    cdef cnp.ndarray data = np.empty(indices.shape[0])
-    cdef double[::1] d = data
-    cdef int64_t *cnt = <int64_t *>calloc(max(ncol, 1), sizeof(int64_t))
+    cdef cnp.ndarray src = np.empty(indices.shape[0], dtype=np.int64)
+    cdef int64_t[::1] s = src
+    cdef int64_t *cnt = NULL
+    if how not in ("columns", "rows", "star"):
+        raise ValueError(f"fastad internal error: unknown recovery {how!r}")
+    if n < 0 or indptr[0] != 0 or indptr[n] != indices.shape[0]:
+        raise ValueError("fastad internal error: not a CSR pattern")
+    for i in range(n):
+        if indptr[i] > indptr[i + 1]:
+            raise ValueError("fastad internal error: not a CSR pattern")
+    # the colours each rule reads: of the columns ("columns"), of the rows ("rows"), both
+    if how != "rows":
+        for i in range(indices.shape[0]):
+            if not 0 <= indices[i] < colours.shape[0]:
+                raise ValueError("fastad internal error: colouring does not match the pattern")
+    if how != "columns" and n > colours.shape[0]:
+        raise ValueError("fastad internal error: colouring does not match the pattern")
+    for i in range(colours.shape[0]):
+        if not 0 <= colours[i] < ncol:
+            raise ValueError("fastad internal error: colour out of range")
+    if how == "columns":
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                s[p] = i * ncol + colours[indices[p]]
+        return src
+    if how == "rows":
+        for i in range(n):
+            for p in range(indptr[i], indptr[i + 1]):
+                s[p] = indices[p] * ncol + colours[i]
+        return src
+    cnt = <int64_t *>calloc(max(ncol, 1), sizeof(int64_t))
     if cnt == NULL:
         raise MemoryError("fastad: out of memory for the recovery")
     try:
@@ -809,18 +828,91 @@ def recover_star(const int64_t[::1] indptr, const int32_t[::1] indices,
             for p in range(indptr[i], indptr[i + 1]):
                 j = indices[p]
                 if j == i or cnt[colours[j]] == 1:
-                    d[p] = B[i, colours[j]]
+                    s[p] = i * ncol + colours[j]
                 else:
-                    d[p] = B[j, colours[i]]
+                    s[p] = j * ncol + colours[i]
             for p in range(indptr[i], indptr[i + 1]):
                 if indices[p] != i:
                     cnt[colours[indices[p]]] = 0
     finally:
         free(cnt)
-    return data
+    return src
+
+
+def recover(B, const int64_t[::1] sources):
+    """The nonzeros of a pattern from its compression B: B.ravel()[sources]."""
+    # take's default mode raises on an index outside B
+    return np.ascontiguousarray(B, dtype=np.float64).reshape(-1).take(np.asarray(sources))
+
+
+def recover_direct(const int64_t[::1] indptr, const int32_t[::1] indices,
+                   const int32_t[::1] colours, B, bint by_row):
+    """Values of a distance-2-coloured pattern from its compression B.  Columns coloured
+    (forward): J[i, j] = B[i, c(j)].  Rows coloured (reverse): J[i, j] = B[j, c(i)]."""
+    return recover(B, recovery_sources(indptr, indices, colours, np.shape(B)[1],
+                                       "rows" if by_row else "columns"))
+
+
+def recover_star(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const int32_t[::1] colours, B, int64_t ncol):
+    """Values of a star-coloured symmetric pattern from B = H S (see `recovery_sources`)."""
+    return recover(B, recovery_sources(indptr, indices, colours, ncol, "star"))
 
 
 # ------------------------------------------------------------------- compressed sweeps
+
+cdef int64_t check_sweep_args(const fa_tape *t, const double[::1] x, const int64_t[::1] col,
+                              const int32_t[::1] colours, int64_t ncol,
+                              const int64_t[::1] outs, bint reverse) except -1:
+    """Validate the arguments of a compressed sweep; returns the number of columns."""
+    cdef int64_t nin = t.nin, nout = outs.shape[0], ncols = 0, i
+    if x.shape[0] != nin or col.shape[0] != nin:
+        raise ValueError("fastad internal error: inputs do not match the tape")
+    for i in range(nin):
+        if col[i] + 1 > ncols:
+            ncols = col[i] + 1
+    if colours.shape[0] != (nout if reverse else ncols):
+        raise ValueError("fastad internal error: colouring does not match the pattern")
+    for i in range(colours.shape[0]):
+        if not 0 <= colours[i] < max(ncol, 1):
+            raise ValueError("fastad internal error: colour out of range")
+    for i in range(nout):
+        if not 0 <= outs[i] < t.nslot:
+            raise ValueError("fastad internal error: output slot out of range")
+    return ncols
+
+
+cdef int64_t forward_unfused(const fa_tape *t, double *v) noexcept nogil:
+    """A forward sweep that writes every slot: the records one by one, ignoring a fusion
+    plan (whose chains keep their intermediates in tile buffers) and native code (which
+    follows it).  For the lanes, which read every operand's value."""
+    cdef fa_tape view = t[0]
+    view.fused = NULL
+    view.native = NULL
+    return sweep_forward(&view, v)
+
+
+cdef object replay_outputs(Tape tape, Work *w, const double[::1] x, const int64_t[::1] outs,
+                           bint every_slot):
+    """The prelude every compressed sweep shares: the inputs x into the workspace w, one
+    forward sweep (`forward_unfused` when every_slot), the output values.  Returns the
+    output values, or None when a guard fails (the caller retraces)."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t i, failed
+    cdef cnp.ndarray vals = np.empty(outs.shape[0])
+    cdef double[::1] vv = vals
+    if t.nin:
+        memcpy(w.val, &x[0], <size_t>t.nin * sizeof(double))
+    with nogil:
+        failed = forward_unfused(t, w.val) if every_slot else sweep_forward(t, w.val)
+    if failed == -2:
+        tape.raise_pending()
+    if failed >= 0:
+        return None
+    for i in range(outs.shape[0]):
+        vv[i] = w.val[outs[i]]
+    return vals
+
 
 def compressed(Tape tape, const double[::1] x, const int64_t[::1] col,
                const int32_t[::1] colours, int64_t ncol, const int64_t[::1] outs, bint reverse):
@@ -832,37 +924,19 @@ def compressed(Tape tape, const double[::1] x, const int64_t[::1] col,
     B[j, c] = adjoint of input column j  (shape ncols x ncol).
     Returns (output values, B), or None when a guard fails (the caller retraces)."""
     cdef const fa_tape *t = tape.c
-    cdef int64_t nin = t.nin, nout = outs.shape[0], ncols, i, c, failed
+    cdef int64_t nin = t.nin, nout = outs.shape[0], ncols, i, c
     cdef int rc = 0
     cdef Work *w
-    cdef cnp.ndarray vals = np.empty(nout), Barr
-    cdef double[::1] vv = vals
+    cdef cnp.ndarray Barr
     cdef double[:, ::1] B
-    if x.shape[0] != nin or col.shape[0] != nin:
-        raise ValueError("fastad internal error: inputs do not match the tape")
-    ncols = 0
-    for i in range(nin):
-        if col[i] + 1 > ncols:
-            ncols = col[i] + 1
-    if colours.shape[0] != (nout if reverse else ncols):
-        raise ValueError("fastad internal error: colouring does not match the pattern")
-    for i in range(nout):
-        if not 0 <= outs[i] < t.nslot:
-            raise ValueError("fastad internal error: output slot out of range")
+    ncols = check_sweep_args(t, x, col, colours, ncol, outs, reverse)
     Barr = np.zeros((ncols, ncol) if reverse else (nout, ncol))
     B = Barr
     w = tape.acquire()
     try:
-        if nin:
-            memcpy(w.val, &x[0], <size_t>nin * sizeof(double))
-        with nogil:
-            failed = sweep_forward(t, w.val)
-        if failed == -2:
-            tape.raise_pending()
-        if failed >= 0:
+        vals = replay_outputs(tape, w, x, outs, False)
+        if vals is None:
             return None
-        for i in range(nout):
-            vv[i] = w.val[outs[i]]
         if reverse:
             tape.ensure_adj(w)
             for c in range(ncol):
@@ -985,6 +1059,7 @@ cdef int lane_sweep(const fa_tape *t, const double *v, double **tl, int K, doubl
             view.rec = &t.rec[i]
             view.nrec = 2 if t.rec[i].flags & FA_RANGED else 1
             view.native = NULL
+            view.fused = NULL
             view.ncb = 0
             for l in range(K):
                 rc = sweep_tangent(&view, v, tl[l])
@@ -1002,31 +1077,16 @@ def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
     of `compressed(..., reverse=False)`.  The tape must pass `lanes_ok`.  `lanes` keeps
     the lane memory between calls.  Returns (output values, B) or None on a failed guard."""
     cdef const fa_tape *t = tape.c
-    cdef int64_t nin = t.nin, nout = outs.shape[0], nslot = t.nslot, ncols, i, g0, c, K, kk
-    cdef int64_t failed
+    cdef int64_t nin = t.nin, nout = outs.shape[0], nslot = t.nslot, i, g0, c, K, kk
     cdef int rc = 0, l
     cdef Work *w
-    cdef cnp.ndarray vals = np.empty(nout), Barr
-    cdef double[::1] vv = vals
+    cdef cnp.ndarray Barr
     cdef double[:, ::1] B
     cdef double *buf
     cdef double *tl[LANE_MAX]
     cdef double da[FA_LANE_CHUNK]
     cdef double db[FA_LANE_CHUNK]
-    if x.shape[0] != nin or col.shape[0] != nin:
-        raise ValueError("fastad internal error: inputs do not match the tape")
-    ncols = 0
-    for i in range(nin):
-        if col[i] + 1 > ncols:
-            ncols = col[i] + 1
-    if colours.shape[0] != ncols:
-        raise ValueError("fastad internal error: colouring does not match the pattern")
-    for i in range(ncols):
-        if not 0 <= colours[i] < max(ncol, 1):
-            raise ValueError("fastad internal error: colour out of range")
-    for i in range(nout):
-        if not 0 <= outs[i] < nslot:
-            raise ValueError("fastad internal error: output slot out of range")
+    check_sweep_args(t, x, col, colours, ncol, outs, False)
     K = min(max(ncol, 1), LANE_MAX, max(LANE_BUDGET // max(nslot, 1), 1))
     if lanes is None or lanes.busy:         # a concurrent call: lanes of its own
         lanes = Lanes()
@@ -1036,16 +1096,10 @@ def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
     B = Barr
     w = tape.acquire()
     try:
-        if nin:
-            memcpy(w.val, &x[0], <size_t>nin * sizeof(double))
-        with nogil:
-            failed = sweep_forward(t, w.val)
-        if failed == -2:
-            tape.raise_pending()
-        if failed >= 0:
+        # the lanes read every operand's value: a fused chain's intermediates too
+        vals = replay_outputs(tape, w, x, outs, True)
+        if vals is None:
             return None
-        for i in range(nout):
-            vv[i] = w.val[outs[i]]
         for g0 in range(0, ncol, K):
             kk = min(K, ncol - g0)
             with nogil:

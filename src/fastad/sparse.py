@@ -442,10 +442,8 @@ class SparseJacobian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        plan = e.plan
         vals, B = res
-        indptr, indices = e.pattern
-        data = _sparsity.recover_direct(indptr, indices, plan["colours"], B, plan["reverse"])
+        data = _recover(e, B, "rows" if e.plan["reverse"] else "columns")
         self._last = e
         return vals, data, e.pattern
 
@@ -507,14 +505,8 @@ class SparseHessian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        plan = e.plan
         grad, B = res
-        indptr, indices = e.pattern
-        if plan["dense"]:
-            data = _sparsity.recover_direct(indptr, indices, plan["colours"], B, False)
-        else:
-            data = _sparsity.recover_star(indptr, indices, plan["colours"], B,
-                                          plan["ncolours"])
+        data = _recover(e, B, "columns" if e.plan["dense"] else "star")
         self._last = e
         return grad, data, e.pattern
 
@@ -530,6 +522,17 @@ class SparseHessian:
     def info(self):
         """Pattern and colouring statistics of the most recently used tape."""
         return _info(self.prog, self._last, "hessian")
+
+
+def _recover(e, B, how):
+    """The nonzeros in CSR order from the compressed matrix B: one gather through the
+    recovery map, computed once per tape and colouring (`_sparsity.recovery_sources`)."""
+    plan = e.plan
+    if "sources" not in plan:
+        indptr, indices = e.pattern
+        plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
+                                                     plan["ncolours"], how)
+    return _sparsity.recover(B, plan["sources"])
 
 
 def _use_lanes(e, plan):

@@ -104,6 +104,19 @@ def test_jacobian_pattern_covers_dense_nonzeros(prog):
     for mode in (fd.jacfwd, fd.jacrev):
         np.testing.assert_allclose(mode(f, sparse=True)(x).toarray(), dense,
                                    rtol=1e-12, atol=1e-12)
+    assert_lanes_equal_per_colour(fd.jacfwd(f, sparse=True), x)
+
+
+def assert_lanes_equal_per_colour(S, x):
+    """The lane path (all colours in one pass) gives the per-colour sweeps' bits."""
+    S(x)
+    e, plan = S._last, S._last.plan
+    if not _sparsity.lanes_ok(e.tape):
+        return
+    args = (e.tape, x, e.col, plan["colours"], plan["ncolours"], e.outs)
+    old = _sparsity.compressed(*args, False)
+    new = _sparsity.compressed_lanes(*args, _sparsity.Lanes())
+    assert np.array_equal(old[0], new[0]) and np.array_equal(old[1], new[1])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,6 +134,7 @@ def test_hessian_pattern_covers_dense_nonzeros(prog):
     H = fd.hessian(f, sparse=True)
     Hs = H(x)
     np.testing.assert_allclose(Hs.toarray(), dense, rtol=1e-10, atol=1e-10)
+    assert_lanes_equal_per_colour(H, x)
 
 
 def test_conservative_extras_are_reported(capsys):
@@ -475,6 +489,33 @@ def test_colourings_are_valid_on_random_patterns(seed):
     data = _sparsity.recover_star(Hs.indptr.astype(np.int64), Hs.indices.astype(np.int32),
                                   c, B, k)
     np.testing.assert_allclose(data, Hs.data, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_direct_recovery_maps_are_exact(seed):
+    """Each nonzero is read from the compressed matrix through a map computed once per
+    colouring: columns coloured (B = J S), rows coloured (B = J^T S)."""
+    rng = np.random.default_rng(100 + seed)
+    m, n = rng.integers(5, 40, size=2)
+    P = random_pattern(rng, m, n, rng.uniform(0.05, 0.3))
+    J = P.toarray() * rng.standard_normal((m, n))
+    Js = sp.csr_array(J)
+    Js.sort_indices()
+    ip, ix = Js.indptr.astype(np.int64), Js.indices.astype(np.int32)
+    tp, tx = _sparsity.transpose(ip, ix, n)
+    for by_row in (False, True):
+        if by_row:
+            c, k = _sparsity.colour_columns(tp, tx, ip, ix, m)
+            B = np.ascontiguousarray(J.T @ np.eye(k)[c])
+        else:
+            c, k = _sparsity.colour_columns(ip, ix, tp, tx, n)
+            B = np.ascontiguousarray(J @ np.eye(k)[c])
+        data = _sparsity.recover_direct(ip, ix, c, B, by_row)
+        np.testing.assert_allclose(data, Js.data, rtol=1e-13, atol=1e-13)
+        with pytest.raises(ValueError, match="colour"):
+            bad = c.copy()
+            bad[0] = k
+            _sparsity.recovery_sources(ip, ix, bad, k, "rows" if by_row else "columns")
 
 
 def test_banded_colour_counts():

@@ -1,0 +1,52 @@
+"""The sparse targets measured in CPU time of the calling thread (docs/sparse.md): fastad's
+sparse Hessian and Jacobian against one gradient and against CasADi's sparse Functions, on
+the formulations of test_bench_sparse.py.  CPU time (`time.thread_time`) rather than wall
+time, so that a machine shared with other work still gives comparable ratios (caches and
+memory bandwidth are still shared: rerun on a quiet machine with benchmarks/sparse_table.py).
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/sparse_cpu.py
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+import fastad as fd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from test_bench_sparse import N, X, rosen, banded, casadi_banded  # noqa: E402
+
+
+def cpu_ms(f, rounds=40):
+    """Median CPU time of one call, in ms (after one warm-up call)."""
+    f()
+    ts = []
+    for _ in range(rounds):
+        t0 = time.thread_time()
+        f()
+        ts.append(time.thread_time() - t0)
+    return float(np.median(ts)) * 1e3
+
+
+def main():
+    import casadi as ca
+    x = ca.SX.sym("x", N)
+    hess, _ = ca.hessian(ca.sum1(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x)
+    FH = ca.Function("H", [x], [hess])
+    FJ = ca.Function("J", [x], [ca.jacobian(casadi_banded(x, ca), x)])
+    g, H = fd.grad(rosen), fd.hessian(rosen, sparse=True)
+    g2, J = fd.grad(lambda x: 0.5 * np.sum(banded(x) ** 2)), fd.jacobian(banded, sparse=True)
+    assert abs(H(X) - FH(X).sparse()).max() < 1e-8 * abs(H(X)).max()
+    assert abs(J(X) - FJ(X).sparse()).max() < 1e-10 * abs(J(X)).max()
+    print(f"n = {N}; CPU ms per call (medians of 40)")
+    print("| problem | fastad gradient | fastad sparse | ratio | CasADi sparse |")
+    print("|---|---|---|---|---|")
+    for name, grad, S, F in (("Rosenbrock Hessian", g, H, FH), ("banded Jacobian", g2, J, FJ)):
+        a, b, c = cpu_ms(lambda: grad(X)), cpu_ms(lambda: S(X)), cpu_ms(lambda: F(X))  # noqa: B023 (called in this iteration)
+        print(f"| {name} | {a:.3g} | {b:.3g} | {b / a:.1f}x | {c:.3g} |")
+
+
+if __name__ == "__main__":
+    main()
