@@ -214,7 +214,8 @@ def rev(ms, ix, passive=True):
             if not (passive and p.flags & A_PASSIVE):
                 e = f"e{len(flush)}"
                 body.append(f"{e}[kk] = w{m.j};")
-                flush.append(f"for (int64_t kk = 0; kk < L; kk++) g[{ix}[{p.a} + k0 + kk]] += {e}[kk];")
+                flush.append("for (int64_t kk = 0; kk < L; kk++) "
+                             f"g[{ix}[{p.a} + k0 + kk]] += {e}[kk];")
             continue
         args = _args(m, ms)
         for which, cls, idx, s, flag, d in (("a", m.ca, m.ia, p.a, A_PASSIVE, "da"),
@@ -242,7 +243,7 @@ def rev(ms, ix, passive=True):
     post.sort(key=lambda x: (-x[0], x[1]))
     tile = TILE if len(flush) <= TERMS_MAX else SHORT_TILE
     bufs = " ".join(f"double e{i}[{tile}];" for i in range(len(flush)))
-    loop = (f"for (int64_t kk = 0; kk < L; kk++) {{ const int64_t k = k0 + kk; (void)k; "
+    loop = ("for (int64_t kk = 0; kk < L; kk++) { const int64_t k = k0 + kk; (void)k; "
             + " ".join(body) + " }")
     return ("{ " + " ".join(pre) + f" for (int64_t k0 = 0; k0 < {n}; k0 += {tile}) {{ "
             f"const int64_t L = {n} - k0 < {tile} ? {n} - k0 : {tile}; {bufs} {loop} "
