@@ -18,11 +18,13 @@
  * are read back) and then run the members' tangent rules forwards, or their adjoint rules
  * backwards, on the tile.  The element rules are the X-lists of ops.h read the same way as
  * sweeps.h reads them, and each member keeps the unfused record's order per element
- * (operand a's loop, then b's; broadcast operands and the SUM summed in one running
- * register across tiles in element order), so results equal the unfused sweeps' bit for
- * bit -- except when one slot is reached by several members through shifted views (x[1:]
- * and x[:-1]) or as a broadcast and a range at once: its adjoint then gets the same terms
- * in another order at tile boundaries (docs/conventions.md, "Fused chains").
+ * (operand a's loop, then b's; broadcast operands summed in one running register across
+ * tiles in element order), so results equal the unfused sweeps' bit for bit -- except
+ * the final SUM, added in FA_LANES running sums (reduce.h: one chain of 10^6 dependent
+ * adds took as long as the rest of the chain), and except when one slot is reached by
+ * several members through shifted views (x[1:] and x[:-1]) or as a broadcast and a range
+ * at once: its adjoint then gets the same terms in another order at tile boundaries
+ * (docs/conventions.md, "Fused chains").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +108,19 @@ static int push_member(planner *P, const fmem *q)
     return FA_OK;
 }
 
-/* End the current chain: kept if it has two members or more. */
+/* A chain ending in the SUM that consumes it is fused from a quarter of min_n elements:
+ * besides memory passes it saves the running sum's chain of dependent adds (its lanes,
+ * reduce.h), and native code of the chain runs in registers.  Measured at n = 10^4 (the
+ * vectorized Rosenbrock, docs/benchmarks.md): interpreter fused as fast as unfused,
+ * native code 4x faster fused; chains without a sum keep min_n (the MLP's ran 0.87x). */
+#define FA_FUSE_SUM_DIV 4
+
+/* End the current chain: kept if it has two members or more and is long enough. */
 static int close_chain(planner *P)
 {
-    if (P->cur.nm >= 2 && P->cur.n >= P->min_n) {
+    const int ends_in_sum = P->cur.nm && P->m[P->cur.m0 + P->cur.nm - 1].kind == K_SUM;
+    const int64_t min_n = ends_in_sum ? P->min_n / FA_FUSE_SUM_DIV : P->min_n;
+    if (P->cur.nm >= 2 && P->cur.n >= min_n) {
         if (P->nc == P->capc) {
             int64_t cap = P->capc ? 2 * P->capc : 16;
             fchain *nc = (fchain *)realloc(P->c, (size_t)cap * sizeof(fchain));
@@ -430,6 +441,21 @@ typedef struct {
     const double *val[FA_FUSE_MAXM];   /* this tile's values of each member */
 } tile;
 
+/* Ops whose value is one correctly rounded IEEE operation: fastad's own loop gives numpy's
+ * bits, and inlined in a tile it is faster than the call (numpy's square is not even a SIMD
+ * loop: it took a fifth of the fused Rosenbrock's time).  The same set native code
+ * compiles in fused chains (_codegen_fuse.EXACT). */
+static int exact(int op)
+{
+    switch (op) {
+    case FA_ADD: case FA_SUBTRACT: case FA_MULTIPLY: case FA_DIVIDE: case FA_SQUARE:
+    case FA_SQRT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* an operand's values in this tile, and its stride */
 static const double *opnd(const tile *T, int cls, int32_t s, int32_t mi, const double *v,
                           int64_t *stride)
@@ -459,7 +485,8 @@ static void tile_values(tile *T, double *v, double *buf, int write)
         const double *A = opnd(T, q->ca, q->a, q->ia, v, &sa);
         const double *B = q->unary ? A : opnd(T, q->cb, q->b, q->ib, v, &sb);
         if (q->unary) sb = sa;
-        fu_fwd(q->op, vec_n && fa_vec_loops[q->op].fn != NULL, T->L, A, sa, B, sb, out);
+        fu_fwd(q->op, vec_n && !exact(q->op) && fa_vec_loops[q->op].fn != NULL, T->L, A, sa,
+               B, sb, out);
     }
 }
 
@@ -474,13 +501,13 @@ static void chain_fwd(const fa_tape *t, const fa_fuse_plan *P, const fchain *C, 
     tile T;
     T.t = t; T.C = C; T.M = P->m + C->m0;
     const fmem *S = sum_member(C, T.M);
-    double acc = 0.0;                 /* the SUM, in element order as fa_reduce_fwd */
+    double acc[FA_LANES] = {0.0};     /* the SUM in lanes (reduce.h), across the tiles */
     for (T.k0 = 0; T.k0 < C->n; T.k0 += FA_FUSE_TILE) {
         T.L = C->n - T.k0 < FA_FUSE_TILE ? C->n - T.k0 : FA_FUSE_TILE;
         tile_values(&T, v, buf, 1);
-        if (S) { const double *x = T.val[S->ia]; for (int64_t k = 0; k < T.L; k++) acc += x[k]; }
+        if (S) fa_lanes_add(acc, T.val[S->ia], T.L);
     }
-    if (S) v[S->r] = acc;
+    if (S) v[S->r] = fa_lanes_total(acc);
 }
 
 static void chain_tan(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
@@ -491,7 +518,8 @@ static void chain_tan(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
     const fmem *S = sum_member(C, T.M);
     double *tbuf = buf + P->maxm * FA_FUSE_TILE;
     const double *tv[FA_FUSE_MAXM];
-    double acc = 0.0;
+    double acc[FA_LANES] = {0.0};     /* the SUM's tangent in lanes, as its value */
+    double az[FA_FUSE_TILE];
     for (T.k0 = 0; T.k0 < C->n; T.k0 += FA_FUSE_TILE) {
         T.L = C->n - T.k0 < FA_FUSE_TILE ? C->n - T.k0 : FA_FUSE_TILE;
         tile_values(&T, (double *)v, buf, 0);     /* reads v only: live values exist */
@@ -499,7 +527,8 @@ static void chain_tan(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
             const fmem *q = &T.M[j];
             if (q->kind == K_SUM) {
                 const double *x = tv[q->ia];
-                for (int64_t k = 0; k < T.L; k++) acc += FA_AZ(x[k], 1.0);
+                for (int64_t k = 0; k < T.L; k++) az[k] = FA_AZ(x[k], 1.0);
+                fa_lanes_add(acc, az, T.L);
                 continue;
             }
             double *out = q->live ? tan + q->r + T.k0 : tbuf + j * FA_FUSE_TILE;
@@ -520,7 +549,7 @@ static void chain_tan(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
             fu_tan(q->op, T.L, A, sa, B, sb, T.val[j], TA, TB, out);
         }
     }
-    if (S) tan[S->r] = acc;
+    if (S) tan[S->r] = fa_lanes_total(acc);
 }
 
 /* An operand's adjoint target in this tile: a member's buffer, the outside range in adj,

@@ -21,6 +21,9 @@ typedef struct {
     fa_native_fwd_fn fwd;   /* each NULL when not generated: that sweep stays interpreted */
     fa_native_tan_fn tan;
     fa_native_rev_fn rev;
+    int fused;              /* the code runs the tape's fused chains as the plan says
+                             * (_codegen_fuse.py): its reverse sweep reads only the adjoints
+                             * fa_fused_zero zeroes, so it needs no memset of every slot */
 } fa_native;
 
 static inline const fa_native *fa_native_get(const fa_tape *t)

@@ -15,6 +15,27 @@
  * must not poison forward mode, nor a second reverse sweep through recorded adjoints). */
 #define FA_AZ(x, y) (((x) == 0.0 || (y) == 0.0) ? 0.0 : (x) * (y))
 
+/* The final SUM of a fused elementwise chain (fuse.c, and native code of fused chains:
+ * _codegen_fuse.py) adds in FA_LANES running sums: lane j adds the terms of the elements
+ * k = j mod FA_LANES in element order, and the lanes are then added pairwise
+ * ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).  Reassociated against the unfused SUM (one running
+ * sum; docs/conventions.md, "Fused chains"), but independent of the tiling, so both tiers
+ * give the same bits, and the lanes vectorize where one running sum is a chain of adds. */
+#define FA_LANES 8
+/* acc[j] += x[k] for the L elements starting at global element k0 (k0 % FA_LANES == 0) */
+static inline void fa_lanes_add(double *acc, const double *x, int64_t L)
+{
+    int64_t k = 0;
+    for (; k + FA_LANES <= L; k += FA_LANES)
+        for (int j = 0; j < FA_LANES; j++) acc[j] += x[k + j];
+    for (int j = 0; k + j < L; j++) acc[j] += x[k + j];
+}
+
+static inline double fa_lanes_total(const double *acc)
+{
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 /* m segments of n consecutive values: a[j*n .. j*n+n-1] -> r[j] (CUMSUM: r[j*n + k]) */
 static inline void fa_reduce_fwd(int op, const double *a, double *r, int64_t n, int64_t m)
 {

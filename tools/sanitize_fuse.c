@@ -48,11 +48,12 @@ static int check(int64_t n)
     fa_fused_tangent(t, v2, t2);
     fa_fused_zero(t, g2); g2[s] = 1.0;
     fa_fused_reverse(t, v2, g2);
-    int bad = v1[s] != v2[s] || t1[s] != t2[s];
+    /* the chain's final sum adds in lanes (reduce.h): within 1e-13 of the running sum */
+    int bad = fabs(v1[s] - v2[s]) > 1e-13 * fabs(v1[s]) || fabs(t1[s] - t2[s]) > 1e-13 * fabs(t1[s]);
     for (int64_t i = 0; i <= n; i++) bad |= fabs(g1[i] - g2[i]) > 1e-13 * (1 + fabs(g1[i]));
     printf("n=%lld chains=%lld records=%lld live=%lld value %s tangent %s grad %s\n", (long long)n,
            (long long)st.chains, (long long)st.records, (long long)st.live,
-           v1[s] == v2[s] ? "same" : "DIFF", t1[s] == t2[s] ? "same" : "DIFF", bad ? "DIFF" : "ok");
+           v1[s] == v2[s] ? "same" : "close", t1[s] == t2[s] ? "same" : "close", bad ? "DIFF" : "ok");
     t->fused = NULL;
     fa_fuse_free(plan);
     free(v1); free(v2); free(g1); free(g2); free(t1); free(t2); free(idx);
@@ -63,7 +64,7 @@ static int check(int64_t n)
 int main(void)
 {
     int bad = 0;
-    int64_t ns[] = {3, 17, 512, 513, 1500};
-    for (int k = 0; k < 5; k++) bad |= check(ns[k]);
+    int64_t ns[] = {1, 3, 17, 512, 513, 1500};
+    for (int k = 0; k < 6; k++) bad |= check(ns[k]);
     return bad;
 }

@@ -23,7 +23,7 @@ from fastad._tape import op_table
 from fastad import _codegen_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 10
+GENERATOR_VERSION = 11
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -662,6 +662,9 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
     over = _fused(recs, chains)
     tables = _codegen_table.add(recs, over)       # table loops' functions, per sweep
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
+    if chains:      # the reverse sweep reads only the adjoints fa_fused_zero zeroes
+        from fastad import _codegen_fuse
+        parts.append("const int fastad_fused = 1;\n" + _codegen_fuse.PRELUDE)
     if "fwd" in sweeps:
         fns, calls = _fwd_functions(recs, "", True, "ix", over["fwd"])
         parts += [tables.get("fwd", "")] + fns

@@ -25,6 +25,20 @@ EXACT = {"ADD", "SUBTRACT", "MULTIPLY", "DIVIDE", "NEGATIVE", "SQUARE", "SQRT", 
 
 A_PASSIVE, B_PASSIVE = 0x04, 0x08
 
+# The absolute-zero product FA_AZ (csrc/reduce.h), the same value, written without a
+# branch: in a chain of them (w1 = FA_AZ(w2, ..), w0 = FA_AZ(w1, ..)) GCC threads the
+# zero tests into jumps (a zero adjoint stays zero downstream), and a loop with jumps does
+# not vectorize: the vectorized Rosenbrock's reverse loop ran 4x slower.  Emitted once per
+# generated file with fused chains (_codegen.generate).
+PRELUDE = """
+static inline double fa_azv(double x, double y)
+{
+    union { double d; uint64_t u; } c = {x * y};
+    c.u &= (uint64_t)0 - (uint64_t)((x != 0.0) & (y != 0.0));   /* +0.0 where FA_AZ is */
+    return c.d;
+}
+"""
+
 
 class Member:
     __slots__ = ("p", "j", "live", "ca", "cb", "ia", "ib")
@@ -109,15 +123,25 @@ def _sum(ms):
     return ms[-1] if ms and ms[-1].p.name == "SUM" else None
 
 
+def _lanes(body, n, acc_term, out):
+    """A loop over k < n whose statements `body` end in the final SUM's term `acc_term`,
+    added in FA_LANES running sums as the interpreter adds them (csrc/reduce.h): lane j
+    takes the elements k = j mod FA_LANES, so the lanes vectorize and both tiers agree."""
+    inner = " ".join(body) + f" acc[j] += {acc_term};"
+    return ("{ double acc[FA_LANES] = {0.0}; int64_t k0 = 0; "
+            f"for (; k0 + FA_LANES <= {n}; k0 += FA_LANES) for (int j = 0; j < FA_LANES; j++) "
+            f"{{ const int64_t k = k0 + j; (void)k; {inner} }} "
+            f"for (int j = 0; k0 + j < {n}; j++) {{ const int64_t k = k0 + j; (void)k; {inner} }} "
+            f"{out} = fa_lanes_total(acc); }}")
+
+
 def fwd(ms, ix):
     n = ms[0].p.n
     S = _sum(ms)
     body = _values(ms, ix, True)
     if S:
-        body.append(f"acc += m{S.ia};")
-    head = "{ double acc = 0.0; " if S else "{ "
-    tail = f" v[{S.p.r}] = acc; }}" if S else " }"
-    return head + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " }" + tail
+        return _lanes(body, n, f"m{S.ia}", f"v[{S.p.r}]")
+    return "{ " + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " } }"
 
 
 def _tan_of(m, which):
@@ -134,30 +158,41 @@ def tan(ms, ix):
     for m in ms:
         p = m.p
         if p.name == "SUM":
-            body.append(f"acc += FA_NAZ(d{m.ia}, 1.0);")
             continue
         if p.name == "GATHER":
             expr = f"t[{ix}[{p.a} + k]]"
         else:
             args = _args(m, ms)
-            expr = f"FA_NAZ({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
+            expr = f"fa_azv({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
             if p.kind == "binary":
-                expr += f" + FA_NAZ({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
+                expr += f" + fa_azv({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
         body.append(f"const double d{m.j} = {expr};")
         if m.live:
             body.append(f"t[{p.r} + k] = d{m.j};")
-    head = "{ double acc = 0.0; " if S else "{ "
-    tail = f" t[{S.p.r}] = acc; }}" if S else " }"
-    return head + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " }" + tail
+    if S:
+        return _lanes(body, n, f"fa_azv(d{S.ia}, 1.0)", f"t[{S.p.r}]")
+    return "{ " + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " } }"
+
+
+# The interpreter's tile (csrc/fuse.h, FA_FUSE_TILE): the reverse loop adds adjoints to
+# memory tile by tile in its order, so both tiers agree bit for bit; with more outside
+# operands than TERMS_MAX, a shorter tile keeps the buffers on the stack small.
+TILE = 512
+TERMS_MAX = 16
+SHORT_TILE = 64
 
 
 def rev(ms, ix, passive=True):
-    """Reverse: per element, the members' adjoints in registers, last member first; the
-    adjoints of broadcast operands summed over the loop and added after it, like the
-    interpreter's fused sweep."""
+    """Reverse, tile by tile: per element, the members' adjoints in registers, last member
+    first; the terms for outside ranges (and gathers) go to a tile buffer per operand and
+    are added to memory after the tile's element loop, operand by operand in the order the
+    interpreter's fused sweep adds them (so the element loop has no store that a later
+    element reads, and vectorizes: x[1:] and x[:-1] reach the same slots); the adjoints of
+    broadcast operands are summed over the loop and added after it, like the
+    interpreter's."""
     n = ms[0].p.n
     S = _sum(ms)
-    pre, post = [], []
+    pre, post, flush = [], [], []
     body = _values(ms, ix, False)
     for m in ms:
         if m.p.name == "SUM":
@@ -166,14 +201,21 @@ def rev(ms, ix, passive=True):
         body.append(f"double w{m.j} = {init};")
     if S and not (passive and S.p.flags & A_PASSIVE):
         pre.append(f"const double ws = g[{S.p.r}];")
-        body.append(f"if (ws != 0.0) w{S.ia} += ws;")
+        if ms[S.ia].live:
+            body.append(f"if (ws != 0.0) w{S.ia} += ws;")
+        else:   # 0.0 + ws, or nothing added: decided once, so the loop has no branch
+            pre.append("const double ws0 = ws != 0.0 ? 0.0 + ws : 0.0;")
+            body[body.index(f"double w{S.ia} = 0.0;")] = f"double w{S.ia} = ws0;"
     for m in reversed(ms):
         p = m.p
         if p.name == "SUM":
             continue
         if p.name == "GATHER":
             if not (passive and p.flags & A_PASSIVE):
-                body.append(f"g[{ix}[{p.a} + k]] += w{m.j};")
+                e = f"e{len(flush)}"
+                body.append(f"{e}[kk] = w{m.j};")
+                flush.append("for (int64_t kk = 0; kk < L; kk++) "
+                             f"g[{ix}[{p.a} + k0 + kk]] += {e}[kk];")
             continue
         args = _args(m, ms)
         for which, cls, idx, s, flag, d in (("a", m.ca, m.ia, p.a, A_PASSIVE, "da"),
@@ -182,11 +224,13 @@ def rev(ms, ix, passive=True):
                 continue
             if passive and p.flags & flag:
                 continue
-            term = f"FA_NAZ(w{m.j}, fa_{d}_{p.name}({args}))"
+            term = f"fa_azv(w{m.j}, fa_{d}_{p.name}({args}))"
             if cls == "int":
                 body.append(f"w{idx} += {term};")
             elif cls == "ext":
-                body.append(f"g[{s} + k] += {term};")
+                e = f"e{len(flush)}"
+                body.append(f"{e}[kk] = {term};")
+                flush.append(f"for (int64_t kk = 0; kk < L; kk++) g[{s} + k0 + kk] += {e}[kk];")
             else:
                 name = f"acc_{m.j}_{which}"
                 pre.append(f"double {name} = 0.0;")
@@ -197,5 +241,10 @@ def rev(ms, ix, passive=True):
             body.append(f"g[{m.p.r} + k] = w{m.j};")
     # broadcast sums in the interpreter's order: last member first, a before b
     post.sort(key=lambda x: (-x[0], x[1]))
-    return ("{ " + " ".join(pre) + f" for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body)
-            + " } " + " ".join(x[2] for x in post) + " }")
+    tile = TILE if len(flush) <= TERMS_MAX else SHORT_TILE
+    bufs = " ".join(f"double e{i}[{tile}];" for i in range(len(flush)))
+    loop = ("for (int64_t kk = 0; kk < L; kk++) { const int64_t k = k0 + kk; (void)k; "
+            + " ".join(body) + " }")
+    return ("{ " + " ".join(pre) + f" for (int64_t k0 = 0; k0 < {n}; k0 += {tile}) {{ "
+            f"const int64_t L = {n} - k0 < {tile} ? {n} - k0 : {tile}; {bufs} {loop} "
+            + " ".join(flush) + " } " + " ".join(x[2] for x in post) + " }")

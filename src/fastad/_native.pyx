@@ -34,6 +34,7 @@ cdef extern from "native_abi.h" nogil:
         void *fwd
         void *tan
         void *rev
+        int fused
     const fa_native *fa_native_get(const fa_tape *t)
     void fa_native_set(fa_tape *t, fa_native *n)
 
@@ -121,6 +122,9 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     n.fwd = symbol(h, b"fastad_fwd") if fwd else NULL
     n.tan = symbol(h, b"fastad_tan") if tan else NULL
     n.rev = symbol(h, b"fastad_rev") if rev else NULL
+    # code that runs the fused chains as planned marks itself (_codegen.generate): its
+    # reverse sweep then needs only the adjoints fa_fused_zero zeroes
+    n.fused = symbol(h, b"fastad_fused") != NULL
     if (fwd and n.fwd == NULL) or (tan and n.tan == NULL) or (rev and n.rev == NULL):
         free(n)
         raise OSError(f"{path} lacks a sweep function it should have")

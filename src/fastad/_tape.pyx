@@ -49,6 +49,7 @@ cdef extern from "native_abi.h" nogil:
         int64_t (*fwd)(double *v, const int32_t *ix, fa_native_vec_fn vec) noexcept nogil
         void (*tan)(const double *v, double *t, const int32_t *ix) noexcept nogil
         void (*rev)(const double *v, double *g, const int32_t *ix) noexcept nogil
+        int fused
     const fa_native *fa_native_get(const fa_tape *t)
     int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
                       int32_t b, int32_t sb, int32_t n) noexcept
@@ -231,9 +232,11 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
 cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                        double seed) noexcept nogil:
     """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
-    if t.fused != NULL and fa_native_get(t) == NULL:
-        # fused intermediates' adjoints are never read: not zeroed (csrc/fuse.c); native
-        # code swapped in after this test compiles the chains fused too (fastad.native)
+    cdef const fa_native *nat = fa_native_get(t)
+    if t.fused != NULL and (nat == NULL or nat.fused):
+        # fused intermediates' adjoints are never read: not zeroed (csrc/fuse.c), neither
+        # by the interpreter nor by native code of the fused chains; native code swapped in
+        # after this test compiles the chains fused too (fastad.native)
         fa_fused_zero(t, adj)
     else:
         memset(adj, 0, <size_t>t.nslot * sizeof(double))
@@ -522,6 +525,11 @@ cdef class Tape:
         info["seconds"] += time.perf_counter() - t0
         fa_fuse_free(<fa_fuse_plan *>self.c.fused)
         self.c.fused = <void *>plan
+        if plan != NULL and st.sums:
+            # the recording added the chains' final sums in one running sum, replays add
+            # them in lanes (docs/conventions.md, "Fused chains"): sweep the recorded
+            # inputs once more, so the first call returns what every replay will
+            fa_fused_forward(self.c, self.c.val)
         info.update(fused_chains=st.chains, fused_records=st.records, fused_live=st.live,
                     fused_sums=st.sums, words_after_fusion=st.words_after)
 
