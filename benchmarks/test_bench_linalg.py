@@ -101,16 +101,29 @@ def qr_objective(A, W, V):
     return np.sum(W * Q) + np.sum(V * R)
 
 
+def eig_objective(A, W, V):
+    w, X = np.linalg.eig(A)
+    return np.sum(w ** 2) + np.sum(V * X)
+
+
+def eig_problem(seed=2):
+    """An 80 x 80 non-symmetric matrix with a real, well-separated spectrum."""
+    r = np.random.default_rng(seed)
+    S = r.normal(size=(N_DEC, N_DEC)) + 4.0 * np.eye(N_DEC)
+    return S @ np.diag(np.arange(1.0, N_DEC + 1.0)) @ np.linalg.inv(S)
+
+
 def decomposition_ratios(reps=10):
     import timeit
     import fastad as fd
     A, W, V = decomposition_problem()
     out = {}
-    for name, f in (("svd", svd_objective), ("qr", qr_objective)):
-        vg = fd.value_and_grad(lambda X: f(X, W, V))  # noqa: B023 (called in this iteration)
-        vg(A)
-        t_np = min(timeit.repeat(lambda: f(A, W, V), number=reps, repeat=5)) / reps  # noqa: B023 (called in this iteration)
-        t_fd = min(timeit.repeat(lambda: vg(A), number=reps, repeat=5)) / reps  # noqa: B023 (called in this iteration)
+    for name, f, X in (("svd", svd_objective, A), ("qr", qr_objective, A),
+                       ("eig", eig_objective, eig_problem())):
+        vg = fd.value_and_grad(lambda Y: f(Y, W, V))  # noqa: B023 (called in this iteration)
+        vg(X)
+        t_np = min(timeit.repeat(lambda: f(X, W, V), number=reps, repeat=5)) / reps  # noqa: B023 (called in this iteration)
+        t_fd = min(timeit.repeat(lambda: vg(X), number=reps, repeat=5)) / reps  # noqa: B023 (called in this iteration)
         out[name] = (t_np, t_fd)
     return out
 
@@ -135,5 +148,6 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     main()
     for name, (t_np, t_fd) in decomposition_ratios().items():
-        print(f"{name} {M_DEC}x{N_DEC}: numpy forward {t_np * 1e3:.3f} ms, fastad "
+        shape = f"{N_DEC}x{N_DEC}" if name == "eig" else f"{M_DEC}x{N_DEC}"
+        print(f"{name} {shape}: numpy forward {t_np * 1e3:.3f} ms, fastad "
               f"value_and_grad {t_fd * 1e3:.3f} ms, ratio {t_fd / t_np:.2f}")

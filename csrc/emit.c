@@ -102,6 +102,8 @@ static fa_h e_broadcast(fa_em *E, fa_h x)
 #define D_POLYGAMMA(n, x) e_op(E, FA_POLYGAMMA, (n), (x), 2)
 #define D_GAMMAINC_DA(a, x) e_op(E, FA_GAMMAINC_DA, (a), (x), 2)
 #define D_GAMMAINC_DX(a, x) e_op(E, FA_GAMMAINC_DX, (a), (x), 2)
+#define D_GAMMAINC_DA2(a, x) e_op(E, FA_GAMMAINC_DA2, (a), (x), 2)
+#define D_GAMMAINC_DA3(a, x) e_op(E, FA_GAMMAINC_DA3, (a), (x), 2)
 
 /* Emit d(op)/da and d(op)/db for an elementwise record. */
 static void partials(fa_em *E, int op, fa_h a, fa_h b, fa_h r, fa_h *da, fa_h *db)
@@ -229,7 +231,7 @@ static int cmp_pair(const void *x, const void *y)
 static void rev_gather(fa_em *E, int32_t *adj, const int32_t *src, int64_t n, fa_h w)
 {
     int64_t *pairs = (int64_t *)malloc((size_t)n * 2 * sizeof(int64_t));
-    int64_t *perm = (int64_t *)malloc((size_t)n * sizeof(int64_t));
+    int64_t *perm = (int64_t *)calloc((size_t)(n > 0 ? n : 1), sizeof(int64_t));
     if (!pairs || !perm) { E->err = FA_ENOMEM; goto done; }
     for (int64_t k = 0; k < n; k++) { pairs[2 * k] = src[k]; pairs[2 * k + 1] = k; }
     qsort(pairs, (size_t)n, 2 * sizeof(int64_t), cmp_pair);

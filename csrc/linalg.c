@@ -27,6 +27,7 @@
 fa_lapack_fns fa_lapack;
 
 #include "linalg_svd.h"     /* the SVD record's kernels (svd_nres, fwd_svd, tan_svd, rev_svd) */
+#include "linalg_betainc.h" /* the BETAINC record's kernels */
 
 int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
 {
@@ -38,6 +39,8 @@ int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
     case FA_EIGH: return n + n * n + 1;
     case FA_SVD: return svd_nres(n, k);
     case FA_QR: return n * k + k * k + 1;
+    case FA_BETAINC: return betainc_nres(n);
+    case FA_EIG: return n + 2 * n * n + 1;     /* w, V, V^-1, info (linalg_eig.h) */
     default: return -1;
     }
 }
@@ -126,6 +129,7 @@ static int in_triangle(int64_t i, int64_t j, int variant)
 }
 
 #include "linalg_qr.h"      /* the QR record's kernels (fwd_qr, tan_qr, rev_qr) */
+#include "linalg_eig.h"     /* the EIG record's kernels (fwd_eig, tan_eig, rev_eig) */
 
 /* ---- forward ---------------------------------------------------------------------- */
 
@@ -230,6 +234,7 @@ static int fwd_eigh(const fa_rec *p, double *v)
 
 int fa_linalg_fwd(const fa_rec *p, double *v)
 {
+    if (p->op == FA_BETAINC) return fwd_betainc(p, v);    /* no LAPACK */
     if (!fa_lapack.dgetrf) return 1;        /* no LAPACK table: never a wrong number */
     switch (p->op) {
     case FA_SOLVE: return fwd_solve(p, v);
@@ -239,6 +244,7 @@ int fa_linalg_fwd(const fa_rec *p, double *v)
     case FA_EIGH: return fwd_eigh(p, v);
     case FA_SVD: return fwd_svd(p, v);
     case FA_QR: return fwd_qr(p, v);
+    case FA_EIG: return fwd_eig(p, v);
     default: return 1;
     }
 }
@@ -378,6 +384,8 @@ void fa_linalg_tan(const fa_rec *p, const double *v, double *t)
     case FA_EIGH: tan_eigh(p, v, t); return;
     case FA_SVD: tan_svd(p, v, t); return;
     case FA_QR: tan_qr(p, v, t); return;
+    case FA_BETAINC: tan_betainc(p, v, t); return;
+    case FA_EIG: tan_eig(p, v, t); return;
     default: return;
     }
 }
@@ -501,13 +509,18 @@ void fa_linalg_rev(const fa_rec *p, const double *v, double *g)
     case FA_EIGH: rev_eigh(p, v, g); return;
     case FA_SVD: rev_svd(p, v, g); return;
     case FA_QR: rev_qr(p, v, g); return;
+    case FA_BETAINC: rev_betainc(p, v, g); return;
+    case FA_EIG: rev_eig(p, v, g); return;
     default: return;
     }
 }
 
 void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                       void *syevd, void *gesdd, void *geqrf, void *orgqr)
+                       void *syevd, void *gesdd, void *geqrf, void *orgqr, void *geev,
+                       void *gemm)
 {
+    fa_lapack.dgeev = (fa_dgeev_t)geev;
+    fa_lapack.dgemm = (fa_dgemm_t)gemm;
     fa_lapack.dgesdd = (fa_dgesdd_t)gesdd;
     fa_lapack.dgeqrf = (fa_dgeqrf_t)geqrf;
     fa_lapack.dorgqr = (fa_dorgqr_t)orgqr;

@@ -19,6 +19,11 @@
  *             results: U (m*k), s (k, descending), Vt (k*n), info (1)   (linalg_svd.h)
  *   QR        A = Q R              a: A (m x n, m >= n);  EXT m, n
  *             results: Q (m*n, orthonormal columns), R (n*n, upper), info (1)  (linalg_qr.h)
+ *   BETAINC   I_x(a, b)            a: a then b (2n), b: x (n);  EXT n, 1, variant
+ *             results: value, its partials in a, b, x (n each), info (1)  (linalg_betainc.h)
+ *   EIG       A = V diag(w) V^-1   a: A (n x n);  EXT n
+ *             results: w (n), V (n*n), V^-1 (n*n), info (1; -2: a complex eigenvalue)
+ *             (linalg_eig.h)
  *
  * Matrices are row-major ranges of slots.  LAPACK is column-major, so a row-major buffer
  * is the transpose to it; the kernels in linalg.c say which transpose they mean.
@@ -39,10 +44,18 @@
 #include "tape.h"
 
 /* Is op one of the records of this file?  (They are consecutive in ops.h.) */
-#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_QR)
+#define FA_IS_LINALG(op) ((op) >= FA_SOLVE && (op) <= FA_EIG)
 
 #define FA_TRI_LOWER 1
 #define FA_TRI_UNIT 2
+
+/* BETAINC's variant: the derivative order (i, j, l) in (a, b, x), 3 bits each, and the
+ * complement flag (1 - I) */
+#define FA_BETAINC_COMPL 512
+#define FA_BETAINC_DA 1
+#define FA_BETAINC_DB 8
+#define FA_BETAINC_DX 64
+#define FA_BETAINC_ORDER(v) (((v) & 7) + (((v) >> 3) & 7) + (((v) >> 6) & 7))
 
 typedef void (*fa_dgetrf_t)(int *m, int *n, double *a, int *lda, int *ipiv, int *info);
 typedef void (*fa_dgetrs_t)(char *trans, int *n, int *nrhs, double *a, int *lda, int *ipiv,
@@ -65,7 +78,16 @@ typedef void (*fa_dgeqrf_t)(int *m, int *n, double *a, int *lda, double *tau, do
 typedef void (*fa_dorgqr_t)(int *m, int *n, int *k, double *a, int *lda, double *tau,
                             double *work, int *lwork, int *info);
 
+typedef void (*fa_dgeev_t)(char *jobvl, char *jobvr, int *n, double *a, int *lda, double *wr,
+                           double *wi, double *vl, int *ldvl, double *vr, int *ldvr,
+                           double *work, int *lwork, int *info);
+typedef void (*fa_dgemm_t)(char *transa, char *transb, int *m, int *n, int *k, double *alpha,
+                           double *a, int *lda, double *b, int *ldb, double *beta, double *c,
+                           int *ldc);
+
 typedef struct {
+    fa_dgeev_t dgeev;
+    fa_dgemm_t dgemm;
     fa_dgeqrf_t dgeqrf;
     fa_dorgqr_t dorgqr;
     fa_dgesdd_t dgesdd;
@@ -82,7 +104,8 @@ extern fa_lapack_fns fa_lapack;
 
 /* Fill fa_lapack (pointers to scipy's LAPACK/BLAS functions of those names). */
 void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                       void *syevd, void *gesdd, void *geqrf, void *orgqr);
+                       void *syevd, void *gesdd, void *geqrf, void *orgqr, void *geev,
+                       void *gemm);
 
 /* number of result slots of a linear-algebra record (SVD: n, k are its rows, columns) */
 int64_t fa_linalg_nres(int op, int64_t n, int64_t k);

@@ -143,6 +143,63 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
     case FA_QR:
         rev_qr_emit(&em, adj, p, n, k);
         break;
+    case FA_EIG: {
+        /* G0 = gV - V diag(c), c_j = v_j . gv_j;  gA = V^-T (diag(gw) + F o (V^T G0)) V^T,
+         * V^-T by a SOLVE record (differentiable, unlike the stored V^-1) */
+        fa_h gw = adjoint_range(&em, adj, p->r, n), gV = adjoint_range(&em, adj, p->r + (int32_t)n, n * n);
+        if (em.err || (bad(gw) && bad(gV))) break;
+        em.n = n * n;
+        fa_h V = {p->r + (int32_t)n, 1}, K = BAD;
+        int64_t *rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        int64_t *cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+        if (!rows || !cols) { free(rows); free(cols); em.err = FA_ENOMEM; break; }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) { rows[i * n + j] = i; cols[i * n + j] = j; }
+        if (!bad(gV)) {
+            gV = e_broadcast(&em, gV);
+            fa_h prod = e_op(&em, FA_MULTIPLY, V, gV, 2);
+            fa_h c = em.err ? BAD : reduce(&em, FA_SUM, transposed(&em, prod.s, n, n), n, n);
+            fa_h G0 = e_op(&em, FA_SUBTRACT, gV,
+                           e_op(&em, FA_MULTIPLY, V, regather(&em, c, cols, n * n), 2), 2);
+            fa_h w = {p->r, 1};
+            fa_h diff = e_op(&em, FA_SUBTRACT, regather(&em, w, cols, n * n),
+                             regather(&em, w, rows, n * n), 2);             /* w_j - w_i */
+            fa_h off = mask(&em, n, FA_TRI_UNIT, MASK_TRI);
+            off = e_op(&em, FA_ADD, off, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
+            fa_h F = e_op(&em, FA_AZMUL, off, e_op(&em, FA_RECIPROCAL, diff, diff, 1), 2);
+            fa_h M = matmul(&em, transposed(&em, V.s, n, n), G0, n, n, n);
+            K = e_op(&em, FA_AZMUL, M, F, 2);
+        }
+        if (!bad(gw) && !em.err) {
+            fa_h D = e_op(&em, FA_MULTIPLY, mask(&em, n, 0, MASK_EYE),
+                          regather(&em, gw, rows, n * n), 2);               /* diag(gw) */
+            K = bad(K) ? D : e_op(&em, FA_ADD, K, D, 2);
+        }
+        free(rows);
+        free(cols);
+        if (em.err) break;
+        fa_h ViT = linalg(&em, FA_SOLVE, transposed(&em, V.s, n, n), mask(&em, n, 0, MASK_EYE), n, n, 0);
+        if (bad(ViT)) break;
+        fa_h G = matmul(&em, matmul(&em, ViT, K, n, n, n), transposed(&em, V.s, n, n), n, n, n);
+        add_to_range(&em, adj, p->a, G);
+        break;
+    }
+    case FA_BETAINC: {
+        /* the partials are the records of the next derivative orders (linalg_betainc.h);
+         * past the expansion's order they are NaN, never a wrong number */
+        em.n = n;
+        fa_h w = adjoint_range(&em, adj, p->r, n);
+        if (bad(w)) break;
+        w = e_broadcast(&em, w);
+        static const int step[3] = {FA_BETAINC_DA, FA_BETAINC_DB, FA_BETAINC_DX};
+        const int32_t dest[3] = {p->a, p->a + (int32_t)n, p->b};
+        for (int d = 0; d < 3; d++) {
+            fa_h part = FA_BETAINC_ORDER(variant) + 1 > FA_TK ? e_k(&em, NAN)
+                : linalg(&em, FA_BETAINC, A, (fa_h){p->b, 1}, n, 1, variant + step[d]);
+            add_to_range(&em, adj, dest[d], e_op(&em, FA_AZMUL, w, part, 2));
+        }
+        break;
+    }
     default:
         break;
     }

@@ -38,6 +38,18 @@ static double *svd_alloc(int64_t n) { return (double *)malloc((size_t)(n > 0 ? n
 static void svd_mm(const double *A, int ta, const double *B, int tb, double *C,
                    int64_t m, int64_t q, int64_t p, double beta)
 {
+    if (fa_lapack.dgemm && m > 0 && q > 0 && p > 0 && m * q <= INT32_MAX && q * p <= INT32_MAX
+        && m * p <= INT32_MAX) {
+        /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's and A's
+         * buffers read column-major are their transposes, so the flags carry over; with
+         * beta 0 BLAS does not read C */
+        char tra = tb ? 'T' : 'N', trb = ta ? 'T' : 'N';
+        int M = (int)p, N = (int)m, K = (int)q, lda = (int)(tb ? q : p), ldb = (int)(ta ? m : q);
+        double one = 1.0, b = beta;
+        fa_lapack.dgemm(&tra, &trb, &M, &N, &K, &one, (double *)B, &lda, (double *)A, &ldb, &b,
+                        C, &M);
+        return;
+    }
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < p; j++) {
             double acc = 0.0;
@@ -160,23 +172,13 @@ static void rev_svd(const fa_rec *p, const double *v, double *g)
             for (int64_t j = 0; j < k; j++) L[i * k + j] -= svd_az(W[i * k + j], 1.0 / s[j]);
         free(W);
     }
-    for (int64_t i = 0; i < m; i++)               /* gA += L Vt */
-        for (int64_t j = 0; j < n; j++) {
-            double acc = 0.0;
-            for (int64_t l = 0; l < k; l++) acc += L[i * k + l] * Vt[l * n + j];
-            gA[i * n + j] += acc;
-        }
+    svd_mm(L, 0, Vt, 0, gA, m, k, n, 1.0);        /* gA += L Vt */
     if (n > k) {                                  /* + U S^-1 (gVt - K^T Vt) */
         memcpy(R, gVt, (size_t)(k * n) * sizeof(double));
         svd_mm(K, 1, Vt, 0, R, k, k, n, -1.0);    /* R <- K^T Vt - gVt */
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < n; j++) R[i * n + j] = -svd_az(R[i * n + j], 1.0 / s[i]);
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                double acc = 0.0;
-                for (int64_t l = 0; l < k; l++) acc += U[i * k + l] * R[l * n + j];
-                gA[i * n + j] += acc;
-            }
+        svd_mm(U, 0, R, 0, gA, m, k, n, 1.0);     /* gA += U R */
     }
 done:
     free(J); free(K); free(In); free(L); free(R);

@@ -95,6 +95,8 @@ static inline double fa_expit(double a) {
 #define D_POLYGAMMA(n, x) fa_polygamma(n, x)
 #define D_GAMMAINC_DA(a, x) fa_gammainc_da(a, x)
 #define D_GAMMAINC_DX(a, x) fa_gammainc_dx(a, x)
+#define D_GAMMAINC_DA2(a, x) fa_gammainc_da2(a, x)
+#define D_GAMMAINC_DA3(a, x) fa_gammainc_da3(a, x)
 #endif
 
 #define D_0 D_K(0.0)
@@ -180,15 +182,29 @@ static inline double fa_expit(double a) {
       D_SELNOT(D_EQ(a, D_0), D_DIV(a, D_ADD(D_1, b))))                                     \
     X(POLYGAMMA, "_polygamma", fa_polygamma(a, b), D_0, D_POLYGAMMA(D_ADD(a, D_1), b))      \
     /* regularized incomplete gamma P(a, x), Q(a, x) (special.h); dP/da by the same series \
-     * carried as dual numbers; its own derivative in a (d2P/da2) is not provided: NaN */  \
+     * carried as Taylor series in a (taylor.h), to the third derivative in a */           \
     X(GAMMAINC,  "gammainc",  fa_gammainc(a, b),  D_GAMMAINC_DA(a, b), D_GAMMAINC_DX(a, b)) \
     X(GAMMAINCC, "gammaincc", fa_gammaincc(a, b),                                          \
       D_NEG(D_GAMMAINC_DA(a, b)), D_NEG(D_GAMMAINC_DX(a, b)))                              \
     X(GAMMAINC_DX, "_gammainc_dx", fa_gammainc_dx(a, b),                                   \
       D_MUL(r, D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))),                                      \
       D_MUL(r, D_SUB(D_DIV(D_SUB(a, D_1), b), D_1)))                                       \
-    X(GAMMAINC_DA, "_gammainc_da", fa_gammainc_da(a, b), D_K(NAN),                         \
+    X(GAMMAINC_DA, "_gammainc_da", fa_gammainc_da(a, b), D_GAMMAINC_DA2(a, b),             \
       D_MUL(D_GAMMAINC_DX(a, b), D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))))                    \
+    /* d2P/da2 and d3P/da3 by the same series in Taylor arithmetic (taylor.h); d/dx of    \
+     * each is d/da^n of x^(a-1) e^-x / Gamma(a), L = log x - psi(a): f (L^2 - psi'(a)),  \
+     * f (L^3 - 3 L psi'(a) - psi''(a)); the fourth derivative in a is NaN */             \
+    X(GAMMAINC_DA2, "_gammainc_da2", fa_gammainc_da2(a, b), D_GAMMAINC_DA3(a, b),          \
+      D_MUL(D_GAMMAINC_DX(a, b), D_SUB(D_MUL(D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a)),         \
+                                             D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))),        \
+                                       D_POLYGAMMA(D_1, a))))                              \
+    X(GAMMAINC_DA3, "_gammainc_da3", fa_gammainc_da3(a, b), D_K(NAN),                      \
+      D_MUL(D_GAMMAINC_DX(a, b),                                                           \
+            D_SUB(D_MUL(D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a)),                              \
+                        D_SUB(D_MUL(D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a)),                  \
+                                    D_SUB(D_LOG(b), D_POLYGAMMA(D_0, a))),                 \
+                              D_MUL(D_K(3.0), D_POLYGAMMA(D_1, a)))),                      \
+                  D_POLYGAMMA(D_K(2.0), a))))                                              \
     /* select: a is a 0/1 condition, b the value; the untaken side gets adjoint 0 */       \
     X(SELECT,     "_select",     a != 0 ? b : 0.0, D_0,        D_NE(a, D_0))               \
     X(SELECT_NOT, "_select_not", a != 0 ? 0.0 : b, D_0,        D_EQ(a, D_0))               \
@@ -226,6 +242,8 @@ static inline double fa_expit(double a) {
  *   SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH: linear algebra through LAPACK, see linalg.h
  *   SVD      the thin singular value decomposition of an m x n matrix (linalg_svd.h)
  *   QR       the reduced QR factorization of an m x n matrix, m >= n (linalg_qr.h)
+ *   BETAINC  I_x(a, b) elementwise, with its partials (linalg_betainc.h)
+ *   EIG      the eigendecomposition of a general n x n matrix, real spectrum (linalg_eig.h)
  *   CALLBACK r[0..m) = a user function of a[0..n)  (n, m, id = ext.r, ext.a, ext.b): a
  *            custom_vjp function; the sweeps in _tape.pyx call back into Python for it
  *   LOOP     a true recurrence kept in order, its body stored once (loop.h): ext.r = T
@@ -249,6 +267,11 @@ static inline double fa_expit(double a) {
     X(EIGH, "eigh")         \
     X(SVD, "svd")           \
     X(QR, "qr")             \
+    /* the regularized incomplete beta function and its derivatives (linalg_betainc.h): \
+     * three operands, elementwise; recorded like the linear algebra above */           \
+    X(BETAINC, "betainc")   \
+    /* the eigendecomposition of a general matrix with a real spectrum (linalg_eig.h) */ \
+    X(EIG, "eig")           \
     X(CALLBACK, "callback") \
     X(LOOP, "loop")         \
     X(EXT, "ext")

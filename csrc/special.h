@@ -13,6 +13,7 @@
 #define FASTAD_SPECIAL_H
 
 #include <math.h>
+#include "taylor.h"
 
 #define FA_PI 3.14159265358979323846264338327950288
 #define FA_SQRTPI_2 0.886226925452758013649083741671      /* sqrt(pi) / 2 */
@@ -175,67 +176,128 @@ static inline double fa_igam_logfac(double a, double x)
     return a * fa_log1pmx(x / a - 1.0) - 0.5 * log(a) - FA_LN_SQRT2PI - stirling;
 }
 
-/* P(a, x), Q(a, x) and dP/da; scipy's values at the edges (NaN for a < 0 or x < 0) */
-static inline void fa_igam(double a, double x, double *P, double *Q, double *dPda)
+/* the Taylor coefficients of log Gamma at x0 (g[0] = lgamma(x0), g[m] = psi^(m-1)(x0) / m!),
+ * with g[0] given by the caller (who may have formed it more accurately) */
+static inline void fa_lgamma_coefs(double x0, double g0, int K, double *g)
 {
-    *P = *Q = *dPda = NAN;
+    double f = 1.0;
+    g[0] = g0;
+    for (int m = 1; m <= K; m++) { f *= m; g[m] = fa_polygamma(m - 1.0, x0) / f; }
+}
+
+/* The Taylor coefficients P[0..K] of P(a + e, x) in e (K <= FA_TK), and Q(a, x) = 1 - P
+ * formed where it is accurate; scipy's values at the edges (NaN for a < 0 or x < 0).  The
+ * series and the continued fraction run on truncated Taylor series in a (taylor.h). */
+/* noinline: the value rules of the op table are inlined into every sweep and fused
+ * kernel; this loop in Taylor arithmetic is compiled once per file instead */
+static __attribute__((noinline)) void fa_igam_ty(double a, double x, int K, double *P, double *Q)
+{
+    for (int m = 0; m <= K; m++) P[m] = NAN;
+    *Q = NAN;
     if (a != a || x != x || a < 0.0 || x < 0.0) return;
-    if (x == 0.0) { *P = a == 0.0 ? NAN : 0.0; *Q = a == 0.0 ? NAN : 1.0; *dPda = a == 0.0 ? NAN : 0.0; return; }
-    if (isinf(x)) { *P = 1.0; *Q = 0.0; *dPda = a == 0.0 ? NAN : 0.0; return; }
-    if (a == 0.0) { *P = 1.0; *Q = 0.0; return; }
-    if (isinf(a)) { *P = 0.0; *Q = 1.0; *dPda = 0.0; return; }
-    const double logfac = fa_igam_logfac(a, x), dlogfac = log(x) - fa_digamma(a + 1.0);
-    if (x < a + 1.0) {
-        /* P = fac * sum_n x^n / ((a+1)..(a+n)) */
-        double t = 1.0, dt = 0.0, sum = 1.0, dsum = 0.0;
-        for (int n = 1; n < 100000; n++) {
-            const double q = x / (a + n);
-            dt = dt * q - t * q / (a + n);
-            t *= q;
-            sum += t;
-            dsum += dt;
-            if (fabs(t) < 1e-17 * sum && fabs(dt) <= 1e-17 * fabs(dsum)) break;
-        }
-        const double fac = exp(logfac);
-        *P = fac * sum;
-        *Q = 1.0 - *P;
-        *dPda = *P * dlogfac + fac * dsum;
+    if (x == 0.0 || isinf(x) || a == 0.0 || isinf(a)) {
+        /* constant in a (the a = 0 boundary has no derivative) */
+        const double p = x == 0.0 ? (a == 0.0 ? NAN : 0.0) : isinf(x) || a == 0.0 ? 1.0 : 0.0;
+        P[0] = p;
+        *Q = 1.0 - p;
+        for (int m = 1; m <= K; m++) P[m] = a == 0.0 ? NAN : 0.0;
         return;
     }
-    /* Q = x^a e^-x / Gamma(a) * 1/(x+1-a- 1(1-a)/(x+3-a- 2(2-a)/(x+5-a- ...))) */
+    const fa_tyo o = ty_order(K, K, 0, 0);
+    fa_ty A, logfac, t;
+    double g[FA_TK + 1];
+    ty_var(&o, &A, a, 0);
+    /* log(x^A e^-x / Gamma(A + 1)): the value accurately, the rest from polygamma */
+    fa_lgamma_coefs(a + 1.0, 0.0, K, g);
+    for (int m = 1; m <= K; m++) g[m] = -g[m];
+    g[0] = fa_igam_logfac(a, x);
+    if (K >= 1) g[1] += log(x);
+    ty_compose(&o, &A, g, &logfac);
+    if (x < a + 1.0) {
+        /* P = fac * sum_n x^n / ((A+1)..(A+n)) */
+        fa_ty sum, q;
+        ty_const(&o, &t, 1.0);
+        ty_const(&o, &sum, 1.0);
+        for (int n = 1; n < 100000; n++) {
+            ty_const(&o, &q, x);
+            fa_ty den;
+            ty_copy(&o, &A, &den);
+            ty_addk(&o, &den, (double)n);
+            ty_div(&o, &q, &den, &q);
+            ty_mul(&o, &t, &q, &t);
+            ty_lin(&o, 1.0, &sum, 1.0, &t, &sum);
+            int small = fabs(t.c[0][0][0]) < 1e-17 * sum.c[0][0][0];
+            for (int m = 1; m <= K && small; m++) small = fabs(t.c[m][0][0]) <= 1e-17 * fabs(sum.c[m][0][0]);
+            if (small) break;
+        }
+        ty_exp(&o, &logfac, &t);
+        ty_mul(&o, &t, &sum, &t);
+        for (int m = 0; m <= K; m++) P[m] = t.c[m][0][0];
+        *Q = 1.0 - P[0];
+        return;
+    }
+    /* Q = x^A e^-x / Gamma(A) * 1/(x+1-A- 1(1-A)/(x+3-A- 2(2-A)/(x+5-A- ...))), modified
+     * Lentz; the tiny-denominator guards act on values only */
     const double tiny = 1e-300;
-    double b = x + 1.0 - a, db = -1.0;
-    double c = 1.0 / tiny, dc = 0.0;
-    double d = 1.0 / b, dd = -db / (b * b);
-    double h = d, dh = dd;
+    fa_ty b, c, d, h, an, D, C, del;
+    ty_lin(&o, -1.0, &A, 0.0, &A, &b);
+    ty_addk(&o, &b, x + 1.0);
+    ty_const(&o, &c, 1.0 / tiny);
+    ty_const(&o, &d, 1.0);
+    ty_div(&o, &d, &b, &d);
+    ty_copy(&o, &d, &h);
     int done = 0;
     for (int i = 1; i < 100000 && !done; i++) {
-        const double an = -i * (i - a), dan = i;
-        b += 2.0;
-        double D = an * d + b, dD = dan * d + an * dd + db;
-        if (fabs(D) < tiny) D = tiny;
-        d = 1.0 / D;
-        dd = -dD * d * d;
-        double C = b + an / c, dC = db + dan / c - an * dc / (c * c);
-        if (fabs(C) < tiny) C = tiny;
-        c = C;
-        dc = dC;
-        const double del = d * c, ddel = dd * c + d * dc;
-        dh = dh * del + h * ddel;
-        h *= del;
-        done = fabs(del - 1.0) < 1e-16 && fabs(ddel) < 1e-16;
+        ty_lin(&o, (double)i, &A, 0.0, &A, &an);          /* -i (i - A) */
+        ty_addk(&o, &an, -(double)i * i);
+        ty_addk(&o, &b, 2.0);
+        ty_mul(&o, &an, &d, &D);
+        ty_lin(&o, 1.0, &D, 1.0, &b, &D);
+        if (fabs(D.c[0][0][0]) < tiny) D.c[0][0][0] = tiny;
+        ty_const(&o, &d, 1.0);
+        ty_div(&o, &d, &D, &d);
+        ty_div(&o, &an, &c, &C);
+        ty_lin(&o, 1.0, &C, 1.0, &b, &C);
+        if (fabs(C.c[0][0][0]) < tiny) C.c[0][0][0] = tiny;
+        ty_copy(&o, &C, &c);
+        ty_mul(&o, &d, &c, &del);
+        ty_mul(&o, &h, &del, &h);
+        done = fabs(del.c[0][0][0] - 1.0) < 1e-16;
+        for (int m = 1; m <= K && done; m++) done = fabs(del.c[m][0][0]) < 1e-16;
     }
     if (!done) return;
-    /* Gamma(a) = Gamma(a + 1) / a: fac_cf = a * fac, dlog fac_cf = dlogfac + 1/a */
-    const double fac = a * exp(logfac);
-    *Q = fac * h;
-    *P = 1.0 - *Q;
-    *dPda = -(*Q * (dlogfac + 1.0 / a) + fac * dh);
+    ty_exp(&o, &logfac, &t);
+    ty_mul(&o, &t, &A, &t);                                 /* Gamma(A) = Gamma(A + 1) / A */
+    ty_mul(&o, &t, &h, &t);
+    *Q = t.c[0][0][0];
+    P[0] = 1.0 - *Q;
+    for (int m = 1; m <= K; m++) P[m] = -t.c[m][0][0];
+}
+
+/* P(a, x), Q(a, x) and dP/da */
+static inline void fa_igam(double a, double x, double *P, double *Q, double *dPda)
+{
+    double c[2];
+    fa_igam_ty(a, x, 1, c, Q);
+    *P = c[0];
+    *dPda = c[1];
+}
+
+/* the n-th derivative of P(a, x) in a, n <= FA_TK */
+static inline double fa_gammainc_dan(double a, double x, int n)
+{
+    double c[FA_TK + 1], Q;
+    fa_igam_ty(a, x, n, c, &Q);
+    fa_ty z;
+    z.c[n][0][0] = c[n];
+    return ty_deriv(&z, n, 0, 0);
 }
 
 static inline double fa_gammainc(double a, double x) { double P, Q, d; fa_igam(a, x, &P, &Q, &d); return P; }
 static inline double fa_gammaincc(double a, double x) { double P, Q, d; fa_igam(a, x, &P, &Q, &d); return Q; }
 static inline double fa_gammainc_da(double a, double x) { double P, Q, d; fa_igam(a, x, &P, &Q, &d); return d; }
+static inline double fa_gammainc_da2(double a, double x) { return fa_gammainc_dan(a, x, 2); }
+static inline double fa_gammainc_da3(double a, double x) { return fa_gammainc_dan(a, x, 3); }
 
 /* dP/dx = x^(a-1) e^-x / Gamma(a) */
 static inline double fa_gammainc_dx(double a, double x)

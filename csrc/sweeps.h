@@ -226,6 +226,7 @@ FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t,
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
         fa_reduce_tan(p->op, v + ia, v + ir, t + ia, t + ir, n, sa);
         return;
+    case FA_BETAINC: case FA_EIG:
     case FA_SVD: case FA_QR:
     case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
         fa_linalg_tan(p, v, t);
@@ -281,6 +282,7 @@ FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g,
     case FA_SUM: case FA_PROD: case FA_MAX: case FA_MIN: case FA_CUMSUM:
         if (!pa_) fa_reduce_rev(p->op, v + ia, v + ir, g + ia, g + ir, n, sa);
         return;
+    case FA_BETAINC: case FA_EIG:
     case FA_SVD: case FA_QR:
     case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
         fa_linalg_rev(p, v, g);

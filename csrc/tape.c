@@ -361,9 +361,13 @@ int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
             case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b;
                 nr = (int64_t)e->r * e->b; break;
             case FA_CALLBACK: na = e->r; nr = e->a; break;
+            case FA_BETAINC:                     /* a, b (2n) and x (n) */
+                na = 2 * (int64_t)e->r; nb = e->r;
+                nr = fa_linalg_nres(p->op, e->r, e->a); break;
             case FA_SVD: case FA_QR:             /* A is e->r x e->a, not square */
                 na = nb = (int64_t)e->r * e->a;
                 nr = fa_linalg_nres(p->op, e->r, e->a); break;
+            case FA_EIG:
             case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
                 na = (int64_t)e->r * e->r; nb = (int64_t)e->r * e->a;
                 nr = fa_linalg_nres(p->op, e->r, e->a); break;
@@ -382,7 +386,7 @@ int fa_mark_passive(fa_tape *t, const uint8_t *active_inputs)
         }
         const int a_act = any_active(act, p->a, na);
         const int b_act = kind == FA_KIND_BINARY || p->op == FA_MATMUL || p->op == FA_SOLVE
-            || p->op == FA_TRSOLVE ? any_active(act, p->b, nb) : 0;
+            || p->op == FA_TRSOLVE || p->op == FA_BETAINC ? any_active(act, p->b, nb) : 0;
         if (!a_act) p->flags |= FA_A_PASSIVE;
         if (!b_act) p->flags |= FA_B_PASSIVE;
         if (a_act || b_act) memset(act + p->r, 1, (size_t)nr);
@@ -395,6 +399,13 @@ int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k
                   int32_t *first)
 {
     if (!FA_IS_LINALG(op)) return FA_EARG;
+    if (op == FA_BETAINC) {               /* n points: a, b at a (2n), x at b (n) */
+        if (n < 1 || n > FA_MAX_SLOTS / 4 - 1) return FA_EOVERFLOW;
+        if (!valid_range(t, a, 1, (int32_t)(2 * n)) || !valid_range(t, b, 1, (int32_t)n))
+            return FA_EARG;
+        return push(t, op, a, b, (int32_t)n, 1, (int32_t)variant, fa_linalg_nres(op, n, 1), 1,
+                    first);
+    }
     if (op == FA_SVD || op == FA_QR) {    /* A is n x k (rows x columns), not square */
         if (n < 1 || k < 1 || n > FA_MAX_SLOTS || k > FA_MAX_SLOTS || n * k > FA_MAX_SLOTS)
             return FA_EOVERFLOW;
@@ -403,7 +414,9 @@ int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k
         if (!valid_range(t, a, 1, (int32_t)(n * k))) return FA_EARG;
         return push(t, op, a, a, (int32_t)n, (int32_t)k, 0, nres, 1, first);
     }
-    if (op == FA_SLOGDET || op == FA_CHOLESKY || op == FA_EIGH) { b = a; k = n; variant = 0; }
+    if (op == FA_SLOGDET || op == FA_CHOLESKY || op == FA_EIGH || op == FA_EIG) {
+        b = a; k = n; variant = 0;
+    }
     if (n < 1 || k < 1 || n > 46340 || k > FA_MAX_SLOTS || n * k > FA_MAX_SLOTS)
         return FA_EOVERFLOW;              /* n * n must fit the int32 slot indices */
     const int64_t nres = fa_linalg_nres(op, n, k);

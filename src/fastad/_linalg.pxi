@@ -4,7 +4,8 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 
 cdef extern from "linalg.h" nogil:
     void fa_linalg_install(void *getrf, void *getrs, void *getri, void *potrf, void *trsm,
-                           void *syevd, void *gesdd, void *geqrf, void *orgqr)
+                           void *syevd, void *gesdd, void *geqrf, void *orgqr, void *geev,
+                           void *gemm)
     int fa_linalg_rec(fa_tape *t, int op, int32_t a, int32_t b, int64_t n, int64_t k,
                       int variant, int32_t *first)
     int64_t fa_linalg_nres(int op, int64_t n, int64_t k)
@@ -34,7 +35,8 @@ def linalg_install():
                       _capsule_pointer(lp, "dgetri"), _capsule_pointer(lp, "dpotrf"),
                       _capsule_pointer(bl, "dtrsm"), _capsule_pointer(lp, "dsyevd"),
                       _capsule_pointer(lp, "dgesdd"), _capsule_pointer(lp, "dgeqrf"),
-                      _capsule_pointer(lp, "dorgqr"))
+                      _capsule_pointer(lp, "dorgqr"), _capsule_pointer(lp, "dgeev"),
+                      _capsule_pointer(bl, "dgemm"))
     _lapack_installed = True
 
 
@@ -61,11 +63,14 @@ _LINALG_OUTPUTS = {"solve": lambda n, k: n * k, "slogdet": lambda n, k: 2,
                    "cholesky": lambda n, k: n * n, "solve_triangular": lambda n, k: n * k,
                    "eigh": lambda n, k: n + n * n,
                    "svd": lambda m, n: m * min(m, n) + min(m, n) + min(m, n) * n,
-                   "qr": lambda m, n: m * n + n * n}
+                   "qr": lambda m, n: m * n + n * n,
+                   "betainc": lambda n, k: n, "eig": lambda n, k: n + n * n}
 
 
 def linalg_struct_record(str name, int op, int32_t r, int32_t a, int32_t b, int64_t n, int64_t k):
     """(name, result range, operand ranges) of a linear-algebra record for Tape.records()."""
+    if name == "betainc":       # a and b (2n slots), x (n)
+        return (name, range(r, r + n), (range(a, a + 2 * n), range(b, b + n)))
     ops = (range(a, a + (n * k if name in ("svd", "qr") else n * n)),)
     if name in ("solve", "solve_triangular"):
         ops += (range(b, b + n * k),)

@@ -5,9 +5,9 @@ the scipy.linalg functions, which convert their arguments with np.asarray, are g
 under their scipy names and signatures in this module (`fastad.linalg.solve_triangular`,
 `cho_factor`, `cho_solve`, `lu_factor`, `lu_solve`, `expm`).
 
-Seven structural records do the work, each keeping what its derivative rules need (the LU
+Eight structural records do the work, each keeping what its derivative rules need (the LU
 or Cholesky factor, the eigen-, singular value or QR factorization) in its own result
-slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR.  Everything else
+slots (csrc/linalg.h): SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR, EIG.  Everything else
 is a composition of them with matmuls, gathers and elementwise ops: inv, det, cho_solve,
 lu_solve, lstsq and pinv (through the SVD, numpy's rcond), expm, the matrix norms.
 Stacks of matrices (numpy's `..., M, N`) are looped over at trace time, one set of
@@ -23,7 +23,8 @@ from fastad._tape import op_table, linalg_record, linalg_nres
 from fastad._tracer import Traced, TracedArray
 from fastad.arrays import as_traced, contiguous, implements, tape_of, wrap
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr",
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "eig", "eigvals",
+           "svd", "svdvals", "qr",
            "solve_triangular",
            "cho_factor", "cho_solve", "lu_factor", "lu_solve", "lstsq", "pinv", "norm", "expm",
            "matrix_power"]
@@ -31,6 +32,7 @@ __all__ = ["solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "sv
 _CODE = {name: code for code, (name, kind) in enumerate(op_table())}
 SOLVE, SLOGDET, CHOLESKY, TRSOLVE, EIGH, SVD, QR = (
     _CODE[n] for n in ("solve", "slogdet", "cholesky", "solve_triangular", "eigh", "svd", "qr"))
+EIG = _CODE["eig"]
 TRI_LOWER, TRI_UNIT = 1, 2
 
 SlogdetResult = collections.namedtuple("SlogdetResult", ["sign", "logabsdet"])
@@ -603,20 +605,51 @@ def qr(a, mode="reduced"):
     return R if mode == "r" else QRResult(Q, R)
 
 
-def _no_eig(name, alt):
-    def refuse(a, *args, **kw):
-        if not _traced(a):
-            return getattr(np.linalg, name)(a, *args, **kw)
-        raise TypeError(
-            f"fastad: np.linalg.{name} on a traced matrix is not supported: numpy returns "
-            "complex eigenvalues and eigenvectors whenever the spectrum of a non-symmetric "
-            "matrix is complex, and fastad has no complex traced values.  For a symmetric "
-            f"matrix use np.linalg.{alt} (the same eigenvalues, sorted ascending); for the "
-            "magnitudes of a general matrix's action use np.linalg.svd (docs/linalg.md)")
-    refuse.__name__ = name
-    refuse.__doc__ = f"np.linalg.{name} on traced values: refused with the alternatives."
-    return implements(getattr(np.linalg, name))(refuse)
+EigResult = collections.namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
 
 
-eig = _no_eig("eig", "eigh")
-eigvals = _no_eig("eigvals", "eigvalsh")
+def _complex_spectrum_error(name):
+    from fastad.errors import ComplexValueError
+    return ComplexValueError(
+        f"fastad: np.linalg.{name} of this traced matrix has complex eigenvalues, where numpy "
+        "returns complex arrays; fastad differentiates real programs, so it supports eig and "
+        "eigvals of matrices whose spectrum is real (and raises this error at a replay whose "
+        "matrix has a complex pair, after tracing again). What to do: a symmetric matrix "
+        "goes through np.linalg.eigh/eigvalsh; functions of the whole spectrum often have "
+        "real forms (np.trace(A) is the sum of the eigenvalues, np.linalg.slogdet(A) the log "
+        "of the modulus of their product); np.linalg.svd gives the magnitudes of A's action "
+        "(docs/linalg.md)")
+
+
+@implements(np.linalg.eig)
+def eig(a):
+    """np.linalg.eig of a general (non-symmetric) matrix whose eigenvalues are real: one EIG
+    record (LAPACK dgeev, numpy's call: the same order and eigenvector signs), with Giles'
+    adjoint (docs/linalg.md).  A complex pair at the traced point raises ComplexValueError
+    saying what to use instead; a replay at such a matrix traces again and raises it."""
+    if not _traced(a):
+        return np.linalg.eig(a)
+    if _is_stack(a):
+        return _stacked(eig, a, EigResult)
+    n = _square(a, "eig")
+    tape = tape_of(a)
+    first = linalg_record(tape, EIG, contiguous(tape, as_traced(tape, a), (n, n)), 0, n, n, 0)
+    info = tape.slot_values([first + linalg_nres(EIG, n, n) - 1])[0]
+    if info == -2:
+        raise _complex_spectrum_error("eig")
+    if info != 0:
+        raise np.linalg.LinAlgError("Eigenvalues did not converge (fastad: eig on a traced "
+                                    "matrix)")
+    return EigResult(wrap(tape, first, (n,)), wrap(tape, first + n, (n, n)))
+
+
+@implements(np.linalg.eigvals)
+def eigvals(a):
+    """np.linalg.eigvals: the eigenvalues of eig (real spectra only, see eig)."""
+    if not _traced(a):
+        return np.linalg.eigvals(a)
+    from fastad.errors import ComplexValueError
+    try:
+        return eig(a)[0]
+    except ComplexValueError:
+        raise _complex_spectrum_error("eigvals") from None

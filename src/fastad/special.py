@@ -18,7 +18,7 @@ from fastad.api import stop_gradient
 
 __all__ = ["gammaln", "digamma", "psi", "polygamma", "betaln", "multigammaln", "erf", "erfc",
            "erfinv", "ndtr", "log_ndtr", "xlogy", "xlog1py", "expit", "logit", "logsumexp",
-           "softmax", "log_softmax", "gammainc", "gammaincc"]
+           "softmax", "log_softmax", "gammainc", "gammaincc", "betainc", "betaincc"]
 
 _POLYGAMMA = [name for name, kind in op_table()].index("_polygamma")
 
@@ -28,9 +28,11 @@ erf, erfc, erfinv = _f.erf, _f.erfc, _f.erfinv
 ndtr, log_ndtr = _f.ndtr, _f.log_ndtr
 xlogy, xlog1py = _f.xlogy, _f.xlog1py
 expit, logit = _f.expit, _f.logit
-# regularized incomplete gamma P(a, x) and Q(a, x): exact first derivatives in a and x,
-# second derivatives in a NaN (docs/linalg.md)
+# regularized incomplete gamma P(a, x) and Q(a, x): derivatives in a to the third order,
+# in x to any (docs/linalg.md)
 gammainc, gammaincc = _f.gammainc, _f.gammaincc
+# the regularized incomplete beta function: one BETAINC record (fastad.betainc)
+from fastad.betainc import betainc, betaincc  # noqa: E402  (after the ops it builds on)
 
 
 def traced(*xs):

@@ -8,9 +8,9 @@ objectives written with densities call these instead:
 
 Each method is a composition of fastad ops (gammaln, xlogy, log_ndtr, cholesky, ...), so
 it differentiates in every mode; on plain (untraced) arguments it calls scipy itself.
-Supported: norm (logpdf, pdf, cdf, logcdf), t (logpdf, pdf), gamma (logpdf, pdf, cdf, sf,
-logcdf, logsf),
-beta (logpdf, pdf), poisson (logpmf, pmf, cdf with a plain k), dirichlet (logpdf, pdf),
+Supported: norm (logpdf, pdf, cdf, logcdf), t (logpdf, pdf, cdf, sf), gamma (logpdf, pdf,
+cdf, sf, logcdf, logsf),
+beta (logpdf, pdf, cdf, sf), poisson (logpmf, pmf, cdf with a plain k), dirichlet (logpdf, pdf),
 multivariate_normal (logpdf, pdf).
 """
 import math
@@ -78,6 +78,31 @@ class _T(_Dist):
                 - 0.5 * np.log(df * math.pi) - np.log(scale)
                 - 0.5 * (df + 1.0) * np.log1p(z * z / df))
 
+    @staticmethod
+    def _lower(z, df):
+        """The cdf at z <= 0: I_u(df/2, df/2) with u = (z + s) / (2 s), s = sqrt(z^2 + df),
+        written as df / (2 s (s - z)) so the lower tail keeps its digits.  The argument u is
+        smooth in z (the usual I_{df/(df+z^2)}(df/2, 1/2) form has a square-root kink at 0,
+        where its derivative would be 0 * inf)."""
+        s = np.sqrt(z * z + df)
+        return sp.betainc(0.5 * df, 0.5 * df, df / (2.0 * s * (s - z)))
+
+    def cdf(self, x, df, loc=0.0, scale=1.0):
+        """scipy.stats.t.cdf through the incomplete beta function: the lower tail formed
+        directly for x < loc, the upper one as the complement."""
+        if not sp.traced(x, df, loc, scale):
+            return self._plain("cdf", x, df, loc, scale)
+        z = (x - loc) / scale
+        neg = z < 0.0
+        lo = self._lower(np.where(neg, z, -z), df)
+        return np.where(neg, lo, 1.0 - lo)
+
+    def sf(self, x, df, loc=0.0, scale=1.0):
+        """scipy.stats.t.sf: cdf(-x), the upper tail formed directly."""
+        if not sp.traced(x, df, loc, scale):
+            return self._plain("sf", x, df, loc, scale)
+        return self.cdf(-((x - loc) / scale), df)
+
 
 class _Gamma(_Dist):
     name = "gamma"
@@ -127,6 +152,19 @@ class _Beta(_Dist):
             return self._plain("logpdf", x, a, b, loc, scale)
         z = (x - loc) / scale
         return sp.xlogy(a - 1.0, z) + sp.xlog1py(b - 1.0, -z) - sp.betaln(a, b) - np.log(scale)
+
+    def cdf(self, x, a, b, loc=0.0, scale=1.0):
+        """scipy.stats.beta.cdf: betainc(a, b, z), z = (x - loc) / scale clipped to [0, 1]
+        (scipy: 0 below the support, 1 above)."""
+        if not sp.traced(x, a, b, loc, scale):
+            return self._plain("cdf", x, a, b, loc, scale)
+        return sp.betainc(a, b, np.clip((x - loc) / scale, 0.0, 1.0))
+
+    def sf(self, x, a, b, loc=0.0, scale=1.0):
+        """scipy.stats.beta.sf: betaincc(a, b, z), the upper tail without cancellation."""
+        if not sp.traced(x, a, b, loc, scale):
+            return self._plain("sf", x, a, b, loc, scale)
+        return sp.betaincc(a, b, np.clip((x - loc) / scale, 0.0, 1.0))
 
 
 class _Poisson(_Dist):

@@ -123,7 +123,7 @@ def test_unsupported_ufunc_names_the_function():
 
 @pytest.mark.parametrize("fun,name,arg", [
     (lambda x: np.fft.fft(x)[0].real, "fft", np.ones(4)),
-    (lambda x: np.linalg.eig(x)[0][0], "eig", np.eye(2)),
+    (lambda x: np.linalg.matrix_rank(x) * x[0, 0], "matrix_rank", np.eye(2)),
 ])
 def test_unsupported_array_function_names_the_function(fun, name, arg):
     with pytest.raises(TypeError) as info:
