@@ -28,7 +28,7 @@
 #include <string.h>
 #include "optimize.h"
 #include "loop.h"
-#include "linalg.h"      /* FA_IS_LINALG: tapes with linear algebra are left as recorded */
+#include "linalg.h"      /* FA_IS_LINALG, fa_linalg_rec: linear-algebra records renamed */
 
 #define MAXP 512          /* longest loop body looked for, in records */
 #define MINT 3            /* fewest iterations worth rolling */
@@ -120,10 +120,12 @@ static int scalar_result(const fa_rec *p)
 }
 
 /* Operand range lengths of a linear-algebra record (linalg.h): A is n x n (SVD, QR:
- * m x n) from a, B is n x k from b (SOLVE, TRSOLVE only; the others have no b). */
+ * m x n) from a, B is n x k from b (SOLVE, TRSOLVE only; the others have no b); BETAINC
+ * reads (a, b) as 2n slots from a and x as n slots from b. */
 static void linalg_sizes(const fa_rec *p, int64_t *na, int64_t *nb)
 {
     const fa_rec *e = p + 1;
+    if (p->op == FA_BETAINC) { *na = 2 * (int64_t)e->r; *nb = e->r; return; }
     const int rect = p->op == FA_SVD || p->op == FA_QR;
     *na = rect ? (int64_t)e->r * e->a : (int64_t)e->r * e->r;
     *nb = p->op == FA_SOLVE || p->op == FA_TRSOLVE ? (int64_t)e->r * e->a : 0;
@@ -172,10 +174,8 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
             na = (int64_t)e->r * e->a; break;
         case FA_MATMUL: na = (int64_t)e->r * e->a; nb = (int64_t)e->a * e->b; break;
         case FA_CALLBACK: na = e->r; break;
-        case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
-        case FA_SVD: case FA_QR:
-            linalg_sizes(p, &na, &nb); break;
         default:
+            if (FA_IS_LINALG(p->op)) { linalg_sizes(p, &na, &nb); break; }
             na = e->a ? e->r : 1;
             if (kind == FA_KIND_BINARY) nb = e->b ? e->r : 1;
         }
@@ -560,20 +560,19 @@ static void copy_record(emitter *E, const fa_rec *p)
         nr = (int64_t)e->r * e->b;
         break;
     }
-    case FA_SOLVE: case FA_SLOGDET: case FA_CHOLESKY: case FA_TRSOLVE: case FA_EIGH:
-    case FA_SVD: case FA_QR: {
-        /* operand ranges renamed as ranges (gathered if their new slots are not
-         * contiguous), the record made again: its result range holds its factors */
-        int64_t na, nb;
-        linalg_sizes(p, &na, &nb);
-        int32_t a = range(E, p->a, 1, na);
-        int32_t b = nb ? range(E, p->b, 1, nb) : a;
-        if (E->err) return;
-        err = fa_linalg_rec(E->n, p->op, a, b, e->r, e->a, e->b, &r);
-        nr = fa_linalg_nres(p->op, e->r, e->a);
-        break;
-    }
     default: {
+        if (FA_IS_LINALG(p->op)) {
+            /* operand ranges renamed as ranges (gathered if their new slots are not
+             * contiguous), the record made again: its result range holds its factors */
+            int64_t na, nb;
+            linalg_sizes(p, &na, &nb);
+            int32_t a = range(E, p->a, 1, na);
+            int32_t b = nb ? range(E, p->b, 1, nb) : a;
+            if (E->err) return;
+            err = fa_linalg_rec(E->n, p->op, a, b, e->r, e->a, e->b, &r);
+            nr = fa_linalg_nres(p->op, e->r, e->a);
+            break;
+        }
         if (kind != FA_KIND_UNARY && kind != FA_KIND_BINARY) { E->err = FA_EARG; return; }
         int32_t a = e->a ? range(E, p->a, 1, e->r) : slot(E, p->a);
         int32_t b = kind == FA_KIND_UNARY ? a : e->b ? range(E, p->b, 1, e->r) : slot(E, p->b);

@@ -663,8 +663,7 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
     tables = _codegen_table.add(recs, over)       # table loops' functions, per sweep
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if chains:      # the reverse sweep reads only the adjoints fa_fused_zero zeroes
-        from fastad import _codegen_fuse
-        parts.append("const int fastad_fused = 1;\n" + _codegen_fuse.PRELUDE)
+        parts.append("const int fastad_fused = 1;\n")
     if "fwd" in sweeps:
         fns, calls = _fwd_functions(recs, "", True, "ix", over["fwd"])
         parts += [tables.get("fwd", "")] + fns

@@ -25,19 +25,10 @@ EXACT = {"ADD", "SUBTRACT", "MULTIPLY", "DIVIDE", "NEGATIVE", "SQUARE", "SQRT", 
 
 A_PASSIVE, B_PASSIVE = 0x04, 0x08
 
-# The absolute-zero product FA_AZ (csrc/reduce.h), the same value, written without a
-# branch: in a chain of them (w1 = FA_AZ(w2, ..), w0 = FA_AZ(w1, ..)) GCC threads the
-# zero tests into jumps (a zero adjoint stays zero downstream), and a loop with jumps does
-# not vectorize: the vectorized Rosenbrock's reverse loop ran 4x slower.  Emitted once per
-# generated file with fused chains (_codegen.generate).
-PRELUDE = """
-static inline double fa_azv(double x, double y)
-{
-    union { double d; uint64_t u; } c = {x * y};
-    c.u &= (uint64_t)0 - (uint64_t)((x != 0.0) & (y != 0.0));   /* +0.0 where FA_AZ is */
-    return c.d;
-}
-"""
+# Products with the absolute-zero rule are fa_naz (csrc/native_kernels.h): the value of
+# FA_AZ without a branch.  In a chain of them (w1 = FA_AZ(w2, ..), w0 = FA_AZ(w1, ..)) GCC
+# threads FA_AZ's zero tests into jumps, and a loop with jumps does not vectorize: the
+# vectorized Rosenbrock's reverse loop ran 4x slower.
 
 
 class Member:
@@ -163,14 +154,14 @@ def tan(ms, ix):
             expr = f"t[{ix}[{p.a} + k]]"
         else:
             args = _args(m, ms)
-            expr = f"fa_azv({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
+            expr = f"fa_naz({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
             if p.kind == "binary":
-                expr += f" + fa_azv({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
+                expr += f" + fa_naz({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
         body.append(f"const double d{m.j} = {expr};")
         if m.live:
             body.append(f"t[{p.r} + k] = d{m.j};")
     if S:
-        return _lanes(body, n, f"fa_azv(d{S.ia}, 1.0)", f"t[{S.p.r}]")
+        return _lanes(body, n, f"fa_naz(d{S.ia}, 1.0)", f"t[{S.p.r}]")
     return "{ " + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " } }"
 
 
@@ -224,7 +215,7 @@ def rev(ms, ix, passive=True):
                 continue
             if passive and p.flags & flag:
                 continue
-            term = f"fa_azv(w{m.j}, fa_{d}_{p.name}({args}))"
+            term = f"fa_naz(w{m.j}, fa_{d}_{p.name}({args}))"
             if cls == "int":
                 body.append(f"w{idx} += {term};")
             elif cls == "ext":
