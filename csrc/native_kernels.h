@@ -17,14 +17,18 @@
 
 /* The absolute-zero product of the sweeps (reduce.h, FA_AZ): 0 if either factor is 0.
  * The same value as FA_AZ, but the product is computed unconditionally and the zero tests
- * joined without a branch, so that the condition is a select: GCC then vectorizes the
- * generated element loops (with FA_AZ's branches it does not: it may not speculate a
- * multiply under -ftrapping-math).  The reverse sweep of the Rosenbrock loop, n = 10^4,
- * went from 18 to 13 us (docs/native.md). */
+ * clear its bits by a mask, without a branch: GCC then vectorizes the generated element
+ * loops (with FA_AZ's branches it does not: it may not speculate a multiply under
+ * -ftrapping-math).  A select ((x == 0) | (y == 0) ? 0 : p) vectorizes alone, but in a
+ * chain of them (fused chains: w1 = FA_AZ(w2, ..), w0 = FA_AZ(w1, ..)) GCC threads the
+ * tests into jumps again: the vectorized Rosenbrock's fused reverse loop ran 3x slower.
+ * The reverse sweep of the Rosenbrock loop, n = 10^4, went from 18 to 13 us
+ * (docs/native.md). */
 static inline double fa_naz(double x, double y)
 {
-    const double p = x * y;
-    return ((x == 0.0) | (y == 0.0)) ? 0.0 : p;
+    union { double d; uint64_t u; } c = {x * y};
+    c.u &= (uint64_t)0 - (uint64_t)((x != 0.0) & (y != 0.0));   /* +0.0 where FA_AZ is */
+    return c.d;
 }
 #define FA_NAZ(x, y) fa_naz(x, y)
 

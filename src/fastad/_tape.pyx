@@ -232,22 +232,28 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
 cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                        double seed) noexcept nogil:
     """Reverse mode: adjoints of every slot for the seed `seed` on slot `out`."""
+    # the native code is read once: a background compile may swap it in at any moment,
+    # and the zeroing must suit the code that runs the sweep
     cdef const fa_native *nat = fa_native_get(t)
     if t.fused != NULL and (nat == NULL or nat.fused):
         # fused intermediates' adjoints are never read: not zeroed (csrc/fuse.c), neither
-        # by the interpreter nor by native code of the fused chains; native code swapped in
-        # after this test compiles the chains fused too (fastad.native)
+        # by the interpreter nor by native code of the fused chains
         fa_fused_zero(t, adj)
     else:
         memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
-    return sweep_reverse_seeded(t, v, adj)
+    return reverse_with(t, nat, v, adj)
 
 
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
     """Reverse mode from adjoints already seeded in adj (zero elsewhere)."""
+    return reverse_with(t, fa_native_get(t), v, adj)
+
+
+cdef int reverse_with(const fa_tape *t, const fa_native *nat, const double *v,
+                      double *adj) noexcept nogil:
+    """The reverse sweep by native code `nat` when it has one, else by the interpreter."""
     cdef int64_t i
-    cdef const fa_native *nat = fa_native_get(t)
     if nat != NULL and nat.rev != NULL:
         nat.rev(v, adj, t.ix)
         return 0
