@@ -53,6 +53,10 @@ MAX_STATEMENTS = 30_000
 # machines differ by 10x, and the measured figure is the one that decides.
 SAVE_BASE = 0.1e-6
 SAVE_PER_STATEMENT = 5e-9
+# ...and per element of a fused chain compiled as one C loop (the interpreter runs it tile
+# by tile, one loop per member): (29.5 - 10) us over 8 members of 10^4 elements on the
+# vectorized Rosenbrock, 0.24 ns (0.34 ns at 10^6; benchmarks/fusion_ratios.py)
+SAVE_PER_FUSED_ELEMENT = 0.25e-9
 COMPILE_BASE = 0.15
 COMPILE_PER_STATEMENT = 300e-6
 
@@ -322,13 +326,31 @@ def compile_estimate(nstmt):
     return base + per * nstmt
 
 
-def hot_after(nstmt, executed=None):
+def hot_after(nstmt, executed=None, fused=0):
     """Replays before an "auto" tape of `nstmt` straight-line records is compiled: when the
     time native code would have saved on them equals the estimated compile time, the
     break-even point of compiling (docs/native.md).  `executed`: the scalar records a
-    replay dispatches (more than nstmt when LOOP records run their body many times)."""
-    save = SAVE_BASE + SAVE_PER_STATEMENT * (nstmt if executed is None else executed)
+    replay dispatches (more than nstmt when LOOP records run their body many times);
+    `fused`: the elements of the fused chains the code compiles (`fused_elements`)."""
+    save = (SAVE_BASE + SAVE_PER_STATEMENT * (nstmt if executed is None else executed)
+            + SAVE_PER_FUSED_ELEMENT * fused)
     return max(1, int(_scale[0] * compile_estimate(nstmt) / save))
+
+
+def fused_elements(tape, chains):
+    """Elements summed over the members of `chains` (compiled_chains): the work a replay
+    runs in the fused loops."""
+    rows = _native.raw_records(tape)
+    n = 0
+    for first, end, _ in chains:
+        i = first
+        while i < end:
+            if rows[i, 1] & 1 and i + 1 < len(rows):     # FA_RANGED: the EXT word's r
+                n += int(rows[i + 1, 2])
+                i += 2
+            else:
+                i += 1
+    return n
 
 
 def calibrate(nstmt, seconds):
@@ -425,14 +447,16 @@ def attach(tape, mode, dmode):
             policy.state, policy.compile_time = "native", 0.0
             _warm_up(tape, policy.sweeps)
             return
-    if tape.fused_chains() and not compiled_chains(tape):
+    chains = compiled_chains(tape)
+    if tape.fused_chains() and not chains:
         # the interpreter's fused chains leave intermediates out of memory (docs/design.md,
         # "Fusion"), and these are compiled record by record: code swapped in between a
         # fused forward sweep and a compiled reverse sweep would read values never written
         policy.state = "interpreted (fused elementwise chains of transcendental ops)"
         return
     tape.native_countdown = hot_after(_native.straight_line(tape),
-                                      _native.straight_line(tape, executed=True))
+                                      _native.straight_line(tape, executed=True),
+                                      fused_elements(tape, chains))
 
 
 # Tapes up to this many slots get a warm-up sweep when their code comes from the cache.

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastad as fd
-from fastad import native, _codegen
+from fastad import native, _codegen, _native
 
 from reference import rosen_loop, rosen_grad
 
@@ -330,6 +330,26 @@ def test_cost_model_is_recalibrated_by_measured_compiles():
         assert native._compile_model[0] < saved[0]
     finally:
         native._compile_model[:] = saved
+
+
+def test_fused_chains_count_their_elements_in_the_saving(monkeypatch):
+    """A tape whose work is one fused chain compiles after fewer replays the longer the
+    chain (docs/native.md, "Tiers"): its elements count in the saving."""
+    monkeypatch.setenv("FASTAD_FUSE_MIN_N", "1")        # fuse the short chain too
+    f = lambda x: np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    counts = {}
+    for n in (1000, 100000):
+        g = fd.value_and_grad(f, native="never")
+        g(np.linspace(-1.0, 1.0, n))
+        tape = g.tapes()[0]
+        chains = native.compiled_chains(tape)
+        assert chains, "the Rosenbrock chain compiles as one loop"
+        counts[n] = native.fused_elements(tape, chains)
+        # every member of the chain is a ranged record of n - 1 elements (the final sum too)
+        assert counts[n] % (n - 1) == 0 and counts[n] >= 5 * (n - 1)
+        nstmt = _native.straight_line(tape)
+        assert native.hot_after(nstmt, None, counts[n]) < native.hot_after(nstmt)
+    assert counts[100000] // 99999 == counts[1000] // 999
 
 
 def test_generator_refuses_unknown_records():
