@@ -22,8 +22,8 @@
 
 #include "tape.h"
 
-/* longest body a LOOP record holds: the sweeps keep the current iteration's records in a
- * local array of this size (8 KB) */
+/* longest body a LOOP record holds: fa_loop_mark_passive keeps two flags per body record
+ * in local arrays of this size, and the sweeps' plans stay within a few pages */
 #define FA_LOOP_MAXP 512
 
 /* records a LOOP record spans, header and EXT word included */
