@@ -28,26 +28,7 @@ pytestmark = pytest.mark.skipif(native.compiler()[0] is None,
                                 reason="no C compiler: native code cannot be tested here")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """A private cache for this module, and -Werror on the generated code."""
-    d = tmp_path_factory.mktemp("native-cache")
-    old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE_CFLAGS")}
-    os.environ["FASTAD_CACHE_DIR"] = str(d)
-    # -Werror on top of what the caller passes (tools/sanitize.sh: the sanitizers)
-    os.environ["FASTAD_NATIVE_CFLAGS"] = (old["FASTAD_NATIVE_CFLAGS"] or "") + " -Werror"
-    yield d
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def same(a, b):
-    """Bit-for-bit equality of floats and arrays (NaNs included)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return a.shape == b.shape and a.tobytes() == b.tobytes()
+from native_env import cache_dir, same  # noqa: E402,F401 (cache_dir: an autouse fixture)
 
 
 def tiers(g):

@@ -3,7 +3,6 @@ records compiled as one loop over index tables give the interpreter's results bi
 (values, gradients, tangents), and a guard that flips inside the loop retraces exactly as
 in the interpreter.
 """
-import os
 
 import numpy as np
 import pytest
@@ -15,24 +14,7 @@ pytestmark = pytest.mark.skipif(native.compiler()[0] is None,
                                 reason="no C compiler: native code cannot be tested here")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """A private cache, and -Werror on the generated code (as tests/unit/test_native.py)."""
-    d = tmp_path_factory.mktemp("native-table-cache")
-    old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE_CFLAGS")}
-    os.environ["FASTAD_CACHE_DIR"] = str(d)
-    os.environ["FASTAD_NATIVE_CFLAGS"] = (old["FASTAD_NATIVE_CFLAGS"] or "") + " -Werror"
-    yield d
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def same(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return a.shape == b.shape and a.tobytes() == b.tobytes()
+from native_env import cache_dir, same  # noqa: E402,F401 (cache_dir: an autouse fixture)
 
 
 def branchy(x):
