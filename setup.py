@@ -14,7 +14,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
-CSRC = ["csrc/tape.c", "csrc/emit.c", "csrc/linalg.c", "csrc/loop.c"]
+CSRC = ["csrc/tape.c", "csrc/sweeps_fwd.c", "csrc/emit.c", "csrc/linalg.c", "csrc/loop.c"]
+# the tangent and adjoint element loops, for the modules that run those sweeps (sweeps.h)
+CSRC_ADJ = ["csrc/sweeps_adj.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 
@@ -50,10 +52,11 @@ def extension(name, with_c=False, extra=()):
 
 
 # the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes: only fastad._tape needs it
-extensions = [extension("_tape", with_c=True, extra=["csrc/optimize.c", "csrc/fuse.c"]),
+extensions = [extension("_tape", with_c=True,
+                        extra=CSRC_ADJ + ["csrc/optimize.c", "csrc/fuse.c"]),
               extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
               # batched replay (fastad.vmap): links its own copy of the C core for batch.h
-              extension("_batch", with_c=True), extension("_native")]
+              extension("_batch", with_c=True, extra=CSRC_ADJ), extension("_native")]
 
 
 class build_py_with_headers(build_py):
@@ -75,7 +78,9 @@ setup(
         include_path=["src"],
         compiler_directives={"language_level": 3, "boundscheck": DEBUG, "wraparound": False},
     ),
-    # sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off never
-    # reuses the other build's objects (build_ext --inplace still needs --force to switch)
-    options={"build": {"build_base": "build/sanitize"}} if SANITIZE else {},
+    # extensions build in parallel on every core, also under `pip install .` (which passes no
+    # -j); sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off
+    # never reuses the other build's objects (build_ext --inplace still needs --force to switch)
+    options={"build_ext": {"parallel": os.cpu_count() or 1},
+             **({"build": {"build_base": "build/sanitize"}} if SANITIZE else {})},
 )

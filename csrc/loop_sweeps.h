@@ -55,7 +55,7 @@ static int fa_loop_fwd_switch(const fa_rec *p, double *v, const int32_t *ix)
     return 0;
 }
 
-static void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     const int64_t trips = p[1].r, P = p[1].a;
     const fa_rec *body = p + 2, *step = p + 2 + P;
@@ -162,7 +162,7 @@ static fa_loop_plan *fa_loop_plan_make(const fa_rec *p, const void *const *labs,
 #define FA_SA (c->a + j * c->da)
 #define FA_SB (c->b + j * c->db)
 
-static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
+int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
     static const void *const labs[FA_NUM_OPS] = {       /* read-only */
 #define FA_L(N, ...) [FA_##N] = &&fwd_##N,
@@ -200,7 +200,7 @@ done:
     return failed;
 }
 
-static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     static const void *const labs[FA_NUM_OPS] = {       /* read-only */
 #define FA_L(N, ...) [FA_##N] = &&rev_##N,
@@ -247,12 +247,12 @@ next:
 #undef FA_SA
 #undef FA_SB
 #else
-static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
+int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
     return fa_loop_fwd_switch(p, v, ix);
 }
 
-static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     fa_loop_rev_switch(p, v, g, ix);
 }

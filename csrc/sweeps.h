@@ -42,10 +42,21 @@
     else          { for (int64_t k = 0; k < n; k++) { const int64_t ka = 0, kb = 0; __VA_ARGS__ } }
 
 
-/* LOOP records (loop.h): their kernels, in loop_sweeps.h at the end, run the scalar ones */
-static int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix);
-static void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix);
-static void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix);
+/* The kernels of ranged records (below) and of LOOP records (loop_sweeps.h) are compiled
+ * once per extension module: the forward ones in csrc/sweeps_fwd.c (FA_SWEEPS_FWD), the
+ * tangent and adjoint ones in csrc/sweeps_adj.c (FA_SWEEPS_ADJ), which only the modules
+ * that run those sweeps link.  Every other file that includes this header inlines the
+ * scalar cases of fa_fwd/fa_tan/fa_rev and calls these.  Every op's element loops, in
+ * three target clones, are most of the C core's compile time, and six files of a build
+ * include this header.  Hidden: each extension module links its own copy of the C core,
+ * and calls within it need no PLT. */
+#define FA_SWEEP_API __attribute__((visibility("hidden")))
+FA_SWEEP_API void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix);
+FA_SWEEP_API void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix);
+FA_SWEEP_API void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix);
+FA_SWEEP_API int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix);
+FA_SWEEP_API void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix);
+FA_SWEEP_API void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix);
 
 /* ---- structural kernels: segmented reductions (reduce.h) and matrix products ---- */
 
@@ -178,7 +189,8 @@ static int fa_fwd_vec(const fa_rec *p, double *v)
     return 1;
 }
 
-FA_CLONES static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
+#ifdef FA_SWEEPS_FWD
+FA_CLONES void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
 {
     FA_RANGE(p);
     if (fa_fwd_vec(p, v)) return;
@@ -205,7 +217,10 @@ FA_CLONES static void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *i
     }
 }
 
-FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
+#endif /* FA_SWEEPS_FWD */
+
+#ifdef FA_SWEEPS_ADJ
+FA_CLONES void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     FA_RANGE(p);
     switch (p->op) {
@@ -244,7 +259,7 @@ FA_CLONES static void fa_tan_ranged(const fa_rec *p, const double *v, double *t,
 }
 
 /* Branch-free absolute-zero products here, so the element loops vectorize. */
-FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
+FA_CLONES void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     FA_RANGE(p);
     const int pa_ = (p->flags & FA_A_PASSIVE) != 0, pb_ = (p->flags & FA_B_PASSIVE) != 0;
@@ -297,6 +312,8 @@ FA_CLONES static void fa_rev_ranged(const fa_rec *p, const double *v, double *g,
         return;
     }
 }
+
+#endif /* FA_SWEEPS_ADJ */
 
 /* ---- the per-record kernels the sweeps call: scalar records inline ------------------ */
 
@@ -378,6 +395,8 @@ void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
     }
 }
 
+#ifdef FA_SWEEPS_FWD   /* all three LOOP sweeps: they share their plan */
 #include "loop_sweeps.h"
+#endif
 
 #endif /* FASTAD_SWEEPS_H */
