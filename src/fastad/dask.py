@@ -2,10 +2,13 @@
 machine or a cluster (docs/scale.md).  ``pip install "fastad[dask]"``.
 
 Each chunk is one batched replay (fastad.vmap) in a worker; the function, with its
-recorded tapes, is pickled once and scattered to every worker (``Client.scatter(
-broadcast=True)``), the tasks refer to it, and each worker unpickles it once (cached by a
-token), not once per task nor once per call: later calls with the same function reuse
-the scattered copy.
+recorded tapes, is pickled once and installed on every worker by a worker plugin
+(``Client.register_plugin``: the workers there now and any that join later), and each
+worker unpickles it once; the tasks name it by a token, not once per task nor once per
+call: later calls with the same function reuse the installed copy.  A token is a plain
+string, not data the scheduler tracks, so Dask fuses the task that makes a chunk of points
+with the task that maps it and places tasks by their points alone (a scattered future as
+an argument blocked that fusion and drew tasks to the workers holding a replica).
 """
 import collections
 import os
@@ -22,11 +25,8 @@ from fastad.pytree import tree_flatten, tree_unflatten
 __all__ = ["dask_map", "points_per_task"]
 
 
-# In a worker: the functions unpickled here, by token (a few, the most recent kept).  The
-# cluster keeps the scattered pickle, not the function: Dask's active memory manager may
-# drop a worker's copy of scattered data between calls and fetch it again later, and each
-# fetch of a Python object would unpickle it again; a token's function is unpickled once
-# per worker process, whatever moves its bytes.
+# In a worker: the functions unpickled here, by token (a few, the most recent kept; an
+# evicted one is unpickled again from its plugin's bytes, which the worker keeps).
 _loaded = collections.OrderedDict()
 _LOADED_MAX = 8
 _loaded_lock = threading.Lock()
@@ -41,19 +41,54 @@ _TIMED_POINTS = 1024            # the batch timed for the cost of a point
 
 
 def _function(shipped):
-    """The function of a chunk's task: the local one (no cluster), or (token, pickle)."""
-    if not isinstance(shipped, tuple):
+    """The function of a chunk's task: the local one (no cluster), or the token of one a
+    _Shipper plugin installed in this worker."""
+    if not isinstance(shipped, str):
         return shipped
-    token, blob = shipped
+    with _loaded_lock:
+        fn = _loaded.get(shipped)
+        if fn is not None:
+            _loaded.move_to_end(shipped)
+            return fn
+    from distributed import get_worker
+    plugin = get_worker().plugins.get(shipped)
+    if plugin is None:
+        raise RuntimeError(f"fastad.dask_map: this worker has no function {shipped!r}: its "
+                           "plugin was unregistered (more than 8 other functions were mapped "
+                           "since) or the worker joined another scheduler; call dask_map "
+                           "again to ship the function")
+    return _install(shipped, plugin.blob)
+
+
+def _install(token, blob):
     with _loaded_lock:
         fn = _loaded.get(token)
         if fn is None:
             fn = _loaded[token] = pickle.loads(blob)
             while len(_loaded) > _LOADED_MAX:
                 _loaded.popitem(last=False)
-        else:
-            _loaded.move_to_end(token)
-    return fn
+        return fn
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:         # no distributed: dask_map runs on dask's local scheduler only
+    _WorkerPlugin = object
+
+
+class _Shipper(_WorkerPlugin):
+    """Installs one compiled function (its pickle) on every worker of a cluster, present
+    and future: the scheduler keeps the plugin and hands it to workers that join."""
+
+    def __init__(self, token, blob):
+        self.token, self.blob = token, blob
+
+    def setup(self, worker):
+        _install(self.token, self.blob)
+
+    def teardown(self, worker):
+        with _loaded_lock:
+            _loaded.pop(self.token, None)
 
 
 def _rows(shipped, pos, *blocks):
@@ -88,7 +123,7 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     chunk are replayed in one batched call; ``workers`` threads per chunk (default 1:
     Dask's own workers give the parallelism).  Returns the output's structure with a dask
     array (batch first) per leaf; nothing runs until you compute it.  The function is
-    traced once here, on the first point, to learn the output's shapes, then scattered to
+    traced once here, on the first point, to learn the output's shapes, then installed on
     the cluster's workers once (the client given, or the current one; without one Dask's
     local scheduler runs the chunks in this process).
 
@@ -133,7 +168,7 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     fn, threads = _scattered(c, batched, fun) if c is not None else (batched, os.cpu_count() or 1)
     chunks0 = arrays[0].chunks[0]
     if task_seconds is not None and len(chunks0) > threads:
-        chunks0 = merged_chunks(chunks0, _point_seconds(batched, point, mapped),
+        chunks0 = merged_chunks(chunks0, _timed_point(fun, batched, point, mapped),
                                 task_seconds, threads)
     # one chunk along every axis but the batch, and the same batch chunks for every array
     arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
@@ -184,6 +219,24 @@ def _probe(batched, args, mapped, arrays, ones):
              for a, m in zip(_replace(args, mapped, arrays), mapped)]
     ones[:] = first             # the point the cost is timed at, too
     return batched(*first)
+
+
+# the cost of a point, timed once per function, tape state and point shapes: a repeated
+# dask_map does not time it again (a few ms of the call's critical path); a few kept
+_timed = collections.OrderedDict()
+
+
+def _timed_point(fun, batched, point, mapped):
+    key = (id(fun), batched.target.cache_info().get("traces"),
+           tuple((np.shape(a), m) for a, m in zip(point, mapped)))
+    hit = _timed.get(key)
+    if hit is not None and hit[0] is fun:
+        return hit[1]
+    seconds = _point_seconds(batched, point, mapped)
+    _timed[key] = (fun, seconds)
+    while len(_timed) > _SENT_MAX:
+        _timed.popitem(last=False)
+    return seconds
 
 
 def _point_seconds(batched, point, mapped, rounds=2):
@@ -251,18 +304,18 @@ def merged_chunks(chunks, point_seconds, task_seconds, threads):
     return tuple(out)
 
 
-# the functions last scattered, with their state: a repeated dask_map ships a function
-# once per worker, not once per call; a retrace here since (a new tape) or a new set of
-# workers scatters it again.  Keyed by id (compiled functions take no weak references),
-# so the entries hold their functions, and the few most recent are kept.
+# the functions last shipped, with their state: a repeated dask_map ships a function
+# once per worker, not once per call; a retrace here since (a new tape) ships it again.
+# Keyed by id (compiled functions take no weak references), so the entries hold their
+# functions, and the few most recent are kept (an evicted one's plugin is unregistered).
 _sent = collections.OrderedDict()
 _SENT_MAX = 8
 
 
 def _scattered(c, batched, fun):
-    """(a future of `batched` held by every worker of client `c`, the cluster's worker
-    threads).  No round trip to the scheduler when it was scattered before: a worker that
-    joined since fetches the bytes from a peer the first time a task needs them."""
+    """(the token of `batched` installed on every worker of client `c`, the cluster's
+    worker threads).  No round trip to the scheduler when it was shipped before: a worker
+    that joined since got it from the plugin when it joined."""
     key = (id(fun), id(c), c.id)
     state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
     hit = _sent.get(key)
@@ -270,14 +323,27 @@ def _scattered(c, batched, fun):
         _sent.move_to_end(key)
         return hit[2], hit[3]
     import cloudpickle      # a dependency of distributed; closures and lambdas by value
-    shipped = (uuid.uuid4().hex, cloudpickle.dumps(batched, protocol=pickle.HIGHEST_PROTOCOL))
-    future = c.scatter(shipped, broadcast=True, hash=False)
+    token = f"fastad-fn-{uuid.uuid4().hex}"
+    c.register_plugin(_Shipper(token, cloudpickle.dumps(batched,
+                                                        protocol=pickle.HIGHEST_PROTOCOL)),
+                      name=token)
     workers = c.scheduler_info().get("workers", {})
     threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
-    _sent[key] = (fun, state, future, threads)
+    if hit is not None:         # the same function retraced: its old copy goes
+        _unregister(c, hit[2])
+    _sent[key] = (fun, state, token, threads, c)
+    _sent.move_to_end(key)
     while len(_sent) > _SENT_MAX:
-        _sent.popitem(last=False)
-    return future, threads
+        old = _sent.popitem(last=False)[1]
+        _unregister(old[4], old[2])
+    return token, threads
+
+
+def _unregister(c, token):
+    try:
+        c.unregister_worker_plugin(token)
+    except Exception:       # noqa: BLE001 -- a closed client or a worker gone: nothing to free
+        pass
 
 
 def _replace(args, mapped, arrays):
