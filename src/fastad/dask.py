@@ -22,7 +22,7 @@ import numpy as np
 from fastad.batching import Batched, vmap
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["dask_map", "points_per_task"]
+__all__ = ["dask_map", "map_sum", "points_per_task"]
 
 
 # In a worker: the functions unpickled here, by token (a few, the most recent kept; an
@@ -140,6 +140,28 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
            [ 4.,  6.],
            [ 8., 10.]])
     """
+    bargs, fn, pos, n, tdef, shapes = _prepare(fun, args, client, workers, task_seconds)
+    import dask.array as da
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    ncol = sum(sizes)
+    flat = da.blockwise(_rows, "iz", fn, None, pos, None, *bargs,
+                        new_axes={"z": ncol},
+                        concatenate=True, dtype=np.float64,
+                        name=f"fastad-map-{uuid.uuid4().hex}", meta=np.empty((0, 0)))
+    if len(shapes) == 1 and len(shapes[0]) == 1:      # one vector per point: flat itself
+        return tree_unflatten(tdef, [flat])
+    out, col = [], 0
+    for shape, size in zip(shapes, sizes):
+        part = flat[:, col:col + size]
+        out.append(part.reshape((n,) + shape) if shape else part[:, 0])
+        col += size
+    return tree_unflatten(tdef, out)
+
+
+def _prepare(fun, args, client, workers, task_seconds):
+    """What dask_map and map_sum share: (blockwise arguments of the chunks -- "i" the
+    batch --, the function or its token, the position of a mapped block, the number of
+    points, the output's tree structure, the shape of each output leaf per point)."""
     try:
         import dask.array as da
     except ImportError:
@@ -161,8 +183,6 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     point = _probe_point(args, mapped, arrays)
     leaves, tdef = tree_flatten(_probe(batched, args, mapped, arrays, point))
     shapes = [np.shape(leaf)[1:] for leaf in leaves]
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    ncol = sum(sizes)
     c = _client(client)
     # without a cluster, Dask's local scheduler runs a thread per core
     fn, threads = _scattered(c, batched, fun) if c is not None else (batched, os.cpu_count() or 1)
@@ -173,8 +193,8 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     # one chunk along every axis but the batch, and the same batch chunks for every array
     arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
     it = iter(arrays)
-    # blockwise indices: "i" the batch, "z" the output's columns, and a letter of its own
-    # for every other axis of every array (contracted: one chunk each, concatenated)
+    # blockwise indices: "i" the batch, and a letter of its own for every other axis of
+    # every array (contracted: one chunk each, concatenated)
     bargs, letters = [], iter("abcdefghjklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXYZ")
     for a, m in zip(args, mapped):
         if m:
@@ -182,19 +202,83 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
             bargs += [arr, "i" + "".join(next(letters) for _ in range(arr.ndim - 1))]
         else:
             bargs += [a, None]
-    token = uuid.uuid4().hex
-    flat = da.blockwise(_rows, "iz", fn, None, mapped.index(True), None, *bargs,
-                        new_axes={"z": ncol},
-                        concatenate=True, dtype=np.float64, name=f"fastad-map-{token}",
-                        meta=np.empty((0, 0)))
-    if len(shapes) == 1 and len(shapes[0]) == 1:      # one vector per point: flat itself
-        return tree_unflatten(tdef, [flat])
-    out, col = [], 0
-    for shape, size in zip(shapes, sizes):
-        part = flat[:, col:col + size]
-        out.append(part.reshape((n,) + shape) if shape else part[:, 0])
-        col += size
-    return tree_unflatten(tdef, out)
+    return bargs, fn, mapped.index(True), n, tdef, shapes
+
+
+def _reduced(shipped, pos, reduce, *blocks):
+    """One chunk of map_sum: `reduce` of the chunk's batched results, wrapped in a 1-array
+    of objects (a block of the blockwise array; only its one element is ever read)."""
+    out = np.empty(1, dtype=object)
+    out[0] = reduce(_function(shipped)(*blocks))
+    return out
+
+
+def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS):
+    """The sum over the chunks of dask arrays of points of ``reduce(fun's batched results
+    on the chunk)``, computed now: a numpy result (or the pytree `reduce` returns).
+
+    The one-round-trip form of ``dask_map(...)`` followed by a reduction: each task draws
+    or reads its chunk of points, replays them in one batched call and reduces them where
+    they are, and the client gathers the partial results in one message and adds them in
+    chunk order.  Dask's own ``(dask_map(...) ** 2).mean(axis=0).compute()`` goes through
+    three more steps after the chunks (the aggregate task on one worker, a transfer to
+    it, a finalize task): about half of the fixed cost of a call on a LocalCluster
+    (docs/scale.md, "What a point costs").  `reduce` receives the output's structure with
+    the chunk's points along axis 0 (``fd.value_and_grad``: a tuple ``(values,
+    gradients)``) and must return what adds across chunks: sums, not means (divide by the
+    number of points afterwards).  The other arguments are those of dask_map.
+
+    >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
+    >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
+    >>> fastad.dask.map_sum(fd.grad(lambda x: (x ** 2).sum()), X,
+    ...                     reduce=lambda G: (G ** 2).sum(axis=0))
+    array([ 80., 140.])
+    """
+    bargs, fn, pos, n, _, _ = _prepare(fun, args, client, workers, task_seconds)
+    import dask
+    import dask.array as da
+    parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
+                         adjust_chunks={"i": 1}, concatenate=True, dtype=object,
+                         name=f"fastad-sum-{uuid.uuid4().hex}",
+                         meta=np.empty((0,), dtype=object))
+    c = _client(client)
+    if c is None:
+        blocks = dask.compute(*parts.to_delayed().ravel())
+    else:       # futures gathered in one message; no aggregate task on the cluster
+        graph, keys = _fused(parts)
+        blocks = c.gather(c.get(graph, keys, sync=False))
+    total = None
+    for block in blocks:
+        total = block[0] if total is None else _tree_add(total, block[0])
+    return total
+
+
+def _fused(parts):
+    """(graph, keys) of `parts` after Dask's fusion, asking for the fused tasks themselves:
+    the chunks' own keys are aliases of them, and every alias is one more task (a round
+    trip through the scheduler) before the results could be gathered."""
+    import dask
+    from dask.core import flatten
+    try:
+        from dask._task_spec import Alias       # Dask >= 2024.12's graph nodes
+    except ImportError:
+        Alias = ()                              # noqa: N806 -- no aliases to skip
+    (opt,) = dask.optimize(parts)
+    graph = dict(opt.__dask_graph__())
+    keys = []
+    for key in flatten(opt.__dask_keys__()):
+        node = graph.get(key)
+        while isinstance(node, Alias):
+            del graph[key]
+            key = node.target
+            node = graph.get(key)
+        keys.append(key)
+    return graph, keys
+
+
+def _tree_add(a, b):
+    la, tdef = tree_flatten(a)
+    return tree_unflatten(tdef, [x + y for x, y in zip(la, tree_flatten(b)[0])])
 
 
 def _probe_point(args, mapped, arrays):
@@ -305,7 +389,8 @@ def merged_chunks(chunks, point_seconds, task_seconds, threads):
 
 
 # the functions last shipped, with their state: a repeated dask_map ships a function
-# once per worker, not once per call; a retrace here since (a new tape) ships it again.
+# once per worker, not once per call; a retrace here since (a new tape) ships it again
+# (the old copy stays until evicted: arrays built with it may not have been computed yet).
 # Keyed by id (compiled functions take no weak references), so the entries hold their
 # functions, and the few most recent are kept (an evicted one's plugin is unregistered).
 _sent = collections.OrderedDict()
@@ -316,10 +401,10 @@ def _scattered(c, batched, fun):
     """(the token of `batched` installed on every worker of client `c`, the cluster's
     worker threads).  No round trip to the scheduler when it was shipped before: a worker
     that joined since got it from the plugin when it joined."""
-    key = (id(fun), id(c), c.id)
     state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
+    key = (id(fun), id(c), c.id, state)
     hit = _sent.get(key)
-    if hit is not None and hit[0] is fun and hit[1] == state:
+    if hit is not None and hit[0] is fun:
         _sent.move_to_end(key)
         return hit[2], hit[3]
     import cloudpickle      # a dependency of distributed; closures and lambdas by value
@@ -329,11 +414,9 @@ def _scattered(c, batched, fun):
                       name=token)
     workers = c.scheduler_info().get("workers", {})
     threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
-    if hit is not None:         # the same function retraced: its old copy goes
-        _unregister(c, hit[2])
     _sent[key] = (fun, state, token, threads, c)
     _sent.move_to_end(key)
-    while len(_sent) > _SENT_MAX:
+    while len(_sent) > _SENT_MAX:     # an array built with an evicted one fails, saying so
         old = _sent.popitem(last=False)[1]
         _unregister(old[4], old[2])
     return token, threads
