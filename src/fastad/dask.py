@@ -361,8 +361,7 @@ def points_per_task(fun, *point, n, client=None, task_seconds=TASK_SECONDS):
     if c is None:
         threads = os.cpu_count() or 1
     else:
-        workers = c.scheduler_info().get("workers", {})
-        threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        threads = _threads(c)
     ntasks = max(threads, round(seconds * n / task_seconds)) if seconds > 0 else threads
     return max(1, -(-n // ntasks))
 
@@ -412,14 +411,19 @@ def _scattered(c, batched, fun):
     c.register_plugin(_Shipper(token, cloudpickle.dumps(batched,
                                                         protocol=pickle.HIGHEST_PROTOCOL)),
                       name=token)
-    workers = c.scheduler_info().get("workers", {})
-    threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    threads = _threads(c)
     _sent[key] = (fun, state, token, threads, c)
     _sent.move_to_end(key)
     while len(_sent) > _SENT_MAX:     # an array built with an evicted one fails, saying so
         old = _sent.popitem(last=False)[1]
         _unregister(old[4], old[2])
     return token, threads
+
+
+def _threads(c):
+    """The worker threads of client `c`'s cluster, asked of the scheduler (the client's
+    cached ``scheduler_info()`` was seen to list no workers)."""
+    return max(1, sum(int(t) for t in c.nthreads().values()))
 
 
 def _unregister(c, token):
