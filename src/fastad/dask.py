@@ -9,6 +9,7 @@ call: later calls with the same function reuse the installed copy.  A token is a
 string, not data the scheduler tracks, so Dask fuses the task that makes a chunk of points
 with the task that maps it and places tasks by their points alone (a scattered future as
 an argument blocked that fusion and drew tasks to the workers holding a replica).
+``map_sum`` sums a reduction of every chunk's results in one round trip.
 """
 import collections
 import os
@@ -221,12 +222,13 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     or reads its chunk of points, replays them in one batched call and reduces them where
     they are, and the client gathers the partial results in one message and adds them in
     chunk order.  Dask's own ``(dask_map(...) ** 2).mean(axis=0).compute()`` goes through
-    three more steps after the chunks (the aggregate task on one worker, a transfer to
-    it, a finalize task): about half of the fixed cost of a call on a LocalCluster
-    (docs/scale.md, "What a point costs").  `reduce` receives the output's structure with
-    the chunk's points along axis 0 (``fd.value_and_grad``: a tuple ``(values,
-    gradients)``) and must return what adds across chunks: sums, not means (divide by the
-    number of points afterwards).  The other arguments are those of dask_map.
+    more steps after the chunks (an alias task per chunk, the aggregate task on one
+    worker after a transfer to it, a finalize task): a third of the fixed cost of a call
+    on a LocalCluster (docs/scale.md, "Sums in one round trip").  `reduce` receives the
+    output's structure with the chunk's points along axis 0 (``fd.value_and_grad``: a
+    tuple ``(values, gradients)``) and must return what adds across chunks: sums, not
+    means (divide by the number of points afterwards).  The other arguments are those of
+    dask_map.
 
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))

@@ -68,6 +68,9 @@ def test_dask_map_two_worker_processes():
         sums = fastad.dask.map_sum(g, R, task_seconds=None, reduce=lambda vg: (
             vg[0].sum(), (vg[1] ** 2).sum(axis=0), vg[1].shape[0]))
         R = R.compute()
+        # points already held by the workers (persisted futures): the tasks read them there
+        gsum = fastad.dask.map_sum(g, Xd.persist(), task_seconds=None,
+                                   reduce=lambda vg: vg[1].sum(axis=0))
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
     v1, G1 = fd.vmap(g)(X)                                  # one process
     np.testing.assert_allclose(vals, v1, rtol=RTOL, atol=RTOL)
@@ -86,6 +89,11 @@ def test_dask_map_two_worker_processes():
         part = (v.sum(), (G ** 2).sum(axis=0))
         want = part if want is None else (want[0] + part[0], want[1] + part[1])
     assert sums[0] == want[0]
+    want_g = None
+    for k in range(10):
+        part = fd.vmap(g)(X[4000 * k:4000 * (k + 1)])[1].sum(axis=0)
+        want_g = part if want_g is None else want_g + part
+    np.testing.assert_array_equal(gsum, want_g)
     np.testing.assert_array_equal(sums[1], want[1])
     np.testing.assert_allclose(sums[1], (grad_closed(R) ** 2).sum(axis=0), rtol=1e-12)
     # scattered once: each worker unpickled the compiled function once for its chunks of
