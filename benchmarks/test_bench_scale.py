@@ -15,8 +15,9 @@ Each measure times what a user calls, the way they call it:
            (main thread + slower worker) is the 2-core time on idle cores
   dask     10^6 gradients of the Ishigami function and 2.5*10^5 of a heavier one (an ODE
            loop of ~1300 records), points drawn in the workers, the mean of the squared
-           gradients back: a 2-process LocalCluster vs one process, with the CPU seconds
-           of the client (and scheduler), each worker and each worker's chunk tasks;
+           gradients back: a 2-process LocalCluster vs one process, 7 rounds of each
+           alternated (medians, and the median of the rounds' ratios), with the CPU
+           seconds of the client (and scheduler), each worker and each worker's chunk tasks;
            chunks from fastad.dask.points_per_task unless given:
            `python benchmarks/test_bench_scale.py dask [ishigami|heavy] [N] [chunk]`
   Shared machine?  The wall ratios need two idle cores; the CPU ratios do not (they
@@ -43,6 +44,7 @@ if __name__ != "__main__":
     fd = pytest.importorskip("fastad", reason="fastad is not importable (pip install -e .)")
 else:
     import fastad as fd
+import fastad.dask  # noqa: E402 -- after the importorskip above
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_NOTES, N_ROSEN, N_BRANCHY, N_THREADS, N_DASK = 100_000, 10_000, 10_000, 100_000, 1_000_000
@@ -212,14 +214,17 @@ def _install_task_clock():
     return fdd._task_cpu[0]
 
 
-def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
+def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
     """n gradients of `fun` at uniform points, their mean square back: one process
-    (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers).
-    Returns a dict: best wall seconds of each, CPU seconds of a round in the one process,
-    in each worker process and in each worker's chunk tasks, in the client process (with
-    the LocalCluster's scheduler), and the loads of the function per worker.  On a loaded
-    machine the processes' CPU includes their idle loops over a stretched wall time; the
-    task CPU does not."""
+    (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers), `rounds`
+    rounds of each alternated (after a warm-up), so that a change of the machine's load
+    hits both alike.  Returns a dict: the wall seconds of each (median and min), the
+    median of the rounds' ratios (one / dask, each dask round against the one-process
+    round before it), CPU seconds of a round in the one process, in each worker process
+    and in each worker's chunk tasks, in the client process (with the LocalCluster's
+    scheduler), and the loads of the function per worker.  On a loaded machine the
+    processes' CPU includes their idle loops over a stretched wall time; the task CPU
+    does not."""
     import dask.array as da
     from distributed import Client, LocalCluster
     g = fd.grad(fun)
@@ -228,9 +233,6 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
     def one():
         X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
         return (v(X) ** 2).mean(axis=0)
-    c0 = time.process_time()
-    t1 = best(one, rounds)
-    cpu1 = (time.process_time() - c0) / (rounds + 1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         # the chunks a user gets from fastad.dask.points_per_task (docs/scale.md): tasks of
@@ -238,24 +240,42 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=3):
         from fastad.dask import points_per_task
         chunk = chunk or points_per_task(g, np.zeros(3), n=n, client=client)
 
+        def points():
+            return da.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3),
+                                                    chunks=(chunk, 3))
+
         def two():
-            X = da.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3),
-                                                 chunks=(chunk, 3))
-            return (fd.dask_map(g, X) ** 2).mean(axis=0).compute()
+            return (fd.dask_map(g, points()) ** 2).mean(axis=0).compute()
+
+        def two_sum():      # the same sweep in one round trip (fastad.dask.map_sum)
+            return fastad.dask.map_sum(g, points(), reduce=lambda G: (G * G).sum(axis=0)) / n
         client.run(_install_task_clock)
-        two()
+        one(), two(), two_sum()
         ntasks = fd.dask_map(g, da.zeros((n, 3), chunks=(chunk, 3))).numblocks[0]
-        k0, w0, c0 = (client.run(_install_task_clock), client.run(_cpu_of_process),
-                      time.process_time())
-        t2 = best(two, rounds)
-        k1, w1, cc = (client.run(_install_task_clock), client.run(_cpu_of_process),
-                      time.process_time() - c0)
+        k0, w0 = client.run(_install_task_clock), client.run(_cpu_of_process)
+        runs = (("one", one), ("dask", two), ("sum", two_sum))
+        wall, cpu = {k: [] for k, _ in runs}, {k: [] for k, _ in runs}
+        for _ in range(rounds):
+            for name, run in runs:
+                c, t = time.process_time(), time.perf_counter()
+                run()
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+        k1, w1 = client.run(_install_task_clock), client.run(_cpu_of_process)
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
-    workers = sorted((w1[k] - w0[k]) / (rounds + 1) for k in w1)
-    tasks = sorted((k1[k] - k0[k]) / (rounds + 1) for k in k1)
-    return {"one": t1[0], "dask": t2[0], "cpu_one": cpu1, "cpu_workers": workers,
-            "cpu_tasks": tasks, "cpu_client": cc / (rounds + 1),
-            "loads": sorted(loads.values()), "tasks": ntasks}
+    workers = sorted((w1[k] - w0[k]) / (2 * rounds) for k in w1)
+    tasks = sorted((k1[k] - k0[k]) / rounds for k in k1)   # dask_map's tasks (_rows) only
+    med = lambda xs: float(np.median(xs))
+    return {"one": med(wall["one"]), "dask": med(wall["dask"]), "sum": med(wall["sum"]),
+            "one_min": min(wall["one"]), "dask_min": min(wall["dask"]),
+            "sum_min": min(wall["sum"]),
+            "ratio": med([a / b for a, b in zip(wall["one"], wall["dask"])]),
+            "ratio_sum": med([a / b for a, b in zip(wall["one"], wall["sum"])]),
+            "cpu_one": med(cpu["one"]), "cpu_workers": workers,
+            "cpu_tasks": tasks, "cpu_client": med(cpu["dask"]),
+            "cpu_client_sum": med(cpu["sum"]),
+            "loads": sorted(loads.values()), "tasks": ntasks,
+            "load_average": os.getloadavg()[0]}
 
 
 def sumsq_loop(x):
@@ -352,7 +372,7 @@ def test_dask_vs_one_process(benchmark, fun):
     m = benchmark.pedantic(dask_measure, args=(fun, N_DASK if fun is ishigami else N_DASK // 4),
                            rounds=1, iterations=1)
     benchmark.extra_info.update(m)
-    benchmark.extra_info["speedup"] = m["one"] / m["dask"]
+    benchmark.extra_info["speedup"] = m["ratio"]
 
 
 def test_pickle_first_call(benchmark):
@@ -412,8 +432,9 @@ def main():
         for fun, n in ((ishigami, N_DASK), (heavy, N_DASK // 4)):
             d = dask_measure(fun, n)
             rows.append((f"Dask 2 workers vs 1 process, {n:.0e} {fun.__name__} gradients",
-                         f"1: {d['one']:.2f} s, dask: {d['dask']:.2f} s (wall)",
-                         f"speed-up {d['one'] / d['dask']:.2f}x wall; CPU per call: one "
+                         f"1: {d['one']:.3f} s, dask: {d['dask']:.3f} s (wall, medians)",
+                         f"speed-up {d['ratio']:.2f}x wall (median of rounds; map_sum "
+                         f"{d['sum']:.3f} s, {d['ratio_sum']:.2f}x); CPU per call: one "
                          f"process {d['cpu_one']:.3f} s; chunk tasks "
                          f"{d['cpu_tasks'][0]:.3f}+{d['cpu_tasks'][1]:.3f} s "
                          f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x); worker processes "
@@ -446,8 +467,12 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["threads"]:
         print(threads_measure())
     elif sys.argv[1:2] == ["dask"]:     # dask [heavy|ishigami] [N] [chunk]
-        print(dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
-                           int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
-                           int(float(sys.argv[4])) if len(sys.argv) > 4 else None))
+        d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
+                         int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
+                         int(float(sys.argv[4])) if len(sys.argv) > 4 else None)
+        print(f"one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
+              f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x (medians of "
+              f"7 rounds alternated); load average {d['load_average']:.1f}")
+        print(d)
     else:
         main()

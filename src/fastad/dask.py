@@ -2,10 +2,14 @@
 machine or a cluster (docs/scale.md).  ``pip install "fastad[dask]"``.
 
 Each chunk is one batched replay (fastad.vmap) in a worker; the function, with its
-recorded tapes, is pickled once and scattered to every worker (``Client.scatter(
-broadcast=True)``), the tasks refer to it, and each worker unpickles it once (cached by a
-token), not once per task nor once per call: later calls with the same function reuse
-the scattered copy.
+recorded tapes, is pickled once and installed on every worker by a worker plugin
+(``Client.register_plugin``: the workers there now and any that join later), and each
+worker unpickles it once; the tasks name it by a token, not once per task nor once per
+call: later calls with the same function reuse the installed copy.  A token is a plain
+string, not data the scheduler tracks, so Dask fuses the task that makes a chunk of points
+with the task that maps it and places tasks by their points alone (a scattered future as
+an argument blocked that fusion and drew tasks to the workers holding a replica).
+``map_sum`` sums a reduction of every chunk's results in one round trip.
 """
 import collections
 import os
@@ -19,14 +23,11 @@ import numpy as np
 from fastad.batching import Batched, vmap
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["dask_map", "points_per_task"]
+__all__ = ["dask_map", "map_sum", "points_per_task"]
 
 
-# In a worker: the functions unpickled here, by token (a few, the most recent kept).  The
-# cluster keeps the scattered pickle, not the function: Dask's active memory manager may
-# drop a worker's copy of scattered data between calls and fetch it again later, and each
-# fetch of a Python object would unpickle it again; a token's function is unpickled once
-# per worker process, whatever moves its bytes.
+# In a worker: the functions unpickled here, by token (a few, the most recent kept; an
+# evicted one is unpickled again from its plugin's bytes, which the worker keeps).
 _loaded = collections.OrderedDict()
 _LOADED_MAX = 8
 _loaded_lock = threading.Lock()
@@ -41,19 +42,54 @@ _TIMED_POINTS = 1024            # the batch timed for the cost of a point
 
 
 def _function(shipped):
-    """The function of a chunk's task: the local one (no cluster), or (token, pickle)."""
-    if not isinstance(shipped, tuple):
+    """The function of a chunk's task: the local one (no cluster), or the token of one a
+    _Shipper plugin installed in this worker."""
+    if not isinstance(shipped, str):
         return shipped
-    token, blob = shipped
+    with _loaded_lock:
+        fn = _loaded.get(shipped)
+        if fn is not None:
+            _loaded.move_to_end(shipped)
+            return fn
+    from distributed import get_worker
+    plugin = get_worker().plugins.get(shipped)
+    if plugin is None:
+        raise RuntimeError(f"fastad.dask_map: this worker has no function {shipped!r}: its "
+                           "plugin was unregistered (more than 8 other functions were mapped "
+                           "since) or the worker joined another scheduler; call dask_map "
+                           "again to ship the function")
+    return _install(shipped, plugin.blob)
+
+
+def _install(token, blob):
     with _loaded_lock:
         fn = _loaded.get(token)
         if fn is None:
             fn = _loaded[token] = pickle.loads(blob)
             while len(_loaded) > _LOADED_MAX:
                 _loaded.popitem(last=False)
-        else:
-            _loaded.move_to_end(token)
-    return fn
+        return fn
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:         # no distributed: dask_map runs on dask's local scheduler only
+    _WorkerPlugin = object
+
+
+class _Shipper(_WorkerPlugin):
+    """Installs one compiled function (its pickle) on every worker of a cluster, present
+    and future: the scheduler keeps the plugin and hands it to workers that join."""
+
+    def __init__(self, token, blob):
+        self.token, self.blob = token, blob
+
+    def setup(self, worker):
+        _install(self.token, self.blob)
+
+    def teardown(self, worker):
+        with _loaded_lock:
+            _loaded.pop(self.token, None)
 
 
 def _rows(shipped, pos, *blocks):
@@ -88,7 +124,7 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     chunk are replayed in one batched call; ``workers`` threads per chunk (default 1:
     Dask's own workers give the parallelism).  Returns the output's structure with a dask
     array (batch first) per leaf; nothing runs until you compute it.  The function is
-    traced once here, on the first point, to learn the output's shapes, then scattered to
+    traced once here, on the first point, to learn the output's shapes, then installed on
     the cluster's workers once (the client given, or the current one; without one Dask's
     local scheduler runs the chunks in this process).
 
@@ -105,6 +141,28 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
            [ 4.,  6.],
            [ 8., 10.]])
     """
+    bargs, fn, pos, n, tdef, shapes = _prepare(fun, args, client, workers, task_seconds)
+    import dask.array as da
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    ncol = sum(sizes)
+    flat = da.blockwise(_rows, "iz", fn, None, pos, None, *bargs,
+                        new_axes={"z": ncol},
+                        concatenate=True, dtype=np.float64,
+                        name=f"fastad-map-{uuid.uuid4().hex}", meta=np.empty((0, 0)))
+    if len(shapes) == 1 and len(shapes[0]) == 1:      # one vector per point: flat itself
+        return tree_unflatten(tdef, [flat])
+    out, col = [], 0
+    for shape, size in zip(shapes, sizes):
+        part = flat[:, col:col + size]
+        out.append(part.reshape((n,) + shape) if shape else part[:, 0])
+        col += size
+    return tree_unflatten(tdef, out)
+
+
+def _prepare(fun, args, client, workers, task_seconds):
+    """What dask_map and map_sum share: (blockwise arguments of the chunks -- "i" the
+    batch --, the function or its token, the position of a mapped block, the number of
+    points, the output's tree structure, the shape of each output leaf per point)."""
     try:
         import dask.array as da
     except ImportError:
@@ -126,20 +184,18 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
     point = _probe_point(args, mapped, arrays)
     leaves, tdef = tree_flatten(_probe(batched, args, mapped, arrays, point))
     shapes = [np.shape(leaf)[1:] for leaf in leaves]
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    ncol = sum(sizes)
     c = _client(client)
     # without a cluster, Dask's local scheduler runs a thread per core
     fn, threads = _scattered(c, batched, fun) if c is not None else (batched, os.cpu_count() or 1)
     chunks0 = arrays[0].chunks[0]
     if task_seconds is not None and len(chunks0) > threads:
-        chunks0 = merged_chunks(chunks0, _point_seconds(batched, point, mapped),
+        chunks0 = merged_chunks(chunks0, _timed_point(fun, batched, point, mapped),
                                 task_seconds, threads)
     # one chunk along every axis but the batch, and the same batch chunks for every array
     arrays = [a.rechunk({0: chunks0, **{k: -1 for k in range(1, a.ndim)}}) for a in arrays]
     it = iter(arrays)
-    # blockwise indices: "i" the batch, "z" the output's columns, and a letter of its own
-    # for every other axis of every array (contracted: one chunk each, concatenated)
+    # blockwise indices: "i" the batch, and a letter of its own for every other axis of
+    # every array (contracted: one chunk each, concatenated)
     bargs, letters = [], iter("abcdefghjklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXYZ")
     for a, m in zip(args, mapped):
         if m:
@@ -147,19 +203,84 @@ def dask_map(fun, *args, client=None, workers=1, task_seconds=TASK_SECONDS):
             bargs += [arr, "i" + "".join(next(letters) for _ in range(arr.ndim - 1))]
         else:
             bargs += [a, None]
-    token = uuid.uuid4().hex
-    flat = da.blockwise(_rows, "iz", fn, None, mapped.index(True), None, *bargs,
-                        new_axes={"z": ncol},
-                        concatenate=True, dtype=np.float64, name=f"fastad-map-{token}",
-                        meta=np.empty((0, 0)))
-    if len(shapes) == 1 and len(shapes[0]) == 1:      # one vector per point: flat itself
-        return tree_unflatten(tdef, [flat])
-    out, col = [], 0
-    for shape, size in zip(shapes, sizes):
-        part = flat[:, col:col + size]
-        out.append(part.reshape((n,) + shape) if shape else part[:, 0])
-        col += size
-    return tree_unflatten(tdef, out)
+    return bargs, fn, mapped.index(True), n, tdef, shapes
+
+
+def _reduced(shipped, pos, reduce, *blocks):
+    """One chunk of map_sum: `reduce` of the chunk's batched results, wrapped in a 1-array
+    of objects (a block of the blockwise array; only its one element is ever read)."""
+    out = np.empty(1, dtype=object)
+    out[0] = reduce(_function(shipped)(*blocks))
+    return out
+
+
+def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS):
+    """The sum over the chunks of dask arrays of points of ``reduce(fun's batched results
+    on the chunk)``, computed now: a numpy result (or the pytree `reduce` returns).
+
+    The one-round-trip form of ``dask_map(...)`` followed by a reduction: each task draws
+    or reads its chunk of points, replays them in one batched call and reduces them where
+    they are, and the client gathers the partial results in one message and adds them in
+    chunk order.  Dask's own ``(dask_map(...) ** 2).mean(axis=0).compute()`` goes through
+    more steps after the chunks (an alias task per chunk, the aggregate task on one
+    worker after a transfer to it, a finalize task): a third of the fixed cost of a call
+    on a LocalCluster (docs/scale.md, "Sums in one round trip").  `reduce` receives the
+    output's structure with the chunk's points along axis 0 (``fd.value_and_grad``: a
+    tuple ``(values, gradients)``) and must return what adds across chunks: sums, not
+    means (divide by the number of points afterwards).  The other arguments are those of
+    dask_map.
+
+    >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
+    >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
+    >>> fastad.dask.map_sum(fd.grad(lambda x: (x ** 2).sum()), X,
+    ...                     reduce=lambda G: (G ** 2).sum(axis=0))
+    array([ 80., 140.])
+    """
+    bargs, fn, pos, n, _, _ = _prepare(fun, args, client, workers, task_seconds)
+    import dask
+    import dask.array as da
+    parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
+                         adjust_chunks={"i": 1}, concatenate=True, dtype=object,
+                         name=f"fastad-sum-{uuid.uuid4().hex}",
+                         meta=np.empty((0,), dtype=object))
+    c = _client(client)
+    if c is None:
+        blocks = dask.compute(*parts.to_delayed().ravel())
+    else:       # futures gathered in one message; no aggregate task on the cluster
+        graph, keys = _fused(parts)
+        blocks = c.gather(c.get(graph, keys, sync=False))
+    total = None
+    for block in blocks:
+        total = block[0] if total is None else _tree_add(total, block[0])
+    return total
+
+
+def _fused(parts):
+    """(graph, keys) of `parts` after Dask's fusion, asking for the fused tasks themselves:
+    the chunks' own keys are aliases of them, and every alias is one more task (a round
+    trip through the scheduler) before the results could be gathered."""
+    import dask
+    from dask.core import flatten
+    try:
+        from dask._task_spec import Alias       # Dask >= 2024.12's graph nodes
+    except ImportError:
+        Alias = ()                              # noqa: N806 -- no aliases to skip
+    (opt,) = dask.optimize(parts)
+    graph = dict(opt.__dask_graph__())
+    keys = []
+    for key in flatten(opt.__dask_keys__()):
+        node = graph.get(key)
+        while isinstance(node, Alias):
+            del graph[key]
+            key = node.target
+            node = graph.get(key)
+        keys.append(key)
+    return graph, keys
+
+
+def _tree_add(a, b):
+    la, tdef = tree_flatten(a)
+    return tree_unflatten(tdef, [x + y for x, y in zip(la, tree_flatten(b)[0])])
 
 
 def _probe_point(args, mapped, arrays):
@@ -184,6 +305,24 @@ def _probe(batched, args, mapped, arrays, ones):
              for a, m in zip(_replace(args, mapped, arrays), mapped)]
     ones[:] = first             # the point the cost is timed at, too
     return batched(*first)
+
+
+# the cost of a point, timed once per function, tape state and point shapes: a repeated
+# dask_map does not time it again (a few ms of the call's critical path); a few kept
+_timed = collections.OrderedDict()
+
+
+def _timed_point(fun, batched, point, mapped):
+    key = (id(fun), batched.target.cache_info().get("traces"),
+           tuple((np.shape(a), m) for a, m in zip(point, mapped)))
+    hit = _timed.get(key)
+    if hit is not None and hit[0] is fun:
+        return hit[1]
+    seconds = _point_seconds(batched, point, mapped)
+    _timed[key] = (fun, seconds)
+    while len(_timed) > _SENT_MAX:
+        _timed.popitem(last=False)
+    return seconds
 
 
 def _point_seconds(batched, point, mapped, rounds=2):
@@ -224,8 +363,7 @@ def points_per_task(fun, *point, n, client=None, task_seconds=TASK_SECONDS):
     if c is None:
         threads = os.cpu_count() or 1
     else:
-        workers = c.scheduler_info().get("workers", {})
-        threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        threads = _threads(c)
     ntasks = max(threads, round(seconds * n / task_seconds)) if seconds > 0 else threads
     return max(1, -(-n // ntasks))
 
@@ -251,33 +389,50 @@ def merged_chunks(chunks, point_seconds, task_seconds, threads):
     return tuple(out)
 
 
-# the functions last scattered, with their state: a repeated dask_map ships a function
-# once per worker, not once per call; a retrace here since (a new tape) or a new set of
-# workers scatters it again.  Keyed by id (compiled functions take no weak references),
-# so the entries hold their functions, and the few most recent are kept.
+# the functions last shipped, with their state: a repeated dask_map ships a function
+# once per worker, not once per call; a retrace here since (a new tape) ships it again
+# (the old copy stays until evicted: arrays built with it may not have been computed yet).
+# Keyed by id (compiled functions take no weak references), so the entries hold their
+# functions, and the few most recent are kept (an evicted one's plugin is unregistered).
 _sent = collections.OrderedDict()
 _SENT_MAX = 8
 
 
 def _scattered(c, batched, fun):
-    """(a future of `batched` held by every worker of client `c`, the cluster's worker
-    threads).  No round trip to the scheduler when it was scattered before: a worker that
-    joined since fetches the bytes from a peer the first time a task needs them."""
-    key = (id(fun), id(c), c.id)
+    """(the token of `batched` installed on every worker of client `c`, the cluster's
+    worker threads).  No round trip to the scheduler when it was shipped before: a worker
+    that joined since got it from the plugin when it joined."""
     state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
+    key = (id(fun), id(c), c.id, state)
     hit = _sent.get(key)
-    if hit is not None and hit[0] is fun and hit[1] == state:
+    if hit is not None and hit[0] is fun:
         _sent.move_to_end(key)
         return hit[2], hit[3]
     import cloudpickle      # a dependency of distributed; closures and lambdas by value
-    shipped = (uuid.uuid4().hex, cloudpickle.dumps(batched, protocol=pickle.HIGHEST_PROTOCOL))
-    future = c.scatter(shipped, broadcast=True, hash=False)
-    workers = c.scheduler_info().get("workers", {})
-    threads = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
-    _sent[key] = (fun, state, future, threads)
-    while len(_sent) > _SENT_MAX:
-        _sent.popitem(last=False)
-    return future, threads
+    token = f"fastad-fn-{uuid.uuid4().hex}"
+    c.register_plugin(_Shipper(token, cloudpickle.dumps(batched,
+                                                        protocol=pickle.HIGHEST_PROTOCOL)),
+                      name=token)
+    threads = _threads(c)
+    _sent[key] = (fun, state, token, threads, c)
+    _sent.move_to_end(key)
+    while len(_sent) > _SENT_MAX:     # an array built with an evicted one fails, saying so
+        old = _sent.popitem(last=False)[1]
+        _unregister(old[4], old[2])
+    return token, threads
+
+
+def _threads(c):
+    """The worker threads of client `c`'s cluster, asked of the scheduler (the client's
+    cached ``scheduler_info()`` was seen to list no workers)."""
+    return max(1, sum(int(t) for t in c.nthreads().values()))
+
+
+def _unregister(c, token):
+    try:
+        c.unregister_worker_plugin(token)
+    except Exception:       # noqa: BLE001 -- a closed client or a worker gone: nothing to free
+        pass
 
 
 def _replace(args, mapped, arrays):

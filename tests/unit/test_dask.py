@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import fastad as fd
+import fastad.dask
 from reference import EPS
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -56,8 +58,19 @@ def test_dask_map_two_worker_processes():
         # unless the timing of a point went badly wrong)
         assert 2 <= G.numblocks[0] < 10
         vals, G = da.compute(vals, G)
-        # a second call ships nothing: the workers keep the function scattered by the first
+        # a second call ships nothing: the workers keep the function installed by the first
         G2 = fd.dask_map(g, Xd[:8000])[1].compute()
+        # points drawn in the workers: the task drawing a chunk is fused into the task
+        # mapping it (one task per chunk), and map_sum reduces there, gathering the sums
+        R = da.random.default_rng(5).normal(size=(20000, 2), chunks=(5000, 2))
+        graph = dict(dask.optimize(fd.dask_map(g, R, task_seconds=None)[1])[0].__dask_graph__())
+        assert not any(str(k[0]).startswith("normal-") for k in graph)
+        sums = fastad.dask.map_sum(g, R, task_seconds=None, reduce=lambda vg: (
+            vg[0].sum(), (vg[1] ** 2).sum(axis=0), vg[1].shape[0]))
+        R = R.compute()
+        # points already held by the workers (persisted futures): the tasks read them there
+        gsum = fastad.dask.map_sum(g, Xd.persist(), task_seconds=None,
+                                   reduce=lambda vg: vg[1].sum(axis=0))
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
     v1, G1 = fd.vmap(g)(X)                                  # one process
     np.testing.assert_allclose(vals, v1, rtol=RTOL, atol=RTOL)
@@ -67,6 +80,22 @@ def test_dask_map_two_worker_processes():
         + 0.5 * np.exp(X[:, 1])
     np.testing.assert_allclose(vals, v_closed, rtol=RTOL, atol=RTOL)
     np.testing.assert_array_equal(G2, G[:8000])
+    # map_sum: the chunks' sums, added in chunk order, bit for bit those of one process
+    # replaying each chunk; and the values and gradients they sum are the closed forms'
+    assert sums[2] == 20000
+    want = None
+    for k in range(4):
+        v, G = fd.vmap(g)(R[5000 * k:5000 * (k + 1)])
+        part = (v.sum(), (G ** 2).sum(axis=0))
+        want = part if want is None else (want[0] + part[0], want[1] + part[1])
+    assert sums[0] == want[0]
+    want_g = None
+    for k in range(10):
+        part = fd.vmap(g)(X[4000 * k:4000 * (k + 1)])[1].sum(axis=0)
+        want_g = part if want_g is None else want_g + part
+    np.testing.assert_array_equal(gsum, want_g)
+    np.testing.assert_array_equal(sums[1], want[1])
+    np.testing.assert_allclose(sums[1], (grad_closed(R) ** 2).sum(axis=0), rtol=1e-12)
     # scattered once: each worker unpickled the compiled function once for its chunks of
     # both calls
     assert sorted(loaded.values()) == [1, 1]
