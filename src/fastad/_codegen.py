@@ -576,13 +576,18 @@ def assigned_loops(recs, passive=True):
                     touched[x] = True
         else:
             break
+    return out, merge_ranges(ranges)
+
+
+def merge_ranges(ranges):
+    """Sorted disjoint [lo, hi) ranges covering `ranges`."""
     merged = []
     for lo, end in sorted(r for r in ranges if r[1] > r[0]):
         if merged and lo <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([lo, end])
-    return out, [tuple(r) for r in merged]
+    return [tuple(r) for r in merged]
 
 
 def assigned_table(ranges):
@@ -751,7 +756,8 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
     compiled as one loop per sweep (fastad._codegen_fuse)."""
     recs = parse(rows)
     over = _fused(recs, chains)
-    tables = _codegen_table.add(recs, over)       # table loops' functions, per sweep
+    # table loops' functions, per sweep, and the adjoints their reverse sweep writes first
+    tables = _codegen_table.add(recs, over, fresh=not chains and assigning())
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if chains:      # the reverse sweep reads only the adjoints fa_fused_zero zeroes
         parts.append("const int fastad_fused = 1;\n")
@@ -769,6 +775,7 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
         assign = None
         if not chains and assigning():
             assign, ranges = assigned_loops(recs)
+            ranges = merge_ranges(ranges + [(x, x + 1) for x in tables.get("fresh", ())])
             if ranges:
                 parts.append(assigned_table(ranges))
         fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True, assign,

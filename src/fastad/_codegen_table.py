@@ -249,12 +249,12 @@ def _last_result(b):
 
 def _carried(blocks):
     """The carried value of consecutive blocks (a loop's running sum): when a block reads
-    the last result of the block before it, that value is handed over in a register --
-    `c` in the forward sweep, `cg` (its adjoint) in the reverse -- instead of a store and
-    a reload through memory on the loop's critical path.  A block's shape then becomes
-    (records, cin, cout): cin, the table word of the carried operand (its value is `c`;
-    its adjoint is handed to the block before as `cg`), cout, the offset of the result
-    the next block reads that way (its adjoint starts from `cg`), each None if unused."""
+    the last result of the block before it, the reverse sweep hands that value's adjoint
+    to the block before in a register, `cg`, instead of a store and a reload through
+    memory on the loop's critical path.  A block's shape then becomes (records, cin,
+    cout, fresh): cin, the table word of the carried operand (its adjoint is handed over
+    as `cg`), cout, the offset of the result the next block reads that way (its adjoint
+    starts from `cg`), each None if unused; fresh (_fresh), () until set."""
     cins = [None]
     for prev, b in zip(blocks, blocks[1:]):
         last = _last_result(prev)
@@ -262,8 +262,65 @@ def _carried(blocks):
     for k, b in enumerate(blocks):
         nxt = cins[k + 1] if k + 1 < len(blocks) else None
         cout = _last_result(b) - b.r0 if nxt is not None else None
-        b.shape = (b.body, cins[k], cout)
+        b.shape = (b.body, cins[k], cout, ())
     return blocks
+
+
+def _fresh(recs, tabs):
+    """Mark the adjoints each block's reverse case may start from 0.0 instead of loading:
+    those of slots that no record outside the block reads (results of its own records,
+    the carried value, inputs read by this block alone), provided some record reads them
+    (an unread result may be an output, which the runtime seeds).  Nothing processed
+    before the block in the reverse sweep adds to such a slot, so in the record-by-record
+    sweep it would still hold its zero there; the case stores it at its end, before
+    anything else reads it, so the runtime need not zero it (fastad_assigned).  Returns
+    those slots; each block's shape gets its fresh operands.  Only on tapes of scalar
+    records, elementwise ranged records, sums and LOOP records, whose reads the records
+    name (a gather's come from the index pool at run time)."""
+    block_of = {}
+    for t in tabs:
+        for b in t.blocks:
+            for p in b.recs:
+                block_of[p.i] = id(b)
+    owner = {}
+    for p in recs:
+        if p.name == "LOOP":        # every slot a body operand reads, in every iteration
+            for q in p.body:
+                for x, d in q.body[1:3 if q.kind != "unary" else 2]:
+                    for j in range(p.n if d else 1):
+                        owner[x + j * d] = -1
+            continue
+        if p.flags & G.RANGED:
+            if p.name != "SUM" and p.kind not in ("unary", "binary"):
+                return set()
+            n = p.n * p.sa if p.name == "SUM" else p.n
+            reads = [(p.a, n, p.sa if p.name != "SUM" else 1)]
+            if p.kind == "binary":
+                reads.append((p.b, p.n, p.sb))
+            for x, m, st in reads:
+                for k in range(m if st else 1):
+                    owner[x + k] = -1
+            continue
+        if p.kind not in ("unary", "binary", "guard"):
+            return set()
+        me = block_of.get(p.i, -1)
+        for x in (p.a,) if p.kind == "unary" else (p.a, p.b):
+            owner[x] = me if owner.get(x, me) == me else -1
+    fresh = set()
+    for t in tabs:
+        for b in t.blocks:
+            body, cin, cout, _ = b.shape
+            mine = []
+            for _op, _fl, _di, ops in body:
+                for o in ops:
+                    if o is None or o in mine:
+                        continue
+                    slot = b.r0 + o[1] if o[0] == "r" else b.slots[o[1]]
+                    if owner.get(slot) == id(b) and o != ("r", cout):
+                        mine.append(o)
+                        fresh.add(slot)
+            b.shape = (body, cin, cout, tuple(sorted(mine)))
+    return fresh
 
 
 def straight_left(recs):
@@ -342,42 +399,6 @@ def _addrs(sh, s):
     return addr
 
 
-def _fwd_body(sh, s):
-    """Forward statements of shape s with its values in locals: a result is computed into
-    y<k> (and stored), a table operand loaded once into x<n> (the compiler cannot tell
-    that a store to v[r0 + k] leaves v[q_[n]] alone, so it would reload it after each),
-    the carried operand is `c`, and the carried result is left in `c` for the next block.
-    The operations, their order and the guard checks are fastad._codegen.fwd_stmt's."""
-    body, cin, cout = sh.shapes[s]
-    addr, have, out = _addrs(sh, s), {}, []
-
-    def val(o):
-        if o[0] == "t" and o[1] == cin:
-            return "c"
-        if o in have:
-            return have[o]
-        if o[0] == "r":         # a slot of the block's range that it has not written yet
-            return f"v[{addr(o)}]"
-        have[o] = f"x{o[1]}"
-        out.append(f"const double x{o[1]} = v[{addr(o)}];")
-        return have[o]
-
-    for op, flags, di, (r, a, b) in body:
-        name, kind = G.c_names()[op]
-        args = val(a) if kind == "unary" else f"{val(a)}, {val(b)}"
-        if kind == "guard":
-            out.append(f"if (fa_g_{name}({args}) != {1 if flags & G.TRUE else 0}) "
-                       f"return i_[j] + {di};")
-            continue
-        y = f"y{r[1]}"
-        out.append(f"{'' if r in have else 'double '}{y} = fa_v_{name}({args}); "
-                   f"v[{addr(r)}] = {y};")
-        have[r] = y
-    if cout is not None:
-        out.append(f"c = y{cout};")
-    return out
-
-
 def _rev_body(sh, s, passive):
     """Reverse statements of shape s with its adjoints in locals: every slot the block
     touches gets one, initialized from g (the carried result's from `cg`, the adjoint
@@ -386,7 +407,7 @@ def _rev_body(sh, s, passive):
     record-by-record sweep leaves it.  The compiler cannot keep g[q_[n]] in a register
     across stores to g[r0 + k] (they might alias), and the carried adjoint would go
     through memory between blocks, a store and a reload on the critical path."""
-    body, cin, cout = sh.shapes[s]
+    body, cin, cout, fresh = sh.shapes[s]
     addr, names, changed, out = _addrs(sh, s), {}, [], []
 
     def adj(o):
@@ -413,9 +434,13 @@ def _rev_body(sh, s, passive):
         if parts:
             out.append(f"{{ const double w = {adj(r)}; if (FA_LIKELY(w != 0.0)) "
                        f"{{ {' '.join(parts)} }} }}")
-    init = [f"double {n} = {'cg' if o == ('r', cout) else f'g[{addr(o)}]'};"
+    init = [f"double {n} = "
+            f"{'cg' if o == ('r', cout) else '0.0' if o in fresh else f'g[{addr(o)}]'};"
             for o, n in names.items()]
+    # a fresh slot is not zeroed by the runtime: stored even if nothing here changed it
+    changed += [o for o in fresh if o in names and o not in changed]
     store = [f"g[{addr(o)}] = {names[o]};" for o in changed]
+    store += [f"g[{addr(o)}] = 0.0;" for o in fresh if o not in names]
     if cin is not None:
         o = ("t", cin)
         store.append(f"cg = {names[o]};" if o in names else f"cg = g[{addr(o)}];")
@@ -427,9 +452,7 @@ def _cases(sh, stmt, w, passive):
     backwards = w == "rev"
     for s, shape in enumerate(sh.shapes):
         width = sh.width(s)
-        if w == "fwd" and locals_enabled():
-            body = _fwd_body(sh, s)
-        elif w == "rev" and locals_enabled():
+        if w == "rev" and locals_enabled():
             body = _rev_body(sh, s, passive)
         else:
             order = range(len(shape[0]))[::-1] if backwards else range(len(shape[0]))
@@ -442,8 +465,11 @@ def _cases(sh, stmt, w, passive):
 
 
 def _stmts(passive):
-    """Record-by-record statements (fastad._codegen's), per sweep: the tangent sweep's, and
-    the others' with FASTAD_NATIVE_TABLE_LOCALS=0."""
+    """Record-by-record statements (fastad._codegen's), per sweep: the forward and tangent
+    sweeps', and the reverse sweep's with FASTAD_NATIVE_TABLE_LOCALS=0.  (Values in locals
+    and a carried register did not speed up the forward sweep: its libm calls clobber
+    every floating-point register, so GCC spills them to the stack anyway, measured
+    5.0-5.2 us against 4.9 us on branchy in C alone.)"""
     return {"fwd": lambda p: G.fwd_stmt(p, False, "ix"),
             "tan": lambda p: G.tan_stmt(p, "ix"),
             "rev": lambda p: G.rev_stmt(p, "ix", passive)}
@@ -451,7 +477,7 @@ def _stmts(passive):
 
 # the shared functions: (sweep, return type, array parameters, carried local)
 _SWEEPS = {
-    "fwd": ("int64_t", "double *restrict v", "double c = 0.0;"),
+    "fwd": ("int64_t", "double *restrict v", ""),
     "tan": ("void", "const double *restrict v, double *restrict t", ""),
     "rev": ("void", "const double *restrict v, double *restrict g", "double cg = 0.0;"),
 }
@@ -495,17 +521,21 @@ def _call(sh, tab, w, prefix):
     return f"{{ {decl}{prefix}fa_table_rev(v, g, s_, w_ + {len(words)}, NULL, {nb}); }}"
 
 
-def add(recs, over, prefix="", passive=True):
+def add(recs, over, prefix="", passive=True, fresh=False):
     """Put the tape's table loops into fastad._codegen's per-sweep replacements `over`
     (record index -> statement, None at the other members), and return the C of the
-    functions they call, per sweep ({} without table loops).  prefix: of the functions'
-    names (a standalone file holds several tapes); passive: as fastad._codegen.rev_stmt."""
+    functions they call, per sweep ({} without table loops), and under "fresh" the slots
+    whose adjoints the reverse sweep writes before it reads them (_fresh; only with
+    fresh=True: the runtime then does not zero them and seeds none of them).  prefix: of
+    the functions' names (a standalone file holds several tapes); passive: as
+    fastad._codegen.rev_stmt."""
     if not enabled():
         return {}
     taken = set(over["fwd"]) | set(over["tan"]) | set(over["rev"])
     tabs = tables(recs, taken)
     if not tabs:
         return {}
+    new = _fresh(recs, tabs) if fresh and locals_enabled() else set()
     sh = Shapes(tabs)
     if len(sh.shapes) > 65535:
         return {}
@@ -517,4 +547,6 @@ def add(recs, over, prefix="", passive=True):
         over["fwd"][tab.first.i] = (_call(sh, tab, "fwd", prefix), False)
         over["tan"][tab.first.i] = (_call(sh, tab, "tan", prefix), False)
         over["rev"][tab.last.i] = (_call(sh, tab, "rev", prefix), False)
-    return functions(sh, prefix, passive)
+    out = functions(sh, prefix, passive)
+    out["fresh"] = new
+    return out

@@ -56,14 +56,38 @@ def _tiers(f, x, **kw):
 def test_carried_sum_and_adjoint_locals_in_the_generated_code():
     x = np.random.default_rng(5).uniform(-1.5, 1.5, 40)
     src = _codegen.generate(_native.raw_records(fd.record(lagged, x)), "k", ("fwd", "rev"))
-    assert "fa_table_fwd(v, s_" in src
-    assert "c = y" in src and "double c = 0.0;" in src       # the sum handed over
-    assert "cg = h" in src and "= cg;" in src                 # its adjoint handed back
-    assert "const double x" in src and "double h" in src      # operands read once
+    assert "fa_table_rev(v, g, s_" in src
+    assert "cg = h" in src and "= cg;" in src                 # the sum's adjoint handed back
+    assert "double h" in src and "= 0.0;" in src              # locals; some start from 0
+    assert "fastad_assigned[]" in src                         # ... and are not zeroed
     recs = _codegen.parse(_native.raw_records(fd.record(lagged, x)))
     tabs = _codegen_table.tables(recs)
     carried = [b.shape[1] is not None for t in tabs for b in t.blocks]
     assert sum(carried) >= len(carried) - len(tabs)          # all but each loop's first
+
+
+def _all_adjoints(f, x, tier):
+    """Every slot's adjoint after a reverse sweep of f's tape in the given tier."""
+    g = fd.value_and_grad(f, native=tier)
+    g(x)
+    t = g.tapes()[0]
+    assert native.tier(t) == ("native" if tier == "always" else "interpreted")
+    t.forward(x)
+    t.reverse()
+    t.forward(x * (1 + 1e-9))   # a second sweep over the first one's adjoints
+    t.reverse()
+    return t.adjoints
+
+
+@pytest.mark.parametrize("f, n", [("lagged", 40), ("rosen_loop", 300)])
+def test_every_adjoint_of_the_tape_is_the_interpreters(f, n):
+    """Adjoints assigned rather than zeroed and added to, adjoints kept in locals and
+    handed over in registers: the whole adjoint array ends bit for bit as the
+    interpreter's, not only the gradient."""
+    f = globals()[f]
+    x = np.random.default_rng(8).uniform(-1.5, 1.5, n)
+    a, b = _all_adjoints(f, x, "never"), _all_adjoints(f, x, "always")
+    assert same(a, b)
 
 
 def test_carried_values_bit_for_bit_with_guards_flipping():
