@@ -10,6 +10,7 @@
 #ifndef FASTAD_NATIVE_ABI_H
 #define FASTAD_NATIVE_ABI_H
 
+#include <string.h>
 #include "sweeps.h"
 #include "native_kernels.h"
 
@@ -24,6 +25,11 @@ typedef struct {
     int fused;              /* the code runs the tape's fused chains as the plan says
                              * (_codegen_fuse.py): its reverse sweep reads only the adjoints
                              * fa_fused_zero zeroes, so it needs no memset of every slot */
+    const int64_t *assigned;    /* sorted disjoint [lo, hi) slot ranges whose adjoints the
+                                 * reverse sweep assigns before it reads them (0.0 + term:
+                                 * _codegen.assigned_loops), nassigned of them: they need no
+                                 * zeroing, and no seed may lie there */
+    int64_t nassigned;
 } fa_native;
 
 static inline const fa_native *fa_native_get(const fa_tape *t)
@@ -34,6 +40,45 @@ static inline const fa_native *fa_native_get(const fa_tape *t)
 static inline void fa_native_set(fa_tape *t, fa_native *n)
 {
     __atomic_store_n(&t->native, (void *)n, __ATOMIC_RELEASE);
+}
+
+/* Zero the adjoints native code's reverse sweep reads: every slot outside its assigned
+ * ranges (fa_native.assigned), which it writes before it reads them.  The ranges come from
+ * the object whose key matched the tape; they are clamped to the tape anyway. */
+static inline void fa_native_zero(const fa_native *n, double *adj, int64_t nslot)
+{
+    int64_t s = 0;
+    for (int64_t k = 0; k < n->nassigned; k++) {
+        int64_t lo = n->assigned[2 * k], hi = n->assigned[2 * k + 1];
+        lo = lo < s ? s : lo > nslot ? nslot : lo;
+        if (lo > s) memset(adj + s, 0, (size_t)(lo - s) * sizeof(double));
+        if (hi > s) s = hi > nslot ? nslot : hi;
+    }
+    if (nslot > s) memset(adj + s, 0, (size_t)(nslot - s) * sizeof(double));
+}
+
+/* Whether slot s lies in an assigned range (a seed there would be overwritten). */
+static inline int fa_native_assigned(const fa_native *n, int64_t s)
+{
+    for (int64_t k = 0; k < n->nassigned; k++)
+        if (n->assigned[2 * k] <= s && s < n->assigned[2 * k + 1]) return 1;
+    return 0;
+}
+
+/* Whether every assigned slot of adj holds +0.0 (all bits clear), as the assigning code
+ * assumes: adjoints seeded by the caller (sweep_reverse_seeded) are checked with it. */
+static inline int fa_native_clear(const fa_native *n, const double *adj, int64_t nslot)
+{
+    for (int64_t k = 0; k < n->nassigned; k++) {
+        int64_t lo = n->assigned[2 * k], hi = n->assigned[2 * k + 1];
+        if (hi > nslot) hi = nslot;
+        for (int64_t s = lo < 0 ? 0 : lo; s < hi; s++) {
+            uint64_t u;
+            memcpy(&u, adj + s, sizeof u);
+            if (u) return 0;
+        }
+    }
+    return 1;
 }
 
 /* The interpreter's own numpy-loop path for one ranged record (fa_fwd_vec), so values of

@@ -23,7 +23,7 @@ from fastad._tape import op_table
 from fastad import _codegen_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 11
+GENERATOR_VERSION = 12
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -96,8 +96,19 @@ def source_hash():
     h = hashlib.blake2b(digest_size=16)
     h.update(headers().encode())
     h.update(str(GENERATOR_VERSION).encode())
-    h.update(_codegen_table.variant().encode())
     return h.hexdigest()
+
+
+def variant():
+    """The generator's environment switches (part of the cache key, read at each compile:
+    fastad.native.key_of)."""
+    return _codegen_table.variant() + f",assign={assigning()}"
+
+
+def assigning():
+    """FASTAD_NATIVE_ASSIGN=0: every reverse loop adds to zeroed adjoints (assigned_loops
+    off; for comparisons, docs/native.md)."""
+    return os.environ.get("FASTAD_NATIVE_ASSIGN", "1").strip() != "0"
 
 
 # ------------------------------------------------------------------------ records
@@ -402,10 +413,19 @@ def fwd_stmt(p, vec, ix):
     else:
         body = f"v[{p.r} + k] = fa_v_{N}(v[{ia}], v[{_idx(p.b, p.sb)}]);"
     loop = f"for (int64_t k = 0; k < {p.n}; k++) {body}"
-    if vec and p.n >= 16:    # FA_VEC_MIN of sweeps.h: shorter ranges never use numpy's loop
+    # FA_VEC_MIN of sweeps.h: shorter ranges never use numpy's loop; nor do correctly
+    # rounded ops here, whose values numpy's loops and this loop give alike (the fused
+    # chains' EXACT): numpy's square is a scalar loop, and each call costs a dispatch
+    # (the Rosenbrock loop's forward sweep at 10^4 spent a fifth of its time there)
+    if vec and p.n >= 16 and N not in _exact():
         return (f"if (!vec({p.op}, v, {p.r}, {p.a}, {p.sa}, {p.b}, {p.sb}, {p.n})) "
                 f"{{ {loop} }}")
     return loop
+
+
+def _exact():
+    from fastad._codegen_fuse import EXACT      # that module imports this one
+    return EXACT
 
 
 def _args(p, k_a, k_b, k_r):
@@ -446,9 +466,11 @@ def tan_stmt(p, ix):
     return f"for (int64_t k = 0; k < {p.n}; k++) {s};"
 
 
-def rev_stmt(p, ix, passive):
-    """C for one record's reverse sweep; `passive`: honour the operands' passive flags."""
+def rev_stmt(p, ix, passive, assign=None):
+    """C for one record's reverse sweep; `passive`: honour the operands' passive flags;
+    `assign`: {record index: its operand loops that assign (assigned_loops)}."""
     N = p.name
+    mine = assign.get(p.i, ()) if assign else ()
     if N == "LOOP":
         return _loop_rev(p, passive) or \
             _loop_stmt(p, [rev_stmt(q, ix, passive) for q in p.body[::-1]], backwards=True)
@@ -476,6 +498,9 @@ def rev_stmt(p, ix, passive):
         return f"for (int64_t k = 0; k < {p.n}; k++) g[{ix}[{p.a} + k]] += g[{p.r} + k];"
     if N == "SUM":
         n, m = p.n, p.sa
+        if "sum" in mine:       # 0.0 + w: what the zeroed slot plus w gives, w = 0 included
+            return (f"for (int64_t j = 0; j < {m}; j++) {{ const double w = g[{p.r} + j]; "
+                    f"for (int64_t k = 0; k < {n}; k++) g[{p.a} + j * {n} + k] = 0.0 + w; }}")
         return (f"for (int64_t j = 0; j < {m}; j++) {{ const double w = g[{p.r} + j]; "
                 f"if (w == 0.0) continue; "
                 f"for (int64_t k = 0; k < {n}; k++) g[{p.a} + j * {n} + k] += w; }}")
@@ -493,12 +518,92 @@ def rev_stmt(p, ix, passive):
         if skip or (d == "db" and p.kind == "unary"):
             continue
         term = f"FA_NAZ(g[{p.r} + k], fa_{d}_{N}({args}))"
-        if s:
+        if s and d in mine:     # the slots' first contribution: 0.0 + term, as if zeroed
+            out.append(f"{loop}g[{x} + k] = 0.0 + {term};")
+        elif s:
             out.append(f"{loop}g[{x} + k] += {term};")
         else:
             out.append(f"double acc_{d} = 0.0; {loop}acc_{d} += {term};")
             tail.append(f"g[{x}] += acc_{d};")
     return "{ " + " ".join(out + tail) + " }"
+
+
+def assigned_loops(recs, passive=True):
+    """The reverse sweep's operand loops that can *assign* their range's adjoints instead of
+    adding to them, and the slot ranges they cover.  Before a reverse sweep every adjoint
+    is zeroed (a pass over all slots, 8 % of the Rosenbrock loop's gradient at n = 10^4),
+    yet most ranges of a rolled loop receive their first contribution from one elementwise
+    loop that writes every element: written as g = 0.0 + term (the very sum the zeroed
+    slot gives, signed zeros and NaNs included), the loop needs no zeroing of its range
+    and reads no adjoint there.  The records are walked in the reverse sweep's order,
+    marking the slots whose adjoints each one reads or adds to; an operand range of a
+    ranged elementwise record (stride 1) or a SUM's terms, none of whose slots was marked
+    before, assigns.  Records whose targets are not modelled here (gathers, LOOP records,
+    the runtime's kernels, ...) end the walk: what comes before them in that order assigns
+    nothing.  Returns ({record index: {"da", "db" or "sum"}}, sorted disjoint [lo, hi)
+    ranges); the caller zeroes the other slots (fa_native_zero) and seeds none of these."""
+    hi = 0
+    for p in recs:
+        if p.flags & RANGED and p.name in ("SUM",):
+            hi = max(hi, p.r + p.sa, p.a + p.n * p.sa)
+        elif p.flags & RANGED and p.kind in ("unary", "binary"):
+            hi = max(hi, p.r + p.n, p.a + p.n * p.sa + 1, p.b + p.n * p.sb + 1)
+        elif not p.flags & RANGED and p.name != "LOOP":
+            hi = max(hi, p.r, p.a, p.b) + 1
+    touched = np.zeros(hi + 1, dtype=bool)
+    out, ranges = {}, []
+
+    def take(i, what, lo, end):
+        if not touched[lo:end].any():
+            out.setdefault(i, set()).add(what)
+            ranges.append((lo, end))
+        touched[lo:end] = True
+
+    for p in reversed(recs):
+        if p.kind == "guard":
+            continue
+        pa = passive and bool(p.flags & A_PASSIVE)
+        pb = passive and bool(p.flags & B_PASSIVE)
+        if not p.flags & RANGED and p.kind in ("unary", "binary"):
+            touched[p.r] = True
+            touched[p.a] |= not pa
+            touched[p.b] |= p.kind == "binary" and not pb
+        elif p.flags & RANGED and p.name == "SUM":
+            touched[p.r:p.r + p.sa] = True
+            if not pa:
+                take(p.i, "sum", p.a, p.a + p.n * p.sa)
+        elif p.flags & RANGED and p.kind in ("unary", "binary"):
+            touched[p.r:p.r + p.n] = True
+            if pa and (p.kind != "binary" or pb):
+                continue
+            for d, x, st, skip in (("da", p.a, p.sa, pa), ("db", p.b, p.sb, pb)):
+                if skip or (d == "db" and p.kind == "unary"):
+                    continue
+                if st:
+                    take(p.i, d, x, x + p.n)
+                else:
+                    touched[x] = True
+        else:
+            break
+    return out, merge_ranges(ranges)
+
+
+def merge_ranges(ranges):
+    """Sorted disjoint [lo, hi) ranges covering `ranges`."""
+    merged = []
+    for lo, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([lo, end])
+    return [tuple(r) for r in merged]
+
+
+def assigned_table(ranges):
+    """C of the assigned ranges for the runtime (native_abi.h, fa_native_zero)."""
+    words = ", ".join(f"{lo}, {end}" for lo, end in ranges) or "0, 0"
+    return (f"const int64_t fastad_assigned[] = {{{words}}};\n"
+            f"const int64_t fastad_nassigned = {len(ranges)};\n")
 
 
 # ------------------------------------------------------------------------ functions
@@ -660,7 +765,8 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
     compiled as one loop per sweep (fastad._codegen_fuse)."""
     recs = parse(rows)
     over = _fused(recs, chains)
-    tables = _codegen_table.add(recs, over)       # table loops' functions, per sweep
+    # table loops' functions, per sweep, and the adjoints their reverse sweep writes first
+    tables = _codegen_table.add(recs, over, fresh=not chains and assigning())
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if chains:      # the reverse sweep reads only the adjoints fa_fused_zero zeroes
         parts.append("const int fastad_fused = 1;\n")
@@ -675,8 +781,14 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
         parts.append("void fastad_tan(const double *v, double *t, const int32_t *ix)\n{\n"
                      + "\n".join(calls) + "\n}\n")
     if "rev" in sweeps:
-        fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True, over=over["rev"]),
-                                      "", "rev", "g")
+        assign = None
+        if not chains and assigning():
+            assign, ranges = assigned_loops(recs)
+            ranges = merge_ranges(ranges + [(x, x + 1) for x in tables.get("fresh", ())])
+            if ranges:
+                parts.append(assigned_table(ranges))
+        fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True, assign,
+                                             over=over["rev"]), "", "rev", "g")
         parts += [tables.get("rev", "")] + fns
         parts.append("void fastad_rev(const double *v, double *g, const int32_t *ix)\n{\n"
                      + "\n".join(calls) + "\n}\n")

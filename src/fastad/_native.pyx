@@ -35,6 +35,8 @@ cdef extern from "native_abi.h" nogil:
         void *tan
         void *rev
         int fused
+        const int64_t *assigned
+        int64_t nassigned
     const fa_native *fa_native_get(const fa_tape *t)
     void fa_native_set(fa_tape *t, fa_native *n)
 
@@ -101,6 +103,7 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     cdef void *h = dlopen(bpath, RTLD_NOW | RTLD_LOCAL)
     cdef const char *k
     cdef fa_native *n
+    cdef const int64_t *na
     cdef void (*set_rt)(const void *) noexcept nogil
     if h == NULL:
         err = dlerror()
@@ -125,6 +128,11 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     # code that runs the fused chains as planned marks itself (_codegen.generate): its
     # reverse sweep then needs only the adjoints fa_fused_zero zeroes
     n.fused = symbol(h, b"fastad_fused") != NULL
+    # adjoint ranges its reverse sweep assigns rather than adds to (_codegen.assigned_loops):
+    # the sweeps zero only the others (fa_native_zero)
+    n.assigned = <const int64_t *>symbol(h, b"fastad_assigned") if rev else NULL
+    na = <const int64_t *>symbol(h, b"fastad_nassigned")
+    n.nassigned = na[0] if (n.assigned != NULL and na != NULL) else 0
     if (fwd and n.fwd == NULL) or (tan and n.tan == NULL) or (rev and n.rev == NULL):
         free(n)
         raise OSError(f"{path} lacks a sweep function it should have")

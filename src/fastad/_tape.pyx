@@ -50,7 +50,12 @@ cdef extern from "native_abi.h" nogil:
         void (*tan)(const double *v, double *t, const int32_t *ix) noexcept nogil
         void (*rev)(const double *v, double *g, const int32_t *ix) noexcept nogil
         int fused
+        const int64_t *assigned
+        int64_t nassigned
     const fa_native *fa_native_get(const fa_tape *t)
+    void fa_native_zero(const fa_native *n, double *adj, int64_t nslot)
+    int fa_native_assigned(const fa_native *n, int64_t s)
+    int fa_native_clear(const fa_native *n, const double *adj, int64_t nslot)
     int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
                       int32_t b, int32_t sb, int32_t n) noexcept
     const void *fa_native_runtime()
@@ -235,10 +240,15 @@ cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t o
     # the native code is read once: a background compile may swap it in at any moment,
     # and the zeroing must suit the code that runs the sweep
     cdef const fa_native *nat = fa_native_get(t)
+    if nat != NULL and nat.rev != NULL and nat.nassigned and fa_native_assigned(nat, out):
+        nat = NULL      # native code would overwrite the seed: the interpreter (same bits)
     if t.fused != NULL and (nat == NULL or nat.fused):
         # fused intermediates' adjoints are never read: not zeroed (csrc/fuse.c), neither
         # by the interpreter nor by native code of the fused chains
         fa_fused_zero(t, adj)
+    elif nat != NULL and nat.rev != NULL and nat.nassigned:
+        # native code assigns some ranges' adjoints before reading them: only the others
+        fa_native_zero(nat, adj, t.nslot)
     else:
         memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
@@ -247,7 +257,11 @@ cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t o
 
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:
     """Reverse mode from adjoints already seeded in adj (zero elsewhere)."""
-    return reverse_with(t, fa_native_get(t), v, adj)
+    cdef const fa_native *nat = fa_native_get(t)
+    if nat != NULL and nat.rev != NULL and nat.nassigned and \
+            not fa_native_clear(nat, adj, t.nslot):
+        nat = NULL      # a seed where native code assigns: the interpreter (same bits)
+    return reverse_with(t, nat, v, adj)
 
 
 cdef int reverse_with(const fa_tape *t, const fa_native *nat, const double *v,

@@ -220,6 +220,8 @@ def key_of(tape, sweeps):
     if not _SOURCE_HASH:
         _SOURCE_HASH.append(_codegen.source_hash())     # the headers do not change
     h.update(_SOURCE_HASH[0].encode())
+    # the generator's switches are read at each compile (they may change in a process)
+    h.update(_codegen.variant().encode())
     h.update(repr((argv, ident, flags(), sys.platform)).encode())
     return h.hexdigest()
 
