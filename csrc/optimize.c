@@ -67,6 +67,9 @@ typedef struct {
     int32_t *rindex;     /* slot -> index among the results (-1: none), when the tape is
                           * mostly scalar (then it costs little); else NULL: binary search */
     int64_t work;        /* detection budget left */
+    const int32_t *keep; /* the slots the caller reads (they count as used at the end) */
+    int64_t nkeep;
+    int uses;            /* rlast filled (scan_uses): only a candidate accumulation needs it */
     int64_t *reads;      /* scratch of validate: MAXP counts */
 } ctx;
 
@@ -131,22 +134,18 @@ static void linalg_sizes(const fa_rec *p, int64_t *na, int64_t *nb)
     *nb = p->op == FA_SOLVE || p->op == FA_TRSOLVE ? (int64_t)e->r * e->a : 0;
 }
 
-/* The scalar results and their last uses; the outputs count as used at the end. */
-static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
+/* The scalar results (n of them, counted by the caller). */
+static int scan_slots(ctx *C, int64_t n)
 {
     const fa_tape *t = C->t;
-    int64_t n = 0;
-    for (int64_t i = 0; i < t->nrec; i++) n += scalar_result(&t->rec[i]);
     size_t cap = (size_t)(n ? n : 1);
     C->rslot = (int32_t *)malloc(cap * sizeof(int32_t));
     C->rrec = (int64_t *)malloc(cap * sizeof(int64_t));
-    C->rlast = (int64_t *)malloc(cap * sizeof(int64_t));
-    if (!C->rslot || !C->rrec || !C->rlast) return FA_ENOMEM;
-    for (int64_t i = 0; i < t->nrec; i++)
+    if (!C->rslot || !C->rrec) return FA_ENOMEM;
+    for (int64_t i = 0; i < t->nrec && C->nres < n; i++)
         if (scalar_result(&t->rec[i])) {
             C->rslot[C->nres] = t->rec[i].r;
-            C->rrec[C->nres] = i;
-            C->rlast[C->nres++] = -1;
+            C->rrec[C->nres++] = i;
         }
     if (t->nslot <= 4 * C->nres + 65536) {
         C->rindex = (int32_t *)malloc((size_t)(t->nslot ? t->nslot : 1) * sizeof(int32_t));
@@ -154,6 +153,20 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
         memset(C->rindex, 0xff, (size_t)t->nslot * sizeof(int32_t));     /* all -1 */
         for (int64_t k = 0; k < C->nres; k++) C->rindex[C->rslot[k]] = (int32_t)k;
     }
+    return FA_OK;
+}
+
+/* The last record reading each scalar result (rlast); the outputs count as used at the
+ * end.  Run when a candidate accumulation first needs it (a tape of recurrences only never
+ * does).  Out of memory: rlast stays NULL and every result counts as read after any run,
+ * so nothing is rolled into a reduction. */
+static void scan_uses(ctx *C)
+{
+    const fa_tape *t = C->t;
+    C->uses = 1;
+    C->rlast = (int64_t *)malloc((size_t)(C->nres ? C->nres : 1) * sizeof(int64_t));
+    if (!C->rlast) return;
+    for (int64_t k = 0; k < C->nres; k++) C->rlast[k] = -1;
     for (int64_t i = 0; i < t->nrec && C->nres; i++) {
         const fa_rec *p = &t->rec[i];
         if (p->op == FA_EXT) continue;
@@ -182,11 +195,10 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
         if (na) use(C, p->a, na, i);
         if (nb) use(C, p->b, nb, i);
     }
-    for (int64_t k = 0; k < nkeep; k++) {
-        int64_t j = result_index(C, keep[k]);
+    for (int64_t k = 0; k < C->nkeep; k++) {
+        int64_t j = result_index(C, C->keep[k]);
         if (j >= 0) C->rlast[j] = INT64_MAX;
     }
-    return FA_OK;
 }
 
 /* index of the first scalar result written at or after record i */
@@ -201,10 +213,11 @@ static int64_t first_result_at(const ctx *C, int64_t i)
 }
 
 /* last record reading scalar result slot s */
-static int64_t last_use(const ctx *C, int64_t s)
+static int64_t last_use(ctx *C, int64_t s)
 {
+    if (!C->uses) scan_uses(C);
     int64_t k = result_index(C, s);
-    return k < 0 ? INT64_MAX : C->rlast[k];
+    return k < 0 || !C->rlast ? INT64_MAX : C->rlast[k];
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -276,6 +289,38 @@ static int iteration_matches(ctx *C, run *R, int64_t j)
     return 1;
 }
 
+/* Is iteration j (>= 3) iteration j-1 with every slot moved by the step it took from
+ * iteration j-2 to j-1 (results: also from j-3 to j-2)?  If iterations up to j-1 matched,
+ * every operand of iteration j then keeps its class: one reading a result of the same or
+ * the previous iteration moves as that result does (the result slots' spacing being the
+ * same over iterations j-3 .. j), an outside slot keeps its stride.  An outside slot that
+ * moves must stay below the run's first result, or it might reach a result of an earlier
+ * iteration.  A few compares per record and no lookups; a no is not final, the caller then
+ * asks iteration_matches (iteration 0's slots are often spaced differently: constants
+ * made once, in the first iteration). */
+static int iteration_shifted(ctx *C, const run *R, int64_t j)
+{
+    const int64_t P = R->P;
+    const fa_rec *cur = &C->t->rec[R->start + j * P], *prev = cur - P, *pp = prev - P;
+    const fa_rec *p3 = pp - P;
+    const int64_t lo = R->k0 < C->nres ? C->rslot[R->k0] : INT64_MAX;
+    C->work -= P;
+    for (int64_t q = 0; q < P; q++) {
+        const int32_t dr = cur[q].r - prev[q].r;
+        if (cur[q].op != prev[q].op || cur[q].flags != prev[q].flags
+            || dr != prev[q].r - pp[q].r || dr != pp[q].r - p3[q].r)
+            return 0;
+        const int na = arity(cur[q].op);
+        for (int k = 0; k < na; k++) {
+            const int64_t s = k ? cur[q].b : cur[q].a, s1 = k ? prev[q].b : prev[q].a;
+            const int64_t d = s - s1;
+            if (d != s1 - (k ? pp[q].b : pp[q].a)) return 0;
+            if (d && R->ops[2 * q + k].cls == C_EXT && s >= lo) return 0;
+        }
+    }
+    return 1;
+}
+
 static int reduction_op(int op)
 {
     switch (op) {
@@ -310,7 +355,7 @@ static int64_t chain_next(run *R, const fa_rec *base, int64_t cur, int op)
 /* Can the run be rolled?  Every carried value must be an accumulation: a chain of records
  * of one reduction op, head reading the end's previous value, each link read by the next
  * one only, and no partial value read after the run (the end's last value excepted). */
-static int validate(const ctx *C, run *R, int check_uses)
+static int validate(ctx *C, run *R, int check_uses)
 {
     const int64_t P = R->P, end = R->start + R->T * P;
     const fa_rec *base = &C->t->rec[R->start];
@@ -353,23 +398,76 @@ static int validate(const ctx *C, run *R, int check_uses)
     return ok;
 }
 
-/* next[i]: the next record with the same op and flags (or -1) */
-static int64_t *next_same(const fa_tape *t)
+/* ---- candidate periods ------------------------------------------------------------ */
+
+/* Records compared together when looking for a period: a candidate period P at record i is
+ * a distance to a later record whose WIN records have the same ops and flags as the WIN
+ * from i.  WIN = 2 keeps every run of T >= 3 iterations findable (its windows repeat at
+ * distance P whenever 2 <= (T-1) P), while a window is already much rarer than a single
+ * op, so the candidates skip most repeats of an op inside one loop body. */
+#define WIN 2
+
+/* the key of record i: op and flags; a record no run can hold gets a key of its own */
+static uint64_t rec_key(const fa_tape *t, int64_t i)
 {
-    int64_t *next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
-    /* keyed by op and the flags a finished, unswept tape has (ranged, guard outcome): a
-     * small table, cheap to clear for every tape; any other flag bits only merge keys,
-     * and same_keys compares the whole op and flags */
-    int64_t *last = (int64_t *)malloc(4096 * sizeof(int64_t));
-    if (!next || !last) { free(next); free(last); return NULL; }
-    for (int k = 0; k < 4096; k++) last[k] = -1;
-    for (int64_t i = t->nrec - 1; i >= 0; i--) {
-        const int key = t->rec[i].op | ((t->rec[i].flags & 0x0F) << 8);
-        next[i] = last[key];
-        last[key] = i;
+    const fa_rec *p = &t->rec[i];
+    if (!is_scalar_rec(p)) return ~(uint64_t)i;
+    return (uint64_t)p->op | ((uint64_t)p->flags << 8);
+}
+
+typedef struct { uint64_t h; int64_t last; } window_slot;
+
+/* the table's slot for hash x (its own, or the empty one where it goes) */
+static size_t window_find(const window_slot *tab, size_t cap, uint64_t x)
+{
+    size_t b = (size_t)x & (cap - 1);
+    while (tab[b].last >= 0 && tab[b].h != x) b = (b + 1) & (cap - 1);
+    return b;
+}
+
+/* next[i]: the next record whose window hashes like record i's (or -1).  Equal hashes of
+ * different windows only add a candidate that same_keys rejects.  One pass backwards over
+ * the tape with an open-addressing table of the last record seen per hash, sized by the
+ * number of different windows (a loop has few: the table stays in L1), doubled when half
+ * full: linear. */
+static int64_t *next_window(const fa_tape *t)
+{
+    const int64_t n = t->nrec;
+    size_t cap = 256, used = 0;
+    int64_t *next = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    window_slot *tab = (window_slot *)malloc(cap * sizeof(window_slot));
+    if (!next || !tab) goto fail;
+    for (size_t b = 0; b < cap; b++) tab[b].last = -1;
+    uint64_t key[WIN];
+    for (int k = 0; k < WIN; k++) key[k] = 0;
+    for (int64_t i = n - 1; i >= 0; i--) {
+        for (int k = WIN - 1; k > 0; k--) key[k] = key[k - 1];
+        key[0] = rec_key(t, i);
+        uint64_t x = 0;
+        for (int k = 0; k < WIN; k++) x = (x ^ key[k]) * 0x9E3779B97F4A7C15ull;
+        x ^= x >> 29;
+        size_t b = window_find(tab, cap, x);
+        next[i] = tab[b].last;
+        if (tab[b].last < 0 && ++used > cap / 2) {
+            window_slot *big = (window_slot *)malloc(2 * cap * sizeof(window_slot));
+            if (!big) goto fail;
+            for (size_t k = 0; k < 2 * cap; k++) big[k].last = -1;
+            for (size_t k = 0; k < cap; k++)
+                if (tab[k].last >= 0) big[window_find(big, 2 * cap, tab[k].h)] = tab[k];
+            free(tab);
+            tab = big;
+            cap *= 2;
+            b = window_find(tab, cap, x);
+        }
+        tab[b].h = x;
+        tab[b].last = i;
     }
-    free(last);
+    free(tab);
     return next;
+fail:
+    free(next);
+    free(tab);
+    return NULL;
 }
 
 /* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags?  (cheap, first) */
@@ -382,14 +480,80 @@ static int same_keys(const fa_tape *t, int64_t i, int64_t P)
     return 1;
 }
 
-/* Find the runs, in order; returns their number or an error. */
+enum { TRY_NEXT = 0, TRY_FOUND = 1, TRY_STOP = 2 };
+
+/* Try period P at record i: fills R (its ops and red: the caller's scratch) and says
+ * whether a run was found, the next candidate should be tried, or none at i can work. */
+static int try_period(ctx *C, int64_t i, int64_t P, run *R, int32_t *failed)
+{
+    const fa_tape *t = C->t;
+    opnd *ops = R->ops;
+    int32_t *red = R->red;
+    memset(R, 0, sizeof *R);
+    R->start = i; R->P = P; R->ops = ops; R->red = red;
+    if (i + MINT * P > t->nrec) return TRY_STOP;       /* longer periods do not fit either */
+    /* a structural failure at period P fails at its multiples too: stop at i */
+    if (i >= P && failed[i - P] == P) { failed[i] = (int32_t)P; return TRY_STOP; }
+    C->work -= 1;
+    if (!same_keys(t, i, P)) return TRY_NEXT;
+    R->k0 = first_result_at(C, i);
+    for (int64_t q = i; q < i + P; q++) R->pr += scalar_result(&t->rec[q]);
+    /* the operand classes are known after iteration 1: check the carried values'
+     * structure before extending, so a recurrence costs two iterations, not T */
+    if (!iteration_matches(C, R, 1)) return TRY_NEXT;
+    /* carried values that are not accumulations: a true recurrence, which becomes
+     * one LOOP record if it is periodic long enough (its first iteration peeled) */
+    const int acc = validate(C, R, 0);
+    int64_t j = 2;
+    while (i + (j + 1) * P <= t->nrec && C->work > 0
+           && ((j >= 3 && iteration_shifted(C, R, j)) || iteration_matches(C, R, j)))
+        j++;
+    R->T = j;
+    if (!acc || R->T < MINT || !validate(C, R, 1)) {
+        if (R->T < MINT + 1 || P > FA_LOOP_MAXP) {
+            if (!acc) { failed[i] = (int32_t)P; return TRY_STOP; }
+            return TRY_NEXT;
+        }
+        R->loop = 1;
+    }
+    return TRY_FOUND;
+}
+
+/* R, its ops and red in fresh memory (R's own are scratch) */
+static int keep_run(const run *R, run *out)
+{
+    *out = *R;
+    out->ops = (opnd *)malloc((size_t)(2 * R->P) * sizeof(opnd));
+    out->red = (int32_t *)malloc((size_t)(3 * R->P) * sizeof(int32_t));
+    if (!out->ops || !out->red) { free(out->ops); free(out->red); return FA_ENOMEM; }
+    memcpy(out->ops, R->ops, (size_t)(2 * R->P) * sizeof(opnd));
+    memcpy(out->red, R->red, (size_t)(3 * R->P) * sizeof(int32_t));
+    return FA_OK;
+}
+
+/* The period of the loop around the run `in` (a loop of loops): the distance from its
+ * start to the first record at or after its end whose window is the start's -- the same
+ * inner loop in the outer loop's next iteration.  0: none within MAXP. */
+static int64_t outer_period(const int64_t *next, const run *in)
+{
+    const int64_t end = in->start + in->T * in->P;
+    int64_t nx = next[in->start];
+    while (nx >= 0 && nx < end) nx = next[nx];
+    return nx >= 0 && nx - in->start <= MAXP ? nx - in->start : 0;
+}
+
+/* Find the runs, in order; returns their number or an error.  At each record the
+ * candidate periods are tried nearest first and the first that makes a run is taken;
+ * then the loop around it, if there is one that repeats the run's whole stretch, is tried
+ * as well, and the one covering more records wins (loops of loops: the outer loop, its
+ * inner loops unrolled in its body, when the body fits in MAXP records). */
 static int64_t find_runs(ctx *C, run **out, int *err)
 {
     const fa_tape *t = C->t;
     int64_t nruns = 0, cap = 0;
-    run *runs = NULL;
+    run *runs = NULL, best;
     *err = FA_OK;
-    int64_t *next = next_same(t);
+    int64_t *next = next_window(t);
     opnd *ops = (opnd *)malloc(2 * MAXP * sizeof(opnd));
     int32_t *red = (int32_t *)malloc(3 * MAXP * sizeof(int32_t));
     /* failed[i] = P: a run from record i with period P repeated its records but carried a
@@ -402,47 +566,32 @@ static int64_t find_runs(ctx *C, run **out, int *err)
     for (int64_t i = 0; i < t->nrec && C->work > 0; i++) {
         if (!is_scalar_rec(&t->rec[i])) continue;
         int64_t nx = next[i];
+        int found = 0;
+        run R = {0};
+        R.ops = ops; R.red = red;
         for (int c = 0; c < NCAND && nx >= 0 && nx - i <= MAXP; c++, nx = next[nx]) {
-            run R = {i, nx - i, 0, 0, 0, ops, NULL};
-            if (i + MINT * R.P > t->nrec) break;
-            R.k0 = first_result_at(C, i);
-            for (int64_t q = i; q < i + R.P; q++) R.pr += scalar_result(&t->rec[q]);
-            R.red = red;
-            /* a structural failure at period P fails at its multiples too: stop at i */
-            if (i >= R.P && failed[i - R.P] == R.P) { failed[i] = (int32_t)R.P; break; }
-            if (!same_keys(t, i, R.P)) continue;
-            /* the operand classes are known after iteration 1: check the carried values'
-             * structure before extending, so a recurrence costs two iterations, not T */
-            if (!iteration_matches(C, &R, 1)) continue;
-            /* carried values that are not accumulations: a true recurrence, which becomes
-             * one LOOP record if it is periodic long enough (its first iteration peeled) */
-            const int acc = validate(C, &R, 0);
-            if (!acc && R.P > FA_LOOP_MAXP) { failed[i] = (int32_t)R.P; break; }
-            int64_t j = 2;
-            while (i + (j + 1) * R.P <= t->nrec && C->work > 0 && iteration_matches(C, &R, j)) j++;
-            R.T = j;
-            if (!acc || R.T < MINT || !validate(C, &R, 1)) {
-                if (R.T < MINT + 1 || R.P > FA_LOOP_MAXP) {
-                    if (!acc) { failed[i] = (int32_t)R.P; break; }
-                    continue;
-                }
-                R.loop = 1;
-            }
-            R.ops = (opnd *)malloc((size_t)(2 * R.P) * sizeof(opnd));
-            R.red = (int32_t *)malloc((size_t)(3 * R.P) * sizeof(int32_t));
-            if (!R.ops || !R.red) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
-            memcpy(R.ops, ops, (size_t)(2 * R.P) * sizeof(opnd));
-            memcpy(R.red, red, (size_t)(3 * R.P) * sizeof(int32_t));
-            if (nruns == cap) {
-                cap = cap ? 2 * cap : 16;
-                run *nr = (run *)realloc(runs, (size_t)cap * sizeof(run));
-                if (!nr) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
-                runs = nr;
-            }
-            runs[nruns++] = R;
-            i += R.T * R.P - 1;
-            break;
+            const int how = try_period(C, i, nx - i, &R, failed);
+            if (how == TRY_STOP) break;
+            if (how == TRY_FOUND) { found = 1; break; }
         }
+        if (!found) continue;
+        if ((*err = keep_run(&R, &best))) goto done;
+        const int64_t Po = outer_period(next, &best);
+        if (Po > best.P && C->work > 0) {
+            R.ops = ops; R.red = red;
+            if (try_period(C, i, Po, &R, failed) == TRY_FOUND && R.T * R.P > best.T * best.P) {
+                free(best.ops); free(best.red);
+                if ((*err = keep_run(&R, &best))) goto done;
+            }
+        }
+        if (nruns == cap) {
+            cap = cap ? 2 * cap : 16;
+            run *nr = (run *)realloc(runs, (size_t)cap * sizeof(run));
+            if (!nr) { free(best.ops); free(best.red); *err = FA_ENOMEM; goto done; }
+            runs = nr;
+        }
+        runs[nruns++] = best;
+        i += best.T * best.P - 1;
     }
 done:
     free(next);
@@ -857,13 +1006,16 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     *out = NULL;
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
-    int64_t nscalar = 0;
-    for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
+    int64_t nscalar = 0, nres = 0;
+    for (int64_t i = 0; i < t->nrec; i++) {
+        nscalar += is_scalar_rec(&t->rec[i]);
+        nres += scalar_result(&t->rec[i]);
+    }
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */
-    ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, NULL};
+    ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, keep, nkeep, 0, NULL};
     run *runs = NULL;
     int64_t nruns = 0;
-    int err = scan_slots(&C, keep, nkeep);
+    int err = scan_slots(&C, nres);
     if (err) goto done;
     nruns = find_runs(&C, &runs, &err);
     if (err || nruns == 0) goto done;
