@@ -134,15 +134,16 @@ static void linalg_sizes(const fa_rec *p, int64_t *na, int64_t *nb)
     *nb = p->op == FA_SOLVE || p->op == FA_TRSOLVE ? (int64_t)e->r * e->a : 0;
 }
 
-/* The scalar results (n of them, counted by the caller). */
-static int scan_slots(ctx *C, int64_t n)
+/* The scalar results (at most one per record). */
+static int scan_slots(ctx *C)
 {
     const fa_tape *t = C->t;
+    const int64_t n = t->nrec;
     size_t cap = (size_t)(n ? n : 1);
     C->rslot = (int32_t *)malloc(cap * sizeof(int32_t));
     C->rrec = (int64_t *)malloc(cap * sizeof(int64_t));
     if (!C->rslot || !C->rrec) return FA_ENOMEM;
-    for (int64_t i = 0; i < t->nrec && C->nres < n; i++)
+    for (int64_t i = 0; i < n; i++)
         if (scalar_result(&t->rec[i])) {
             C->rslot[C->nres] = t->rec[i].r;
             C->rrec[C->nres++] = i;
@@ -1006,16 +1007,13 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     *out = NULL;
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
-    int64_t nscalar = 0, nres = 0;
-    for (int64_t i = 0; i < t->nrec; i++) {
-        nscalar += is_scalar_rec(&t->rec[i]);
-        nres += scalar_result(&t->rec[i]);
-    }
+    int64_t nscalar = 0;
+    for (int64_t i = 0; i < t->nrec && nscalar < MINT; i++) nscalar += is_scalar_rec(&t->rec[i]);
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */
     ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, keep, nkeep, 0, NULL};
     run *runs = NULL;
     int64_t nruns = 0;
-    int err = scan_slots(&C, nres);
+    int err = scan_slots(&C);
     if (err) goto done;
     nruns = find_runs(&C, &runs, &err);
     if (err || nruns == 0) goto done;
