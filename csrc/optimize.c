@@ -426,49 +426,70 @@ static size_t window_find(const window_slot *tab, size_t cap, uint64_t x)
     return b;
 }
 
-/* next[i]: the next record whose window hashes like record i's (or -1).  Equal hashes of
- * different windows only add a candidate that same_keys rejects.  One pass backwards over
- * the tape with an open-addressing table of the last record seen per hash, sized by the
- * number of different windows (a loop has few: the table stays in L1), doubled when half
- * full: linear. */
-static int64_t *next_window(const fa_tape *t)
+/* The window chain, built forwards and lazily: next[i] is the next record whose window
+ * hashes like record i's (or -1), known for every record the chain has passed (`front`)
+ * and whose next one is before `front`.  The search needs next[] only up to MAXP records
+ * past the record it tries, so the chain stops there, and a run found is skipped whole:
+ * a tape that is one long loop hashes the first MAXP records, not all of them.  Equal
+ * hashes of different windows only add a candidate that same_keys rejects.  The table of
+ * the last record seen per hash is sized by the number of different windows (a loop has
+ * few: it stays in L1), doubled when half full. */
+typedef struct {
+    const fa_tape *t;
+    int64_t *next;
+    window_slot *tab;
+    size_t cap, used;
+    int64_t front;
+} chain;
+
+static uint64_t window_hash(const fa_tape *t, int64_t i)
 {
-    const int64_t n = t->nrec;
-    size_t cap = 256, used = 0;
-    int64_t *next = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
-    window_slot *tab = (window_slot *)malloc(cap * sizeof(window_slot));
-    if (!next || !tab) goto fail;
-    for (size_t b = 0; b < cap; b++) tab[b].last = -1;
-    uint64_t key[WIN];
-    for (int k = 0; k < WIN; k++) key[k] = 0;
-    for (int64_t i = n - 1; i >= 0; i--) {
-        for (int k = WIN - 1; k > 0; k--) key[k] = key[k - 1];
-        key[0] = rec_key(t, i);
-        uint64_t x = 0;
-        for (int k = 0; k < WIN; k++) x = (x ^ key[k]) * 0x9E3779B97F4A7C15ull;
-        x ^= x >> 29;
-        size_t b = window_find(tab, cap, x);
-        next[i] = tab[b].last;
-        if (tab[b].last < 0 && ++used > cap / 2) {
-            window_slot *big = (window_slot *)malloc(2 * cap * sizeof(window_slot));
-            if (!big) goto fail;
-            for (size_t k = 0; k < 2 * cap; k++) big[k].last = -1;
-            for (size_t k = 0; k < cap; k++)
-                if (tab[k].last >= 0) big[window_find(big, 2 * cap, tab[k].h)] = tab[k];
-            free(tab);
-            tab = big;
-            cap *= 2;
-            b = window_find(tab, cap, x);
+    uint64_t x = 0;
+    for (int k = 0; k < WIN; k++)
+        x = (x ^ (i + k < t->nrec ? rec_key(t, i + k) : 0)) * 0x9E3779B97F4A7C15ull;
+    return x ^ (x >> 29);
+}
+
+static int chain_open(chain *W, const fa_tape *t)
+{
+    memset(W, 0, sizeof *W);
+    W->t = t;
+    W->cap = 256;
+    W->next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
+    W->tab = (window_slot *)malloc(W->cap * sizeof(window_slot));
+    if (!W->next || !W->tab) return FA_ENOMEM;
+    for (size_t b = 0; b < W->cap; b++) W->tab[b].last = -1;
+    return FA_OK;
+}
+
+static void chain_close(chain *W) { free(W->next); free(W->tab); }
+
+/* Extend the chain to the records before `to` (from `from` on, if it is behind that). */
+static int chain_extend(chain *W, int64_t from, int64_t to)
+{
+    if (to > W->t->nrec) to = W->t->nrec;
+    if (W->front < from) W->front = from;       /* records skipped: never tried again */
+    for (int64_t i = W->front; i < to; i++) {
+        const uint64_t x = window_hash(W->t, i);
+        size_t b = window_find(W->tab, W->cap, x);
+        if (W->tab[b].last < 0 && ++W->used > W->cap / 2) {
+            window_slot *big = (window_slot *)malloc(2 * W->cap * sizeof(window_slot));
+            if (!big) return FA_ENOMEM;
+            for (size_t k = 0; k < 2 * W->cap; k++) big[k].last = -1;
+            for (size_t k = 0; k < W->cap; k++)
+                if (W->tab[k].last >= 0) big[window_find(big, 2 * W->cap, W->tab[k].h)] = W->tab[k];
+            free(W->tab);
+            W->tab = big;
+            W->cap *= 2;
+            b = window_find(W->tab, W->cap, x);
         }
-        tab[b].h = x;
-        tab[b].last = i;
+        if (W->tab[b].last >= 0) W->next[W->tab[b].last] = i;
+        W->tab[b].h = x;
+        W->tab[b].last = i;
+        W->next[i] = -1;
     }
-    free(tab);
-    return next;
-fail:
-    free(next);
-    free(tab);
-    return NULL;
+    if (W->front < to) W->front = to;
+    return FA_OK;
 }
 
 /* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags?  (cheap, first) */
@@ -533,14 +554,20 @@ static int keep_run(const run *R, run *out)
 }
 
 /* The period of the loop around the run `in` (a loop of loops): the distance from its
- * start to the first record at or after its end whose window is the start's -- the same
- * inner loop in the outer loop's next iteration.  0: none within MAXP. */
-static int64_t outer_period(const int64_t *next, const run *in)
+ * start to the first record at or after its end whose window has the start's records --
+ * the same inner loop in the outer loop's next iteration.  0: none within MAXP. */
+static int64_t outer_period(ctx *C, const run *in)
 {
-    const int64_t end = in->start + in->T * in->P;
-    int64_t nx = next[in->start];
-    while (nx >= 0 && nx < end) nx = next[nx];
-    return nx >= 0 && nx - in->start <= MAXP ? nx - in->start : 0;
+    const fa_tape *t = C->t;
+    const int64_t s = in->start, end = s + in->T * in->P;
+    for (int64_t m = end; m <= s + MAXP && m + WIN <= t->nrec; m++) {
+        int same = 1;
+        for (int k = 0; k < WIN && same; k++)
+            same = t->rec[m + k].op == t->rec[s + k].op && t->rec[m + k].flags == t->rec[s + k].flags;
+        C->work--;
+        if (same) return m - s;
+    }
+    return 0;
 }
 
 /* Find the runs, in order; returns their number or an error.  At each record the
@@ -553,8 +580,8 @@ static int64_t find_runs(ctx *C, run **out, int *err)
     const fa_tape *t = C->t;
     int64_t nruns = 0, cap = 0;
     run *runs = NULL, best;
-    *err = FA_OK;
-    int64_t *next = next_window(t);
+    chain W;
+    *err = chain_open(&W, t);
     opnd *ops = (opnd *)malloc(2 * MAXP * sizeof(opnd));
     int32_t *red = (int32_t *)malloc(3 * MAXP * sizeof(int32_t));
     /* failed[i] = P: a run from record i with period P repeated its records but carried a
@@ -563,9 +590,11 @@ static int64_t find_runs(ctx *C, run **out, int *err)
      * iteration later and is not tried again: a recurrence costs O(P) per iteration. */
     int32_t *failed = (int32_t *)calloc((size_t)(t->nrec ? t->nrec : 1), sizeof(int32_t));
     C->reads = (int64_t *)malloc(MAXP * sizeof(int64_t));
-    if (!next || !ops || !red || !failed || !C->reads) { *err = FA_ENOMEM; goto done; }
-    for (int64_t i = 0; i < t->nrec && C->work > 0; i++) {
+    if (!ops || !red || !failed || !C->reads) *err = FA_ENOMEM;
+    for (int64_t i = 0; i < t->nrec && C->work > 0 && !*err; i++) {
         if (!is_scalar_rec(&t->rec[i])) continue;
+        if ((*err = chain_extend(&W, i, i + MAXP + WIN))) goto done;
+        const int64_t *next = W.next;
         int64_t nx = next[i];
         int found = 0;
         run R = {0};
@@ -577,7 +606,7 @@ static int64_t find_runs(ctx *C, run **out, int *err)
         }
         if (!found) continue;
         if ((*err = keep_run(&R, &best))) goto done;
-        const int64_t Po = outer_period(next, &best);
+        const int64_t Po = outer_period(C, &best);
         if (Po > best.P && C->work > 0) {
             R.ops = ops; R.red = red;
             if (try_period(C, i, Po, &R, failed) == TRY_FOUND && R.T * R.P > best.T * best.P) {
@@ -595,7 +624,7 @@ static int64_t find_runs(ctx *C, run **out, int *err)
         i += best.T * best.P - 1;
     }
 done:
-    free(next);
+    chain_close(&W);
     free(ops);
     free(red);
     free(failed);
