@@ -82,6 +82,11 @@ static int is_scalar_rec(const fa_rec *p)
 
 static int arity(int op) { return fa_op_table[op].kind == FA_KIND_UNARY ? 1 : 2; }
 
+/* A record's flags but a guard's outcome: what must repeat from iteration to iteration.
+ * Guard outcomes may vary (a rolled run keeps one guard per iteration with its own
+ * outcome); only a LOOP record needs them equal, see uniform_guards. */
+#define SHAPE(p) ((p)->flags & ~FA_TRUE)
+
 /* ---- slot bookkeeping ------------------------------------------------------------- */
 
 /* first k with rslot[k] >= s */
@@ -267,7 +272,7 @@ static int iteration_matches(ctx *C, run *R, int64_t j)
     for (int64_t q = 0; q < R->P; q++) {
         const fa_rec *p0 = &base[q], *p = &base[j * R->P + q];
         C->work--;
-        if (p->op != p0->op || p->flags != p0->flags || !is_scalar_rec(p)) return 0;
+        if (p->op != p0->op || SHAPE(p) != SHAPE(p0) || !is_scalar_rec(p)) return 0;
         const int na = fa_op_table[p->op].kind == FA_KIND_UNARY ? 1 : 2;
         for (int k = 0; k < na; k++) {
             opnd o, *want = &R->ops[2 * q + k];
@@ -308,7 +313,7 @@ static int iteration_shifted(ctx *C, const run *R, int64_t j)
     C->work -= P;
     for (int64_t q = 0; q < P; q++) {
         const int32_t dr = cur[q].r - prev[q].r;
-        if (cur[q].op != prev[q].op || cur[q].flags != prev[q].flags
+        if (cur[q].op != prev[q].op || SHAPE(&cur[q]) != SHAPE(&prev[q])
             || dr != prev[q].r - pp[q].r || dr != pp[q].r - p3[q].r)
             return 0;
         const int na = arity(cur[q].op);
@@ -408,12 +413,12 @@ static int validate(ctx *C, run *R, int check_uses)
  * op, so the candidates skip most repeats of an op inside one loop body. */
 #define WIN 2
 
-/* the key of record i: op and flags; a record no run can hold gets a key of its own */
+/* the key of record i: op and flags (SHAPE); a record no run can hold gets a key of its own */
 static uint64_t rec_key(const fa_tape *t, int64_t i)
 {
     const fa_rec *p = &t->rec[i];
     if (!is_scalar_rec(p)) return ~(uint64_t)i;
-    return (uint64_t)p->op | ((uint64_t)p->flags << 8);
+    return (uint64_t)p->op | ((uint64_t)SHAPE(p) << 8);
 }
 
 typedef struct { uint64_t h; int64_t last; } window_slot;
@@ -492,17 +497,35 @@ static int chain_extend(chain *W, int64_t from, int64_t to)
     return FA_OK;
 }
 
-/* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags?  (cheap, first) */
+/* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags (SHAPE)?  (cheap, first) */
 static int same_keys(const fa_tape *t, int64_t i, int64_t P)
 {
     for (int64_t q = 0; q < P; q++) {
         const fa_rec *a = &t->rec[i + q], *b = &t->rec[i + P + q];
-        if (a->op != b->op || a->flags != b->flags) return 0;
+        if (a->op != b->op || SHAPE(a) != SHAPE(b)) return 0;
     }
     return 1;
 }
 
 enum { TRY_NEXT = 0, TRY_FOUND = 1, TRY_STOP = 2 };
+
+/* Have iteration j's guards the outcomes of iteration 0's?  (a LOOP record keeps one
+ * outcome per body guard, loop.h) */
+static int same_outcomes(const fa_tape *t, const run *R, int64_t j)
+{
+    const fa_rec *base = &t->rec[R->start], *it = base + j * R->P;
+    for (int64_t q = 0; q < R->P; q++)
+        if (it[q].flags != base[q].flags) return 0;
+    return 1;
+}
+
+/* The iterations from the first of run R whose guards all have iteration 0's outcomes */
+static int64_t uniform_guards(const fa_tape *t, const run *R)
+{
+    for (int64_t j = 1; j < R->T; j++)
+        if (!same_outcomes(t, R, j)) return j;
+    return R->T;
+}
 
 /* Try period P at record i: fills R (its ops and red: the caller's scratch) and says
  * whether a run was found, the next candidate should be tried, or none at i can work. */
@@ -526,14 +549,21 @@ static int try_period(ctx *C, int64_t i, int64_t P, run *R, int32_t *failed)
     /* carried values that are not accumulations: a true recurrence, which becomes
      * one LOOP record if it is periodic long enough (its first iteration peeled) */
     const int acc = validate(C, R, 0);
-    int64_t j = 2;
-    while (i + (j + 1) * P <= t->nrec && C->work > 0
-           && ((j >= 3 && iteration_shifted(C, R, j)) || iteration_matches(C, R, j)))
+    /* a recurrence can only be a LOOP record: it ends where a guard's outcome changes */
+    int64_t j = acc || same_outcomes(t, R, 1) ? 2 : 1;
+    int outcome = j == 1;    /* stopped by an outcome, not by the structure: no memo */
+    while (j > 1 && i + (j + 1) * P <= t->nrec && C->work > 0
+           && ((j >= 3 && iteration_shifted(C, R, j)) || iteration_matches(C, R, j))) {
+        if (!acc && !same_outcomes(t, R, j)) { outcome = 1; break; }
         j++;
+    }
     R->T = j;
     if (!acc || R->T < MINT || !validate(C, R, 1)) {
+        /* a LOOP record: up to where a guard's outcome first changes (the next run starts
+         * there) */
+        if (acc) R->T = uniform_guards(t, R);
         if (R->T < MINT + 1 || P > FA_LOOP_MAXP) {
-            if (!acc) { failed[i] = (int32_t)P; return TRY_STOP; }
+            if (!acc && !outcome) { failed[i] = (int32_t)P; return TRY_STOP; }
             return TRY_NEXT;
         }
         R->loop = 1;
@@ -563,7 +593,7 @@ static int64_t outer_period(ctx *C, const run *in)
     for (int64_t m = end; m <= s + MAXP && m + WIN <= t->nrec; m++) {
         int same = 1;
         for (int k = 0; k < WIN && same; k++)
-            same = t->rec[m + k].op == t->rec[s + k].op && t->rec[m + k].flags == t->rec[s + k].flags;
+            same = t->rec[m + k].op == t->rec[s + k].op && SHAPE(&t->rec[m + k]) == SHAPE(&t->rec[s + k]);
         C->work--;
         if (same) return m - s;
     }

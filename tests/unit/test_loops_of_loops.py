@@ -250,3 +250,52 @@ def test_generated_nested_loops_agree_with_the_recorded_tape(prog):
     d = np.sin(np.arange(x.size) + 0.5).reshape(x.shape)
     close(fd.jvp(f, (x,), (d,))[1], fd.jvp(f, (x,), (d,), optimize=False)[1])
     close(fd.hvp(f, native="never")(x, d), fd.hvp(f, optimize=False, native="never")(x, d))
+
+
+# ---------------------------------------------------------------------- varying guards
+
+def count_and_sum(x):
+    """a guard whose outcome varies from iteration to iteration, the records around it the
+    same whatever the outcome (the count is a Python int)"""
+    s, n = 0.0, 0
+    for i in range(len(x)):
+        if x[i] > 0:
+            n += 1
+        s = s + x[i] * x[i]
+    return s * n
+
+
+def count_and_recur(x):
+    y, n = 0.1, 0
+    for i in range(len(x)):
+        if x[i] > 0:
+            n += 1
+        y = np.tanh(y * 0.9 + x[i])
+    return y * n
+
+
+def test_accumulation_with_varying_guard_outcomes_is_one_loop():
+    x = np.random.default_rng(3).normal(size=60)
+    o = optimized(count_and_sum, x)
+    assert o["loops"] == 1 and o["reductions"] == 1
+    assert o["guards"] == x.size                 # one guard per iteration, its own outcome
+    npos = int(np.sum(x > 0))
+    g = fd.value_and_grad(count_and_sum, native="never")
+    v, gx = g(x)
+    assert v == fd.value_and_grad(count_and_sum, optimize=False)(x)[0]
+    same(gx, 2.0 * npos * x)
+    y = x.copy()
+    k = int(np.argmax(x > 0))
+    y[k] = -y[k]                                 # one outcome flips: the guard is rechecked
+    v, gy = g(y)
+    assert g.tapes() and len(g.tapes()) == 2     # retraced
+    same(gy, 2.0 * (npos - 1) * y)
+
+
+def test_recurrence_with_varying_guard_outcomes_rolls_where_regular():
+    # a LOOP record keeps one outcome per guard: runs of 4 or more equal outcomes roll
+    x = np.concatenate([np.full(10, 0.3), -np.full(10, 0.2), np.linspace(-1, 1, 9)])
+    o = optimized(count_and_recur, x)
+    assert o["recurrences"] >= 2
+    assert o["iterations"] <= x.size
+    all_paths(count_and_recur, x)
