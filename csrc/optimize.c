@@ -14,12 +14,16 @@
  *     chain of them in one iteration, s = s + t + u) becomes one SUM / PROD / MAX / MIN
  *     reduction over [init, c_0, ..., c_{T-1}], c_j the iteration's terms combined
  *     (t_j + u_j), in the loop's order;
- *   - guards keep one scalar record per iteration, with the outcome seen while tracing.
- * A run is rolled only if it is exactly periodic: same ops and guard outcomes, operands that
+ *   - guards keep one scalar record per iteration, each with the outcome seen while
+ *     tracing (outcomes may vary between iterations; in a LOOP record they may not).
+ * A run is rolled only if it is exactly periodic: same ops and flags, operands that
  * are results of the same iteration, the previous iteration (accumulations only), or slots
  * outside the run advancing by a constant stride.  Anything else (a stride that changes, a
  * read of an element written two iterations back, a true recurrence, a partial sum used
  * elsewhere) stays as recorded.
+ *
+ * Loops of loops: the loop around a run found is tried as well (find_runs), and rolled
+ * with its inner loops unrolled in its body when it covers more.
  *
  * The pass builds a new tape through the recording API (tape.c), which evaluates each new
  * record with the replay kernels, and returns the map old slot -> new slot.
