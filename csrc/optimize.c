@@ -38,6 +38,8 @@
 #define MINT 3            /* fewest iterations worth rolling */
 #define NCAND 4           /* candidate periods tried per record */
 #define WORK_PER_REC 64   /* detection budget: comparisons per record of the tape */
+#define VEC_MIN 16        /* iterations from which an inner loop's ranged records replay
+                           * faster than the same records one by one in a LOOP record */
 
 /* operand classes inside a run */
 enum { C_EXT = 0, C_INT = 1, C_CARRY = 2 };
@@ -643,7 +645,10 @@ static int64_t find_runs(ctx *C, run **out, int *err)
         const int64_t Po = outer_period(C, &best);
         if (Po > best.P && C->work > 0) {
             R.ops = ops; R.red = red;
-            if (try_period(C, i, Po, &R, failed) == TRY_FOUND && R.T * R.P > best.T * best.P) {
+            /* a recurrence around ranged records that run long enough to be vectorized
+             * would replay slower than they do (scalar records, one at a time) */
+            if (try_period(C, i, Po, &R, failed) == TRY_FOUND && R.T * R.P > best.T * best.P
+                && (!R.loop || best.loop || best.T < VEC_MIN)) {
                 free(best.ops); free(best.red);
                 if ((*err = keep_run(&R, &best))) goto done;
             }

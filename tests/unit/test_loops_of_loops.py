@@ -299,3 +299,19 @@ def test_recurrence_with_varying_guard_outcomes_rolls_where_regular():
     assert o["recurrences"] >= 2
     assert o["iterations"] <= x.size
     all_paths(count_and_recur, x)
+
+
+def test_long_vectorizable_inner_loop_is_not_folded_into_a_loop_record():
+    # each step updates 40 state values independently (ranged records over 40 elements);
+    # the steps form a recurrence, which as one LOOP record would run those records one
+    # by one: the inner loops stay rolled on their own, one loop per step (a rotation of
+    # the inner body may carry a value and become a LOOP record of its own)
+    def f(p):
+        y = [p[k] for k in range(42)]
+        for _ in range(6):
+            y = [y[0]] + [y[i] + 0.1 * (y[i - 1] - y[i]) for i in range(1, 41)] + [y[41]]
+        return sum(v * v for v in y)
+    p = np.linspace(0.0, 1.0, 42)
+    o = optimized(f, p)
+    assert o["loops"] >= 6 and o["iterations"] >= 6 * 39
+    all_paths(f, p, cmp=close)
