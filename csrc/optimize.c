@@ -14,12 +14,16 @@
  *     chain of them in one iteration, s = s + t + u) becomes one SUM / PROD / MAX / MIN
  *     reduction over [init, c_0, ..., c_{T-1}], c_j the iteration's terms combined
  *     (t_j + u_j), in the loop's order;
- *   - guards keep one scalar record per iteration, with the outcome seen while tracing.
- * A run is rolled only if it is exactly periodic: same ops and guard outcomes, operands that
+ *   - guards keep one scalar record per iteration, each with the outcome seen while
+ *     tracing (outcomes may vary between iterations; in a LOOP record they may not).
+ * A run is rolled only if it is exactly periodic: same ops and flags, operands that
  * are results of the same iteration, the previous iteration (accumulations only), or slots
  * outside the run advancing by a constant stride.  Anything else (a stride that changes, a
  * read of an element written two iterations back, a true recurrence, a partial sum used
  * elsewhere) stays as recorded.
+ *
+ * Loops of loops: the loop around a run found is tried as well (find_runs), and rolled
+ * with its inner loops unrolled in its body when it covers more.
  *
  * The pass builds a new tape through the recording API (tape.c), which evaluates each new
  * record with the replay kernels, and returns the map old slot -> new slot.
@@ -34,6 +38,8 @@
 #define MINT 3            /* fewest iterations worth rolling */
 #define NCAND 4           /* candidate periods tried per record */
 #define WORK_PER_REC 64   /* detection budget: comparisons per record of the tape */
+#define VEC_MIN 16        /* iterations from which an inner loop's ranged records replay
+                           * faster than the same records one by one in a LOOP record */
 
 /* operand classes inside a run */
 enum { C_EXT = 0, C_INT = 1, C_CARRY = 2 };
@@ -67,6 +73,9 @@ typedef struct {
     int32_t *rindex;     /* slot -> index among the results (-1: none), when the tape is
                           * mostly scalar (then it costs little); else NULL: binary search */
     int64_t work;        /* detection budget left */
+    const int32_t *keep; /* the slots the caller reads (they count as used at the end) */
+    int64_t nkeep;
+    int uses;            /* rlast filled (scan_uses): only a candidate accumulation needs it */
     int64_t *reads;      /* scratch of validate: MAXP counts */
 } ctx;
 
@@ -78,6 +87,11 @@ static int is_scalar_rec(const fa_rec *p)
 }
 
 static int arity(int op) { return fa_op_table[op].kind == FA_KIND_UNARY ? 1 : 2; }
+
+/* A record's flags but a guard's outcome: what must repeat from iteration to iteration.
+ * Guard outcomes may vary (a rolled run keeps one guard per iteration with its own
+ * outcome); only a LOOP record needs them equal, see uniform_guards. */
+#define SHAPE(p) ((p)->flags & ~FA_TRUE)
 
 /* ---- slot bookkeeping ------------------------------------------------------------- */
 
@@ -131,22 +145,19 @@ static void linalg_sizes(const fa_rec *p, int64_t *na, int64_t *nb)
     *nb = p->op == FA_SOLVE || p->op == FA_TRSOLVE ? (int64_t)e->r * e->a : 0;
 }
 
-/* The scalar results and their last uses; the outputs count as used at the end. */
-static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
+/* The scalar results (at most one per record). */
+static int scan_slots(ctx *C)
 {
     const fa_tape *t = C->t;
-    int64_t n = 0;
-    for (int64_t i = 0; i < t->nrec; i++) n += scalar_result(&t->rec[i]);
+    const int64_t n = t->nrec;
     size_t cap = (size_t)(n ? n : 1);
     C->rslot = (int32_t *)malloc(cap * sizeof(int32_t));
     C->rrec = (int64_t *)malloc(cap * sizeof(int64_t));
-    C->rlast = (int64_t *)malloc(cap * sizeof(int64_t));
-    if (!C->rslot || !C->rrec || !C->rlast) return FA_ENOMEM;
-    for (int64_t i = 0; i < t->nrec; i++)
+    if (!C->rslot || !C->rrec) return FA_ENOMEM;
+    for (int64_t i = 0; i < n; i++)
         if (scalar_result(&t->rec[i])) {
             C->rslot[C->nres] = t->rec[i].r;
-            C->rrec[C->nres] = i;
-            C->rlast[C->nres++] = -1;
+            C->rrec[C->nres++] = i;
         }
     if (t->nslot <= 4 * C->nres + 65536) {
         C->rindex = (int32_t *)malloc((size_t)(t->nslot ? t->nslot : 1) * sizeof(int32_t));
@@ -154,6 +165,20 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
         memset(C->rindex, 0xff, (size_t)t->nslot * sizeof(int32_t));     /* all -1 */
         for (int64_t k = 0; k < C->nres; k++) C->rindex[C->rslot[k]] = (int32_t)k;
     }
+    return FA_OK;
+}
+
+/* The last record reading each scalar result (rlast); the outputs count as used at the
+ * end.  Run when a candidate accumulation first needs it (a tape of recurrences only never
+ * does).  Out of memory: rlast stays NULL and every result counts as read after any run,
+ * so nothing is rolled into a reduction. */
+static void scan_uses(ctx *C)
+{
+    const fa_tape *t = C->t;
+    C->uses = 1;
+    C->rlast = (int64_t *)malloc((size_t)(C->nres ? C->nres : 1) * sizeof(int64_t));
+    if (!C->rlast) return;
+    for (int64_t k = 0; k < C->nres; k++) C->rlast[k] = -1;
     for (int64_t i = 0; i < t->nrec && C->nres; i++) {
         const fa_rec *p = &t->rec[i];
         if (p->op == FA_EXT) continue;
@@ -182,11 +207,10 @@ static int scan_slots(ctx *C, const int32_t *keep, int64_t nkeep)
         if (na) use(C, p->a, na, i);
         if (nb) use(C, p->b, nb, i);
     }
-    for (int64_t k = 0; k < nkeep; k++) {
-        int64_t j = result_index(C, keep[k]);
+    for (int64_t k = 0; k < C->nkeep; k++) {
+        int64_t j = result_index(C, C->keep[k]);
         if (j >= 0) C->rlast[j] = INT64_MAX;
     }
-    return FA_OK;
 }
 
 /* index of the first scalar result written at or after record i */
@@ -201,10 +225,11 @@ static int64_t first_result_at(const ctx *C, int64_t i)
 }
 
 /* last record reading scalar result slot s */
-static int64_t last_use(const ctx *C, int64_t s)
+static int64_t last_use(ctx *C, int64_t s)
 {
+    if (!C->uses) scan_uses(C);
     int64_t k = result_index(C, s);
-    return k < 0 ? INT64_MAX : C->rlast[k];
+    return k < 0 || !C->rlast ? INT64_MAX : C->rlast[k];
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -253,7 +278,7 @@ static int iteration_matches(ctx *C, run *R, int64_t j)
     for (int64_t q = 0; q < R->P; q++) {
         const fa_rec *p0 = &base[q], *p = &base[j * R->P + q];
         C->work--;
-        if (p->op != p0->op || p->flags != p0->flags || !is_scalar_rec(p)) return 0;
+        if (p->op != p0->op || SHAPE(p) != SHAPE(p0) || !is_scalar_rec(p)) return 0;
         const int na = fa_op_table[p->op].kind == FA_KIND_UNARY ? 1 : 2;
         for (int k = 0; k < na; k++) {
             opnd o, *want = &R->ops[2 * q + k];
@@ -271,6 +296,38 @@ static int iteration_matches(ctx *C, run *R, int64_t j)
             }
             if (o.cls != want->cls) return 0;
             if (o.cls == C_EXT ? o.s0 != want->s0 + j * want->d : o.q != want->q) return 0;
+        }
+    }
+    return 1;
+}
+
+/* Is iteration j (>= 3) iteration j-1 with every slot moved by the step it took from
+ * iteration j-2 to j-1 (results: also from j-3 to j-2)?  If iterations up to j-1 matched,
+ * every operand of iteration j then keeps its class: one reading a result of the same or
+ * the previous iteration moves as that result does (the result slots' spacing being the
+ * same over iterations j-3 .. j), an outside slot keeps its stride.  An outside slot that
+ * moves must stay below the run's first result, or it might reach a result of an earlier
+ * iteration.  A few compares per record and no lookups; a no is not final, the caller then
+ * asks iteration_matches (iteration 0's slots are often spaced differently: constants
+ * made once, in the first iteration). */
+static int iteration_shifted(ctx *C, const run *R, int64_t j)
+{
+    const int64_t P = R->P;
+    const fa_rec *cur = &C->t->rec[R->start + j * P], *prev = cur - P, *pp = prev - P;
+    const fa_rec *p3 = pp - P;
+    const int64_t lo = R->k0 < C->nres ? C->rslot[R->k0] : INT64_MAX;
+    C->work -= P;
+    for (int64_t q = 0; q < P; q++) {
+        const int32_t dr = cur[q].r - prev[q].r;
+        if (cur[q].op != prev[q].op || SHAPE(&cur[q]) != SHAPE(&prev[q])
+            || dr != prev[q].r - pp[q].r || dr != pp[q].r - p3[q].r)
+            return 0;
+        const int na = arity(cur[q].op);
+        for (int k = 0; k < na; k++) {
+            const int64_t s = k ? cur[q].b : cur[q].a, s1 = k ? prev[q].b : prev[q].a;
+            const int64_t d = s - s1;
+            if (d != s1 - (k ? pp[q].b : pp[q].a)) return 0;
+            if (d && R->ops[2 * q + k].cls == C_EXT && s >= lo) return 0;
         }
     }
     return 1;
@@ -310,7 +367,7 @@ static int64_t chain_next(run *R, const fa_rec *base, int64_t cur, int op)
 /* Can the run be rolled?  Every carried value must be an accumulation: a chain of records
  * of one reduction op, head reading the end's previous value, each link read by the next
  * one only, and no partial value read after the run (the end's last value excepted). */
-static int validate(const ctx *C, run *R, int check_uses)
+static int validate(ctx *C, run *R, int check_uses)
 {
     const int64_t P = R->P, end = R->start + R->T * P;
     const fa_rec *base = &C->t->rec[R->start];
@@ -353,43 +410,214 @@ static int validate(const ctx *C, run *R, int check_uses)
     return ok;
 }
 
-/* next[i]: the next record with the same op and flags (or -1) */
-static int64_t *next_same(const fa_tape *t)
+/* ---- candidate periods ------------------------------------------------------------ */
+
+/* Records compared together when looking for a period: a candidate period P at record i is
+ * a distance to a later record whose WIN records have the same ops and flags as the WIN
+ * from i.  WIN = 2 keeps every run of T >= 3 iterations findable (its windows repeat at
+ * distance P whenever 2 <= (T-1) P), while a window is already much rarer than a single
+ * op, so the candidates skip most repeats of an op inside one loop body. */
+#define WIN 2
+
+/* the key of record i: op and flags (SHAPE); a record no run can hold gets a key of its own */
+static uint64_t rec_key(const fa_tape *t, int64_t i)
 {
-    int64_t *next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
-    /* keyed by op and the flags a finished, unswept tape has (ranged, guard outcome): a
-     * small table, cheap to clear for every tape; any other flag bits only merge keys,
-     * and same_keys compares the whole op and flags */
-    int64_t *last = (int64_t *)malloc(4096 * sizeof(int64_t));
-    if (!next || !last) { free(next); free(last); return NULL; }
-    for (int k = 0; k < 4096; k++) last[k] = -1;
-    for (int64_t i = t->nrec - 1; i >= 0; i--) {
-        const int key = t->rec[i].op | ((t->rec[i].flags & 0x0F) << 8);
-        next[i] = last[key];
-        last[key] = i;
-    }
-    free(last);
-    return next;
+    const fa_rec *p = &t->rec[i];
+    if (!is_scalar_rec(p)) return ~(uint64_t)i;
+    return (uint64_t)p->op | ((uint64_t)SHAPE(p) << 8);
 }
 
-/* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags?  (cheap, first) */
+typedef struct { uint64_t h; int64_t last; } window_slot;
+
+/* the table's slot for hash x (its own, or the empty one where it goes) */
+static size_t window_find(const window_slot *tab, size_t cap, uint64_t x)
+{
+    size_t b = (size_t)x & (cap - 1);
+    while (tab[b].last >= 0 && tab[b].h != x) b = (b + 1) & (cap - 1);
+    return b;
+}
+
+/* The window chain, built forwards and lazily: next[i] is the next record whose window
+ * hashes like record i's (or -1), known for every record the chain has passed (`front`)
+ * and whose next one is before `front`.  The search needs next[] only up to MAXP records
+ * past the record it tries, so the chain stops there, and a run found is skipped whole:
+ * a tape that is one long loop hashes the first MAXP records, not all of them.  Equal
+ * hashes of different windows only add a candidate that same_keys rejects.  The table of
+ * the last record seen per hash is sized by the number of different windows (a loop has
+ * few: it stays in L1), doubled when half full. */
+typedef struct {
+    const fa_tape *t;
+    int64_t *next;
+    window_slot *tab;
+    size_t cap, used;
+    int64_t front;
+} chain;
+
+static uint64_t window_hash(const fa_tape *t, int64_t i)
+{
+    uint64_t x = 0;
+    for (int k = 0; k < WIN; k++)
+        x = (x ^ (i + k < t->nrec ? rec_key(t, i + k) : 0)) * 0x9E3779B97F4A7C15ull;
+    return x ^ (x >> 29);
+}
+
+static int chain_open(chain *W, const fa_tape *t)
+{
+    memset(W, 0, sizeof *W);
+    W->t = t;
+    W->cap = 256;
+    W->next = (int64_t *)malloc((size_t)(t->nrec ? t->nrec : 1) * sizeof(int64_t));
+    W->tab = (window_slot *)malloc(W->cap * sizeof(window_slot));
+    if (!W->next || !W->tab) return FA_ENOMEM;
+    for (size_t b = 0; b < W->cap; b++) W->tab[b].last = -1;
+    return FA_OK;
+}
+
+static void chain_close(chain *W) { free(W->next); free(W->tab); }
+
+/* Extend the chain to the records before `to` (from `from` on, if it is behind that). */
+static int chain_extend(chain *W, int64_t from, int64_t to)
+{
+    if (to > W->t->nrec) to = W->t->nrec;
+    if (W->front < from) W->front = from;       /* records skipped: never tried again */
+    for (int64_t i = W->front; i < to; i++) {
+        const uint64_t x = window_hash(W->t, i);
+        size_t b = window_find(W->tab, W->cap, x);
+        if (W->tab[b].last < 0 && ++W->used > W->cap / 2) {
+            window_slot *big = (window_slot *)malloc(2 * W->cap * sizeof(window_slot));
+            if (!big) return FA_ENOMEM;
+            for (size_t k = 0; k < 2 * W->cap; k++) big[k].last = -1;
+            for (size_t k = 0; k < W->cap; k++)
+                if (W->tab[k].last >= 0) big[window_find(big, 2 * W->cap, W->tab[k].h)] = W->tab[k];
+            free(W->tab);
+            W->tab = big;
+            W->cap *= 2;
+            b = window_find(W->tab, W->cap, x);
+        }
+        if (W->tab[b].last >= 0) W->next[W->tab[b].last] = i;
+        W->tab[b].h = x;
+        W->tab[b].last = i;
+        W->next[i] = -1;
+    }
+    if (W->front < to) W->front = to;
+    return FA_OK;
+}
+
+/* Do records [i, i+P) and [i+P, i+2P) have the same ops and flags (SHAPE)?  (cheap, first) */
 static int same_keys(const fa_tape *t, int64_t i, int64_t P)
 {
     for (int64_t q = 0; q < P; q++) {
         const fa_rec *a = &t->rec[i + q], *b = &t->rec[i + P + q];
-        if (a->op != b->op || a->flags != b->flags) return 0;
+        if (a->op != b->op || SHAPE(a) != SHAPE(b)) return 0;
     }
     return 1;
 }
 
-/* Find the runs, in order; returns their number or an error. */
+enum { TRY_NEXT = 0, TRY_FOUND = 1, TRY_STOP = 2 };
+
+/* Have iteration j's guards the outcomes of iteration 0's?  (a LOOP record keeps one
+ * outcome per body guard, loop.h) */
+static int same_outcomes(const fa_tape *t, const run *R, int64_t j)
+{
+    const fa_rec *base = &t->rec[R->start], *it = base + j * R->P;
+    for (int64_t q = 0; q < R->P; q++)
+        if (it[q].flags != base[q].flags) return 0;
+    return 1;
+}
+
+/* The iterations from the first of run R whose guards all have iteration 0's outcomes */
+static int64_t uniform_guards(const fa_tape *t, const run *R)
+{
+    for (int64_t j = 1; j < R->T; j++)
+        if (!same_outcomes(t, R, j)) return j;
+    return R->T;
+}
+
+/* Try period P at record i: fills R (its ops and red: the caller's scratch) and says
+ * whether a run was found, the next candidate should be tried, or none at i can work. */
+static int try_period(ctx *C, int64_t i, int64_t P, run *R, int32_t *failed)
+{
+    const fa_tape *t = C->t;
+    opnd *ops = R->ops;
+    int32_t *red = R->red;
+    memset(R, 0, sizeof *R);
+    R->start = i; R->P = P; R->ops = ops; R->red = red;
+    if (i + MINT * P > t->nrec) return TRY_STOP;       /* longer periods do not fit either */
+    /* a structural failure at period P fails at its multiples too: stop at i */
+    if (i >= P && failed[i - P] == P) { failed[i] = (int32_t)P; return TRY_STOP; }
+    C->work -= 1;
+    if (!same_keys(t, i, P)) return TRY_NEXT;
+    R->k0 = first_result_at(C, i);
+    for (int64_t q = i; q < i + P; q++) R->pr += scalar_result(&t->rec[q]);
+    /* the operand classes are known after iteration 1: check the carried values'
+     * structure before extending, so a recurrence costs two iterations, not T */
+    if (!iteration_matches(C, R, 1)) return TRY_NEXT;
+    /* carried values that are not accumulations: a true recurrence, which becomes
+     * one LOOP record if it is periodic long enough (its first iteration peeled) */
+    const int acc = validate(C, R, 0);
+    /* a recurrence can only be a LOOP record: it ends where a guard's outcome changes */
+    int64_t j = acc || same_outcomes(t, R, 1) ? 2 : 1;
+    int outcome = j == 1;    /* stopped by an outcome, not by the structure: no memo */
+    while (j > 1 && i + (j + 1) * P <= t->nrec && C->work > 0
+           && ((j >= 3 && iteration_shifted(C, R, j)) || iteration_matches(C, R, j))) {
+        if (!acc && !same_outcomes(t, R, j)) { outcome = 1; break; }
+        j++;
+    }
+    R->T = j;
+    if (!acc || R->T < MINT || !validate(C, R, 1)) {
+        /* a LOOP record: up to where a guard's outcome first changes (the next run starts
+         * there) */
+        if (acc) R->T = uniform_guards(t, R);
+        if (R->T < MINT + 1 || P > FA_LOOP_MAXP) {
+            if (!acc && !outcome) { failed[i] = (int32_t)P; return TRY_STOP; }
+            return TRY_NEXT;
+        }
+        R->loop = 1;
+    }
+    return TRY_FOUND;
+}
+
+/* R, its ops and red in fresh memory (R's own are scratch) */
+static int keep_run(const run *R, run *out)
+{
+    *out = *R;
+    out->ops = (opnd *)malloc((size_t)(2 * R->P) * sizeof(opnd));
+    out->red = (int32_t *)malloc((size_t)(3 * R->P) * sizeof(int32_t));
+    if (!out->ops || !out->red) { free(out->ops); free(out->red); return FA_ENOMEM; }
+    memcpy(out->ops, R->ops, (size_t)(2 * R->P) * sizeof(opnd));
+    memcpy(out->red, R->red, (size_t)(3 * R->P) * sizeof(int32_t));
+    return FA_OK;
+}
+
+/* The period of the loop around the run `in` (a loop of loops): the distance from its
+ * start to the first record at or after its end whose window has the start's records --
+ * the same inner loop in the outer loop's next iteration.  0: none within MAXP. */
+static int64_t outer_period(ctx *C, const run *in)
+{
+    const fa_tape *t = C->t;
+    const int64_t s = in->start, end = s + in->T * in->P;
+    for (int64_t m = end; m <= s + MAXP && m + WIN <= t->nrec; m++) {
+        int same = 1;
+        for (int k = 0; k < WIN && same; k++)
+            same = t->rec[m + k].op == t->rec[s + k].op && SHAPE(&t->rec[m + k]) == SHAPE(&t->rec[s + k]);
+        C->work--;
+        if (same) return m - s;
+    }
+    return 0;
+}
+
+/* Find the runs, in order; returns their number or an error.  At each record the
+ * candidate periods are tried nearest first and the first that makes a run is taken;
+ * then the loop around it, if there is one that repeats the run's whole stretch, is tried
+ * as well, and the one covering more records wins (loops of loops: the outer loop, its
+ * inner loops unrolled in its body, when the body fits in MAXP records). */
 static int64_t find_runs(ctx *C, run **out, int *err)
 {
     const fa_tape *t = C->t;
     int64_t nruns = 0, cap = 0;
-    run *runs = NULL;
-    *err = FA_OK;
-    int64_t *next = next_same(t);
+    run *runs = NULL, best;
+    chain W;
+    *err = chain_open(&W, t);
     opnd *ops = (opnd *)malloc(2 * MAXP * sizeof(opnd));
     int32_t *red = (int32_t *)malloc(3 * MAXP * sizeof(int32_t));
     /* failed[i] = P: a run from record i with period P repeated its records but carried a
@@ -398,54 +626,44 @@ static int64_t find_runs(ctx *C, run **out, int *err)
      * iteration later and is not tried again: a recurrence costs O(P) per iteration. */
     int32_t *failed = (int32_t *)calloc((size_t)(t->nrec ? t->nrec : 1), sizeof(int32_t));
     C->reads = (int64_t *)malloc(MAXP * sizeof(int64_t));
-    if (!next || !ops || !red || !failed || !C->reads) { *err = FA_ENOMEM; goto done; }
-    for (int64_t i = 0; i < t->nrec && C->work > 0; i++) {
+    if (!ops || !red || !failed || !C->reads) *err = FA_ENOMEM;
+    for (int64_t i = 0; i < t->nrec && C->work > 0 && !*err; i++) {
         if (!is_scalar_rec(&t->rec[i])) continue;
+        if ((*err = chain_extend(&W, i, i + MAXP + WIN))) goto done;
+        const int64_t *next = W.next;
         int64_t nx = next[i];
+        int found = 0;
+        run R = {0};
+        R.ops = ops; R.red = red;
         for (int c = 0; c < NCAND && nx >= 0 && nx - i <= MAXP; c++, nx = next[nx]) {
-            run R = {i, nx - i, 0, 0, 0, ops, NULL};
-            if (i + MINT * R.P > t->nrec) break;
-            R.k0 = first_result_at(C, i);
-            for (int64_t q = i; q < i + R.P; q++) R.pr += scalar_result(&t->rec[q]);
-            R.red = red;
-            /* a structural failure at period P fails at its multiples too: stop at i */
-            if (i >= R.P && failed[i - R.P] == R.P) { failed[i] = (int32_t)R.P; break; }
-            if (!same_keys(t, i, R.P)) continue;
-            /* the operand classes are known after iteration 1: check the carried values'
-             * structure before extending, so a recurrence costs two iterations, not T */
-            if (!iteration_matches(C, &R, 1)) continue;
-            /* carried values that are not accumulations: a true recurrence, which becomes
-             * one LOOP record if it is periodic long enough (its first iteration peeled) */
-            const int acc = validate(C, &R, 0);
-            if (!acc && R.P > FA_LOOP_MAXP) { failed[i] = (int32_t)R.P; break; }
-            int64_t j = 2;
-            while (i + (j + 1) * R.P <= t->nrec && C->work > 0 && iteration_matches(C, &R, j)) j++;
-            R.T = j;
-            if (!acc || R.T < MINT || !validate(C, &R, 1)) {
-                if (R.T < MINT + 1 || R.P > FA_LOOP_MAXP) {
-                    if (!acc) { failed[i] = (int32_t)R.P; break; }
-                    continue;
-                }
-                R.loop = 1;
-            }
-            R.ops = (opnd *)malloc((size_t)(2 * R.P) * sizeof(opnd));
-            R.red = (int32_t *)malloc((size_t)(3 * R.P) * sizeof(int32_t));
-            if (!R.ops || !R.red) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
-            memcpy(R.ops, ops, (size_t)(2 * R.P) * sizeof(opnd));
-            memcpy(R.red, red, (size_t)(3 * R.P) * sizeof(int32_t));
-            if (nruns == cap) {
-                cap = cap ? 2 * cap : 16;
-                run *nr = (run *)realloc(runs, (size_t)cap * sizeof(run));
-                if (!nr) { free(R.ops); free(R.red); *err = FA_ENOMEM; goto done; }
-                runs = nr;
-            }
-            runs[nruns++] = R;
-            i += R.T * R.P - 1;
-            break;
+            const int how = try_period(C, i, nx - i, &R, failed);
+            if (how == TRY_STOP) break;
+            if (how == TRY_FOUND) { found = 1; break; }
         }
+        if (!found) continue;
+        if ((*err = keep_run(&R, &best))) goto done;
+        const int64_t Po = outer_period(C, &best);
+        if (Po > best.P && C->work > 0) {
+            R.ops = ops; R.red = red;
+            /* a recurrence around ranged records that run long enough to be vectorized
+             * would replay slower than they do (scalar records, one at a time) */
+            if (try_period(C, i, Po, &R, failed) == TRY_FOUND && R.T * R.P > best.T * best.P
+                && (!R.loop || best.loop || best.T < VEC_MIN)) {
+                free(best.ops); free(best.red);
+                if ((*err = keep_run(&R, &best))) goto done;
+            }
+        }
+        if (nruns == cap) {
+            cap = cap ? 2 * cap : 16;
+            run *nr = (run *)realloc(runs, (size_t)cap * sizeof(run));
+            if (!nr) { free(best.ops); free(best.red); *err = FA_ENOMEM; goto done; }
+            runs = nr;
+        }
+        runs[nruns++] = best;
+        i += best.T * best.P - 1;
     }
 done:
-    free(next);
+    chain_close(&W);
     free(ops);
     free(red);
     free(failed);
@@ -858,12 +1076,12 @@ int fa_optimize(const fa_tape *t, const int32_t *keep, int64_t nkeep, fa_tape **
     memset(st, 0, sizeof *st);
     if (t->ncb) return FA_OK;          /* callbacks: Python rules, left as recorded */
     int64_t nscalar = 0;
-    for (int64_t i = 0; i < t->nrec; i++) nscalar += is_scalar_rec(&t->rec[i]);
+    for (int64_t i = 0; i < t->nrec && nscalar < MINT; i++) nscalar += is_scalar_rec(&t->rec[i]);
     if (nscalar < MINT) return FA_OK;  /* a vectorized tape: nothing a loop could have made */
-    ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, NULL};
+    ctx C = {t, NULL, NULL, NULL, 0, NULL, WORK_PER_REC * t->nrec + 4096, keep, nkeep, 0, NULL};
     run *runs = NULL;
     int64_t nruns = 0;
-    int err = scan_slots(&C, keep, nkeep);
+    int err = scan_slots(&C);
     if (err) goto done;
     nruns = find_runs(&C, &runs, &err);
     if (err || nruns == 0) goto done;

@@ -200,8 +200,9 @@ def test_changing_strides_stay_correct():
 @pytest.mark.parametrize("order", ["rows", "columns"])
 def test_nested_loops_over_a_2d_array(order):
     """A recurrence through a 2-D array by rows (one stride throughout: one LOOP record over
-    everything) and by columns (the stride jumps at each column: a LOOP record per column,
-    the outer loop around them left unrolled)."""
+    everything) and by columns (the stride jumps at each column: the outer loop is the one
+    rolled, one LOOP record over the columns whose body is a whole column -- a loop of
+    loops, docs/design.md, "Loops of loops")."""
     A = np.cos(np.arange(48.0)).reshape(8, 6)
 
     def f(a):
@@ -213,7 +214,9 @@ def test_nested_loops_over_a_2d_array(order):
                 y = np.tanh(y + (a[i, j] if order == "rows" else a[j, i])) * 0.9
         return y
     _, o = optimized(f, A)
-    assert o["recurrences"] == (1 if order == "rows" else A.shape[1])
+    assert o["recurrences"] == 1
+    assert o["iterations"] == (A.size if order == "rows" else A.shape[1])
+    assert o["rolled_records"] == o["records_before"]         # every record in the loop
     same(fd.grad(f)(A), fd.grad(f, optimize=False)(A))
     d = np.sin(np.arange(48.0)).reshape(8, 6)
     same(fd.hvp(f)(A, d), fd.hvp(f, optimize=False)(A, d))
