@@ -171,7 +171,7 @@ extern fa_vec_loop fa_vec_loops[FA_NUM_OPS];
 /* Below this many elements the plain loop is as fast as the call. */
 #define FA_VEC_MIN 16
 
-static int fa_fwd_vec(const fa_rec *p, double *v)
+static inline int fa_fwd_vec(const fa_rec *p, double *v)
 {
     const fa_vec_loop L = fa_vec_loops[p->op];
     const int64_t n = p[1].r;
