@@ -29,14 +29,29 @@
 #ifndef FASTAD_HVP_LANES_H
 #define FASTAD_HVP_LANES_H
 
+#include <string.h>
 #include "lanes.h"
 
 typedef struct { double v, d; } fa_dual;
 
+/* FA_AZ's absolute-zero product, branch-free: the product with its bits cleared when a
+ * factor is 0 -- the same value (+0.0 then, x * y otherwise, NaN and inf included), but no
+ * conditional, so GCC vectorizes the element loops below (it does not if-convert FA_AZ's
+ * `?:` on doubles unless told -fno-trapping-math). */
+static inline __attribute__((always_inline)) double fa_hv_az(double x, double y)
+{
+    double p = x * y;
+    uint64_t bits;
+    memcpy(&bits, &p, sizeof bits);
+    bits &= -(uint64_t)((x != 0.0) & (y != 0.0));
+    memcpy(&p, &bits, sizeof p);
+    return p;
+}
+
 /* One second-order adjoint term: AZMUL(w, f_a)'s tangent, AZ(wd, f_a) + AZ(w, f_a'). */
 static inline __attribute__((always_inline)) double fa_hv_term(fa_dual d, double w, double wd)
 {
-    return FA_AZ(wd, d.v) + FA_AZ(w, d.d);
+    return fa_hv_az(wd, d.v) + fa_hv_az(w, d.d);
 }
 
 /* op applied to dual numbers: its value rule, and its tangent rule (fa_tan's arithmetic).
@@ -46,10 +61,10 @@ static inline __attribute__((always_inline)) fa_dual fa_dual_op(int op, fa_dual 
     switch (op) {
 #define FA_DQ1(N, S, V, DA) case FA_##N: { \
         const double a = x.v; const double r = (V); (void)r; \
-        return (fa_dual){r, FA_AZ(x.d, (DA))}; }
+        return (fa_dual){r, fa_hv_az(x.d, (DA))}; }
 #define FA_DQ2(N, S, V, DA, DB) case FA_##N: { \
         const double a = x.v, b = y.v; const double r = (V); (void)r; \
-        return (fa_dual){r, FA_AZ(x.d, (DA)) + FA_AZ(y.d, (DB))}; }
+        return (fa_dual){r, fa_hv_az(x.d, (DA)) + fa_hv_az(y.d, (DB))}; }
     FA_UNARY_OPS(FA_DQ1)
     FA_BINARY_OPS(FA_DQ2)
 #undef FA_DQ1
@@ -194,46 +209,122 @@ void fa_hv_rev_scalar(const fa_rec *p, const double *v, double *g, double *const
     }
 }
 
-/* A ranged elementwise record, all K lanes: one loop per lane and stride pattern (FA_LOOP),
- * a broadcast operand summing its terms in a register as fa_rev_ranged does. */
-FA_CLONES static void fa_hv_rev_ranged(const fa_rec *p, const double *v, const double *g,
+/* elements per chunk of a ranged record: the adjoint and every lane sweep one chunk before
+ * the next, so the values and adjoints of a chunk are read from memory once for all lanes */
+#define FA_HV_CHUNK 256
+/* most lanes one sweep carries */
+#define FA_HV_MAXK 16
+
+/* The chunk of an operand as a contiguous array: src itself (stride 1), or buf filled with
+ * src[0] (stride 0, a broadcast slot). */
+static inline const double *fa_hv_chunk(double *buf, const double *src, int64_t s, int64_t m)
+{
+    if (s) return src;
+    for (int64_t k = 0; k < m; k++) buf[k] = src[0];
+    return buf;
+}
+
+/* Each operand's chunk of values (and of the lane's tangents) is a contiguous array (a
+ * broadcast slot is first repeated into a buffer), so one loop per op computes the partials (or their derivatives)
+ * whatever the operands' strides: a quarter of the code of a loop per stride pattern,
+ * for the three CPU levels the ranged kernels are compiled for. */
+FA_CLONES static void fa_hv_partials(int op, const double *A, const double *B, const double *R,
+                           int64_t m, double *da, double *db)
+{
+    switch (op) {
+#define FA_HP1(N, S, V, DA) case FA_##N: \
+        for (int64_t k = 0; k < m; k++) { const fa_dual a = {A[k], 0.0}, r = {R[k], 0.0}; \
+                                          (void)a; (void)r; da[k] = (DA).v; } return;
+#define FA_HP2(N, S, V, DA, DB) case FA_##N: \
+        for (int64_t k = 0; k < m; k++) { const fa_dual a = {A[k], 0.0}, b = {B[k], 0.0}, \
+                                          r = {R[k], 0.0}; (void)a; (void)b; (void)r; \
+                                          da[k] = (DA).v; db[k] = (DB).v; } return;
+    FA_UNARY_OPS(FA_HP1)
+    FA_BINARY_OPS(FA_HP2)
+#undef FA_HP1
+#undef FA_HP2
+    default:
+        return;
+    }
+}
+
+/* dda[k], ddb[k]: the derivatives of the partials in the direction (TA, TB, TR) */
+FA_CLONES static void fa_hv_dpartials(int op, const double *A, const double *B, const double *R,
+                            const double *TA, const double *TB, const double *TR, int64_t m,
+                            double *dda, double *ddb)
+{
+    switch (op) {
+#define FA_HP1(N, S, V, DA) case FA_##N: \
+        for (int64_t k = 0; k < m; k++) { const fa_dual a = {A[k], TA[k]}, r = {R[k], TR[k]}; \
+                                          (void)a; (void)r; dda[k] = (DA).d; } return;
+#define FA_HP2(N, S, V, DA, DB) case FA_##N: \
+        for (int64_t k = 0; k < m; k++) { const fa_dual a = {A[k], TA[k]}, b = {B[k], TB[k]}, \
+                                          r = {R[k], TR[k]}; (void)a; (void)b; (void)r; \
+                                          dda[k] = (DA).d; ddb[k] = (DB).d; } return;
+    FA_UNARY_OPS(FA_HP1)
+    FA_BINARY_OPS(FA_HP2)
+#undef FA_HP1
+#undef FA_HP2
+    default:
+        return;
+    }
+}
+
+/* dst[k] += AZ(w[k], d[k]) (+ AZ(w2[k], d2[k]) when w2) over a chunk, or their sum into
+ * *acc for a broadcast operand (stride 0) */
+static inline void fa_hv_apply(double *dst, int64_t s, const double *w, const double *d,
+                               const double *w2, const double *d2, int64_t m, double *acc)
+{
+    double t = 0.0;
+    if (s && w2)  for (int64_t k = 0; k < m; k++) dst[k] += fa_hv_az(w[k], d[k]) + fa_hv_az(w2[k], d2[k]);
+    else if (s)   for (int64_t k = 0; k < m; k++) dst[k] += fa_hv_az(w[k], d[k]);
+    else if (w2)  for (int64_t k = 0; k < m; k++) t += fa_hv_az(w[k], d[k]) + fa_hv_az(w2[k], d2[k]);
+    else          for (int64_t k = 0; k < m; k++) t += fa_hv_az(w[k], d[k]);
+    if (!s) *acc += t;
+}
+
+/* A ranged elementwise record: the adjoint g (fa_rev_ranged's arithmetic: a's terms, then
+ * b's, a broadcast operand summing its terms in a register) and all K lanes, chunk by
+ * chunk, so a chunk's values and adjoints are read from memory once for all lanes.  The
+ * lanes read g[r] only, which no record writes now.  (Against one pass over the whole
+ * record, operands whose ranges overlap may get their terms in another order.) */
+FA_CLONES static void fa_hv_rev_ranged(const fa_rec *p, const double *v, double *g,
                                        double *const *tl, double *const *gl, int K)
 {
     FA_RANGE(p);
-    const int pa_ = (p->flags & FA_A_PASSIVE) != 0, pb_ = (p->flags & FA_B_PASSIVE) != 0;
-    switch (p->op) {
-#define FA_HR1(N, S, V, DA) case FA_##N: \
-        if (pa_) return; \
-        for (int l = 0; l < K; l++) { \
-            const double *T = tl[l]; double *G = gl[l]; double acc = 0.0; \
-            FA_LOOP({ (void)kb; const fa_dual a = {v[ia + ka], T[ia + ka]}, \
-                      r = {v[ir + k], T[ir + k]}; (void)a; (void)r; \
-                      const double c_ = FA_HV_TERM((DA), g[ir + k], G[ir + k]); \
-                      if (sa) G[ia + ka] += c_; else acc += c_; }) \
-            if (!sa) G[ia] += acc; } \
-        return;
-#define FA_HR2(N, S, V, DA, DB) case FA_##N: \
-        for (int l = 0; l < K; l++) { \
-            const double *T = tl[l]; double *G = gl[l]; double acc_a = 0.0, acc_b = 0.0; \
-            if (!pa_) { \
-                FA_LOOP({ const fa_dual a = {v[ia + ka], T[ia + ka]}, b = {v[ib + kb], T[ib + kb]}, \
-                          r = {v[ir + k], T[ir + k]}; (void)a; (void)b; (void)r; \
-                          const double c_ = FA_HV_TERM((DA), g[ir + k], G[ir + k]); \
-                          if (sa) G[ia + ka] += c_; else acc_a += c_; }) } \
-            if (!pb_) { \
-                FA_LOOP({ const fa_dual a = {v[ia + ka], T[ia + ka]}, b = {v[ib + kb], T[ib + kb]}, \
-                          r = {v[ir + k], T[ir + k]}; (void)a; (void)b; (void)r; \
-                          const double c_ = FA_HV_TERM((DB), g[ir + k], G[ir + k]); \
-                          if (sb) G[ib + kb] += c_; else acc_b += c_; }) } \
-            if (!sa && !pa_) G[ia] += acc_a; \
-            if (!sb && !pb_) G[ib] += acc_b; } \
-        return;
-    FA_UNARY_OPS(FA_HR1)
-    FA_BINARY_OPS(FA_HR2)
-#undef FA_HR1
-#undef FA_HR2
-    default:
-        return;
+    const int pa_ = (p->flags & FA_A_PASSIVE) != 0;
+    const int binary = fa_lane_binary(p->op);
+    const int pb_ = !binary || (p->flags & FA_B_PASSIVE) != 0;
+    const int64_t ib_ = binary ? ib : ia, sb_ = binary ? sb : sa;  /* unary: b is not an operand */
+    double acc_a = 0.0, acc_b = 0.0, la[FA_HV_MAXK] = {0}, lb[FA_HV_MAXK] = {0};
+    double A[FA_HV_CHUNK], B[FA_HV_CHUNK], TA[FA_HV_CHUNK], TB[FA_HV_CHUNK];
+    double da[FA_HV_CHUNK], db[FA_HV_CHUNK], dda[FA_HV_CHUNK], ddb[FA_HV_CHUNK];
+    if (K > FA_HV_MAXK) K = FA_HV_MAXK;     /* the caller never passes more */
+    if (pa_ && pb_) return;
+    for (int64_t c0 = 0; c0 < n; c0 += FA_HV_CHUNK) {
+        const int64_t m = n - c0 < FA_HV_CHUNK ? n - c0 : FA_HV_CHUNK;
+        const int64_t oa = ia + (sa ? c0 : 0), ob = ib_ + (sb_ ? c0 : 0), orr = ir + c0;
+        const double *Ap = fa_hv_chunk(A, v + oa, sa, m), *Bp = fa_hv_chunk(B, v + ob, sb_, m);
+        fa_hv_partials(p->op, Ap, Bp, v + orr, m, da, db);
+        if (!pa_) fa_hv_apply(g + oa, sa, g + orr, da, NULL, NULL, m, &acc_a);
+        if (!pb_) fa_hv_apply(g + ob, sb_, g + orr, db, NULL, NULL, m, &acc_b);
+        for (int l = 0; l < K; l++) {
+            const double *T = tl[l];
+            double *G = gl[l];
+            const double *TAp = fa_hv_chunk(TA, T + oa, sa, m), *TBp = fa_hv_chunk(TB, T + ob, sb_, m);
+            fa_hv_dpartials(p->op, Ap, Bp, v + orr, TAp, TBp, T + orr, m, dda, ddb);
+            if (!pa_) fa_hv_apply(G + oa, sa, G + orr, da, g + orr, dda, m, &la[l]);
+            if (!pb_) fa_hv_apply(G + ob, sb_, G + orr, db, g + orr, ddb, m, &lb[l]);
+        }
+    }
+    /* broadcast operands: their summed terms, once */
+    if (!sa && !pa_) {
+        g[ia] += acc_a;
+        for (int l = 0; l < K; l++) gl[l][ia] += la[l];
+    }
+    if (!sb_ && !pb_) {
+        g[ib_] += acc_b;
+        for (int l = 0; l < K; l++) gl[l][ib_] += lb[l];
     }
 }
 
@@ -381,7 +472,6 @@ static void fa_hv_reverse(const fa_tape *t, int64_t hi, const double *v, double 
         if (fa_lane_elementwise(op)) {
             if (ranged) {
                 fa_hv_rev_ranged(p, v, g, tl, gl, K);
-                rev1(&view, v, g);
             } else {
                 fa_hv_rev_scalar(p, v, g, tl, gl, K);
             }

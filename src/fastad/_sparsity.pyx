@@ -1127,6 +1127,8 @@ def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
 # ----------------------------------- Hessians: forward over reverse on f's own tape
 
 cdef extern from "hvp_lanes.h" nogil:
+    enum:
+        FA_HV_MAXK
     int64_t fa_hv_slots(const fa_tape *t, int64_t hi)
     ctypedef int (*fa_hv_rev1_fn)(const fa_tape *t, const double *v, double *adj) noexcept nogil
     void fa_hv_reverse(const fa_tape *t, int64_t hi, const double *v, double *g,
@@ -1177,7 +1179,7 @@ def hessian_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
     ncols = check_sweep_args(t, x, col, colours, ncol, no_outs, False)
     if not (nin <= nslots <= t.nslot and 0 <= fslot < nslots and 0 <= hi <= t.nrec):
         raise ValueError("fastad internal error: hessian_lanes arguments do not match the tape")
-    K = min(max(ncol, 1), LANE_MAX, max(LANE_BUDGET // max(2 * nslots, 1), 1))
+    K = min(max(ncol, 1), LANE_MAX, FA_HV_MAXK, max(LANE_BUDGET // max(2 * nslots, 1), 1))
     if tangents is None or tangents.busy or adjoints is None or adjoints.busy:
         tangents, adjoints = Lanes(), Lanes()     # a concurrent call: lanes of its own
     tbuf = tangents.take(K * nslots)

@@ -234,3 +234,16 @@ def test_generated_programs_equal_dense_and_old_path(prog):
     assert_close_to_old(new, old)
     has_prod = any(s[0] == "prod" for s in prog[1])
     assert uses_lanes(H) or has_prod
+
+
+def test_linear_and_trivial_functions():
+    """No colours (a zero Hessian), and f an input itself: the gradient and zeros."""
+    x = np.array([0.5, -1.0, 2.0])
+    for f, grad in ((lambda x: np.sum(3.0 * x) + 1.0, [3.0, 3.0, 3.0]),
+                    (lambda x: x[1], [0.0, 1.0, 0.0])):
+        H = sparse.SparseHessian(f)
+        for _ in range(2):
+            g, data, _ = H.values(x)
+            np.testing.assert_array_equal(g, grad)
+            assert not data.any()
+        assert H(x).toarray().shape == (3, 3) and not H(x).toarray().any()
