@@ -38,8 +38,10 @@ __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_h
 DENSE_FRACTION = 0.25
 #: most index entries a pattern computation may hold (4 bytes each): 2 GB by default
 MAX_ENTRIES = 1 << 29
-#: Hessians by forward over reverse on f's own tape (False: tangent sweeps over the
-#: recorded gradient, the path before; both agree to rounding, docs/sparse.md)
+#: Hessians by forward over reverse on f's own tape: True where it pays (tapes with at
+#: least as many ranged elements as scalar records, measured in docs/sparse.md),
+#: "always", or False (tangent sweeps over the recorded gradient, the path before; all
+#: agree to rounding)
 FOR_HESSIAN = True
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
 MAX_COLOUR_WORK = 1 << 28
@@ -553,12 +555,24 @@ def _hessian_route(e, plan):
     the recorded gradient, with the reason in info()."""
     if "hv" not in plan:
         slots, op = _sparsity.hv_check(e.tape, e.hi)
-        plan["hv"] = slots
+        plan["hv_slots"] = slots
         plan["hv_lanes"] = (_sparsity.Lanes(), _sparsity.Lanes()) if slots >= 0 else None
         plan["hv_note"] = "" if slots >= 0 else (
             "tangent sweeps over the recorded gradient: "
             + (f"a {NAME.get(op, op)!s} record has no second-order lane rule" if op >= 0
                else "the tape's records do not end where f's do"))
+        scalar, ranged = _sparsity.lane_work(e.tape)
+        plan["hv_pays"] = ranged >= scalar
+        plan["hv"] = slots
+    slots = plan["hv_slots"]
+    route = FOR_HESSIAN == "always" or (FOR_HESSIAN and plan["hv_pays"])
+    plan["hv"] = slots if (route and slots >= 0) else -1
+    if slots >= 0 and not route:
+        plan["hv_note"] = ("tangent sweeps over the recorded gradient: " +
+                           ("measured faster on tapes of scalar records" if FOR_HESSIAN
+                            else "fastad.sparse.FOR_HESSIAN is False"))
+    elif slots >= 0:
+        plan["hv_note"] = ""
     return plan["hv"]
 
 
@@ -568,7 +582,7 @@ def _sweeps(e, plan, x):
     together as tangent lanes in one pass over the tape where that pays
     (`_sparsity.compressed_lanes`, bit for bit the same values), else one sweep per
     colour."""
-    if e.hi is not None and FOR_HESSIAN and _hessian_route(e, plan) >= 0:
+    if e.hi is not None and _hessian_route(e, plan) >= 0:
         tl, gl = plan["hv_lanes"]
         return _sparsity.hessian_lanes(e.tape, x, e.col, plan["colours"], plan["ncolours"],
                                        e.hi, e.fslot, plan["hv"], tl, gl)
