@@ -4,7 +4,11 @@ the formulations of test_bench_sparse.py.  CPU time (`time.thread_time`) rather 
 time, so that a machine shared with other work still gives comparable ratios (caches and
 memory bandwidth are still shared: rerun on a quiet machine with benchmarks/sparse_table.py).
 
-    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/sparse_cpu.py
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src taskset -c 1 python benchmarks/sparse_cpu.py [repeats]
+
+Each repeat prints the table again (medians of 40 calls each); the last row of a repeat is
+the sparse Hessian by the recorded-gradient path (`fastad.sparse.FOR_HESSIAN = False`,
+the path before forward over reverse on f's tape), for comparison.
 """
 import os
 import sys
@@ -13,6 +17,7 @@ import time
 import numpy as np
 
 import fastad as fd
+from fastad import sparse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -30,7 +35,7 @@ def cpu_ms(f, rounds=40):
     return float(np.median(ts)) * 1e3
 
 
-def main():
+def main(repeats=1):
     import casadi as ca
     x = ca.SX.sym("x", N)
     hess, _ = ca.hessian(ca.sum1(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x)
@@ -40,13 +45,27 @@ def main():
     g2, J = fd.grad(lambda x: 0.5 * np.sum(banded(x) ** 2)), fd.jacobian(banded, sparse=True)
     assert abs(H(X) - FH(X).sparse()).max() < 1e-8 * abs(H(X)).max()
     assert abs(J(X) - FJ(X).sparse()).max() < 1e-10 * abs(J(X)).max()
-    print(f"n = {N}; CPU ms per call (medians of 40)")
-    print("| problem | fastad gradient | fastad sparse | ratio | CasADi sparse |")
-    print("|---|---|---|---|---|")
-    for name, grad, S, F in (("Rosenbrock Hessian", g, H, FH), ("banded Jacobian", g2, J, FJ)):
-        a, b, c = cpu_ms(lambda: grad(X)), cpu_ms(lambda: S(X)), cpu_ms(lambda: F(X))  # noqa: B023 (called in this iteration)
-        print(f"| {name} | {a:.3g} | {b:.3g} | {b / a:.1f}x | {c:.3g} |")
+    H_old = fd.hessian(rosen, sparse=True)
+
+    def old_path():
+        sparse.FOR_HESSIAN = False
+        try:
+            return H_old(X)
+        finally:
+            sparse.FOR_HESSIAN = True
+    assert abs(old_path() - H(X)).max() <= 1e-13 * abs(H(X)).max()
+    for _ in range(repeats):
+        print(f"n = {N}; CPU ms per call (medians of 40)")
+        print("| problem | fastad gradient | fastad sparse | ratio | CasADi sparse |")
+        print("|---|---|---|---|---|")
+        for name, grad, S, F in (("Rosenbrock Hessian", g, H, FH),
+                                 ("banded Jacobian", g2, J, FJ),
+                                 ("Rosenbrock Hessian, recorded-gradient path", g, old_path,
+                                  FH)):
+            a, c = cpu_ms(lambda: grad(X)), cpu_ms(lambda: F(X))  # noqa: B023 (called in this iteration)
+            b = cpu_ms(lambda: S() if S is old_path else S(X))  # noqa: B023
+            print(f"| {name} | {a:.3g} | {b:.3g} | {b / a:.1f}x | {c:.3g} |")
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

@@ -117,6 +117,10 @@ def _jvp_of_jvp(f, i, n):         # forward over a recorded jvp: row i, by n tan
     return lambda x: np.array([fd.jvp(inner, (x,), (_e(j, n),))[1] for j in range(n)])
 
 
+def _dense_of(S):
+    return lambda x: S(x).toarray()
+
+
 PATHS = [
     Path("grad (reverse sweep)", 1, _grad),
     Path("value_and_grad", 1, _value_and_grad),
@@ -142,6 +146,9 @@ PATHS = [
     Path("grad (native code)", 1, lambda f: fd.grad(f, native="always")),
     Path("jacfwd (native tangent sweep)", 1, lambda f: fd.jacfwd(f, native="always")),
     Path("hessian (native code)", 2, lambda f: fd.hessian(f, native="always")),
+    # sparse Hessians (docs/sparse.md): forward over reverse on f's own tape, lane rules
+    # of csrc/hvp_lanes.h (or the recorded gradient's tangent sweeps for other records)
+    Path("hessian(sparse=True)", 2, lambda f: _dense_of(fd.hessian(f, sparse=True))),
     # the batched sweep of vmap (docs/scale.md), one point per row
     Path("vmap(grad) (batched sweep)", 1, lambda f: (lambda x: fd.vmap(fd.grad(f))(x[None])[0])),
 ]

@@ -1122,3 +1122,118 @@ def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
         tape.release(w)
         lanes.busy = False
     return vals, Barr
+
+
+# ----------------------------------- Hessians: forward over reverse on f's own tape
+
+cdef extern from "hvp_lanes.h" nogil:
+    enum:
+        FA_HV_MAXK
+    int64_t fa_hv_slots(const fa_tape *t, int64_t hi)
+    ctypedef int (*fa_hv_rev1_fn)(const fa_tape *t, const double *v, double *adj) noexcept nogil
+    void fa_hv_reverse(const fa_tape *t, int64_t hi, const double *v, double *g,
+                       double **tl, double **gl, int K, fa_hv_rev1_fn rev1)
+
+
+def hv_check(Tape tape, int64_t hi):
+    """(slots, op): can `hessian_lanes` sweep records [0, hi) of this tape?  slots >= 0:
+    yes, and every slot those records use is below it; else op is the code of the first
+    record without a second-order lane rule (csrc/hvp_lanes.h), or -1."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t s
+    if not 0 <= hi <= t.nrec:
+        return -1, -1
+    s = fa_hv_slots(t, hi)
+    if s >= 0:
+        return s, -1
+    return -1, (t.rec[-2 - s].op if s <= -2 else -1)
+
+
+def hessian_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
+                  const int32_t[::1] colours, int64_t ncol, int64_t hi, int64_t fslot,
+                  int64_t nslots, Lanes tangents=None, Lanes adjoints=None):
+    """B = H S (columns x ncol) and the gradient, by forward over reverse on records [0, hi)
+    of the tape (f's own records, not its recorded gradient): one forward sweep carrying up
+    to LANE_MAX colours as tangent lanes (seeded with the colours' indicator vectors), one
+    reverse sweep carrying the adjoint and as many second-order adjoint lanes
+    (csrc/hvp_lanes.h).  `nslots` is hv_check's count; `fslot` f's output slot.
+    `tangents` / `adjoints` keep the lane memory between calls (the adjoint lanes are left
+    zero on every slot a later call reads).  Returns (gradient, B) or None when a guard
+    fails (the caller retraces)."""
+    cdef const fa_tape *t = tape.c
+    cdef int64_t nin = t.nin, ncols, i, g0, c, K, kk
+    cdef int rc = 0, l
+    cdef int64_t failed
+    cdef Work *w
+    cdef cnp.ndarray Barr, grad
+    cdef double[:, ::1] B
+    cdef double[::1] gv
+    cdef double *tbuf
+    cdef double *gbuf
+    cdef double *tl[LANE_MAX]
+    cdef double *gl[LANE_MAX]
+    cdef double da[FA_LANE_CHUNK]
+    cdef double db[FA_LANE_CHUNK]
+    cdef fa_tape view
+    cdef const int64_t[::1] no_outs = np.zeros(0, dtype=np.int64)
+    ncols = check_sweep_args(t, x, col, colours, ncol, no_outs, False)
+    if not (nin <= nslots <= t.nslot and 0 <= fslot < nslots and 0 <= hi <= t.nrec):
+        raise ValueError("fastad internal error: hessian_lanes arguments do not match the tape")
+    K = min(max(ncol, 1), LANE_MAX, FA_HV_MAXK, max(LANE_BUDGET // max(2 * nslots, 1), 1))
+    if tangents is None or tangents.busy or adjoints is None or adjoints.busy:
+        tangents, adjoints = Lanes(), Lanes()     # a concurrent call: lanes of its own
+    tbuf = tangents.take(K * nslots)
+    gbuf = adjoints.take((K + 1) * nslots)
+    tangents.busy = adjoints.busy = True
+    Barr = np.zeros((ncols, ncol))
+    B = Barr
+    grad = np.zeros(ncols)
+    gv = grad
+    view = t[0]
+    view.nrec = hi
+    view.fused = NULL       # the lanes read every value: records one by one
+    view.native = NULL
+    w = tape.acquire()
+    try:
+        if nin:
+            memcpy(w.val, &x[0], <size_t>nin * sizeof(double))
+        with nogil:
+            failed = sweep_forward(&view, w.val)
+        if failed == -2:
+            tape.raise_pending()
+        if failed >= 0:
+            return None
+        for g0 in range(0, ncol if ncol else 1, K):
+            kk = min(K, ncol - g0)
+            with nogil:
+                for l in range(kk):
+                    tl[l] = tbuf + l * nslots
+                    gl[l] = gbuf + (l + 1) * nslots
+                    memset(tl[l], 0, <size_t>nin * sizeof(double))
+                for i in range(nin):
+                    if col[i] >= 0:
+                        c = colours[col[i]] - g0
+                        if 0 <= c < kk:
+                            tl[c][i] = 1.0
+                rc = lane_sweep(&view, w.val, tl, <int>kk, da, db)
+                if rc == 0:
+                    gbuf[fslot] += 1.0
+                    fa_hv_reverse(&view, hi, w.val, gbuf, tl, gl, <int>kk,
+                                  sweep_reverse_seeded)
+                    for i in range(nin):
+                        if col[i] >= 0:
+                            gv[col[i]] = gbuf[i]
+                            for l in range(kk):
+                                B[col[i], g0 + l] = gl[l][i]
+                # the next call finds zeros: results were cleared by their records
+                memset(gbuf, 0, <size_t>nin * sizeof(double))
+                gbuf[fslot] = 0.0
+                for l in range(kk):
+                    memset(gl[l], 0, <size_t>nin * sizeof(double))
+                    gl[l][fslot] = 0.0
+            if rc:
+                tape.raise_pending()
+    finally:
+        tape.release(w)
+        tangents.busy = adjoints.busy = False
+    return grad, Barr

@@ -38,6 +38,11 @@ __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_h
 DENSE_FRACTION = 0.25
 #: most index entries a pattern computation may hold (4 bytes each): 2 GB by default
 MAX_ENTRIES = 1 << 29
+#: Hessians by forward over reverse on f's own tape: True where it pays (tapes with at
+#: least as many ranged elements as scalar records, measured in docs/sparse.md),
+#: "always", or False (tangent sweeps over the recorded gradient, the path before; all
+#: agree to rounding)
+FOR_HESSIAN = True
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
 MAX_COLOUR_WORK = 1 << 28
 _MAX_TAPES = 8
@@ -544,10 +549,43 @@ def _use_lanes(e, plan):
     return scalar >= ranged
 
 
+def _hessian_route(e, plan):
+    """Forward over reverse on f's own records (`_sparsity.hessian_lanes`) when every one
+    of them has a second-order lane rule (csrc/hvp_lanes.h); else the tangent sweeps over
+    the recorded gradient, with the reason in info()."""
+    if "hv" not in plan:
+        slots, op = _sparsity.hv_check(e.tape, e.hi)
+        plan["hv_slots"] = slots
+        plan["hv_lanes"] = (_sparsity.Lanes(), _sparsity.Lanes()) if slots >= 0 else None
+        plan["hv_note"] = "" if slots >= 0 else (
+            "tangent sweeps over the recorded gradient: "
+            + (f"a {NAME.get(op, op)!s} record has no second-order lane rule" if op >= 0
+               else "the tape's records do not end where f's do"))
+        scalar, ranged = _sparsity.lane_work(e.tape)
+        plan["hv_pays"] = ranged >= scalar
+        plan["hv"] = slots
+    slots = plan["hv_slots"]
+    route = FOR_HESSIAN == "always" or (FOR_HESSIAN and plan["hv_pays"])
+    plan["hv"] = slots if (route and slots >= 0) else -1
+    if slots >= 0 and not route:
+        plan["hv_note"] = ("tangent sweeps over the recorded gradient: " +
+                           ("measured faster on tapes of scalar records" if FOR_HESSIAN
+                            else "fastad.sparse.FOR_HESSIAN is False"))
+    elif slots >= 0:
+        plan["hv_note"] = ""
+    return plan["hv"]
+
+
 def _sweeps(e, plan, x):
-    """The compressed sweeps of one call: all column colours carried together as tangent
-    lanes in one pass over the tape where that pays (`_sparsity.compressed_lanes`, bit
-    for bit the same values), else one sweep per colour."""
+    """The compressed sweeps of one call: for a Hessian, forward over reverse on f's own
+    tape where its records allow (`_hessian_route`); else all column colours carried
+    together as tangent lanes in one pass over the tape where that pays
+    (`_sparsity.compressed_lanes`, bit for bit the same values), else one sweep per
+    colour."""
+    if e.hi is not None and _hessian_route(e, plan) >= 0:
+        tl, gl = plan["hv_lanes"]
+        return _sparsity.hessian_lanes(e.tape, x, e.col, plan["colours"], plan["ncolours"],
+                                       e.hi, e.fslot, plan["hv"], tl, gl)
     if not plan["reverse"]:
         if "lanes" not in plan:
             plan["lanes"] = _sparsity.Lanes() if _use_lanes(e, plan) else None
@@ -575,10 +613,14 @@ def _info(prog, e, what):
         "colours": int(plan["ncolours"]),
         "colouring": ("dense" if plan["dense"] else
                       "star" if what == "hessian" else "distance-2"),
-        "direction": ("forward over reverse (Hessian-vector products)" if what == "hessian"
+        "direction": (("forward over reverse on f's tape (second-order adjoint lanes)"
+                       if plan.get("hv", -1) >= 0 else
+                       "forward over reverse (tangent sweeps over the recorded gradient)")
+                      if what == "hessian"
                       else "reverse (rows)" if plan["reverse"] else "forward (columns)"),
         "sweeps_per_call": int(plan["ncolours"]),
-        "dense_fallback": bool(plan["dense"]), "note": plan["note"],
+        "dense_fallback": bool(plan["dense"]),
+        "note": "; ".join(m for m in (plan["note"], plan.get("hv_note", "")) if m),
         "tape_records": len(e.tape),
         "pattern_seconds": e.stats.get("pattern_seconds"),
         "colouring_seconds": plan.get("colouring_seconds"),
