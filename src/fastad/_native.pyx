@@ -35,6 +35,9 @@ cdef extern from "native_abi.h" nogil:
         void *tan
         void *rev
         int fused
+        void *fwd_x
+        void *rev_x
+        void *vg_x
     const fa_native *fa_native_get(const fa_tape *t)
     void fa_native_set(fa_tape *t, fa_native *n)
 
@@ -125,6 +128,12 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     # code that runs the fused chains as planned marks itself (_codegen.generate): its
     # reverse sweep then needs only the adjoints fa_fused_zero zeroes
     n.fused = symbol(h, b"fastad_fused") != NULL
+    # in-place sweeps (docs/native.md, "Inputs read in place"): both, or neither
+    n.fwd_x = symbol(h, b"fastad_fwd_x") if fwd and rev else NULL
+    n.rev_x = symbol(h, b"fastad_rev_x") if fwd and rev else NULL
+    n.vg_x = symbol(h, b"fastad_vg_x") if fwd and rev else NULL
+    if n.fwd_x == NULL or n.rev_x == NULL or not n.fused:
+        n.fwd_x = n.rev_x = n.vg_x = NULL
     if (fwd and n.fwd == NULL) or (tan and n.tan == NULL) or (rev and n.rev == NULL):
         free(n)
         raise OSError(f"{path} lacks a sweep function it should have")
