@@ -45,6 +45,9 @@ cdef enum:
     # (about 100 ns), so small tapes are swept with the GIL held.  Counted in slots, not
     # records: every element of a ranged (or rolled) record has one, so they measure work.
     NOGIL_MIN_SLOTS = 2000
+    # Inputs read in place (read_inplace) from this many elements: below it the copies
+    # cost nanoseconds, and a small call skips even the check for in-place code
+    INPLACE_MIN = 1024
     # argument kinds
     STATIC = 0
     SCALAR_IN = 1
@@ -389,11 +392,15 @@ cdef int run_reverse(Tape tape, Work *w, int32_t out) except -1:
 # in place").  The caller's array is only read, and only during the call; the gradient is
 # a new array, never tape memory.
 
-cdef const double *read_inplace(Compiled c, Signature sig, Tape tape, tuple args,
-                                tuple argnums) except? NULL:
-    """The caller's input array's data when this grad call can run in place, else NULL."""
+cdef inline const double *read_inplace(Compiled c, Signature sig, Tape tape, tuple args,
+                                       tuple argnums) noexcept:
+    """The caller's input array's data when this grad call can run in place, else NULL.
+    (Nothing here can raise: type tests, a tuple's length and items, C fields.)"""
     cdef cnp.ndarray arr
-    if sig.inplace_arg < 0 or not has_inplace(tape.c):      # the common case: one test
+    # the common cases first, in C alone: several arguments, a small array, or no native
+    # code (read with the GIL held, which native code is installed under: _native.install)
+    if (sig.inplace_arg < 0 or tape.c.nin < INPLACE_MIN or tape.c.native == NULL
+            or not has_inplace(tape.c)):
         return NULL
     if (type(c.mode) is not Grad or tape.meta is not None or len(argnums) != 1
             or argnums[0] != sig.inplace_arg or tape.output_slot < tape.c.nin
