@@ -622,17 +622,24 @@ static void chain_rev(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
 
 void fa_fused_zero(const fa_tape *t, double *adj)
 {
+    fa_fused_zero_from(t, adj, 0);
+}
+
+void fa_fused_zero_from(const fa_tape *t, double *adj, int64_t from)
+{
     const fa_fuse_plan *P = (const fa_fuse_plan *)t->fused;
+    if (from < 0) from = 0;
+    if (from >= t->nslot) return;
     if (!P || P->nrec != t->nrec || !P->nc) {
-        memset(adj, 0, (size_t)t->nslot * sizeof(double));
+        memset(adj + from, 0, (size_t)(t->nslot - from) * sizeof(double));
         return;
     }
-    int64_t s = 0;                       /* members are sorted by result slot */
+    int64_t s = from;                    /* members are sorted by result slot */
     for (int64_t j = 0; j < P->nmem; j++) {
         const fmem *q = &P->m[j];
         if (q->live || q->kind == K_SUM) continue;
         if (q->r > s) memset(adj + s, 0, (size_t)(q->r - s) * sizeof(double));
-        s = q->r + q->rlen;
+        if (q->r + q->rlen > s) s = q->r + q->rlen;
     }
     if (t->nslot > s) memset(adj + s, 0, (size_t)(t->nslot - s) * sizeof(double));
 }

@@ -55,6 +55,8 @@ void fa_fused_reverse(const fa_tape *t, const double *v, double *adj);
  * keep in their tile buffers (on a tape of 10^6-element chains, most of the slots).  Only
  * for a sweep that follows the plan (the interpreter's, or native code of fused chains). */
 void fa_fused_zero(const fa_tape *t, double *adj);
+/* the same from slot `from` on (the in-place reverse sweep: docs/native.md) */
+void fa_fused_zero_from(const fa_tape *t, double *adj, int64_t from);
 
 /* The chains, for the native tier and for tests: chain c covers records [first, end) and
  * `live` (an array of the chain's member count) says which member results are written. */

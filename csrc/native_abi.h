@@ -17,6 +17,17 @@
 typedef int64_t (*fa_native_fwd_fn)(double *v, const int32_t *ix, fa_native_vec_fn vec);
 typedef void (*fa_native_tan_fn)(const double *v, double *t, const int32_t *ix);
 typedef void (*fa_native_rev_fn)(const double *v, double *g, const int32_t *ix);
+/* The same sweeps reading the inputs' values from x[0..nin) instead of v[0..nin), and
+ * adding their adjoints to gx[0..nin) instead of g[0..nin) (docs/native.md, "Inputs read
+ * in place"): generated only for tapes whose input slots no other record reads. */
+typedef int64_t (*fa_native_fwd_x_fn)(double *v, const int32_t *ix, fa_native_vec_fn vec,
+                                      const double *x);
+typedef void (*fa_native_rev_x_fn)(const double *v, double *g, const int32_t *ix,
+                                   const double *x, double *gx);
+/* Both in one pass, for a tape that is one fused chain ending in its SUM (no guard): the
+ * values of fa_native_fwd_x and the adjoints of fa_native_rev_x, bit for bit. */
+typedef void (*fa_native_vg_x_fn)(double *v, double *g, const int32_t *ix, const double *x,
+                                  double *gx);
 
 typedef struct {
     fa_native_fwd_fn fwd;   /* each NULL when not generated: that sweep stays interpreted */
@@ -30,6 +41,9 @@ typedef struct {
                                  * _codegen.assigned_loops), nassigned of them: they need no
                                  * zeroing, and no seed may lie there */
     int64_t nassigned;
+    fa_native_fwd_x_fn fwd_x;   /* both or neither (NULL): the in-place sweeps */
+    fa_native_rev_x_fn rev_x;
+    fa_native_vg_x_fn vg_x;     /* NULL unless fwd_x and rev_x are set */
 } fa_native;
 
 static inline const fa_native *fa_native_get(const fa_tape *t)

@@ -23,7 +23,7 @@ from fastad._tape import op_table
 from fastad import _codegen_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 12
+GENERATOR_VERSION = 13
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -666,7 +666,9 @@ def _attr(loop):
     return "FA_LOOPFN" if loop else "FA_NOINLINE"
 
 
-def _fwd_functions(recs, prefix, vec, ix_expr, over=None):
+def _fwd_functions(recs, prefix, vec, ix_expr, over=None, inplace=False):
+    """Chunked functions of the forward sweep; `inplace`: each takes the inputs' array x
+    too (in-place code, inplace_ok)."""
     items = [_over_item(over[p.i]) if over and p.i in over else (fwd_stmt(p, vec, ix_expr),
                                                                   _own_function(p))
              for p in recs]
@@ -675,12 +677,15 @@ def _fwd_functions(recs, prefix, vec, ix_expr, over=None):
     out, calls = [], []
     for c, (body, loop) in enumerate(_chunks(items)):
         q = _restrict(loop)
+        x_param = f", const double *{q} x" if inplace else ""
         out.append(f"{_attr(loop)} static int64_t {prefix}fwd_{c}(double *{q} v, "
                    f"const int32_t *{q} ix"
-                   f"{vec_param})\n"
-                   "{\n    (void)v; (void)ix;" + (" (void)vec;" if vec else "") + "\n    "
+                   f"{vec_param}{x_param})\n"
+                   "{\n    (void)v; (void)ix;" + (" (void)vec;" if vec else "")
+                   + (" (void)x;" if inplace else "") + "\n    "
                    + "\n    ".join(body) + "\n    return -1;\n}\n")
-        calls.append(f"    if ((r = {prefix}fwd_{c}(v, ix{vec_arg})) >= 0) return r;")
+        calls.append(f"    if ((r = {prefix}fwd_{c}(v, ix{vec_arg}{', x' if inplace else ''}))"
+                     " >= 0) return r;")
     return out, calls
 
 
@@ -698,15 +703,18 @@ def _restrict(loop):
     return " restrict" if loop else ""
 
 
-def _sweep_functions(items, prefix, what, arg):
-    """Chunked functions for the tangent (in order) or reverse (reversed) sweep."""
+def _sweep_functions(items, prefix, what, arg, inplace=False):
+    """Chunked functions for the tangent (in order) or reverse (reversed) sweep;
+    `inplace` (reverse only): each takes the inputs' array x and their adjoints' gx too."""
     out, calls = [], []
     for c, (body, loop) in enumerate(_chunks(items)):
         q = _restrict(loop)
+        xs = f", const double *{q} x, double *{q} gx" if inplace else ""
         out.append(f"{_attr(loop)} static void {prefix}{what}_{c}(const double *{q} v, "
-                   f"double *{q} {arg}, const int32_t *{q} ix)\n{{\n    (void)v; (void){arg}; "
-                   "(void)ix;\n    " + "\n    ".join(body) + "\n}\n")
-        calls.append(f"    {prefix}{what}_{c}(v, {arg}, ix);")
+                   f"double *{q} {arg}, const int32_t *{q} ix{xs})\n{{\n    (void)v; "
+                   f"(void){arg}; (void)ix;{' (void)x; (void)gx;' if inplace else ''}\n    "
+                   + "\n    ".join(body) + "\n}\n")
+        calls.append(f"    {prefix}{what}_{c}(v, {arg}, ix{', x, gx' if inplace else ''});")
     return out, calls
 
 
@@ -742,9 +750,10 @@ static inline double fa_nazw(double w, double d) { return FA_LIKELY(d != 0.0) ? 
 """
 
 
-def _fused(recs, chains):
+def _fused(recs, chains, nin=0):
     """Statements of the fused chains (Tape.fused_chains(), docs/design.md "Fusion"): per
-    sweep, {record index: the chain's loop at one member, None at the others}."""
+    sweep, {record index: the chain's loop at one member, None at the others}.  nin > 0:
+    in-place code (inplace_ok), reading input slots from x and adding their adjoints to gx."""
     from fastad import _codegen_fuse as F
     over = {"fwd": {}, "tan": {}, "rev": {}}
     for c in chains:
@@ -752,34 +761,108 @@ def _fused(recs, chains):
         for w in over:
             for m in ms:
                 over[w][m.p.i] = None
-        over["fwd"][ms[0].p.i] = F.fwd(ms, "ix")
+        over["fwd"][ms[0].p.i] = F.fwd(ms, "ix", nin)
         over["tan"][ms[0].p.i] = F.tan(ms, "ix")
-        over["rev"][ms[-1].p.i] = F.rev(ms, "ix")
+        over["rev"][ms[-1].p.i] = F.rev(ms, "ix", True, nin)
     return over
 
 
-def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
+def _reads(p):
+    """(first, end) slot ranges record p reads, or None when the generator cannot say
+    which slots it reads without the tape's data (gathers, LOOP bodies, call-backs)."""
+    if p.name in ("GATHER", "LOOP") or p.name in RUNTIME_OPS:
+        return None
+    if p.name in REDUCE_OPS + ("CUMSUM",):
+        return [(p.a, p.a + p.n * p.sa)]
+    if p.kind not in ("unary", "binary", "guard"):
+        return None
+    out = []
+    for s, st in ((p.a, p.sa), (p.b, p.sb))[:1 if p.kind == "unary" else 2]:
+        out.append((s, s + p.n) if p.flags & RANGED and st else (s, s + 1))
+    return out
+
+
+def inplace_ok(recs, chains, nin):
+    """Can this tape's code read its inputs from the caller's array and add their adjoints
+    to the gradient array, instead of slots 0..nin-1 of the workspace (docs/native.md,
+    "Inputs read in place")?  Yes when the only records that read an input slot are
+    members of fused chains (whose C is written knowing which operand is an input), each
+    operand range lying wholly among the inputs or wholly outside them, and no chain
+    member is a gather (its indices are data, read at run time)."""
+    if nin <= 0 or not chains:
+        return False
+    inside = [(first, end) for first, end, _ in chains]
+    for p in recs:
+        member = any(first <= p.i < end for first, end in inside)
+        if member and p.name == "GATHER":
+            return False
+        reads = _reads(p)
+        if reads is None:
+            return False
+        for lo, hi in reads:
+            if member and lo < nin < hi:
+                return False        # a range straddling the inputs' end
+            if not member and lo < nin:
+                return False
+    return True
+
+
+def _value_and_grad(recs, chains, nin):
+    """fastad_vg_x, for in-place code whose tape is one fused chain ending in its SUM: the
+    forward and reverse sweeps in one pass over the inputs (_codegen_fuse.rev, both=True),
+    for the gradient of that SUM or of any other slot seeded in g.  A tape of one chain
+    has no guard, so no forward sweep needs to finish first.  '' for any other tape."""
+    from fastad import _codegen_fuse as F
+    if len(chains) != 1:
+        return ""
+    first, end, _ = chains[0]
+    ms = F.members(recs, chains[0])
+    if not all(first <= p.i < end for p in recs) or F._sum(ms) is None:
+        return ""
+    body = F.rev(ms, "ix", True, nin, both=True)
+    return ("FA_LOOPFN static void fa_vg_0(double *restrict v, double *restrict g, "
+            "const int32_t *restrict ix, const double *restrict x, double *restrict gx)\n"
+            "{\n    (void)v; (void)g; (void)ix; (void)x; (void)gx;\n    " + body + "\n}\n"
+            "void fastad_vg_x(double *v, double *g, const int32_t *ix, const double *x, "
+            "double *gx)\n{\n    fa_vg_0(v, g, ix, x, gx);\n}\n")
+
+
+def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=(), nin=0):
     """The C of an in-process shared object for the records `rows` (raw_records): the
     functions fastad_fwd / fastad_tan / fastad_rev of csrc/native_abi.h for the sweeps
     asked for, and the string fastad_key.  `chains`: the tape's fused chains, each
-    compiled as one loop per sweep (fastad._codegen_fuse)."""
+    compiled as one loop per sweep (fastad._codegen_fuse).  `nin`: the tape's inputs;
+    when inplace_ok, the forward and reverse sweeps are written as fastad_fwd_x and
+    fastad_rev_x, which read the inputs from an array of their own and add their adjoints
+    to another, and fastad_fwd / fastad_rev call them with the workspace's slots."""
     recs = parse(rows)
-    over = _fused(recs, chains)
+    inplace = inplace_ok(recs, chains, nin) and "fwd" in sweeps and "rev" in sweeps
+    over = _fused(recs, chains, nin if inplace else 0)
     # table loops' functions, per sweep, and the adjoints their reverse sweep writes first
     tables = _codegen_table.add(recs, over, fresh=not chains and assigning())
     parts = [preamble(), f'const char fastad_key[] = "{key}";\n', RUNTIME_TABLE]
     if chains:      # the reverse sweep reads only the adjoints fa_fused_zero zeroes
         parts.append("const int fastad_fused = 1;\n")
     if "fwd" in sweeps:
-        fns, calls = _fwd_functions(recs, "", True, "ix", over["fwd"])
+        fns, calls = _fwd_functions(recs, "", True, "ix", over["fwd"], inplace)
         parts += [tables.get("fwd", "")] + fns
-        parts.append("int64_t fastad_fwd(double *v, const int32_t *ix, fa_native_vec_fn vec)\n"
-                     "{\n    int64_t r;\n" + "\n".join(calls) + "\n    return -1;\n}\n")
+        if inplace:
+            parts.append("int64_t fastad_fwd_x(double *v, const int32_t *ix, "
+                         "fa_native_vec_fn vec, const double *x)\n"
+                         "{\n    int64_t r;\n" + "\n".join(calls) + "\n    return -1;\n}\n"
+                         "int64_t fastad_fwd(double *v, const int32_t *ix, fa_native_vec_fn vec)"
+                         "\n{\n    return fastad_fwd_x(v, ix, vec, v);\n}\n")
+        else:
+            parts.append("int64_t fastad_fwd(double *v, const int32_t *ix, "
+                         "fa_native_vec_fn vec)\n"
+                         "{\n    int64_t r;\n" + "\n".join(calls) + "\n    return -1;\n}\n")
     if "tan" in sweeps:
         fns, calls = _sweep_functions(_items(recs, tan_stmt, over=over["tan"]), "", "tan", "t")
         parts += [tables.get("tan", "")] + fns
         parts.append("void fastad_tan(const double *v, double *t, const int32_t *ix)\n{\n"
                      + "\n".join(calls) + "\n}\n")
+    if inplace:
+        parts.append(_value_and_grad(recs, chains, nin))
     if "rev" in sweeps:
         assign = None
         if not chains and assigning():
@@ -788,10 +871,16 @@ def generate(rows, key, sweeps=("fwd", "tan", "rev"), chains=()):
             if ranges:
                 parts.append(assigned_table(ranges))
         fns, calls = _sweep_functions(_items(recs[::-1], rev_stmt, True, assign,
-                                             over=over["rev"]), "", "rev", "g")
+                                             over=over["rev"]), "", "rev", "g", inplace)
         parts += [tables.get("rev", "")] + fns
-        parts.append("void fastad_rev(const double *v, double *g, const int32_t *ix)\n{\n"
-                     + "\n".join(calls) + "\n}\n")
+        if inplace:
+            parts.append("void fastad_rev_x(const double *v, double *g, const int32_t *ix, "
+                         "const double *x, double *gx)\n{\n" + "\n".join(calls) + "\n}\n"
+                         "void fastad_rev(const double *v, double *g, const int32_t *ix)\n"
+                         "{\n    fastad_rev_x(v, g, ix, v, g);\n}\n")
+        else:
+            parts.append("void fastad_rev(const double *v, double *g, const int32_t *ix)\n{\n"
+                         + "\n".join(calls) + "\n}\n")
     return "".join(parts)
 
 

@@ -74,22 +74,30 @@ def compilable(rows, chains, names):
     return True
 
 
-def _val(m, which, ms):
+def _arr(name, s, nin):
+    """The array slot s is read from: `name` ("v" values, "g" adjoints), or, for an input
+    slot of in-place code (nin > 0: _codegen.inplace_ok), the caller's input array "x" or
+    the gradient being written "gx" (docs/native.md, "Inputs read in place")."""
+    return {"v": "x", "g": "gx"}[name] if s < nin else name
+
+
+def _val(m, which, ms, nin=0):
     """C for operand `which` of member m's value at element k."""
     cls, idx, s = (m.ca, m.ia, m.p.a) if which == "a" else (m.cb, m.ib, m.p.b)
     if cls == "int":
         return f"m{idx}"
-    return f"v[{s} + k]" if cls == "ext" else f"v[{s}]"
+    v = _arr("v", s, nin)
+    return f"{v}[{s} + k]" if cls == "ext" else f"{v}[{s}]"
 
 
-def _args(m, ms):
-    a = _val(m, "a", ms)
+def _args(m, ms, nin=0):
+    a = _val(m, "a", ms, nin)
     if m.p.kind == "unary":
         return f"{a}, m{m.j}"
-    return f"{a}, {_val(m, 'b', ms)}, m{m.j}"
+    return f"{a}, {_val(m, 'b', ms, nin)}, m{m.j}"
 
 
-def _values(ms, ix, write):
+def _values(ms, ix, write, nin=0):
     """Statements computing every member's value at element k (writing live ones)."""
     out = []
     for m in ms:
@@ -99,12 +107,14 @@ def _values(ms, ix, write):
         if p.name == "GATHER":
             expr = f"v[{ix}[{p.a} + k]]"
         elif p.kind == "unary":
-            expr = f"fa_v_{p.name}({_val(m, 'a', ms)})"
+            expr = f"fa_v_{p.name}({_val(m, 'a', ms, nin)})"
         else:
-            expr = f"fa_v_{p.name}({_val(m, 'a', ms)}, {_val(m, 'b', ms)})"
+            expr = f"fa_v_{p.name}({_val(m, 'a', ms, nin)}, {_val(m, 'b', ms, nin)})"
         if m.live and not write:
             expr = f"v[{p.r} + k]"          # written by the forward sweep (either tier)
-        out.append(f"const double m{m.j} = {expr};")
+        # (void): a member nothing reads (a dead intermediate of a recorded adjoint) would
+        # be an unused variable, an error under -Werror
+        out.append(f"const double m{m.j} = {expr}; (void)m{m.j};")
         if m.live and write:
             out.append(f"v[{p.r} + k] = m{m.j};")
     return out
@@ -126,10 +136,11 @@ def _lanes(body, n, acc_term, out):
             f"{out} = fa_lanes_total(acc); }}")
 
 
-def fwd(ms, ix):
+def fwd(ms, ix, nin=0):
+    """The forward loop; nin > 0: input slots below nin are read from x (in-place code)."""
     n = ms[0].p.n
     S = _sum(ms)
-    body = _values(ms, ix, True)
+    body = _values(ms, ix, True, nin)
     if S:
         return _lanes(body, n, f"m{S.ia}", f"v[{S.p.r}]")
     return "{ " + f"for (int64_t k = 0; k < {n}; k++) {{ " + " ".join(body) + " } }"
@@ -157,7 +168,7 @@ def tan(ms, ix):
             expr = f"fa_naz({_tan_of(m, 'a')}, fa_da_{p.name}({args}))"
             if p.kind == "binary":
                 expr += f" + fa_naz({_tan_of(m, 'b')}, fa_db_{p.name}({args}))"
-        body.append(f"const double d{m.j} = {expr};")
+        body.append(f"const double d{m.j} = {expr}; (void)d{m.j};")
         if m.live:
             body.append(f"t[{p.r} + k] = d{m.j};")
     if S:
@@ -173,18 +184,22 @@ TERMS_MAX = 16
 SHORT_TILE = 64
 
 
-def rev(ms, ix, passive=True):
+def rev(ms, ix, passive=True, nin=0, both=False):
     """Reverse, tile by tile: per element, the members' adjoints in registers, last member
     first; the terms for outside ranges (and gathers) go to a tile buffer per operand and
     are added to memory after the tile's element loop, operand by operand in the order the
     interpreter's fused sweep adds them (so the element loop has no store that a later
     element reads, and vectorizes: x[1:] and x[:-1] reach the same slots); the adjoints of
     broadcast operands are summed over the loop and added after it, like the
-    interpreter's."""
+    interpreter's.  nin > 0: in-place code, whose input slots' values are read from x and
+    whose input slots' adjoints are added to gx.  both: the forward sweep too, for a chain
+    ending in its SUM (the element values it computes anyway are written where live, and
+    the SUM added in the forward sweep's lanes and order: tiles are multiples of FA_LANES,
+    so element k goes to lane k mod FA_LANES in element order)."""
     n = ms[0].p.n
     S = _sum(ms)
     pre, post, flush = [], [], []
-    body = _values(ms, ix, False)
+    body = _values(ms, ix, both, nin)
     for m in ms:
         if m.p.name == "SUM":
             continue
@@ -208,7 +223,7 @@ def rev(ms, ix, passive=True):
                 flush.append("for (int64_t kk = 0; kk < L; kk++) "
                              f"g[{ix}[{p.a} + k0 + kk]] += {e}[kk];")
             continue
-        args = _args(m, ms)
+        args = _args(m, ms, nin)
         for which, cls, idx, s, flag, d in (("a", m.ca, m.ia, p.a, A_PASSIVE, "da"),
                                              ("b", m.cb, m.ib, p.b, B_PASSIVE, "db")):
             if which == "b" and p.kind == "unary":
@@ -221,12 +236,13 @@ def rev(ms, ix, passive=True):
             elif cls == "ext":
                 e = f"e{len(flush)}"
                 body.append(f"{e}[kk] = {term};")
-                flush.append(f"for (int64_t kk = 0; kk < L; kk++) g[{s} + k0 + kk] += {e}[kk];")
+                flush.append(f"for (int64_t kk = 0; kk < L; kk++) "
+                             f"{_arr('g', s, nin)}[{s} + k0 + kk] += {e}[kk];")
             else:
                 name = f"acc_{m.j}_{which}"
                 pre.append(f"double {name} = 0.0;")
                 body.append(f"{name} += {term};")
-                post.append((m.j, which, f"g[{s}] += {name};"))
+                post.append((m.j, which, f"{_arr('g', s, nin)}[{s}] += {name};"))
     for m in ms:
         if m.live and m.p.name != "SUM":
             body.append(f"g[{m.p.r} + k] = w{m.j};")
@@ -234,8 +250,17 @@ def rev(ms, ix, passive=True):
     post.sort(key=lambda x: (-x[0], x[1]))
     tile = TILE if len(flush) <= TERMS_MAX else SHORT_TILE
     bufs = " ".join(f"double e{i}[{tile}];" for i in range(len(flush)))
-    loop = ("for (int64_t kk = 0; kk < L; kk++) { const int64_t k = k0 + kk; (void)k; "
-            + " ".join(body) + " }")
+    if both:
+        pre.append("double acc[FA_LANES] = {0.0};")
+        inner = ("{ const int64_t kk = kb + j; const int64_t k = k0 + kk; (void)k; "
+                 + " ".join(body) + f" acc[j] += m{S.ia}; }}")
+        loop = ("int64_t kb = 0; "
+                f"for (; kb + FA_LANES <= L; kb += FA_LANES) for (int j = 0; j < FA_LANES; j++) "
+                f"{inner} for (int j = 0; kb + j < L; j++) {inner}")
+        post.append((-1, "", f"v[{S.p.r}] = fa_lanes_total(acc);"))
+    else:
+        loop = ("for (int64_t kk = 0; kk < L; kk++) { const int64_t k = k0 + kk; (void)k; "
+                + " ".join(body) + " }")
     return ("{ " + " ".join(pre) + f" for (int64_t k0 = 0; k0 < {n}; k0 += {tile}) {{ "
             f"const int64_t L = {n} - k0 < {tile} ? {n} - k0 : {tile}; {bufs} {loop} "
             + " ".join(flush) + " } " + " ".join(x[2] for x in post) + " }")

@@ -37,6 +37,9 @@ cdef extern from "native_abi.h" nogil:
         int fused
         const int64_t *assigned
         int64_t nassigned
+        void *fwd_x
+        void *rev_x
+        void *vg_x
     const fa_native *fa_native_get(const fa_tape *t)
     void fa_native_set(fa_tape *t, fa_native *n)
 
@@ -133,6 +136,12 @@ def install(Tape tape, str path, bytes key, bint fwd, bint tan, bint rev):
     n.assigned = <const int64_t *>symbol(h, b"fastad_assigned") if rev else NULL
     na = <const int64_t *>symbol(h, b"fastad_nassigned")
     n.nassigned = na[0] if (n.assigned != NULL and na != NULL) else 0
+    # in-place sweeps (docs/native.md, "Inputs read in place"): both, or neither
+    n.fwd_x = symbol(h, b"fastad_fwd_x") if fwd and rev else NULL
+    n.rev_x = symbol(h, b"fastad_rev_x") if fwd and rev else NULL
+    n.vg_x = symbol(h, b"fastad_vg_x") if fwd and rev else NULL
+    if n.fwd_x == NULL or n.rev_x == NULL or not n.fused:
+        n.fwd_x = n.rev_x = n.vg_x = NULL
     if (fwd and n.fwd == NULL) or (tan and n.tan == NULL) or (rev and n.rev == NULL):
         free(n)
         raise OSError(f"{path} lacks a sweep function it should have")

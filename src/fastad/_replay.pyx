@@ -30,7 +30,8 @@ import threading
 import numpy as np
 
 from fastad._tape cimport (Tape, Work, sweep_forward, sweep_tangent, sweep_reverse,
-                           sweep_reverse_seeded)
+                           sweep_reverse_seeded, has_inplace, sweep_forward_inplace,
+                           sweep_reverse_inplace)
 from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 from fastad.errors import ComplexValueError, NonScalarOutputError
@@ -44,6 +45,9 @@ cdef enum:
     # (about 100 ns), so small tapes are swept with the GIL held.  Counted in slots, not
     # records: every element of a ranged (or rolled) record has one, so they measure work.
     NOGIL_MIN_SLOTS = 2000
+    # Inputs read in place (read_inplace) from this many elements: below it the copies
+    # cost nanoseconds, and a small call skips even the check for in-place code
+    INPLACE_MIN = 1024
     # argument kinds
     STATIC = 0
     SCALAR_IN = 1
@@ -157,6 +161,7 @@ cdef class Signature:
     cdef int64_t *dimoff
     cdef cnp.npy_intp *dims
     cdef bint fast                # no static argument: `matches` can recognise a call
+    cdef Py_ssize_t inplace_arg   # the one input argument, an array, else -1 (read_inplace)
 
     def __cinit__(self, tuple parts, Py_ssize_t nargs):
         cdef Py_ssize_t i, j, ndims = 0
@@ -199,6 +204,10 @@ cdef class Signature:
                 self.shapes.append(None)
                 self.fast = False
             self.nin += self.size[i]
+        self.inplace_arg = -1
+        for i in range(nargs):
+            if self.kind[i] == ARRAY_IN and self.size[i] == self.nin and self.nin > 0:
+                self.inplace_arg = i
 
     def __dealloc__(self):
         free(self.kind)
@@ -243,7 +252,9 @@ cdef class Signature:
                 dst[self.offset[i]] = <double>args[i]
             elif self.kind[i] == ARRAY_IN and self.size[i]:
                 arr = <cnp.ndarray>args[i]
-                if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+                # float64 in the machine's byte order, C-contiguous and aligned, or a copy
+                if (cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISCARRAY_RO(arr)
+                        or not cnp.PyArray_ISNOTSWAPPED(arr)):
                     arr = np.ascontiguousarray(arr, dtype=np.float64)
                 memcpy(dst + self.offset[i], cnp.PyArray_DATA(arr), self.size[i] * sizeof(double))
         return 0
@@ -370,6 +381,69 @@ cdef int run_reverse(Tape tape, Work *w, int32_t out) except -1:
     if rc:
         tape.raise_pending()
     return 0
+
+
+# ------------------------------------------------------------------------ inputs read in place
+# A gradient of one large float64 array (scipy.optimize's way) spends much of a native
+# replay copying the array into the workspace, zeroing the inputs' adjoints and copying
+# the gradient out.  When the tape's native code has in-place sweeps (fastad._codegen:
+# inplace_ok), the call hands them the caller's array and the new gradient array instead:
+# the same operations in the same order, so the same bits (docs/native.md, "Inputs read
+# in place").  The caller's array is only read, and only during the call; the gradient is
+# a new array, never tape memory.
+
+cdef inline const double *read_inplace(Compiled c, Signature sig, Tape tape, tuple args,
+                                       tuple argnums) noexcept:
+    """The caller's input array's data when this grad call can run in place, else NULL.
+    (Nothing here can raise: type tests, a tuple's length and items, C fields.)"""
+    cdef cnp.ndarray arr
+    # the common cases first, in C alone: several arguments, a small array, or no native
+    # code (read with the GIL held, which native code is installed under: _native.install)
+    if (sig.inplace_arg < 0 or tape.c.nin < INPLACE_MIN or tape.c.native == NULL
+            or not has_inplace(tape.c)):
+        return NULL
+    if (type(c.mode) is not Grad or tape.meta is not None or len(argnums) != 1
+            or argnums[0] != sig.inplace_arg or tape.output_slot < tape.c.nin
+            or (c.rand is not None and c.rand.active)):
+        return NULL
+    a = args[sig.inplace_arg]
+    if not cnp.PyArray_Check(a):
+        return NULL
+    arr = <cnp.ndarray>a
+    if (cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISCARRAY_RO(arr)
+            or not cnp.PyArray_ISNOTSWAPPED(arr) or cnp.PyArray_SIZE(arr) != tape.c.nin):
+        return NULL         # non-contiguous, misaligned, swapped, other dtypes: copied
+    return <const double *>cnp.PyArray_DATA(arr)
+
+
+cdef int64_t run_forward_inplace(Tape tape, Work *w, const double *x) except -3:
+    cdef int64_t failed
+    if nogil_pays(tape):
+        with nogil:
+            failed = sweep_forward_inplace(tape.c, w.val, x)
+    else:
+        failed = sweep_forward_inplace(tape.c, w.val, x)
+    return failed
+
+
+cdef object grad_inplace(Compiled c, Tape tape, Work *w, Signature sig, const double *x):
+    """grad / value_and_grad of a forward sweep run in place: the reverse sweep writes the
+    gradient straight into the new result array."""
+    cdef Py_ssize_t i = sig.inplace_arg
+    cdef int32_t out = tape.output_slot
+    cdef double value
+    cdef cnp.ndarray g = cnp.PyArray_EMPTY(sig.ndim[i], sig.dims + sig.dimoff[i],
+                                           cnp.NPY_DOUBLE, 0)
+    cdef double *gx = <double *>cnp.PyArray_DATA(g)
+    tape.ensure_adj(w)
+    if nogil_pays(tape):
+        with nogil:
+            sweep_reverse_inplace(tape.c, w.val, x, w.adj, gx, out)
+    else:
+        sweep_reverse_inplace(tape.c, w.val, x, w.adj, gx, out)
+    value = w.val[out]       # read after: one-pass code writes it there
+    res = (g,) if c.many else g
+    return (value, res) if (<Grad>c.mode).value else res
 
 
 # ------------------------------------------------------------------------ modes
@@ -721,6 +795,7 @@ cdef class Compiled:
         cdef Py_ssize_t i
         cdef Tape tape
         cdef Work *w
+        cdef const double *x
         # a snapshot: another thread may reorder or trim sig.tapes while a sweep runs
         # without the GIL, and walking the live list would then try one tape twice and
         # skip another, tracing a duplicate of a tape that fits
@@ -730,6 +805,14 @@ cdef class Compiled:
             tape = <Tape>tapes[i]
             w = tape.acquire()
             try:
+                x = read_inplace(self, sig, tape, args, argnums)
+                if x != NULL:       # native code reads the caller's array in place
+                    if run_forward_inplace(tape, w, x) >= 0:
+                        continue
+                    if i and tape in sig.tapes:
+                        sig.tapes.remove(tape)
+                        sig.tapes.insert(0, tape)
+                    return grad_inplace(self, tape, w, sig, x)
                 sig.fill(args, w.val)
                 saved = None
                 if self.rand is not None and self.rand.active:

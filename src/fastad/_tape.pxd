@@ -120,6 +120,12 @@ cdef int sweep_tangent(const fa_tape *t, const double *v, double *tan) noexcept 
 cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t out,
                        double seed) noexcept nogil
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil
+# native sweeps reading the inputs from the caller's array (docs/native.md, "Inputs read
+# in place"): only when has_inplace, and the output slot is not an input
+cdef bint has_inplace(const fa_tape *t) noexcept nogil
+cdef int64_t sweep_forward_inplace(const fa_tape *t, double *v, const double *x) noexcept nogil
+cdef void sweep_reverse_inplace(const fa_tape *t, double *v, const double *x,
+                                double *adj, double *gx, int32_t out) noexcept nogil
 # the numpy loops of ranged records, for fastad._batch's own copy of the C core
 cdef void copy_vec_loops(fa_vec_loop *dst) noexcept
 # the runtime kernels native code calls back for (csrc/native_abi.h, fa_native_rt)

@@ -52,6 +52,12 @@ cdef extern from "native_abi.h" nogil:
         int fused
         const int64_t *assigned
         int64_t nassigned
+        int64_t (*fwd_x)(double *v, const int32_t *ix, fa_native_vec_fn vec,
+                         const double *x) noexcept nogil
+        void (*rev_x)(const double *v, double *g, const int32_t *ix, const double *x,
+                      double *gx) noexcept nogil
+        void (*vg_x)(double *v, double *g, const int32_t *ix, const double *x,
+                     double *gx) noexcept nogil
     const fa_native *fa_native_get(const fa_tape *t)
     void fa_native_zero(const fa_native *n, double *adj, int64_t nslot)
     int fa_native_assigned(const fa_native *n, int64_t s)
@@ -181,6 +187,7 @@ cdef extern from "fuse.h" nogil:
     void fa_fused_tangent(const fa_tape *t, const double *v, double *tan)
     void fa_fused_reverse(const fa_tape *t, const double *v, double *adj)
     void fa_fused_zero(const fa_tape *t, double *adj)
+    void fa_fused_zero_from(const fa_tape *t, double *adj, int64_t start)
     int64_t fa_fuse_count(const fa_fuse_plan *p)
     int fa_fuse_chain(const fa_fuse_plan *p, int64_t c, int64_t *first, int64_t *end,
                       int64_t *nmembers, uint8_t *live, int64_t cap)
@@ -253,6 +260,39 @@ cdef int sweep_reverse(const fa_tape *t, const double *v, double *adj, int32_t o
         memset(adj, 0, <size_t>t.nslot * sizeof(double))
     adj[out] = seed
     return reverse_with(t, nat, v, adj)
+
+
+cdef bint has_inplace(const fa_tape *t) noexcept nogil:
+    """Has the tape native sweeps that read the inputs in place (docs/native.md, "Inputs
+    read in place")?  Native code, once installed, is never swapped out, so a True answer
+    holds for the rest of the call."""
+    cdef const fa_native *nat = fa_native_get(t)
+    return nat != NULL and nat.fwd_x != NULL and nat.rev_x != NULL
+
+
+cdef int64_t sweep_forward_inplace(const fa_tape *t, double *v, const double *x) noexcept nogil:
+    """sweep_forward with the inputs read from x[0..nin) rather than v (has_inplace).
+    Returns -1 without sweeping when the reverse sweep computes the values too (vg_x)."""
+    cdef const fa_native *nat = fa_native_get(t)
+    if nat.vg_x != NULL:
+        return -1
+    return nat.fwd_x(v, t.ix, fa_native_vec, x)
+
+
+cdef void sweep_reverse_inplace(const fa_tape *t, double *v, const double *x,
+                                double *adj, double *gx, int32_t out) noexcept nogil:
+    """sweep_reverse seeded with 1 on slot `out` (not an input), the inputs' values read
+    from x and their adjoints written to gx[0..nin) (zeroed here, then added to: the very
+    operations of the workspace's adjoints), after sweep_forward_inplace; with the values
+    too when the code does both in one pass (vg_x)."""
+    cdef const fa_native *nat = fa_native_get(t)
+    fa_fused_zero_from(t, adj, t.nin)
+    memset(gx, 0, <size_t>t.nin * sizeof(double))
+    adj[out] = 1.0
+    if nat.vg_x != NULL:
+        nat.vg_x(v, adj, t.ix, x, gx)
+    else:
+        nat.rev_x(v, adj, t.ix, x, gx)
 
 
 cdef int sweep_reverse_seeded(const fa_tape *t, const double *v, double *adj) noexcept nogil:

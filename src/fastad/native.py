@@ -216,7 +216,8 @@ def key_of(tape, sweeps):
     h.update(_codegen.structure_hash(_native.record_bytes(tape), sweeps).encode())
     chains = compiled_chains(tape)
     if chains:
-        h.update(repr(chains).encode())
+        # with the inputs' count: whether the code reads its inputs in place depends on it
+        h.update(repr((chains, tape.n_inputs)).encode())
     if not _SOURCE_HASH:
         _SOURCE_HASH.append(_codegen.source_hash())     # the headers do not change
     h.update(_SOURCE_HASH[0].encode())
@@ -296,7 +297,7 @@ def build(tape, sweeps):
     _check_size(tape)
     try:
         source = _codegen.generate(_native.raw_records(tape), key, sweeps,
-                                   chains=compiled_chains(tape))
+                                   chains=compiled_chains(tape), nin=tape.n_inputs)
     except _codegen.Unsupported as e:
         raise NativeError(str(e)) from None
     d = _writable_dir()
