@@ -121,6 +121,20 @@ def _dense_of(S):
     return lambda x: S(x).toarray()
 
 
+def _forward_over_reverse(h):
+    """h with fastad.sparse's forward over reverse on f's own tape wherever it has lane
+    rules (FOR_HESSIAN = "always"; the default is the recorded-gradient path)."""
+    from fastad import sparse
+
+    def run(x):
+        old, sparse.FOR_HESSIAN = sparse.FOR_HESSIAN, "always"
+        try:
+            return h(x)
+        finally:
+            sparse.FOR_HESSIAN = old
+    return run
+
+
 PATHS = [
     Path("grad (reverse sweep)", 1, _grad),
     Path("value_and_grad", 1, _value_and_grad),
@@ -149,6 +163,8 @@ PATHS = [
     # sparse Hessians (docs/sparse.md): forward over reverse on f's own tape, lane rules
     # of csrc/hvp_lanes.h (or the recorded gradient's tangent sweeps for other records)
     Path("hessian(sparse=True)", 2, lambda f: _dense_of(fd.hessian(f, sparse=True))),
+    Path("hessian(sparse=True), forward over reverse", 2,
+         lambda f: _forward_over_reverse(_dense_of(fd.hessian(f, sparse=True)))),
     # the batched sweep of vmap (docs/scale.md), one point per row
     Path("vmap(grad) (batched sweep)", 1, lambda f: (lambda x: fd.vmap(fd.grad(f))(x[None])[0])),
 ]

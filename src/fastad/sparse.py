@@ -38,11 +38,11 @@ __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_h
 DENSE_FRACTION = 0.25
 #: most index entries a pattern computation may hold (4 bytes each): 2 GB by default
 MAX_ENTRIES = 1 << 29
-#: Hessians by forward over reverse on f's own tape: True where it pays (tapes with at
-#: least as many ranged elements as scalar records, measured in docs/sparse.md),
-#: "always", or False (tangent sweeps over the recorded gradient, the path before; all
-#: agree to rounding)
-FOR_HESSIAN = True
+#: Hessians by forward over reverse on f's own tape: False (the default: tangent sweeps
+#: over the recorded gradient, measured faster on a quiet core for array and loop programs
+#: alike, docs/sparse.md), True (forward over reverse on tapes with at least as many
+#: ranged elements as scalar records) or "always"; all agree to rounding
+FOR_HESSIAN = False
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
 MAX_COLOUR_WORK = 1 << 28
 _MAX_TAPES = 8

@@ -16,6 +16,23 @@ from hypothesis import given, settings, HealthCheck  # noqa: E402
 from test_sparse import programs, scalar_fn  # noqa: E402  (tests/unit is on sys.path)
 
 
+@pytest.fixture(autouse=True)
+def forward_over_reverse(monkeypatch):
+    """These tests are about forward over reverse: route to it where its rule says (the
+    default, FOR_HESSIAN = False, keeps the recorded-gradient path; docs/sparse.md)."""
+    monkeypatch.setattr(sparse, "FOR_HESSIAN", True)
+
+
+def test_default_is_the_recorded_gradient_path(monkeypatch):
+    monkeypatch.undo()
+    assert sparse.FOR_HESSIAN is False
+    x = np.random.default_rng(3).uniform(-1, 1, 20)
+    H = sparse.SparseHessian(rosen)
+    np.testing.assert_allclose(H(x).toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-12)
+    assert uses_lanes(H) and not routed_to_lanes(H)
+    assert "FOR_HESSIAN is False" in H.info()["note"]
+
+
 def both_paths(f, x):
     """(gradient, Hessian nonzeros) of forward over reverse on f's tape and of the
     recorded-gradient path, on the same tape and colouring, and the SparseHessian."""
