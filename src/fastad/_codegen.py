@@ -23,7 +23,7 @@ from fastad._tape import op_table
 from fastad import _codegen_table
 
 # bumped whenever the generated code changes for the same tape (part of the cache key)
-GENERATOR_VERSION = 13
+GENERATOR_VERSION = 14
 
 # straight-line statements per C function, each function kept out of line (FA_NOINLINE):
 # keeps the compiler's time linear in the tape
@@ -631,8 +631,11 @@ def _chunks(items):
 
 
 # Loops over fewer elements than this stay in the straight-line chunks (-O1): vectorizing
-# them gains little, and each vectorized function costs compile time (three clones).
-LOOP_MIN = 256
+# them gains little, and each vectorized function costs compile time (three clones, about
+# 20 ms).  At 256, the rolled Rosenbrock loop at n = 100 (records of 99 elements) ran its
+# reverse sweep in 1.16 us at -O1 against 0.09 us vectorized, and native code was 2.4x
+# slower than the interpreter's vectorized loops (benchmarks/native_sweeps_c.py).
+LOOP_MIN = 64
 
 
 def _own_function(p):
