@@ -248,6 +248,12 @@ def targets(table, memory, skips=None):
            1.5)
     versus(N, "rosen_vec-n1000000", nat, "jax-jit", "Rosenbrock vectorized n=10^6: faster than "
            "jax.jit")
+    # the interpreter's vectorized targets above, out of its reach, carried by native code
+    # (docs/design.md, "Where the vectorized Rosenbrock stands")
+    versus(N, "rosen_vec-n10000", nat, "numpy-hand", "Rosenbrock vectorized n=10^4 (the "
+           "interpreter's target above): faster than hand numpy")
+    versus(N, "rosen_vec-n10000", nat, "c-loop", "Rosenbrock vectorized n=10^4 (the "
+           "interpreter's target above): ≤ 2× hand C", 2)
     # the call path is the same in both tiers; "auto" (the default, REF) is what users get
     absolute(N, "notes_f", REF, 300e-9, "notes' f(x1,x2), value_and_grad from Python: ≤ 300 ns")
     versus(N, "notes_f", REF, "casadi", "notes' f(x1,x2): faster than a CasADi `Function`")
