@@ -1068,6 +1068,19 @@ cdef int lane_sweep(const fa_tape *t, const double *v, double **tl, int K, doubl
     return 0
 
 
+cdef inline void seed_colours(double **tl, int64_t kk, int64_t nin, const int64_t[::1] col,
+                              const int32_t[::1] colours, int64_t g0) noexcept nogil:
+    """Tangent lanes 0..kk-1 over the inputs: colour g0 + l's indicator vector in lane l."""
+    cdef int64_t i, c, l
+    for l in range(kk):
+        memset(tl[l], 0, <size_t>nin * sizeof(double))
+    for i in range(nin):
+        if col[i] >= 0:
+            c = colours[col[i]] - g0
+            if 0 <= c < kk:
+                tl[c][i] = 1.0
+
+
 def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
                      const int32_t[::1] colours, int64_t ncol, const int64_t[::1] outs,
                      Lanes lanes=None):
@@ -1105,12 +1118,7 @@ def compressed_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
             with nogil:
                 for l in range(kk):
                     tl[l] = buf + l * nslot
-                    memset(tl[l], 0, <size_t>nin * sizeof(double))
-                for i in range(nin):
-                    if col[i] >= 0:
-                        c = colours[col[i]] - g0
-                        if 0 <= c < kk:
-                            tl[c][i] = 1.0
+                seed_colours(tl, kk, nin, col, colours, g0)
                 rc = lane_sweep(t, w.val, tl, <int>kk, da, db)
                 if rc == 0:
                     for i in range(nout):
@@ -1209,12 +1217,7 @@ def hessian_lanes(Tape tape, const double[::1] x, const int64_t[::1] col,
                 for l in range(kk):
                     tl[l] = tbuf + l * nslots
                     gl[l] = gbuf + (l + 1) * nslots
-                    memset(tl[l], 0, <size_t>nin * sizeof(double))
-                for i in range(nin):
-                    if col[i] >= 0:
-                        c = colours[col[i]] - g0
-                        if 0 <= c < kk:
-                            tl[c][i] = 1.0
+                seed_colours(tl, kk, nin, col, colours, g0)
                 rc = lane_sweep(&view, w.val, tl, <int>kk, da, db)
                 if rc == 0:
                     gbuf[fslot] += 1.0
