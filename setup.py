@@ -8,15 +8,20 @@ Environment switches:
 """
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
-CSRC = ["csrc/tape.c", "csrc/sweeps_fwd.c", "csrc/emit.c", "csrc/linalg.c", "csrc/loop.c"]
-# the tangent and adjoint element loops, for the modules that run those sweeps (sweeps.h)
-CSRC_ADJ = ["csrc/sweeps_adj.c"]
+CSRC = ["csrc/tape.c", "csrc/sweeps_fwd.c", "csrc/elem_fwd.c", "csrc/emit.c", "csrc/linalg.c",
+        "csrc/loop.c"]
+# the tangent and adjoint sweeps of ranged records and their element loops (elem.h), for the
+# modules that run those sweeps (sweeps.h)
+CSRC_ADJ = ["csrc/sweeps_tan.c", "csrc/sweeps_adj.c", "csrc/elem_tan.c", "csrc/elem_rev_a.c",
+            "csrc/elem_rev_b.c"]
 DEBUG = os.environ.get("FASTAD_DEBUG") == "1"
 SANITIZE = os.environ.get("FASTAD_SANITIZE") == "1"
 
@@ -31,7 +36,9 @@ if SANITIZE:
     # -fwrapv, so that a signed overflow (a wrapping index) is a UBSan report, not a wrap
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                 "-fno-omit-frame-pointer"]
-    compile_args += sanitize + ["-O1", "-g", "-fno-wrapv"]
+    # one copy of each element loop, not three target clones: the clones are the same C,
+    # and checking it three times tripled the sanitizer build's longest compiles
+    compile_args += sanitize + ["-O1", "-g", "-fno-wrapv", "-DFASTAD_NO_CLONES"]
     link_args += sanitize
 
 # numpy 2's C API, at the oldest version fastad supports
@@ -59,6 +66,53 @@ extensions = [extension("_tape", with_c=True,
               extension("_batch", with_c=True, extra=CSRC_ADJ), extension("_native")]
 
 
+# The element loops (elem.h: each op's loops in three target clones) take most of the
+# build's compiler time: started first, so no core waits for one of them at the end.
+SLOWEST = ["csrc/elem_rev_a.c", "csrc/elem_rev_b.c", "csrc/elem_tan.c", "csrc/elem_fwd.c"]
+
+
+class build_ext_once(build_ext):
+    """Compile every C file once, all in one pool, then link.
+
+    Three modules link the C core (CSRC): built extension by extension, each compiled it
+    again into the same object file (three compilers writing one file at once under a
+    parallel build), and one module's files compiled one after another while the other
+    core idled.  Here the extensions' compile calls are recorded, each object file is
+    compiled once on `parallel` threads (the slowest first), then the links run.  What a
+    compile command says is the same as before (docs/design.md, "Building")."""
+
+    def build_extensions(self):
+        self.check_extensions_list(self.extensions)
+        cc = self.compiler
+        jobs, links = {}, []
+
+        def record_compile(sources, output_dir=None, depends=None, **kw):
+            # (`depends`, which Cython fills per module, does not reach the command)
+            objects = cc.object_filenames(sources, output_dir=output_dir)
+            for src, obj in zip(sources, objects):
+                job = (src, output_dir, sorted(kw.items(), key=repr))
+                if jobs.setdefault(obj, job) != job:
+                    raise RuntimeError(f"{src} is compiled with two sets of flags into {obj}")
+            return objects
+
+        cc.compile, cc.link_shared_object = record_compile, lambda *a, **kw: links.append((a, kw))
+        try:
+            for ext in self.extensions:          # up-to-date extensions record nothing
+                self.build_extension(ext)
+        finally:
+            del cc.compile, cc.link_shared_object
+        # then the largest files (Cython's) first
+        order = sorted(jobs.values(), key=lambda j: (
+            SLOWEST.index(j[0]) if j[0] in SLOWEST else len(SLOWEST), -os.path.getsize(j[0])))
+        workers = os.cpu_count() if self.parallel is True else int(self.parallel or 1)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for _ in pool.map(lambda j: cc.compile([j[0]], output_dir=j[1], **dict(j[2])),
+                              order):
+                pass
+        for a, kw in links:
+            cc.link_shared_object(*a, **kw)
+
+
 class build_py_with_headers(build_py):
     """Also install the op table's headers as fastad/_csrc/: native code generated at run
     time embeds them (fastad._codegen, docs/native.md)."""
@@ -72,14 +126,14 @@ class build_py_with_headers(build_py):
 
 
 setup(
-    cmdclass={"build_py": build_py_with_headers},
+    cmdclass={"build_py": build_py_with_headers, "build_ext": build_ext_once},
     ext_modules=cythonize(
         extensions,
         include_path=["src"],
         compiler_directives={"language_level": 3, "boundscheck": DEBUG, "wraparound": False},
     ),
-    # extensions build in parallel on every core, also under `pip install .` (which passes no
-    # -j); sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off
+    # object files compile in parallel on every core (build_ext_once), also under `pip
+    # install .` (which passes no -j); sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off
     # never reuses the other build's objects (build_ext --inplace still needs --force to switch)
     options={"build_ext": {"parallel": os.cpu_count() or 1},
              **({"build": {"build_base": "build/sanitize"}} if SANITIZE else {})},

@@ -345,93 +345,7 @@ int fa_fuse_chain(const fa_fuse_plan *p, int64_t c, int64_t *first, int64_t *end
     return FA_OK;
 }
 
-/* ---- element kernels over one tile, generated from ops.h ---------------------------- */
-
-/* the body for k < L with ka, kb the operands' offsets (strides 0 or 1), one loop per
- * stride pattern so each vectorizes, as FA_LOOP in sweeps.h */
-#define FU_LOOP(...)                                                                          \
-    if (sa && sb) { for (int64_t k = 0; k < L; k++) { const int64_t ka = k, kb = k; __VA_ARGS__ } } \
-    else if (sa)  { for (int64_t k = 0; k < L; k++) { const int64_t ka = k, kb = 0; __VA_ARGS__ } } \
-    else if (sb)  { for (int64_t k = 0; k < L; k++) { const int64_t ka = 0, kb = k; __VA_ARGS__ } } \
-    else          { for (int64_t k = 0; k < L; k++) { const int64_t ka = 0, kb = 0; __VA_ARGS__ } }
-
-/* values: R[k] = f(A[ka], B[kb]).  `vec`: numpy's loop, as the unfused record used it */
-FA_CLONES static void fu_fwd(int op, int vec, int64_t L, const double *A, int64_t sa,
-                             const double *B, int64_t sb, double *R)
-{
-    if (vec) {
-        const fa_vec_loop V = fa_vec_loops[op];
-        intptr_t dims[1] = {(intptr_t)L};
-        intptr_t steps[3] = {(intptr_t)(sa * (int64_t)sizeof(double)),
-                             (intptr_t)(sb * (int64_t)sizeof(double)), sizeof(double)};
-        char *args[3] = {(char *)A, (char *)B, (char *)R};
-        if (fa_op_table[op].kind == FA_KIND_UNARY) { args[1] = args[2]; steps[1] = steps[2]; }
-        V.fn(args, dims, steps, V.data);
-        return;
-    }
-    switch (op) {
-#define FU_K1(N, S, V, DA) case FA_##N: \
-        FU_LOOP({ (void)kb; const double a = A[ka]; R[k] = (V); }) return;
-#define FU_K2(N, S, V, DA, DB) case FA_##N: \
-        FU_LOOP({ const double a = A[ka], b = B[kb]; R[k] = (V); }) return;
-    FA_UNARY_OPS(FU_K1)
-    FA_BINARY_OPS(FU_K2)
-#undef FU_K1
-#undef FU_K2
-    default:
-        return;
-    }
-}
-
-/* tangents: TR[k] = f_a TA[ka] + f_b TB[kb] (absolute-zero products, as fa_tan_ranged) */
-FA_CLONES static void fu_tan(int op, int64_t L, const double *A, int64_t sa, const double *B,
-                             int64_t sb, const double *R, const double *TA, const double *TB,
-                             double *TR)
-{
-    switch (op) {
-#define FU_K1(N, S, V, DA) case FA_##N: \
-        FU_LOOP({ (void)kb; const double a = A[ka], r = R[k]; (void)a; (void)r; \
-                  TR[k] = FA_AZ(TA[ka], (DA)); }) return;
-#define FU_K2(N, S, V, DA, DB) case FA_##N: \
-        FU_LOOP({ const double a = A[ka], b = B[kb], r = R[k]; (void)a; (void)b; (void)r; \
-                  TR[k] = FA_AZ(TA[ka], (DA)) + FA_AZ(TB[kb], (DB)); }) return;
-    FA_UNARY_OPS(FU_K1)
-    FA_BINARY_OPS(FU_K2)
-#undef FU_K1
-#undef FU_K2
-    default:
-        return;
-    }
-}
-
-/* adjoints of operand `which` (0: a, 1: b): G[k] += w f_x, or *acc += w f_x for a
- * broadcast operand (G NULL), summed in element order like fa_rev_ranged */
-#define FU_REV(D)                                                                        \
-    if (G) { FU_LOOP({ const double w = W[k], a = A[ka], b = B[kb], r = R[k];             \
-                       (void)a; (void)b; (void)r; G[k] += FA_AZ(w, (D)); }) }             \
-    else { double s = *acc;                                                                \
-           FU_LOOP({ const double w = W[k], a = A[ka], b = B[kb], r = R[k];               \
-                     (void)a; (void)b; (void)r; s += FA_AZ(w, (D)); })                    \
-           *acc = s; }
-
-FA_CLONES static void fu_rev(int op, int which, int64_t L, const double *A, int64_t sa,
-                             const double *B, int64_t sb, const double *R, const double *W,
-                             double *G, double *acc)
-{
-    switch (op) {
-#define FU_K1(N, S, V, DA) case FA_##N: { FU_REV(DA) return; }
-#define FU_K2(N, S, V, DA, DB) case FA_##N: \
-        if (which == 0) { FU_REV(DA) } else { FU_REV(DB) } return;
-    FA_UNARY_OPS(FU_K1)
-    FA_BINARY_OPS(FU_K2)
-#undef FU_K1
-#undef FU_K2
-    default:
-        return;
-    }
-}
-
-/* ---- one chain over its tiles ------------------------------------------------------ */
+/* ---- one chain over its tiles (the element loops: elem.h) --------------------------- */
 
 typedef struct {
     const fa_tape *t;
@@ -465,6 +379,16 @@ static const double *opnd(const tile *T, int cls, int32_t s, int32_t mi, const d
     return cls == O_EXT ? v + s + T->k0 : v + s;
 }
 
+/* member q's two operands in this tile and their strides (a unary op's second is its
+ * first) */
+static void operands(const tile *T, const fmem *q, const double *v, const double **A,
+                     int64_t *sa, const double **B, int64_t *sb)
+{
+    *A = opnd(T, q->ca, q->a, q->ia, v, sa);
+    if (q->unary) { *B = *A; *sb = *sa; }
+    else *B = opnd(T, q->cb, q->b, q->ib, v, sb);
+}
+
 /* The tile's values of every member but the SUM: written to v for live members when
  * `write`, else read back from v for them; computed into buf for the others. */
 static void tile_values(tile *T, double *v, double *buf, int write)
@@ -482,11 +406,10 @@ static void tile_values(tile *T, double *v, double *buf, int write)
             continue;
         }
         int64_t sa, sb;
-        const double *A = opnd(T, q->ca, q->a, q->ia, v, &sa);
-        const double *B = q->unary ? A : opnd(T, q->cb, q->b, q->ib, v, &sb);
-        if (q->unary) sb = sa;
-        fu_fwd(q->op, vec_n && !exact(q->op) && fa_vec_loops[q->op].fn != NULL, T->L, A, sa,
-               B, sb, out);
+        const double *A, *B;
+        operands(T, q, v, &A, &sa, &B, &sb);
+        fa_elem_fwd(q->op, vec_n && !exact(q->op) && fa_vec_loops[q->op].fn != NULL, T->L, A,
+                    sa, B, sb, out);
     }
 }
 
@@ -539,14 +462,13 @@ static void chain_tan(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
                 continue;
             }
             int64_t sa, sb;
-            const double *A = opnd(&T, q->ca, q->a, q->ia, v, &sa);
-            const double *B = q->unary ? A : opnd(&T, q->cb, q->b, q->ib, v, &sb);
+            const double *A, *B;
+            operands(&T, q, v, &A, &sa, &B, &sb);
             const double *TA = q->ca == O_INT ? tv[q->ia] : q->ca == O_EXT ? tan + q->a + T.k0
                                                                            : tan + q->a;
             const double *TB = TA;
-            if (q->unary) sb = sa;
-            else TB = q->cb == O_INT ? tv[q->ib] : q->cb == O_EXT ? tan + q->b + T.k0 : tan + q->b;
-            fu_tan(q->op, T.L, A, sa, B, sb, T.val[j], TA, TB, out);
+            if (!q->unary) TB = q->cb == O_INT ? tv[q->ib] : q->cb == O_EXT ? tan + q->b + T.k0 : tan + q->b;
+            fa_elem_tan(q->op, T.L, A, sa, B, sb, T.val[j], TA, TB, out);
         }
     }
     if (S) tan[S->r] = fa_lanes_total(acc);
@@ -595,15 +517,14 @@ static void chain_rev(const fa_tape *t, const fa_fuse_plan *P, const fchain *C,
                 continue;
             }
             int64_t sa, sb;
-            const double *A = opnd(&T, q->ca, q->a, q->ia, v, &sa);
-            const double *B = q->unary ? A : opnd(&T, q->cb, q->b, q->ib, v, &sb);
-            if (q->unary) sb = sa;
+            const double *A, *B;
+            operands(&T, q, v, &A, &sa, &B, &sb);
             if (!(fl & FA_A_PASSIVE))
-                fu_rev(q->op, 0, T.L, A, sa, B, sb, T.val[j], gb[j],
-                       target(&T, q->ca, q->a, q->ia, adj, gb), &acc[2 * j]);
+                fa_elem_rev_a(q->op, T.L, A, sa, B, sb, T.val[j], gb[j],
+                              target(&T, q->ca, q->a, q->ia, adj, gb), &acc[2 * j]);
             if (!q->unary && !(fl & FA_B_PASSIVE))
-                fu_rev(q->op, 1, T.L, A, sa, B, sb, T.val[j], gb[j],
-                       target(&T, q->cb, q->b, q->ib, adj, gb), &acc[2 * j + 1]);
+                fa_elem_rev_b(q->op, T.L, A, sa, B, sb, T.val[j], gb[j],
+                              target(&T, q->cb, q->b, q->ib, adj, gb), &acc[2 * j + 1]);
         }
         for (int64_t j = 0; j < C->nm; j++)   /* a live result keeps its adjoint */
             if (T.M[j].live && T.M[j].kind != K_SUM)

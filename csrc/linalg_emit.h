@@ -51,6 +51,54 @@ static fa_h mask(fa_em *E, int64_t n, int variant, int what)
 #include "linalg_svd_emit.h"   /* rev_svd_emit */
 #include "linalg_qr_emit.h"    /* rev_qr_emit */
 
+/* The eigendecompositions' adjoints (EIGH, EIG) start alike: gw and gV, the adjoints of the
+ * eigenvalues and eigenvectors, and the row and column of each entry of an n x n array
+ * (for regathers).  0 when neither adjoint is reached or on an error (E->err). */
+typedef struct { fa_h gw, gV; int64_t *rows, *cols; } eig_adj;
+
+static void eig_end(eig_adj *e);
+
+static int eig_begin(fa_em *E, const int32_t *adj, const fa_rec *p, int64_t n, eig_adj *e)
+{
+    e->rows = e->cols = NULL;
+    e->gw = adjoint_range(E, adj, p->r, n);
+    e->gV = adjoint_range(E, adj, p->r + (int32_t)n, n * n);
+    if (E->err || (bad(e->gw) && bad(e->gV))) return 0;
+    E->n = n * n;
+    e->rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+    e->cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
+    if (!e->rows || !e->cols) { eig_end(e); E->err = FA_ENOMEM; return 0; }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) { e->rows[i * n + j] = i; e->cols[i * n + j] = j; }
+    return 1;
+}
+
+static void eig_end(eig_adj *e)
+{
+    free(e->rows);
+    free(e->cols);
+    e->rows = e->cols = NULL;
+}
+
+/* F_ij = offdiag / (w_j - w_i), w the eigenvalues, in absolute-zero products (a repeated
+ * eigenvalue's 1/0 meets the zero of the other factor) */
+static fa_h eig_gaps(fa_em *E, const fa_rec *p, int64_t n, const eig_adj *e)
+{
+    fa_h w = {p->r, 1};
+    fa_h diff = e_op(E, FA_SUBTRACT, regather(E, w, e->cols, n * n),
+                     regather(E, w, e->rows, n * n), 2);                  /* w_j - w_i */
+    fa_h off = mask(E, n, FA_TRI_UNIT, MASK_TRI);                         /* strict upper */
+    off = e_op(E, FA_ADD, off, mask(E, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
+    fa_h recip = e_op(E, FA_RECIPROCAL, diff, diff, 1);
+    return e_op(E, FA_AZMUL, off, recip, 2);
+}
+
+/* diag(gw) */
+static fa_h eig_diag(fa_em *E, int64_t n, const eig_adj *e)
+{
+    return e_op(E, FA_MULTIPLY, mask(E, n, 0, MASK_EYE), regather(E, e->gw, e->rows, n * n), 2);
+}
+
 static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ext)
 {
     const int64_t n = ext->r, k = ext->a;
@@ -102,33 +150,19 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
         break;
     }
     case FA_EIGH: {
-        fa_h gw = adjoint_range(&em, adj, p->r, n), gV = adjoint_range(&em, adj, p->r + (int32_t)n, n * n);
-        if (em.err || (bad(gw) && bad(gV))) break;
-        em.n = n * n;
+        eig_adj e;
+        if (!eig_begin(&em, adj, p, n, &e)) break;
         fa_h V = {p->r + (int32_t)n, 1}, K = BAD;
-        int64_t *rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
-        int64_t *cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
-        if (!rows || !cols) { free(rows); free(cols); em.err = FA_ENOMEM; break; }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) { rows[i * n + j] = i; cols[i * n + j] = j; }
-        if (!bad(gV)) {
-            fa_h w = {p->r, 1};
-            fa_h diff = e_op(&em, FA_SUBTRACT, regather(&em, w, cols, n * n),
-                             regather(&em, w, rows, n * n), 2);             /* w_j - w_i */
-            fa_h off = mask(&em, n, FA_TRI_UNIT, MASK_TRI);                 /* strict upper */
-            off = e_op(&em, FA_ADD, off, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
-            fa_h recip = e_op(&em, FA_RECIPROCAL, diff, diff, 1);
-            fa_h F = e_op(&em, FA_AZMUL, off, recip, 2);
-            fa_h M = matmul(&em, transposed(&em, V.s, n, n), e_broadcast(&em, gV), n, n, n);
+        if (!bad(e.gV)) {
+            fa_h F = eig_gaps(&em, p, n, &e);
+            fa_h M = matmul(&em, transposed(&em, V.s, n, n), e_broadcast(&em, e.gV), n, n, n);
             K = e_op(&em, FA_AZMUL, M, F, 2);
         }
-        if (!bad(gw)) {
-            fa_h D = e_op(&em, FA_MULTIPLY, mask(&em, n, 0, MASK_EYE),
-                          regather(&em, gw, rows, n * n), 2);               /* diag(gw) */
+        if (!bad(e.gw)) {
+            fa_h D = eig_diag(&em, n, &e);
             K = bad(K) ? D : e_op(&em, FA_ADD, K, D, 2);
         }
-        free(rows);
-        free(cols);
+        eig_end(&e);
         fa_h G = matmul(&em, matmul(&em, V, K, n, n, n), transposed(&em, V.s, n, n), n, n, n);
         if (bad(G)) break;
         fa_h GT = transposed(&em, G.s, n, n);
@@ -146,37 +180,24 @@ static void rev_linalg(fa_em *E, int32_t *adj, const fa_rec *p, const fa_rec *ex
     case FA_EIG: {
         /* G0 = gV - V diag(c), c_j = v_j . gv_j;  gA = V^-T (diag(gw) + F o (V^T G0)) V^T,
          * V^-T by a SOLVE record (differentiable, unlike the stored V^-1) */
-        fa_h gw = adjoint_range(&em, adj, p->r, n), gV = adjoint_range(&em, adj, p->r + (int32_t)n, n * n);
-        if (em.err || (bad(gw) && bad(gV))) break;
-        em.n = n * n;
+        eig_adj e;
+        if (!eig_begin(&em, adj, p, n, &e)) break;
         fa_h V = {p->r + (int32_t)n, 1}, K = BAD;
-        int64_t *rows = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
-        int64_t *cols = (int64_t *)malloc((size_t)(n * n) * sizeof(int64_t));
-        if (!rows || !cols) { free(rows); free(cols); em.err = FA_ENOMEM; break; }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) { rows[i * n + j] = i; cols[i * n + j] = j; }
-        if (!bad(gV)) {
-            gV = e_broadcast(&em, gV);
+        if (!bad(e.gV)) {
+            fa_h gV = e_broadcast(&em, e.gV);
             fa_h prod = e_op(&em, FA_MULTIPLY, V, gV, 2);
             fa_h c = em.err ? BAD : reduce(&em, FA_SUM, transposed(&em, prod.s, n, n), n, n);
             fa_h G0 = e_op(&em, FA_SUBTRACT, gV,
-                           e_op(&em, FA_MULTIPLY, V, regather(&em, c, cols, n * n), 2), 2);
-            fa_h w = {p->r, 1};
-            fa_h diff = e_op(&em, FA_SUBTRACT, regather(&em, w, cols, n * n),
-                             regather(&em, w, rows, n * n), 2);             /* w_j - w_i */
-            fa_h off = mask(&em, n, FA_TRI_UNIT, MASK_TRI);
-            off = e_op(&em, FA_ADD, off, mask(&em, n, FA_TRI_LOWER | FA_TRI_UNIT, MASK_TRI), 2);
-            fa_h F = e_op(&em, FA_AZMUL, off, e_op(&em, FA_RECIPROCAL, diff, diff, 1), 2);
+                           e_op(&em, FA_MULTIPLY, V, regather(&em, c, e.cols, n * n), 2), 2);
+            fa_h F = eig_gaps(&em, p, n, &e);
             fa_h M = matmul(&em, transposed(&em, V.s, n, n), G0, n, n, n);
             K = e_op(&em, FA_AZMUL, M, F, 2);
         }
-        if (!bad(gw) && !em.err) {
-            fa_h D = e_op(&em, FA_MULTIPLY, mask(&em, n, 0, MASK_EYE),
-                          regather(&em, gw, rows, n * n), 2);               /* diag(gw) */
+        if (!bad(e.gw) && !em.err) {
+            fa_h D = eig_diag(&em, n, &e);
             K = bad(K) ? D : e_op(&em, FA_ADD, K, D, 2);
         }
-        free(rows);
-        free(cols);
+        eig_end(&e);
         if (em.err) break;
         fa_h ViT = linalg(&em, FA_SOLVE, transposed(&em, V.s, n, n), mask(&em, n, 0, MASK_EYE), n, n, 0);
         if (bad(ViT)) break;

@@ -35,13 +35,9 @@ static int fa_loop_fwd_switch(const fa_rec *p, double *v, const int32_t *ix)
         for (int64_t q = 0; q < P; q++) {
             FA_LOOP_SLOTS(body, step, q, j);
             switch (step[q].flags) {
-#define FA_K1(N, S, V, DA) case FA_##N: { const double a = v[ia]; v[ir] = (V); break; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-            const double a = v[ia], b = v[ib]; v[ir] = (V); break; }
-#define FA_KG(N, S, T) case FA_##N: { \
-            const double a = v[ia], b = v[ib]; \
-            if (((T) ? 1 : 0) != ((fl & FA_TRUE) ? 1 : 0)) return 1; \
-            break; }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_FWD1(V, ir, ia) break;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_FWD2(V, ir, ia, ib) break;
+#define FA_KG(N, S, T) case FA_##N: FA_S_GUARD(T, ia, ib, fl, return 1) break;
             FA_UNARY_OPS(FA_K1)
             FA_BINARY_OPS(FA_K2)
             FA_GUARD_OPS(FA_KG)
@@ -64,12 +60,8 @@ void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
         for (int64_t q = 0; q < P; q++) {
             FA_LOOP_SLOTS(body, step, q, j);
             switch (step[q].flags) {
-#define FA_K1(N, S, V, DA) case FA_##N: { \
-            const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-            t[ir] = FA_AZ(t[ia], (DA)); break; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-            const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-            t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); break; }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_TAN1(DA, ir, ia) break;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_TAN2(DA, DB, ir, ia, ib) break;
             FA_UNARY_OPS(FA_K1)
             FA_BINARY_OPS(FA_K2)
             FA_GUARD_OPS(FA_KNONE)     /* guards carry no derivative */
@@ -91,19 +83,8 @@ static void fa_loop_rev_switch(const fa_rec *p, const double *v, double *g, cons
         for (int64_t q = P - 1; q >= 0; q--) {
             FA_LOOP_SLOTS(body, step, q, j);
             switch (step[q].flags) {
-#define FA_K1(N, S, V, DA) case FA_##N: { \
-            const double w = g[ir]; \
-            if (w != 0.0 && !(fl & FA_A_PASSIVE)) { \
-                const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-                g[ia] += FA_AZ(w, (DA)); } \
-            break; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-            const double w = g[ir]; \
-            if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; \
-                (void)a; (void)b; (void)r; \
-                if (!(fl & FA_A_PASSIVE)) g[ia] += FA_AZ(w, (DA)); \
-                if (!(fl & FA_B_PASSIVE)) g[ib] += FA_AZ(w, (DB)); } \
-            break; }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_REV1(DA, ir, ia, fl) break;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_REV2(DA, DB, ir, ia, ib, fl) break;
             FA_UNARY_OPS(FA_K1)
             FA_BINARY_OPS(FA_K2)
             FA_GUARD_OPS(FA_KNONE)
@@ -180,13 +161,10 @@ int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix)
     c = plan + 1;
     goto *c->lab;
 #define FA_ADV() c++; goto *c->lab
-#define FA_K1(N, S, V, DA) fwd_##N: { const double a = v[FA_SA]; v[FA_SR] = (V); FA_ADV(); }
-#define FA_K2(N, S, V, DA, DB) fwd_##N: { \
-        const double a = v[FA_SA], b = v[FA_SB]; v[FA_SR] = (V); FA_ADV(); }
-#define FA_KG(N, S, T) fwd_##N: { \
-        const double a = v[FA_SA], b = v[FA_SB]; \
-        if (((T) ? 1 : 0) != ((c->fl & FA_TRUE) ? 1 : 0)) { failed = 1; goto done; } \
-        FA_ADV(); }
+#define FA_K1(N, S, V, DA) fwd_##N: FA_S_FWD1(V, FA_SR, FA_SA) FA_ADV();
+#define FA_K2(N, S, V, DA, DB) fwd_##N: FA_S_FWD2(V, FA_SR, FA_SA, FA_SB) FA_ADV();
+#define FA_KG(N, S, T) fwd_##N: \
+        FA_S_GUARD(T, FA_SA, FA_SB, c->fl, failed = 1; goto done) FA_ADV();
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
     FA_GUARD_OPS(FA_KG)
@@ -218,19 +196,8 @@ void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
     goto *c->lab;
 #undef FA_ADV
 #define FA_ADV() c--; goto *c->lab
-#define FA_K1(N, S, V, DA) rev_##N: { \
-        const double w = g[FA_SR]; \
-        if (w != 0.0 && !(c->fl & FA_A_PASSIVE)) { \
-            const double a = v[FA_SA], r = v[FA_SR]; (void)a; (void)r; \
-            g[FA_SA] += FA_AZ(w, (DA)); } \
-        FA_ADV(); }
-#define FA_K2(N, S, V, DA, DB) rev_##N: { \
-        const double w = g[FA_SR]; \
-        if (w != 0.0) { const double a = v[FA_SA], b = v[FA_SB], r = v[FA_SR]; \
-            (void)a; (void)b; (void)r; \
-            if (!(c->fl & FA_A_PASSIVE)) g[FA_SA] += FA_AZ(w, (DA)); \
-            if (!(c->fl & FA_B_PASSIVE)) g[FA_SB] += FA_AZ(w, (DB)); } \
-        FA_ADV(); }
+#define FA_K1(N, S, V, DA) rev_##N: FA_S_REV1(DA, FA_SR, FA_SA, c->fl) FA_ADV();
+#define FA_K2(N, S, V, DA, DB) rev_##N: FA_S_REV2(DA, DB, FA_SR, FA_SA, FA_SB, c->fl) FA_ADV();
 #define FA_KG(N, S, T) rev_##N: { FA_ADV(); }      /* guards carry no derivative */
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)

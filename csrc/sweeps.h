@@ -43,13 +43,14 @@
 
 
 /* The kernels of ranged records (below) and of LOOP records (loop_sweeps.h) are compiled
- * once per extension module: the forward ones in csrc/sweeps_fwd.c (FA_SWEEPS_FWD), the
- * tangent and adjoint ones in csrc/sweeps_adj.c (FA_SWEEPS_ADJ), which only the modules
- * that run those sweeps link.  Every other file that includes this header inlines the
- * scalar cases of fa_fwd/fa_tan/fa_rev and calls these.  Every op's element loops, in
- * three target clones, are most of the C core's compile time, and six files of a build
- * include this header.  Hidden: each extension module links its own copy of the C core,
- * and calls within it need no PLT. */
+ * once per build: the forward ones in csrc/sweeps_fwd.c (FA_SWEEPS_FWD), the tangent ones
+ * in csrc/sweeps_tan.c (FA_SWEEPS_TAN) and the adjoint ones in csrc/sweeps_adj.c
+ * (FA_SWEEPS_ADJ), three files that compile in parallel; only the modules that run
+ * tangent or reverse sweeps link the last two.  Every other file that includes this
+ * header inlines the scalar cases of fa_fwd/fa_tan/fa_rev and calls these.  Every op's
+ * element loops, in three target clones, are most of the C core's compile time, and six
+ * files of a build include this header.  Hidden: each extension module links its own copy
+ * of the C core, and calls within it need no PLT. */
 #define FA_SWEEP_API __attribute__((visibility("hidden")))
 FA_SWEEP_API void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix);
 FA_SWEEP_API void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix);
@@ -57,6 +58,7 @@ FA_SWEEP_API void fa_rev_ranged(const fa_rec *p, const double *v, double *g, con
 FA_SWEEP_API int fa_loop_fwd(const fa_rec *p, double *v, const int32_t *ix);
 FA_SWEEP_API void fa_loop_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix);
 FA_SWEEP_API void fa_loop_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix);
+#include "elem.h"        /* the element loops these run for elementwise ops */
 
 /* ---- structural kernels: segmented reductions (reduce.h) and matrix products ---- */
 
@@ -189,20 +191,30 @@ static inline int fa_fwd_vec(const fa_rec *p, double *v)
     return 1;
 }
 
+/* an elementwise op (ops.h's unary and binary lists), whose loops are elem.h's */
+static inline int fa_elementwise(int op)
+{
+    const int kind = fa_op_table[op].kind;
+    return kind == FA_KIND_UNARY || kind == FA_KIND_BINARY;
+}
+
+/* A ranged elementwise record's second operand for elem.h: a unary op's is its first. */
+#define FA_RANGE_B(p, base, B, sb_)                                                     \
+    const int unary_ = fa_op_table[(p)->op].kind == FA_KIND_UNARY;                       \
+    const double *B = unary_ ? (base) + ia : (base) + ib;                                 \
+    const int64_t sb_ = unary_ ? sa : sb
+
 #ifdef FA_SWEEPS_FWD
 FA_CLONES void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
 {
     FA_RANGE(p);
     if (fa_fwd_vec(p, v)) return;
+    if (fa_elementwise(p->op)) {
+        FA_RANGE_B(p, v, B, sb1);
+        fa_elem_fwd(p->op, 0, n, v + ia, sa, B, sb1, v + ir);
+        return;
+    }
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: \
-        FA_LOOP({ (void)kb; const double a = v[ia + ka]; v[ir + k] = (V); }) return;
-#define FA_K2(N, S, V, DA, DB) case FA_##N: \
-        FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb]; v[ir + k] = (V); }) return;
-    FA_UNARY_OPS(FA_K1)
-    FA_BINARY_OPS(FA_K2)
-#undef FA_K1
-#undef FA_K2
     case FA_GATHER:
         for (int64_t k = 0; k < n; k++) v[ir + k] = v[ix[ia + k]];
         return;
@@ -219,22 +231,17 @@ FA_CLONES void fa_fwd_ranged(const fa_rec *p, double *v, const int32_t *ix)
 
 #endif /* FA_SWEEPS_FWD */
 
-#ifdef FA_SWEEPS_ADJ
+#ifdef FA_SWEEPS_TAN
 FA_CLONES void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const int32_t *ix)
 {
     FA_RANGE(p);
+    if (fa_elementwise(p->op)) {
+        FA_RANGE_B(p, v, B, sb1);
+        fa_elem_tan(p->op, n, v + ia, sa, B, sb1, v + ir, t + ia, unary_ ? t + ia : t + ib,
+                    t + ir);
+        return;
+    }
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: \
-        FA_LOOP({ (void)kb; const double a = v[ia + ka], r = v[ir + k]; (void)a; (void)r; \
-                  t[ir + k] = FA_AZ(t[ia + ka], (DA)); }) return;
-#define FA_K2(N, S, V, DA, DB) case FA_##N: \
-        FA_LOOP({ const double a = v[ia + ka], b = v[ib + kb], r = v[ir + k]; \
-                  (void)a; (void)b; (void)r; \
-                  t[ir + k] = FA_AZ(t[ia + ka], (DA)) + FA_AZ(t[ib + kb], (DB)); }) return;
-    FA_UNARY_OPS(FA_K1)
-    FA_BINARY_OPS(FA_K2)
-#undef FA_K1
-#undef FA_K2
     case FA_GATHER:
         for (int64_t k = 0; k < n; k++) t[ir + k] = t[ix[ia + k]];
         return;
@@ -257,39 +264,29 @@ FA_CLONES void fa_tan_ranged(const fa_rec *p, const double *v, double *t, const 
         return;
     }
 }
+#endif /* FA_SWEEPS_TAN */
 
-/* Branch-free absolute-zero products here, so the element loops vectorize. */
+#ifdef FA_SWEEPS_ADJ
+/* An elementwise record: a's adjoint terms, then b's; a broadcast operand (stride 0) sums
+ * its adjoint in a register, not in memory, added after both loops. */
 FA_CLONES void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     FA_RANGE(p);
     const int pa_ = (p->flags & FA_A_PASSIVE) != 0, pb_ = (p->flags & FA_B_PASSIVE) != 0;
+    if (fa_elementwise(p->op)) {
+        FA_RANGE_B(p, v, B, sb1);
+        double acc_a = 0.0, acc_b = 0.0;
+        if (!pa_)
+            fa_elem_rev_a(p->op, n, v + ia, sa, B, sb1, v + ir, g + ir, sa ? g + ia : NULL,
+                          &acc_a);
+        if (!unary_ && !pb_)
+            fa_elem_rev_b(p->op, n, v + ia, sa, B, sb1, v + ir, g + ir, sb ? g + ib : NULL,
+                          &acc_b);
+        if (!sa && !pa_) g[ia] += acc_a;
+        if (!unary_ && !sb && !pb_) g[ib] += acc_b;
+        return;
+    }
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: { \
-        if (pa_) return; \
-        double acc_a = 0.0; \
-        FA_LOOP({ (void)kb; const double w = g[ir + k], a = v[ia + ka], r = v[ir + k]; \
-                  (void)a; (void)r; \
-                  if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); }) \
-        if (!sa) g[ia] += acc_a; \
-        return; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-        /* a broadcast operand (stride 0) sums its adjoint in a register, not in memory */ \
-        double acc_a = 0.0, acc_b = 0.0; \
-        if (!pa_) { \
-            FA_LOOP({ (void)kb; const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], \
-                      r = v[ir + k]; (void)a; (void)b; (void)r; \
-                      if (sa) g[ia + ka] += FA_AZ(w, (DA)); else acc_a += FA_AZ(w, (DA)); }) } \
-        if (!pb_) { \
-            FA_LOOP({ (void)ka; const double w = g[ir + k], a = v[ia + ka], b = v[ib + kb], \
-                      r = v[ir + k]; (void)a; (void)b; (void)r; \
-                      if (sb) g[ib + kb] += FA_AZ(w, (DB)); else acc_b += FA_AZ(w, (DB)); }) } \
-        if (!sa && !pa_) g[ia] += acc_a; \
-        if (!sb && !pb_) g[ib] += acc_b; \
-        return; }
-    FA_UNARY_OPS(FA_K1)
-    FA_BINARY_OPS(FA_K2)
-#undef FA_K1
-#undef FA_K2
     case FA_GATHER:
         if (!pa_)
             for (int64_t k = 0; k < n; k++) g[ix[ia + k]] += g[ir + k];
@@ -317,6 +314,30 @@ FA_CLONES void fa_rev_ranged(const fa_rec *p, const double *v, double *g, const 
 
 /* ---- the per-record kernels the sweeps call: scalar records inline ------------------ */
 
+/* One scalar record's element statements, written once for every place that runs scalar
+ * records: fa_fwd, fa_tan and fa_rev below, and a LOOP body's switch and threaded kernels
+ * (loop_sweeps.h).  R, A, B are the record's slots (expressions), FL its flags; v, t and g
+ * the value, tangent and adjoint arrays.  FAIL runs when a guard's outcome differs from
+ * the recorded one.  An adjoint of zero skips the record: the absolute-zero product, and
+ * less work where the output does not depend on a value. */
+#define FA_S_FWD1(V, R, A)    { const double a = v[A]; v[R] = (V); }
+#define FA_S_FWD2(V, R, A, B) { const double a = v[A], b = v[B]; v[R] = (V); }
+#define FA_S_GUARD(T, A, B, FL, FAIL) { const double a = v[A], b = v[B]; \
+        if (((T) ? 1 : 0) != (((FL) & FA_TRUE) ? 1 : 0)) { FAIL; } }
+#define FA_S_TAN1(DA, R, A) { const double a = v[A], r = v[R]; (void)a; (void)r; \
+        t[R] = FA_AZ(t[A], (DA)); }
+#define FA_S_TAN2(DA, DB, R, A, B) { \
+        const double a = v[A], b = v[B], r = v[R]; (void)a; (void)b; (void)r; \
+        t[R] = FA_AZ(t[A], (DA)) + FA_AZ(t[B], (DB)); }
+#define FA_S_REV1(DA, R, A, FL) { const double w = g[R]; \
+        if (w != 0.0 && !((FL) & FA_A_PASSIVE)) { \
+            const double a = v[A], r = v[R]; (void)a; (void)r; \
+            g[A] += FA_AZ(w, (DA)); } }
+#define FA_S_REV2(DA, DB, R, A, B, FL) { const double w = g[R]; \
+        if (w != 0.0) { const double a = v[A], b = v[B], r = v[R]; (void)a; (void)b; (void)r; \
+            if (!((FL) & FA_A_PASSIVE)) g[A] += FA_AZ(w, (DA)); \
+            if (!((FL) & FA_B_PASSIVE)) g[B] += FA_AZ(w, (DB)); } }
+
 static inline __attribute__((always_inline))
 int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
 {
@@ -328,12 +349,9 @@ int fa_fwd(const fa_rec *p, double *v, const int32_t *ix)
     }
     const int64_t ir = p->r, ia = p->a, ib = p->b;
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: { const double a = v[ia]; v[ir] = (V); return 0; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-        const double a = v[ia], b = v[ib]; v[ir] = (V); return 0; }
-#define FA_KG(N, S, T) case FA_##N: { \
-        const double a = v[ia], b = v[ib]; \
-        return ((T) ? 1 : 0) != ((p->flags & FA_TRUE) ? 1 : 0); }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_FWD1(V, ir, ia) return 0;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_FWD2(V, ir, ia, ib) return 0;
+#define FA_KG(N, S, T) case FA_##N: FA_S_GUARD(T, ia, ib, p->flags, return 1) return 0;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
     FA_GUARD_OPS(FA_KG)
@@ -351,12 +369,8 @@ void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     if (p->flags & FA_RANGED) { fa_tan_ranged(p, v, t, ix); return; }
     const int64_t ir = p->r, ia = p->a, ib = p->b;
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: { \
-        const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-        t[ir] = FA_AZ(t[ia], (DA)); return; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-        const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-        t[ir] = FA_AZ(t[ia], (DA)) + FA_AZ(t[ib], (DB)); return; }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_TAN1(DA, ir, ia) return;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_TAN2(DA, DB, ir, ia, ib) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1
@@ -366,26 +380,14 @@ void fa_tan(const fa_rec *p, const double *v, double *t, const int32_t *ix)
     }
 }
 
-/* A zero adjoint skips the record: the absolute-zero product, and less work where the
- * output does not depend on a value. */
 static inline __attribute__((always_inline))
 void fa_rev(const fa_rec *p, const double *v, double *g, const int32_t *ix)
 {
     if (p->flags & FA_RANGED) { fa_rev_ranged(p, v, g, ix); return; }
     const int64_t ir = p->r, ia = p->a, ib = p->b;
     switch (p->op) {
-#define FA_K1(N, S, V, DA) case FA_##N: { \
-        const double w = g[ir]; \
-        if (w != 0.0 && !(p->flags & FA_A_PASSIVE)) { \
-            const double a = v[ia], r = v[ir]; (void)a; (void)r; \
-            g[ia] += FA_AZ(w, (DA)); } \
-        return; }
-#define FA_K2(N, S, V, DA, DB) case FA_##N: { \
-        const double w = g[ir]; \
-        if (w != 0.0) { const double a = v[ia], b = v[ib], r = v[ir]; (void)a; (void)b; (void)r; \
-            if (!(p->flags & FA_A_PASSIVE)) g[ia] += FA_AZ(w, (DA)); \
-            if (!(p->flags & FA_B_PASSIVE)) g[ib] += FA_AZ(w, (DB)); } \
-        return; }
+#define FA_K1(N, S, V, DA) case FA_##N: FA_S_REV1(DA, ir, ia, p->flags) return;
+#define FA_K2(N, S, V, DA, DB) case FA_##N: FA_S_REV2(DA, DB, ir, ia, ib, p->flags) return;
     FA_UNARY_OPS(FA_K1)
     FA_BINARY_OPS(FA_K2)
 #undef FA_K1

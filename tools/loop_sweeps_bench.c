@@ -4,7 +4,7 @@
  * for bit.  No Python: the C core alone, so it also runs under the sanitizers.
  *
  *   gcc -O3 -std=c11 -fno-math-errno -Icsrc tools/loop_sweeps_bench.c csrc/tape.c \
- *       csrc/sweeps_fwd.c csrc/sweeps_adj.c csrc/linalg.c csrc/loop.c csrc/optimize.c -lm -o /tmp/lsb && taskset -c 1 /tmp/lsb
+ *       csrc/sweeps_*.c csrc/elem_*.c csrc/linalg.c csrc/loop.c csrc/optimize.c -lm -o /tmp/lsb && taskset -c 1 /tmp/lsb
  *   (add -O1 -g -fsanitize=address,undefined and ASAN_OPTIONS=detect_leaks=0 to check) */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>

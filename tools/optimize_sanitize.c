@@ -6,7 +6,7 @@
  *
  *   gcc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -std=c11 \
  *       -fno-math-errno -Wall -Wextra -Icsrc tools/optimize_sanitize.c csrc/tape.c \
- *       csrc/sweeps_fwd.c csrc/sweeps_adj.c csrc/linalg.c csrc/loop.c csrc/optimize.c -lm -o /tmp/os && /tmp/os */
+ *       csrc/sweeps_*.c csrc/elem_*.c csrc/linalg.c csrc/loop.c csrc/optimize.c -lm -o /tmp/os && /tmp/os */
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* ASan/UBSan check of csrc/fuse.c without building Python extensions (docs/hardening.md):
  *   gcc -std=c11 -fno-math-errno -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
  *       -DFASTAD_NO_CLONES -Icsrc tools/sanitize_fuse.c csrc/fuse.c csrc/tape.c csrc/emit.c \
- *       csrc/sweeps_fwd.c csrc/sweeps_adj.c csrc/linalg.c csrc/loop.c -lm -o /tmp/fusecheck && /tmp/fusecheck
+ *       csrc/sweeps_*.c csrc/elem_*.c csrc/linalg.c csrc/loop.c -lm -o /tmp/fusecheck && /tmp/fusecheck
  * A chain recorded through the C API (views, broadcasts, a gather, exp, a final sum, an
  * intermediate read outside), fused sweeps against the records swept one by one. */
 #include <stdio.h>
