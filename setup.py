@@ -133,8 +133,9 @@ setup(
         compiler_directives={"language_level": 3, "boundscheck": DEBUG, "wraparound": False},
     ),
     # object files compile in parallel on every core (build_ext_once), also under `pip
-    # install .` (which passes no -j); sanitized objects get their own build tree, so switching FASTAD_SANITIZE on or off
-    # never reuses the other build's objects (build_ext --inplace still needs --force to switch)
+    # install .` (which passes no -j); sanitized objects get their own build tree, so
+    # switching FASTAD_SANITIZE on or off never reuses the other build's objects
+    # (build_ext --inplace still needs --force to switch)
     options={"build_ext": {"parallel": os.cpu_count() or 1},
              **({"build": {"build_base": "build/sanitize"}} if SANITIZE else {})},
 )

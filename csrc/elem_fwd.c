@@ -21,8 +21,6 @@ FA_CLONES void fa_elem_fwd(int op, int vec, int64_t n, const double *A, int64_t 
         FA_LOOP({ const double a = A[ka], b = B[kb]; R[k] = (V); }) return;
     FA_UNARY_OPS(FA_E1)
     FA_BINARY_OPS(FA_E2)
-#undef FA_E1
-#undef FA_E2
     default:
         return;
     }

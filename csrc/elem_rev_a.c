@@ -10,8 +10,6 @@ FA_CLONES void fa_elem_rev_a(int op, int64_t n, const double *A, int64_t sa,
 #define FA_E2(N, S, V, DA, DB) case FA_##N: { FA_ELEM_REV(DA) return; }
     FA_UNARY_OPS(FA_E1)
     FA_BINARY_OPS(FA_E2)
-#undef FA_E1
-#undef FA_E2
     default:
         return;
     }

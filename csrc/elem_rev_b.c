@@ -8,7 +8,6 @@ FA_CLONES void fa_elem_rev_b(int op, int64_t n, const double *A, int64_t sa,
     switch (op) {
 #define FA_E2(N, S, V, DA, DB) case FA_##N: { FA_ELEM_REV(DB) return; }
     FA_BINARY_OPS(FA_E2)
-#undef FA_E2
     default:
         return;
     }

@@ -14,8 +14,6 @@ FA_CLONES void fa_elem_tan(int op, int64_t n, const double *A, int64_t sa, const
                   TR[k] = FA_AZ(TA[ka], (DA)) + FA_AZ(TB[kb], (DB)); }) return;
     FA_UNARY_OPS(FA_E1)
     FA_BINARY_OPS(FA_E2)
-#undef FA_E1
-#undef FA_E2
     default:
         return;
     }
