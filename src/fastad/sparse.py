@@ -43,6 +43,13 @@ MAX_ENTRIES = 1 << 29
 #: alike, docs/sparse.md), True (forward over reverse on tapes with at least as many
 #: ranged elements as scalar records) or "always"; all agree to rounding
 FOR_HESSIAN = False
+#: compiled colour lanes (fastad._codegen_lanes, docs/sparse.md): one generated C loop over
+#: the elements of an elementwise tape with all colours in registers.  "auto" (default):
+#: loaded at the first call when the disk cache holds the code, else compiled at a tape's
+#: LANES_HOT-th call; "always": compiled at the first call; False: never.  Values agree
+#: with the interpreted sweeps to rounding
+COMPILED_LANES = "auto"
+LANES_HOT = 3
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
 MAX_COLOUR_WORK = 1 << 28
 _MAX_TAPES = 8
@@ -537,6 +544,12 @@ def _recover(e, B, how):
         indptr, indices = e.pattern
         plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
                                                      plan["ncolours"], how)
+    if plan.get("ran_compiled"):
+        # the compiled lanes' B is lane-major (K x rows): flat index (r, k) -> k * rows + r
+        if "sources_t" not in plan:
+            K, src = plan["ncolours"], plan["sources"]
+            plan["sources_t"] = np.ascontiguousarray((src % K) * (B.size // K) + src // K)
+        return _sparsity.recover(B, plan["sources_t"])
     return _sparsity.recover(B, plan["sources"])
 
 
@@ -576,7 +589,67 @@ def _hessian_route(e, plan):
     return plan["hv"]
 
 
+_lanes_warned = set()
+
+
+def _lanes_note(plan, note):
+    plan["cl"], plan["cl_note"] = None, note
+    return None
+
+
+def _compiled_lanes(e, plan):
+    """The compiled colour-lane kernel of this tape and colouring once it is built, else
+    None (with the reason in plan["cl_note"] when it never will be)."""
+    if not COMPILED_LANES or plan["dense"] or plan["reverse"]:
+        return None
+    if "cl" not in plan:
+        from fastad import _codegen_lanes, native
+        if native.disabled():
+            return _lanes_note(plan, "native code is off: FASTAD_NATIVE=0")
+        try:
+            if e.hi is not None:
+                prog = _codegen_lanes.analyse(e.tape, hi=e.hi, fslot=e.fslot)
+            else:
+                prog = _codegen_lanes.analyse(e.tape, outs=e.outs)
+            plan["cl"] = _codegen_lanes.Kernel(prog, "jac" if e.hi is None else "hess",
+                                               plan["ncolours"], plan["colours"], e.col,
+                                               e.ncols)
+            plan["cl_note"] = ""
+        except _codegen_lanes.Unsupported as err:
+            return _lanes_note(plan, str(err))
+    k = plan["cl"]
+    if k is None or k.fn is not None:
+        return k
+    k.uses += 1
+    if COMPILED_LANES == "always" or k.uses >= LANES_HOT:
+        from fastad import native
+        try:
+            k.build()
+        except native.NativeError as err:
+            reason = str(err).splitlines()[0]
+            if reason not in _lanes_warned:
+                _lanes_warned.add(reason)
+                import warnings
+                warnings.warn(f"fastad: {reason}; sparse derivatives run their interpreted "
+                              "sweeps (same values to rounding). Set "
+                              "fastad.sparse.COMPILED_LANES = False to silence this.",
+                              RuntimeWarning, stacklevel=5)
+            return _lanes_note(plan, f"compiling failed: {reason}")
+        return k
+    return None
+
+
 def _sweeps(e, plan, x):
+    """One call's compressed sweeps: the compiled colour lanes where the tape allows them
+    (`_compiled_lanes`), else `_interpreted`."""
+    k = _compiled_lanes(e, plan)
+    plan["ran_compiled"] = k is not None
+    if k is not None:
+        return k(x)     # B lane-major: _recover reads it through its own map
+    return _interpreted(e, plan, x)
+
+
+def _interpreted(e, plan, x):
     """The compressed sweeps of one call: for a Hessian, forward over reverse on f's own
     tape where its records allow (`_hessian_route`); else all column colours carried
     together as tangent lanes in one pass over the tape where that pays
@@ -613,19 +686,37 @@ def _info(prog, e, what):
         "colours": int(plan["ncolours"]),
         "colouring": ("dense" if plan["dense"] else
                       "star" if what == "hessian" else "distance-2"),
-        "direction": (("forward over reverse on f's tape (second-order adjoint lanes)"
+        "direction": (("forward over reverse on f's tape (compiled colour lanes)"
+                       if plan.get("ran_compiled") else
+                       "forward over reverse on f's tape (second-order adjoint lanes)"
                        if plan.get("hv", -1) >= 0 else
                        "forward over reverse (tangent sweeps over the recorded gradient)")
                       if what == "hessian"
-                      else "reverse (rows)" if plan["reverse"] else "forward (columns)"),
+                      else "reverse (rows)" if plan["reverse"] else
+                      "forward (columns, compiled colour lanes)" if plan.get("ran_compiled")
+                      else "forward (columns)"),
+        "compiled": _compiled_state(plan),
         "sweeps_per_call": int(plan["ncolours"]),
         "dense_fallback": bool(plan["dense"]),
-        "note": "; ".join(m for m in (plan["note"], plan.get("hv_note", "")) if m),
+        "note": "; ".join(m for m in (plan["note"], "" if plan.get("ran_compiled") else
+                                      plan.get("hv_note", "")) if m),
         "tape_records": len(e.tape),
         "pattern_seconds": e.stats.get("pattern_seconds"),
         "colouring_seconds": plan.get("colouring_seconds"),
     })
     return out
+
+
+def _compiled_state(plan):
+    """info()["compiled"]: the compiled colour lanes' state for this tape."""
+    k = plan.get("cl")
+    if not COMPILED_LANES:
+        return "off (fastad.sparse.COMPILED_LANES is False)"
+    if k is None:
+        return f"no ({plan['cl_note']})" if "cl" in plan else "not tried"
+    if k.fn is None:
+        return f"pending (compiled at call {LANES_HOT})"
+    return ("from the cache" if k.seconds is None else f"compiled in {k.seconds:.2f} s")
 
 
 def sparse_jacobian(fun, argnums=0, *, mode="auto", has_aux=False, replay=True,
