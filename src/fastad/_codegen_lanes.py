@@ -57,6 +57,7 @@ class Program:
         self.gix = []           # per gather: int32 sources, indices into xe = [x, cv]
         self.out = None         # Jacobian: the record whose result is the output
         self.sum_of = None      # Hessian: the record the final sum adds up
+        self.seed = 1.0         # ... and the slope of f in that sum (_linear_tail)
         self.sources = {}       # (record index, operand) -> load description
 
 
@@ -127,12 +128,14 @@ def analyse(tape, hi=None, outs=None, fslot=None):
         raise Unsupported(f"record {p.i} reads a range across inputs and constants")
 
     pool = None
+    if hi is not None:
+        recs = _linear_tail(prog, recs, fslot, external, nin, lambda: tape.values)
     last = len(recs) - 1
     for j, p in enumerate(recs):
         if not p.flags & RANGED:
             raise Unsupported(f"record {p.i} is a scalar {p.name.lower()} record")
         if p.name == "SUM" and hi is not None and j == last:
-            if p.sa != 1 or p.r != fslot or p.a not in produced or \
+            if p.sa != 1 or p.a not in produced or \
                     prog.recs[produced[p.a]].n != p.n or p.n != prog.L:
                 raise Unsupported(f"record {p.i}: the final sum is not over one whole record")
             prog.sum_of = produced[p.a]
@@ -178,6 +181,47 @@ def analyse(tape, hi=None, outs=None, fslot=None):
             raise Unsupported("the outputs are not one record's whole result")
         prog.out = produced[int(outs[0])]
     return prog
+
+
+# a linear function of the final sum s with a constant c: its slope d(result)/ds, by the
+# op's partial for the operand s is (0: s is operand a, 1: operand b)
+_TAIL = {("MULTIPLY", 0): lambda c: c, ("MULTIPLY", 1): lambda c: c,
+         ("DIVIDE", 0): lambda c: 1.0 / c,
+         ("ADD", 0): lambda c: 1.0, ("ADD", 1): lambda c: 1.0,
+         ("SUBTRACT", 0): lambda c: 1.0, ("SUBTRACT", 1): lambda c: -1.0}
+
+
+def _linear_tail(prog, recs, fslot, external, nin, values):
+    """f = a * sum(...) + b and the like: scalar records after the final sum that are
+    linear in it with constant coefficients (0.5 * np.sum(r ** 2), np.sum(.) / n) have a
+    constant slope, the seed of the elements' adjoints (prog.seed); their second
+    derivative is 0, so the Hessian is the slope times the sum's.  Returns the records up
+    to the sum."""
+    prog.seed = 1.0
+    k = len(recs)
+    while k and not recs[k - 1].flags & RANGED:
+        k -= 1
+    if k == 0 or recs[k - 1].name != "SUM":
+        return recs            # analyse refuses it, with the record that is in the way
+    cur = recs[k - 1].r
+    vals = None
+    for p in recs[k:]:
+        if p.name == "NEGATIVE" and p.a == cur:
+            prog.seed = -prog.seed
+        elif p.kind == "binary" and (p.a == cur) != (p.b == cur):
+            o = 0 if p.a == cur else 1
+            c = p.b if o == 0 else p.a
+            if (p.name, o) not in _TAIL or c < nin or not external(c, c + 1):
+                raise Unsupported(f"record {p.i}: f is not linear in its final sum")
+            if vals is None:
+                vals = values()
+            prog.seed = prog.seed * _TAIL[(p.name, o)](float(vals[c]))
+        else:
+            raise Unsupported(f"record {p.i}: f is not linear in its final sum")
+        cur = p.r
+    if cur != fslot:
+        raise Unsupported("f's output is not its final sum")
+    return recs[:k]
 
 
 # ------------------------------------------------------------------------ generation
@@ -318,7 +362,8 @@ class _Gen:
     def reverse(self, out, flush):
         K, prog = self.K, self.prog
         for j in range(len(prog.recs)):
-            out.append(f"double w{j} = {'1.0' if j == prog.sum_of else '0.0'};")
+            seed = _c_double(prog.seed) if j == prog.sum_of else "0.0"
+            out.append(f"double w{j} = {seed};")
             out += [f"double wd{j}_{k} = 0.0;" for k in range(K)]
         for j in reversed(range(len(prog.recs))):
             p = prog.recs[j]
@@ -464,6 +509,8 @@ class Kernel:
         self.key = _key(self.source)
         self.fn = None
         self.uses = 0                   # calls made before the kernel was built
+        self.error = None               # why compiling failed (first line), or None
+        self.thread = None              # the background compile (start), or None
         self.seconds = None             # compile time, or None when loaded from the cache
         col = np.asarray(col, dtype=np.int64)
         colours = np.asarray(colours, dtype=np.int64)
@@ -507,21 +554,41 @@ class Kernel:
         return True
 
     def build(self):
-        """Compile (unless another thread or process has) and load the kernel."""
+        """Compile (unless another thread or process has) and load the kernel; a failure
+        is kept in self.error (its first line), never raised."""
         from fastad import native
         import time
         if self.fn is not None:
             return
-        d = native._writable_dir()
-        path = os.path.join(d, f"fastad-lanes-{self.key}.so")
+        try:
+            d = native._writable_dir()
+            path = os.path.join(d, f"fastad-lanes-{self.key}.so")
+            with _lock:
+                if self.fn is None and not self._load(path):
+                    t0 = time.perf_counter()
+                    _compile(self.source, path, d)
+                    seconds = time.perf_counter() - t0
+                    if not self._load(path):
+                        raise native.NativeError(f"the compiled code at {path} could not "
+                                                 "be loaded")
+                    self.seconds = seconds
+            native._trim(d, path)
+        except native.NativeError as err:
+            self.error = str(err).splitlines()[0]
+
+    def start(self):
+        """build() in a daemon thread, once (calls keep the interpreted sweeps meanwhile)."""
         with _lock:
-            if self.fn is None and not self._load(path):
-                t0 = time.perf_counter()
-                _compile(self.source, path, d)
-                self.seconds = time.perf_counter() - t0
-                if not self._load(path):
-                    raise native.NativeError(f"the compiled code at {path} could not be loaded")
-        native._trim(d, path)
+            if self.thread is not None:
+                return
+            self.thread = threading.Thread(target=self.build, name="fastad-lanes",
+                                           daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout=None):
+        """Wait for a background compile (tests, benchmarks)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
 
     def __call__(self, x):
         """(output values, B) for a Jacobian, (gradient, B) for a Hessian, where B = J S or

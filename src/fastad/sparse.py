@@ -45,9 +45,10 @@ MAX_ENTRIES = 1 << 29
 FOR_HESSIAN = False
 #: compiled colour lanes (fastad._codegen_lanes, docs/sparse.md): one generated C loop over
 #: the elements of an elementwise tape with all colours in registers.  "auto" (default):
-#: loaded at the first call when the disk cache holds the code, else compiled at a tape's
-#: LANES_HOT-th call; "always": compiled at the first call; False: never.  Values agree
-#: with the interpreted sweeps to rounding
+#: loaded at the first call when the disk cache holds the code, else compiled in the
+#: background from a tape's LANES_HOT-th call on (calls interpret meanwhile); "always":
+#: compiled at the first call (blocking); False: never.  Values agree with the
+#: interpreted sweeps to rounding
 COMPILED_LANES = "auto"
 LANES_HOT = 3
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
@@ -600,8 +601,11 @@ def _lanes_note(plan, note):
 def _compiled_lanes(e, plan):
     """The compiled colour-lane kernel of this tape and colouring once it is built, else
     None (with the reason in plan["cl_note"] when it never will be)."""
-    if not COMPILED_LANES or plan["dense"] or plan["reverse"]:
+    if not COMPILED_LANES:
         return None
+    if "cl" not in plan and (plan["dense"] or plan["reverse"]):
+        return _lanes_note(plan, "a dense pattern: one sweep per column" if plan["dense"]
+                           else "rows coloured: reverse sweeps")
     if "cl" not in plan:
         from fastad import _codegen_lanes, native
         if native.disabled():
@@ -621,22 +625,21 @@ def _compiled_lanes(e, plan):
     if k is None or k.fn is not None:
         return k
     k.uses += 1
-    if COMPILED_LANES == "always" or k.uses >= LANES_HOT:
-        from fastad import native
-        try:
-            k.build()
-        except native.NativeError as err:
-            reason = str(err).splitlines()[0]
-            if reason not in _lanes_warned:
-                _lanes_warned.add(reason)
-                import warnings
-                warnings.warn(f"fastad: {reason}; sparse derivatives run their interpreted "
-                              "sweeps (same values to rounding). Set "
-                              "fastad.sparse.COMPILED_LANES = False to silence this.",
-                              RuntimeWarning, stacklevel=5)
-            return _lanes_note(plan, f"compiling failed: {reason}")
-        return k
-    return None
+    if COMPILED_LANES == "always" and k.error is None:
+        k.build()                         # blocking; a failure lands in k.error
+    elif k.uses >= LANES_HOT:
+        k.start()                         # compiles in the background, once
+    if k.error is not None:
+        reason = k.error
+        if reason not in _lanes_warned:
+            _lanes_warned.add(reason)
+            import warnings
+            warnings.warn(f"fastad: {reason}; sparse derivatives run their interpreted "
+                          "sweeps (same values to rounding). Set "
+                          "fastad.sparse.COMPILED_LANES = False to silence this.",
+                          RuntimeWarning, stacklevel=5)
+        return _lanes_note(plan, f"compiling failed: {reason}")
+    return k if k.fn is not None else None
 
 
 def _sweeps(e, plan, x):
@@ -715,7 +718,8 @@ def _compiled_state(plan):
     if k is None:
         return f"no ({plan['cl_note']})" if "cl" in plan else "not tried"
     if k.fn is None:
-        return f"pending (compiled at call {LANES_HOT})"
+        return ("compiling" if k.thread is not None else
+                f"pending (compiled from call {LANES_HOT})")
     return ("from the cache" if k.seconds is None else f"compiled in {k.seconds:.2f} s")
 
 

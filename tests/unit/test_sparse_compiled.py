@@ -1,0 +1,278 @@
+"""Compiled colour lanes (docs/sparse.md, "Compiled colour lanes"): the sparse Jacobian and
+Hessian of elementwise tapes from generated C, against the interpreted sweeps they replace,
+dense derivatives, closed forms and finite differences; the tapes they refuse, the
+fallbacks (no compiler, FASTAD_NATIVE=0), the "auto" policy and the disk cache."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import fastad as fd
+from fastad import sparse
+
+pytest.importorskip("scipy.sparse")
+special = pytest.importorskip("scipy.special")
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from native_env import cache_dir  # noqa: E402,F401 (a private cache, -Werror on the C)
+from test_sparse_hvp import UNARY, BINARY, rosen, rosen_hessian  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def compiled(monkeypatch):
+    """Compiled lanes at the first call; one target (no clones): same code, faster gcc."""
+    monkeypatch.setattr(sparse, "COMPILED_LANES", "always")
+    monkeypatch.setenv("FASTAD_NATIVE_CFLAGS",
+                       os.environ.get("FASTAD_NATIVE_CFLAGS", "") + " -DFA_NO_CLONES")
+
+
+def ran_compiled(S):
+    return S._last.plan.get("ran_compiled", False)
+
+
+def interpreted(make, f, *args):
+    """The same derivative by the interpreted sweeps (COMPILED_LANES = False)."""
+    old, sparse.COMPILED_LANES = sparse.COMPILED_LANES, False
+    try:
+        return make(f)(*args)
+    finally:
+        sparse.COMPILED_LANES = old
+
+
+def close(a, b, rtol=1e-13):
+    """Equal up to the order of sums, relative to the largest entry; non-finite alike."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    fin = np.isfinite(b)
+    assert np.array_equal(np.isfinite(a), fin)
+    assert np.array_equal(a[~fin], b[~fin], equal_nan=True)
+    scale = max(np.abs(b[fin]).max(initial=0.0), 1e-300)
+    assert np.abs(a[fin] - b[fin]).max(initial=0.0) <= rtol * scale
+
+
+def banded(x):
+    """The benchmark's banded residual (bandwidth 5, padded with constant zeros)."""
+    n = x.shape[0]
+    xp = np.concatenate([np.zeros(2), x, np.zeros(2)])
+    return ((3.0 - 2.0 * x) * x - xp[1:n + 1] - 2.0 * xp[3:n + 3] + 0.5 * np.sin(xp[0:n])
+            + xp[4:n + 4] ** 2 + 1.0)
+
+
+def banded_jacobian(x):
+    n = len(x)
+    J = np.zeros((n, n))
+    i = np.arange(n)
+    J[i, i] = 3.0 - 4.0 * x
+    J[i[1:], i[:-1]] = -1.0
+    J[i[:-2], i[2:]] = 2 * x[2:]
+    J[i[:-1], i[1:]] = -2.0
+    J[i[2:], i[:-2]] = 0.5 * np.cos(x[:-2])
+    return J
+
+
+def test_banded_jacobian_closed_form_dense_and_interpreted():
+    x = np.random.default_rng(0).uniform(-1, 1, 60)
+    J = fd.jacobian(banded, sparse=True)
+    got = J(x)
+    assert ran_compiled(J)
+    info = J.info()
+    assert info["direction"] == "forward (columns, compiled colour lanes)"
+    assert info["compiled"].startswith("compiled in") and info["colours"] == 5
+    np.testing.assert_allclose(got.toarray(), banded_jacobian(x), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got.toarray(), fd.jacfwd(banded)(x), rtol=1e-15, atol=0)
+    close(got.data, interpreted(lambda f: fd.jacobian(f, sparse=True), banded, x).data)
+    vals, jac = J.value_and_jac(x)
+    np.testing.assert_allclose(vals, banded(x), rtol=1e-15)
+    # a replay at new inputs
+    y = x[::-1] * 0.7
+    np.testing.assert_allclose(J(y).toarray(), banded_jacobian(y), rtol=1e-14, atol=1e-15)
+
+
+def test_rosenbrock_hessian_closed_form_gradient_and_interpreted():
+    x = np.random.default_rng(1).uniform(-1.5, 1.5, 300)
+    H = fd.hessian(rosen, sparse=True)
+    g, h = H.value_and_hess(x)
+    assert ran_compiled(H) and H._last.plan["ncolours"] == 3
+    assert H.info()["direction"] == "forward over reverse on f's tape (compiled colour lanes)"
+    assert H.info()["note"] == ""
+    np.testing.assert_allclose(h.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-11)
+    np.testing.assert_allclose(g, fd.grad(rosen)(x), rtol=1e-14, atol=1e-12)
+    close(h.data, interpreted(lambda f: fd.hessian(f, sparse=True), rosen, x).data)
+
+
+def unary_chain(x):
+    a, b = x[:-1], x[1:]
+    y = 0.0
+    for U in UNARY:
+        y = y + U(a * b + 0.01) * b
+    return y
+
+
+def binary_chain(x):
+    a, b = x[:-1], x[1:]
+    y = 0.0
+    for B in BINARY:
+        y = y + B(a, b + 0.05) * (a + 1.0)
+    return y
+
+
+@pytest.mark.parametrize("chain", [unary_chain, binary_chain])
+def test_every_elementwise_op(chain):
+    """Every op of the table numpy and scipy.special reach, in one elementwise tape: the
+    Jacobian of the chain and the Hessian of sum(y^2 + y), compiled against interpreted
+    and dense."""
+    x = np.random.default_rng(2).uniform(0.1, 0.9, 12)
+    J = fd.jacobian(chain, sparse=True)
+    got = J(x)
+    assert ran_compiled(J), J.info()["compiled"]
+    close(got.data, interpreted(lambda f: fd.jacobian(f, sparse=True), chain, x).data)
+    np.testing.assert_allclose(got.toarray(), fd.jacfwd(chain)(x), rtol=1e-13, atol=1e-13)
+
+    def f(x):
+        y = chain(x)
+        return np.sum(y * y + y)
+    H = fd.hessian(f, sparse=True)
+    got = H(x)
+    assert ran_compiled(H), H.info()["compiled"]
+    close(got.data, interpreted(lambda f: fd.hessian(f, sparse=True), f, x).data, rtol=1e-12)
+    np.testing.assert_allclose(got.toarray(), fd.hessian(f)(x), rtol=1e-11, atol=1e-11)
+
+
+def test_hessian_with_gathers_of_constants_and_finite_differences():
+    """f = |banded(x)|^2 / 2: gathers of a padded vector (constants among the sources) on
+    the Hessian path; against the dense Hessian and central differences of the gradient."""
+    def f(x):
+        return 0.5 * np.sum(banded(x) ** 2)
+    x = np.random.default_rng(3).uniform(-1, 1, 60)
+    H = fd.hessian(f, sparse=True)
+    got = H(x).toarray()
+    assert ran_compiled(H)
+    np.testing.assert_allclose(got, fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
+    g, h = fd.grad(f), 1e-6
+    fdiff = np.array([(g(x + h * e) - g(x - h * e)) / (2 * h) for e in np.eye(len(x))])
+    np.testing.assert_allclose(got, fdiff, rtol=1e-6, atol=1e-6)   # O(h^2) truncation
+
+
+def test_data_arguments_and_argnums():
+    """Columns that are not the input slots: a data array (no column, new values honoured)
+    and the differentiated argument second."""
+    def f(c, x):
+        return np.sum(c * x[:-1] ** 2 * x[1:] + np.exp(c * x[1:]))
+    rng = np.random.default_rng(4)
+    c, x = rng.uniform(0.5, 1.5, 19), rng.uniform(-1, 1, 20)
+    H = fd.hessian(f, argnums=1, sparse=True)
+    for cc in (c, 2 * c):
+        got = H(cc, x)
+        assert ran_compiled(H)
+        np.testing.assert_allclose(got.toarray(), fd.hessian(f, argnums=1)(cc, x),
+                                   rtol=1e-13, atol=1e-13)
+    J = fd.jacobian(lambda c, x: c * x[:-1] * np.sin(x[1:]), argnums=1, sparse=True)
+    got = J(c, x)
+    assert ran_compiled(J)
+    np.testing.assert_allclose(got.toarray(), fd.jacfwd(lambda x: c * x[:-1] * np.sin(x[1:]))(x),
+                               rtol=1e-15, atol=0)
+
+
+def test_absolute_zero_products_and_non_finite_partials():
+    """sqrt at 0 has an infinite partial: the absolute-zero rule (docs/conventions.md) gives
+    the interpreted sweeps' infs, NaNs and zeros exactly where they do."""
+    def r(x):
+        return np.sqrt(x[1:]) * x[:-1] + np.sqrt(x[:-1] * 0.0 + 1.0)
+    x = np.array([0.0, 1.0, 0.0, 4.0, 0.0, 0.0, 9.0])
+    got = fd.jacobian(r, sparse=True)(x)
+    close(got.data, interpreted(lambda f: fd.jacobian(f, sparse=True), r, x).data)
+
+    def f(x):
+        return np.sum(np.sqrt(x[1:]) * x[:-1] ** 2)
+    got = fd.hessian(f, sparse=True)(x)
+    ref = interpreted(lambda f: fd.hessian(f, sparse=True), f, x)
+    close(got.data, ref.data)
+    assert not np.isfinite(got.data).all()      # the case is a real one
+
+
+def scalar_loop(x):
+    total = 0.0
+    for i in range(len(x) - 1):
+        total = total + (x[i + 1] - x[i] ** 2) ** 2
+    return total
+
+
+def many_colours(x):
+    return np.sum(x) ** 2 * 0.5 + np.sum(np.sin(x))    # a dense Hessian: n colours
+
+
+def computed_shift(x):
+    y = x ** 2
+    return np.sum(y[1:] * y[:-1])                       # a shifted view of a computed range
+
+
+@pytest.mark.parametrize("f, why", [(scalar_loop, "scalar"),
+                                    (computed_shift, "elements"),
+                                    (many_colours, "dense")])
+def test_refused_tapes_keep_the_interpreted_sweeps(f, why):
+    x = np.random.default_rng(5).uniform(-1, 1, 24)
+    H = fd.hessian(f, sparse=True)
+    got = H(x)
+    assert not ran_compiled(H)
+    assert H.info()["compiled"].startswith("no (") and why in H.info()["compiled"]
+    np.testing.assert_allclose(got.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
+
+
+def test_more_colours_than_lanes_are_refused():
+    def r(x):                       # row i reads x[i], x[i+1] ... x[i+17]: 18 colours
+        n = len(x) - 17
+        y = x[:n] * 1.0
+        for k in range(1, 18):
+            y = y + x[k:k + n] * x[k:k + n]
+        return y
+    x = np.random.default_rng(6).uniform(-1, 1, 200)
+    J = fd.jacobian(r, sparse=True)
+    got = J(x)
+    assert J.info()["colours"] > 16 and not ran_compiled(J)
+    assert "at most 16" in J.info()["compiled"]
+    np.testing.assert_allclose(got.toarray(), fd.jacfwd(r)(x), rtol=1e-15, atol=0)
+
+
+def test_no_compiler_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/fastad-test-cc")
+    monkeypatch.setattr(sparse, "_lanes_warned", set())
+    x = np.random.default_rng(7).uniform(-1, 1, 30)
+    J = fd.jacobian(banded, sparse=True)
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        got = J(x)
+    assert not ran_compiled(J) and "compiling failed" in J.info()["compiled"]
+    np.testing.assert_allclose(got.toarray(), banded_jacobian(x), rtol=1e-14, atol=1e-15)
+
+
+def test_native_off(monkeypatch):
+    monkeypatch.setenv("FASTAD_NATIVE", "0")
+    x = np.random.default_rng(8).uniform(-1, 1, 30)
+    J = fd.jacobian(banded, sparse=True)
+    np.testing.assert_allclose(J(x).toarray(), banded_jacobian(x), rtol=1e-14, atol=1e-15)
+    assert not ran_compiled(J) and "FASTAD_NATIVE=0" in J.info()["compiled"]
+
+
+def test_auto_compiles_when_hot_and_loads_from_the_cache(monkeypatch):
+    monkeypatch.setattr(sparse, "COMPILED_LANES", "auto")
+
+    def r(x):       # a tape of its own (no other test compiled it into this cache)
+        return np.cos(x[1:]) * x[:-1] - 0.25 * x[1:]
+    x = np.random.default_rng(9).uniform(-1, 1, 25)
+    J = fd.jacobian(r, sparse=True)
+    for call in range(1, sparse.LANES_HOT + 2):
+        got = J(x)
+        assert ran_compiled(J) == (call > sparse.LANES_HOT)
+        np.testing.assert_allclose(got.toarray(), fd.jacfwd(r)(x), rtol=1e-15, atol=0)
+        if call == sparse.LANES_HOT:      # the compile started in the background
+            assert J.info()["compiled"] in ("compiling", "pending") or \
+                J.info()["compiled"].startswith("compiled in")
+            J._last.plan["cl"].wait(60)
+    assert J.info()["compiled"].startswith("compiled in")
+    J2 = fd.jacobian(r, sparse=True)     # a new object, same tape: the code is on disk
+    J2(x)
+    assert ran_compiled(J2) and J2.info()["compiled"] == "from the cache"
+    monkeypatch.setattr(sparse, "COMPILED_LANES", False)
+    J3 = fd.jacobian(r, sparse=True)
+    J3(x)
+    assert not ran_compiled(J3) and J3.info()["compiled"].startswith("off")
