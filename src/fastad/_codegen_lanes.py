@@ -41,6 +41,7 @@ from fastad._codegen import RANGED, Unsupported
 
 GENERATOR_VERSION = 1
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
+MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
 
 
@@ -71,6 +72,8 @@ def analyse(tape, hi=None, outs=None, fslot=None):
     rows = _native.raw_records(tape)
     if hi is not None:
         rows = rows[:hi]
+    if len(rows) > 2 * MAX_RECORDS:
+        raise Unsupported(f"the tape has more than {MAX_RECORDS} records")
     recs = _codegen.parse(rows)
     if not recs:
         raise Unsupported("the tape has no records")
@@ -241,9 +244,11 @@ DUAL_PARTIALS = r"""
     { (void)a; (void)r; return (DA); }
 #define FA_LD2(N, S, V, DA, DB) \
     static inline __attribute__((always_inline)) \
-    fa_dual fa_dda_##N(fa_dual a, fa_dual b, fa_dual r) { (void)a; (void)b; (void)r; return (DA); } \
+    fa_dual fa_dda_##N(fa_dual a, fa_dual b, fa_dual r) \
+    { (void)a; (void)b; (void)r; return (DA); } \
     static inline __attribute__((always_inline)) \
-    fa_dual fa_ddb_##N(fa_dual a, fa_dual b, fa_dual r) { (void)a; (void)b; (void)r; return (DB); }
+    fa_dual fa_ddb_##N(fa_dual a, fa_dual b, fa_dual r) \
+    { (void)a; (void)b; (void)r; return (DB); }
 FA_UNARY_OPS(FA_LD1)
 FA_BINARY_OPS(FA_LD2)
 #undef FA_LD1
@@ -271,17 +276,14 @@ class _Gen:
         # Hessian keeps one loop (its reverse reads every record's values and lanes)
         self.seg = []
         for j, p in enumerate(recs):
-            v = _vectorizable(p)
-            if kind == "hess" or not self.seg or self.seg[-1][0] != v:
-                if kind == "hess" and self.seg:
-                    self.seg[-1][1].append(j)
-                    continue
-                self.seg.append((v, [j]))
-            else:
+            v = kind == "hess" or _vectorizable(p)
+            if self.seg and self.seg[-1][0] == v:
                 self.seg[-1][1].append(j)
+            else:
+                self.seg.append((v, [j]))
         self.where = {j: n for n, (_, js) in enumerate(self.seg) for j in js}
         self.buffered = set()
-        for (j, o), src in prog.sources.items():
+        for (j, _o), src in prog.sources.items():
             if src[0] == "rec" and self.where[src[1]] != self.where[j]:
                 self.buffered.add(src[1])
 
@@ -423,7 +425,7 @@ def generate(prog, K, kind):
                                                     for k in range(K))
             for j in sorted(g.buffered)]
     loops, flush = [], []
-    for n, (_, js) in enumerate(g.seg):
+    for _, js in g.seg:
         body = []
         for j in js:
             g.record(j, body)
@@ -436,7 +438,7 @@ def generate(prog, K, kind):
         loops.append("    for (int64_t ii = 0; ii < m; ii++) {\n"
                      "      const int64_t i = i0 + ii; (void)i;\n" +
                      "".join(f"      {x}\n" for x in body) + "    }")
-    for name, how, _ in flush:
+    for name, _how, _ in flush:
         decl.append(f"    double {name}[{TILE}]; " +
                     " ".join(f"double {name}_{k}[{TILE}];" for k in range(K)))
     if kind == "jac":
@@ -529,6 +531,11 @@ class Kernel:
         self.identity = (len(self.src) == ncols == prog.nin and
                          np.array_equal(self.dst, np.arange(ncols)))
         self.ncols = ncols
+        # column j of B = H S is input slot src_cols[j] (the Hessian's columns)
+        self.src_cols = np.empty(ncols, dtype=np.int64)
+        self.src_cols[self.dst] = self.src
+        self.identity_b = kind == "jac" or self.identity
+        self._B, self._busy = None, threading.Lock()
         self.args = [self.S.ctypes.data] + [g.ctypes.data for g in self.gix]
         argv, _ = native.compiler()
         if argv is not None:
@@ -590,28 +597,41 @@ class Kernel:
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def __call__(self, x):
-        """(output values, B) for a Jacobian, (gradient, B) for a Hessian, where B = J S or
-        H S is lane-major: B[k] holds colour k's column (shape K x rows; the interpreted
-        sweeps' B transposed)."""
+    def __call__(self, x, sources):
+        """(output values, nonzeros) for a Jacobian, (gradient, nonzeros) for a Hessian:
+        the kernel's B = J S or H S (lane-major: B[k] holds colour k's column) gathered
+        through `sources`, flat indices into B."""
         x = np.asarray(x, dtype=np.float64)
         nin = self.prog.nin
         if x.shape != (nin,):
             raise ValueError(f"fastad: expected {nin} inputs, got {x.shape}")
         xe = np.concatenate((x, self.xe)) if len(self.xe) else np.ascontiguousarray(x)
-        K, L = self.K, self.prog.L
-        if self.kind == "jac":
-            vals = np.empty(L)
-            B = np.empty((K, L))
-            self.fn(xe.ctypes.data, *self.args, vals.ctypes.data, B.ctypes.data)
-            return vals, B
-        G = np.zeros(nin)
-        HS = np.zeros((K, nin))
-        self.fn(xe.ctypes.data, *self.args, G.ctypes.data, HS.ctypes.data)
-        if self.identity:
-            return G, HS
-        grad = np.zeros(self.ncols)
-        B = np.zeros((K, self.ncols))
-        grad[self.dst] = G[self.src]
-        B[:, self.dst] = HS[:, self.src]
-        return grad, B
+        # B is kept between calls (fresh pages fault on every call: 0.1 ms at n = 10^5);
+        # a call finding it in use by another thread takes a fresh one
+        mine = self._busy.acquire(blocking=False)
+        try:
+            B = self._B if mine and self._B is not None else None
+            if self.kind == "jac":
+                first = np.empty(self.prog.L)
+                if B is None:
+                    B = np.empty((self.K, self.prog.L))
+                self.fn(xe.ctypes.data, *self.args, first.ctypes.data, B.ctypes.data)
+            else:
+                G = np.zeros(nin)
+                if B is None:
+                    B = np.zeros((self.K, nin))
+                else:
+                    B.fill(0.0)
+                self.fn(xe.ctypes.data, *self.args, G.ctypes.data, B.ctypes.data)
+                if self.identity:
+                    first = G
+                else:
+                    first = np.zeros(self.ncols)
+                    first[self.dst] = G[self.src]
+                    B = np.ascontiguousarray(B[:, self.src_cols])
+            if mine and self._B is None and self.identity_b:
+                self._B = B
+            return first, B.reshape(-1).take(sources)
+        finally:
+            if mine:
+                self._busy.release()

@@ -32,7 +32,7 @@ from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian",
-           "SparseJacobian", "SparseHessian"]
+           "SparseJacobian", "SparseHessian", "wait"]
 
 #: patterns denser than this fraction are computed with dense sweeps (noted in info())
 DENSE_FRACTION = 0.25
@@ -455,8 +455,8 @@ class SparseJacobian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        vals, B = res
-        data = _recover(e, B, "rows" if e.plan["reverse"] else "columns")
+        vals, B, done = res
+        data = B if done else _recover(e, B, "rows" if e.plan["reverse"] else "columns")
         self._last = e
         return vals, data, e.pattern
 
@@ -518,8 +518,8 @@ class SparseHessian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        grad, B = res
-        data = _recover(e, B, "columns" if e.plan["dense"] else "star")
+        grad, B, done = res
+        data = B if done else _recover(e, B, "columns" if e.plan["dense"] else "star")
         self._last = e
         return grad, data, e.pattern
 
@@ -545,13 +545,20 @@ def _recover(e, B, how):
         indptr, indices = e.pattern
         plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
                                                      plan["ncolours"], how)
-    if plan.get("ran_compiled"):
-        # the compiled lanes' B is lane-major (K x rows): flat index (r, k) -> k * rows + r
-        if "sources_t" not in plan:
-            K, src = plan["ncolours"], plan["sources"]
-            plan["sources_t"] = np.ascontiguousarray((src % K) * (B.size // K) + src // K)
-        return _sparsity.recover(B, plan["sources_t"])
     return _sparsity.recover(B, plan["sources"])
+
+
+def _lane_major_sources(e, plan, rows, how):
+    """The recovery map into the compiled lanes' lane-major B (K x rows): flat index
+    r * K + k of the interpreted layout becomes k * rows + r."""
+    if "sources_t" not in plan:
+        if "sources" not in plan:
+            indptr, indices = e.pattern
+            plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
+                                                         plan["ncolours"], how)
+        K, src = plan["ncolours"], plan["sources"]
+        plan["sources_t"] = np.ascontiguousarray((src % K) * rows + src // K)
+    return plan["sources_t"]
 
 
 def _use_lanes(e, plan):
@@ -643,13 +650,18 @@ def _compiled_lanes(e, plan):
 
 
 def _sweeps(e, plan, x):
-    """One call's compressed sweeps: the compiled colour lanes where the tape allows them
-    (`_compiled_lanes`), else `_interpreted`."""
+    """One call's compressed sweeps: (first output, B, False), or with the compiled colour
+    lanes where the tape allows them (`_compiled_lanes`) (first output, the nonzeros,
+    True); None when a guard fails."""
     k = _compiled_lanes(e, plan)
-    plan["ran_compiled"] = k is not None
-    if k is not None:
-        return k(x)     # B lane-major: _recover reads it through its own map
-    return _interpreted(e, plan, x)
+    plan["ran_compiled"] = k is not None       # for info() only
+    if k is not None:       # (first output, the nonzeros already recovered, True)
+        rows = len(e.outs) if e.hi is None else e.ncols
+        first, data = k(x, _lane_major_sources(e, plan, rows, "star" if e.hi is not None
+                                               else "columns"))
+        return first, data, True
+    res = _interpreted(e, plan, x)
+    return None if res is None else (res[0], res[1], False)
 
 
 def _interpreted(e, plan, x):
@@ -721,6 +733,20 @@ def _compiled_state(plan):
         return ("compiling" if k.thread is not None else
                 f"pending (compiled from call {LANES_HOT})")
     return ("from the cache" if k.seconds is None else f"compiled in {k.seconds:.2f} s")
+
+
+def wait(S, timeout=60.0):
+    """Have the compiled colour lanes of the tape `S` (a SparseJacobian or SparseHessian)
+    used last ready now: compile them if they are pending, and wait for the compile
+    (benchmarks and tests; calls never need it, they interpret until the code is there).
+    Returns info()["compiled"]."""
+    e = S._last
+    if e is not None and e.plan is not None:
+        k = e.plan.get("cl")
+        if k is not None and k.fn is None and k.error is None:
+            k.start()
+            k.wait(timeout)
+    return S.info().get("compiled", "not tried")
 
 
 def sparse_jacobian(fun, argnums=0, *, mode="auto", has_aux=False, replay=True,
