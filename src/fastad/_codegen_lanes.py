@@ -312,14 +312,15 @@ class _Gen:
             return
         s = f"{src[1]} + i" if src[0] == "x" else f"{src[1]}"
         out.append(f"const double {v} = xe[{s}];")
-        out += [f"const double {v}_{k} = S[{k * self.nxe} + {s}];" for k in range(K)]
+        out += [f"const double {v}_{k} = (double)S[{k * self.nxe} + {s}];" for k in range(K)]
 
     def record(self, j, out):
         """One element's values and lanes of record j: v{j}, t{j}_{k}."""
         K, p = self.K, self.prog.recs[j]
         if p.name == "GATHER":
             out.append(f"const int32_t s{j} = g{p.b}[i]; const double v{j} = xe[s{j}];")
-            out += [f"const double t{j}_{k} = S[{k * self.nxe} + s{j}];" for k in range(K)]
+            out += [f"const double t{j}_{k} = (double)S[{k * self.nxe} + s{j}];"
+                    for k in range(K)]
         else:
             N = p.name
             self.load(j, 0, out)
@@ -448,9 +449,9 @@ def generate(prog, K, kind):
     src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
            "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
            _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES,
-           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const double *restrict S"
+           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const float *restrict S"
            f"{gathers}, {sig});",
-           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const double *restrict S"
+           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const float *restrict S"
            f"{gathers}, {sig})",
            "{",
            f"  for (int64_t i0 = 0; i0 < {prog.L}; i0 += {TILE}) {{",
@@ -519,8 +520,9 @@ class Kernel:
         has = col >= 0
         # the seeds, lane-major: S[k, s] = 1 where input slot s's column has colour k (0
         # for data inputs and constants).  Read from memory, not computed from the
-        # colours: GCC does not vectorize the element loop when a compare feeds fa_naz
-        S = np.zeros((K, prog.nin + len(prog.consts)))
+        # colours: GCC does not vectorize the element loop when a compare feeds fa_naz.
+        # float32 (0 and 1 are exact): half the memory traffic of doubles
+        S = np.zeros((K, prog.nin + len(prog.consts)), dtype=np.float32)
         idx = np.nonzero(has)[0]
         S[colours[col[idx]], idx] = 1.0
         self.S = S

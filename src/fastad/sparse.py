@@ -7,8 +7,10 @@
 How (docs/sparse.md): the function is traced once per argument signature; the pattern is
 computed from the tape's records (fastad._sparsity: index sets for the Jacobian,
 nonlinear interactions for the Hessian), coloured, and cached with the tape.  Each call
-then replays the tape and runs one tangent sweep (or reverse sweep) per colour in C, and
-recovers the values into CSR.  A changed branch outcome retraces, and the new tape gets
+then evaluates the compressed matrix -- by generated C carrying all colours at once for an
+elementwise tape (fastad._codegen_lanes, "compiled colour lanes"), else by replaying the
+tape with one tangent sweep (or reverse sweep) per colour in C -- and recovers the values
+into CSR.  A changed branch outcome retraces, and the new tape gets
 its own pattern.
 
 Layout.  Rows are the function's outputs flattened (pytree leaves in order, each in C
@@ -424,8 +426,9 @@ def _plan_jacobian(pattern, m, n, mode):
 
 class SparseJacobian:
     """``J = SparseJacobian(f)(x)``: the Jacobian as a `scipy.sparse.csr_array`, by one
-    tangent sweep per column colour (forward) or one reverse sweep per row colour,
-    whichever is fewer (``mode='fwd'`` / ``'rev'`` forces one).  `fastad.jacobian`,
+    tangent sweep per column colour (forward; all colours at once in generated C for an
+    elementwise tape, docs/sparse.md) or one reverse sweep per row colour, whichever is
+    fewer (``mode='fwd'`` / ``'rev'`` forces one).  `fastad.jacobian`,
     `jacfwd` and `jacrev` with ``sparse=True`` return one of these.  ``value_and_jac``
     gives the flat output too; ``info()`` the pattern and colouring statistics."""
 
@@ -484,9 +487,10 @@ class SparseJacobian:
 class SparseHessian:
     """``H = SparseHessian(f)(x)``: the Hessian of a scalar function as a symmetric
     `scipy.sparse.csr_array`.  The pattern comes from nonlinear-interaction propagation,
-    the colouring is a star colouring, and the values come from one forward-over-reverse
-    sweep (a Hessian-vector product, in C) per colour.  `fastad.hessian(f, sparse=True)`
-    returns one of these."""
+    the colouring is a star colouring, and the values come from forward over reverse on
+    f's tape with all colours at once (compiled colour lanes) where the tape allows, else
+    from one tangent sweep per colour over the recorded gradient (docs/sparse.md).
+    `fastad.hessian(f, sparse=True)` returns one of these."""
 
     def __init__(self, fun, argnums=0, *, replay=True, max_entries=None):
         self.prog = _Program(fun, argnums, "hessian(sparse=True)", hessian=True,
