@@ -276,3 +276,37 @@ def test_auto_compiles_when_hot_and_loads_from_the_cache(monkeypatch):
     J3 = fd.jacobian(r, sparse=True)
     J3(x)
     assert not ran_compiled(J3) and J3.info()["compiled"].startswith("off")
+
+
+def test_many_lanes_in_registers():
+    """11 and 13 colours (bands): the lanes spill from registers, the values do not move."""
+    def r(x, m=11):
+        n = len(x) - m + 1
+        y = np.sin(x[:n])
+        for k in range(1, m):
+            y = y + x[k:k + n] * x[:n] * (0.1 * k)
+        return y
+    x = np.random.default_rng(10).uniform(-1, 1, 120)
+    J = fd.jacobian(r, sparse=True)
+    got = J(x)
+    assert ran_compiled(J) and J.info()["colours"] == 11
+    np.testing.assert_allclose(got.toarray(), fd.jacfwd(r)(x), rtol=1e-14, atol=1e-15)
+
+    def f(x):
+        return np.sum(r(x, 7))
+    H = fd.hessian(f, sparse=True)
+    got = H(x)
+    assert ran_compiled(H), H.info()["compiled"]
+    assert 8 < H.info()["colours"] <= 16
+    np.testing.assert_allclose(got.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
+
+
+def test_outputs_other_than_one_record_are_refused():
+    def r(x):
+        return {"a": x[1:] * x[:-1], "b": np.sin(x[1:])}
+    x = np.random.default_rng(11).uniform(-1, 1, 30)
+    J = fd.jacobian(r, sparse=True)
+    got = J(x)
+    assert not ran_compiled(J) and "one record" in J.info()["compiled"]
+    ref = np.vstack([fd.jacfwd(lambda x: r(x)["a"])(x), fd.jacfwd(lambda x: r(x)["b"])(x)])
+    np.testing.assert_allclose(got.toarray(), ref, rtol=1e-15, atol=0)
