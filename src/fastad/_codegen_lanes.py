@@ -39,10 +39,11 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
+INDEX32 = 2 ** 31 - 1   # B with more entries: recovery by numpy's take on int64 indices
 
 
 # ------------------------------------------------------------------------ analysis
@@ -458,8 +459,22 @@ def generate(prog, K, kind):
            f"    const int64_t m = {prog.L} - i0 < {TILE} ? {prog.L} - i0 : {TILE};",
            *decl, *loops, *("    " + x for x in g.flush(flush)),
            "  }",
-           "}", ""]
+           "}", RECOVER, ""]
     return "\n".join(src)
+
+
+# the recovery gather (the nonzeros in CSR order from B through the cached map), in C with
+# 32-bit indices: half the index traffic of numpy's take on int64, and no bounds check per
+# element (the map is checked against B's size once, Kernel._recovery_map)
+RECOVER = r"""
+void fa_recover(const double *restrict B, const int32_t *restrict src, int64_t nnz,
+                double *restrict data);
+void fa_recover(const double *restrict B, const int32_t *restrict src, int64_t nnz,
+                double *restrict data)
+{
+  for (int64_t p = 0; p < nnz; p++) data[p] = B[src[p]];
+}
+"""
 
 
 # ------------------------------------------------------------------------ compiling
@@ -538,6 +553,7 @@ class Kernel:
         self.src_cols[self.dst] = self.src
         self.identity_b = kind == "jac" or self.identity
         self._B, self._busy = None, threading.Lock()
+        self._map = None                # (sources, their indices into B, int32?)
         self.args = [self.S.ctypes.data] + [g.ctypes.data for g in self.gix]
         argv, _ = native.compiler()
         if argv is not None:
@@ -555,7 +571,10 @@ class Kernel:
             return False
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p] * (2 + len(self.gix) + 2)
-        self.lib, self.fn = lib, fn
+        rec = lib.fa_recover
+        rec.restype = None
+        rec.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+        self.lib, self.fn, self.recover = lib, fn, rec
         try:
             os.utime(path)          # recently used: kept by the cache's trim
         except OSError:
@@ -599,6 +618,26 @@ class Kernel:
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def _recovery_map(self, sources):
+        """`sources` (flat indices into the lane-major K x rows B) as int32 indices into
+        the B the kernel writes (K x nin for a Hessian whose columns are not its input
+        slots in order), checked against B's size once and cached for that `sources`
+        object; when B has 2^31 entries or more, the cache tuple (its [1]: int64 indices)."""
+        m = self._map                       # one read: another thread may replace it
+        if m is None or m[0] is not sources:
+            src = np.asarray(sources, dtype=np.int64)
+            size = self.K * (self.prog.L if self.kind == "jac" else self.prog.nin)
+            if not self.identity_b:         # column r of B[:, src_cols] is src_cols[r]
+                rows = self.ncols
+                src = (src // rows) * self.prog.nin + self.src_cols[src % rows]
+            if len(src) and (src.min() < 0 or src.max() >= size):
+                raise ValueError("fastad internal error: a recovery index outside B")
+            small = size <= INDEX32
+            m = (sources, np.ascontiguousarray(src, dtype=np.int32 if small else np.int64),
+                 small)
+            self._map = m
+        return m[1] if m[2] else m
+
     def __call__(self, x, sources):
         """(output values, nonzeros) for a Jacobian, (gradient, nonzeros) for a Hessian:
         the kernel's B = J S or H S (lane-major: B[k] holds colour k's column) gathered
@@ -630,10 +669,14 @@ class Kernel:
                 else:
                     first = np.zeros(self.ncols)
                     first[self.dst] = G[self.src]
-                    B = np.ascontiguousarray(B[:, self.src_cols])
-            if mine and self._B is None and self.identity_b:
+            if mine and self._B is None:
                 self._B = B
-            return first, B.reshape(-1).take(sources)
+            src = self._recovery_map(sources)
+            if isinstance(src, tuple):      # 2^31 entries in B or more: numpy's take
+                return first, B.reshape(-1).take(src[1])
+            data = np.empty(len(src))       # fresh per call: never aliases a result
+            self.recover(B.ctypes.data, src.ctypes.data, len(src), data.ctypes.data)
+            return first, data
         finally:
             if mine:
                 self._busy.release()

@@ -315,3 +315,56 @@ def test_outputs_other_than_one_record_are_refused():
     assert not ran_compiled(J) and "one record" in J.info()["compiled"]
     ref = np.vstack([fd.jacfwd(lambda x: r(x)["a"])(x), fd.jacfwd(lambda x: r(x)["b"])(x)])
     np.testing.assert_allclose(got.toarray(), ref, rtol=1e-15, atol=0)
+
+
+def test_results_are_independent_of_each_other_and_of_the_cache():
+    """Each call returns fresh data and index arrays: editing one matrix in place (as
+    eliminate_zeros and direct index edits do) leaves the next call's matrix and the
+    cached pattern alone; checked against the closed form."""
+    x = np.random.default_rng(11).uniform(-1.5, 1.5, 200)
+    H = fd.hessian(rosen, sparse=True)
+    h1 = H(x)
+    assert ran_compiled(H)
+    h1.data[:] = 0.0
+    h1.indices[:] = 0
+    h1.indptr[:] = 0
+    h2 = H(x)
+    np.testing.assert_allclose(h2.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-11)
+    assert not np.shares_memory(h2.data, h1.data)
+    assert not np.shares_memory(h2.indices, h1.indices)
+    h2.data[0] = 0.0
+    h2.eliminate_zeros()
+    h3 = H(x)
+    np.testing.assert_allclose(h3.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-11)
+    J = fd.jacobian(banded, sparse=True)
+    j1 = J(x)
+    j1.indices[:] = 0
+    np.testing.assert_allclose(J(x).toarray(), banded_jacobian(x), rtol=1e-15, atol=0)
+
+
+def test_recovery_by_int64_take_equals_the_int32_gather(monkeypatch):
+    """B too large for 32-bit indices falls back to numpy's take: the same bits (forced
+    here by lowering the limit), for identity columns and for columns that are not the
+    input slots."""
+    from fastad import _codegen_lanes
+    x = np.random.default_rng(12).uniform(-1.5, 1.5, 150)
+
+    def f(c, x):
+        return np.sum(c * x[:-1] ** 2 * x[1:] + np.exp(c * x[1:]))
+    c = np.linspace(0.5, 1.5, 149)
+    cases = [(lambda: fd.hessian(rosen, sparse=True), (x,)),
+             (lambda: fd.hessian(f, argnums=1, sparse=True), (c, x)),
+             (lambda: fd.jacobian(banded, sparse=True), (x,))]
+    for make, args in cases:
+        S32 = make()
+        a = S32(*args)
+        assert ran_compiled(S32) and S32._last.plan["cl"]._map[1].dtype == np.int32
+        old, _codegen_lanes.INDEX32 = _codegen_lanes.INDEX32, 10
+        try:
+            S64 = make()
+            b = S64(*args)
+        finally:
+            _codegen_lanes.INDEX32 = old
+        assert ran_compiled(S64) and S64._last.plan["cl"]._map[1].dtype == np.int64
+        assert np.array_equal(a.data.view(np.uint64), b.data.view(np.uint64))
+        assert np.array_equal(a.indices, b.indices) and np.array_equal(a.indptr, b.indptr)
