@@ -39,7 +39,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
@@ -447,6 +447,20 @@ def generate(prog, K, kind):
         sig = "double *restrict outv, double *restrict B"
     else:
         sig = "double *restrict G, double *restrict HS"
+    # per tile t: B's rows [z[t], z[t + 1]) are zeroed before the tile adds to them (no
+    # tile before t touched them; the rows after the last tile's at its end), and the
+    # nonzeros [rend[t], rend[t + 1]) are recovered once every row they read is final,
+    # while those rows are still in cache (Kernel._tile_plan)
+    sig += (", const int64_t *restrict z, const int32_t *restrict rsrc, "
+            "const int64_t *restrict rend, double *restrict data")
+    Bn, rows = ("B", prog.L) if kind == "jac" else ("HS", prog.nin)
+    zero = [] if kind == "jac" else [
+        f"    for (int64_t s = z[t]; s < z[t + 1]; s++) {{ " +
+        " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
+    tail = [] if kind == "jac" else [
+        f"    if (i0 + m == {prog.L}) for (int64_t s = z[t + 1]; s < {rows}; s++) {{ " +
+        " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
+    recover = [f"    for (int64_t p = rend[t]; p < rend[t + 1]; p++) data[p] = {Bn}[rsrc[p]];"]
     src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
            "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
            _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES,
@@ -455,26 +469,12 @@ def generate(prog, K, kind):
            f"FA_LOOPFN void fa_lanes(const double *restrict xe, const float *restrict S"
            f"{gathers}, {sig})",
            "{",
-           f"  for (int64_t i0 = 0; i0 < {prog.L}; i0 += {TILE}) {{",
+           f"  for (int64_t i0 = 0, t = 0; i0 < {prog.L}; i0 += {TILE}, t++) {{",
            f"    const int64_t m = {prog.L} - i0 < {TILE} ? {prog.L} - i0 : {TILE};",
-           *decl, *loops, *("    " + x for x in g.flush(flush)),
+           *decl, *zero, *loops, *("    " + x for x in g.flush(flush)), *tail, *recover,
            "  }",
-           "}", RECOVER, ""]
+           "}", ""]
     return "\n".join(src)
-
-
-# the recovery gather (the nonzeros in CSR order from B through the cached map), in C with
-# 32-bit indices: half the index traffic of numpy's take on int64, and no bounds check per
-# element (the map is checked against B's size once, Kernel._recovery_map)
-RECOVER = r"""
-void fa_recover(const double *restrict B, const int32_t *restrict src, int64_t nnz,
-                double *restrict data);
-void fa_recover(const double *restrict B, const int32_t *restrict src, int64_t nnz,
-                double *restrict data)
-{
-  for (int64_t p = 0; p < nnz; p++) data[p] = B[src[p]];
-}
-"""
 
 
 # ------------------------------------------------------------------------ compiling
@@ -570,11 +570,8 @@ class Kernel:
         except (OSError, AttributeError):
             return False
         fn.restype = None
-        fn.argtypes = [ctypes.c_void_p] * (2 + len(self.gix) + 2)
-        rec = lib.fa_recover
-        rec.restype = None
-        rec.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
-        self.lib, self.fn, self.recover = lib, fn, rec
+        fn.argtypes = [ctypes.c_void_p] * (2 + len(self.gix) + 2 + 4)
+        self.lib, self.fn = lib, fn
         try:
             os.utime(path)          # recently used: kept by the cache's trim
         except OSError:
@@ -619,24 +616,68 @@ class Kernel:
             self.thread.join(timeout)
 
     def _recovery_map(self, sources):
-        """`sources` (flat indices into the lane-major K x rows B) as int32 indices into
-        the B the kernel writes (K x nin for a Hessian whose columns are not its input
-        slots in order), checked against B's size once and cached for that `sources`
-        object; when B has 2^31 entries or more, the cache tuple (its [1]: int64 indices)."""
+        """(sources, int32 indices into the B the kernel writes or None, int64 ones, z,
+        rend) for `sources` (flat indices into the lane-major K x rows B; for a Hessian
+        whose columns are not its input slots in order, composed with that order),
+        checked against B's size once and cached for that `sources` object.  When B has
+        more than INDEX32 entries, rend is all zeros (the kernel recovers nothing) and
+        the call recovers with numpy's take on the int64 indices."""
         m = self._map                       # one read: another thread may replace it
         if m is None or m[0] is not sources:
             src = np.asarray(sources, dtype=np.int64)
-            size = self.K * (self.prog.L if self.kind == "jac" else self.prog.nin)
+            rows = self.prog.L if self.kind == "jac" else self.prog.nin
+            size = self.K * rows
             if not self.identity_b:         # column r of B[:, src_cols] is src_cols[r]
-                rows = self.ncols
-                src = (src // rows) * self.prog.nin + self.src_cols[src % rows]
+                src = (src // self.ncols) * rows + self.src_cols[src % self.ncols]
             if len(src) and (src.min() < 0 or src.max() >= size):
                 raise ValueError("fastad internal error: a recovery index outside B")
-            small = size <= INDEX32
-            m = (sources, np.ascontiguousarray(src, dtype=np.int32 if small else np.int64),
-                 small)
+            src = np.ascontiguousarray(src)
+            z, rend = self._tile_plan(src % rows if len(src) else src, rows)
+            if size <= INDEX32:
+                m = (sources, src.astype(np.int32), src, z, rend)
+            else:
+                m = (sources, None, src, z, np.zeros_like(rend))
             self._map = m
-        return m[1] if m[2] else m
+        return m
+
+    def _tile_plan(self, row, rows):
+        """Per tile t of TILE elements: z[t]..z[t+1], B's rows the kernel zeroes before
+        tile t adds to them (a Hessian: every row a tile touches first at t lies below
+        z[t + 1], and no earlier tile touched a row at or above z[t]), and rend, the
+        nonzeros (in CSR order, reading B's rows `row`) recovered after tile t: those
+        whose rows, and every earlier nonzero's rows, no later tile touches."""
+        L = self.prog.L
+        T = -(-L // TILE)
+        z = np.zeros(T + 1, dtype=np.int64)
+        if self.kind == "jac":              # element i writes row i of B, nothing else
+            last = np.arange(rows, dtype=np.int64) // TILE
+        else:
+            nin = self.prog.nin
+            first = np.full(nin, T, dtype=np.int64)     # T: no tile touches the row
+            last = np.full(nin, -1, dtype=np.int64)
+            elem = np.arange(L, dtype=np.int64) // TILE
+            touch = [(s[1], elem) for s in self.prog.sources.values() if s[0] == "x"]
+            touch += [(s[1], None) for s in self.prog.sources.values() if s[0] == "xs"]
+            for base, tiles in touch:
+                if tiles is None:
+                    first[base], last[base] = 0, T - 1
+                else:
+                    np.minimum(first[base:base + L], tiles, out=first[base:base + L])
+                    np.maximum(last[base:base + L], tiles, out=last[base:base + L])
+            for g in self.gix:
+                ok = g < nin
+                np.minimum.at(first, g[ok], elem[ok])
+                np.maximum.at(last, g[ok], elem[ok])
+            top = np.full(T, -1, dtype=np.int64)
+            hit = np.nonzero(first < T)[0]
+            np.maximum.at(top, first[hit], hit)
+            z[1:] = np.maximum.accumulate(top) + 1
+            last[last < 0] = T - 1          # untouched rows: zeroed after the last tile
+        ready = np.maximum.accumulate(last[row]) if len(row) else row
+        rend = np.zeros(T + 1, dtype=np.int64)
+        rend[1:] = np.searchsorted(ready, np.arange(T), side="right")
+        rend[T] = len(row)
+        return z, rend
 
     def __call__(self, x, sources):
         """(output values, nonzeros) for a Jacobian, (gradient, nonzeros) for a Hessian:
@@ -652,18 +693,18 @@ class Kernel:
         mine = self._busy.acquire(blocking=False)
         try:
             B = self._B if mine and self._B is not None else None
+            _, src32, src, z, rend = self._recovery_map(sources)
+            data = np.empty(len(src))       # fresh per call: never aliases a result
+            tail = (z.ctypes.data, (src32 if src32 is not None else rend).ctypes.data,
+                    rend.ctypes.data, data.ctypes.data)
+            if B is None:                   # zeroed by the kernel, tile by tile
+                B = np.empty((self.K, self.prog.L if self.kind == "jac" else nin))
             if self.kind == "jac":
                 first = np.empty(self.prog.L)
-                if B is None:
-                    B = np.empty((self.K, self.prog.L))
-                self.fn(xe.ctypes.data, *self.args, first.ctypes.data, B.ctypes.data)
+                self.fn(xe.ctypes.data, *self.args, first.ctypes.data, B.ctypes.data, *tail)
             else:
                 G = np.zeros(nin)
-                if B is None:
-                    B = np.zeros((self.K, nin))
-                else:
-                    B.fill(0.0)
-                self.fn(xe.ctypes.data, *self.args, G.ctypes.data, B.ctypes.data)
+                self.fn(xe.ctypes.data, *self.args, G.ctypes.data, B.ctypes.data, *tail)
                 if self.identity:
                     first = G
                 else:
@@ -671,11 +712,8 @@ class Kernel:
                     first[self.dst] = G[self.src]
             if mine and self._B is None:
                 self._B = B
-            src = self._recovery_map(sources)
-            if isinstance(src, tuple):      # 2^31 entries in B or more: numpy's take
-                return first, B.reshape(-1).take(src[1])
-            data = np.empty(len(src))       # fresh per call: never aliases a result
-            self.recover(B.ctypes.data, src.ctypes.data, len(src), data.ctypes.data)
+            if src32 is None:               # more than INDEX32 entries in B
+                data = B.reshape(-1).take(src)
             return first, data
         finally:
             if mine:

@@ -199,7 +199,10 @@ class _Program:
             plan.append((treedef, roles))
             key.append((treedef, tuple(r if r[0] != "s" else ("s", _hashable(r[1]))
                                        for r in roles)))
-        x = np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0)
+        # one part (the usual single vector): no copy (0.02 ms at n = 10^5); x is only
+        # read, by the sweeps and kernels of this call
+        x = np.ascontiguousarray(parts[0] if len(parts) == 1 else np.concatenate(parts)) \
+            if parts else np.zeros(0)
         key = tuple(key)
         try:
             hash(key)
@@ -264,7 +267,8 @@ class _Program:
                 colarr[pos:pos + size] = np.arange(offset[o], offset[o] + size)
                 offset[o] += size
             pos += size
-        traced = iter(make_inputs(tape, x, layout))
+        # make_inputs takes a writable buffer; x may be the caller's read-only array
+        traced = iter(make_inputs(tape, x if x.flags.writeable else x.copy(), layout))
         targs = []
         for treedef, roles in plan:
             leaves = [r[1] if r[0] == "s" else next(traced) for r in roles]

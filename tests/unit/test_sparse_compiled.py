@@ -358,13 +358,31 @@ def test_recovery_by_int64_take_equals_the_int32_gather(monkeypatch):
     for make, args in cases:
         S32 = make()
         a = S32(*args)
-        assert ran_compiled(S32) and S32._last.plan["cl"]._map[1].dtype == np.int32
+        assert ran_compiled(S32) and S32._last.plan["cl"]._map[1] is not None
         old, _codegen_lanes.INDEX32 = _codegen_lanes.INDEX32, 10
         try:
             S64 = make()
             b = S64(*args)
         finally:
             _codegen_lanes.INDEX32 = old
-        assert ran_compiled(S64) and S64._last.plan["cl"]._map[1].dtype == np.int64
+        assert ran_compiled(S64) and S64._last.plan["cl"]._map[1] is None
         assert np.array_equal(a.data.view(np.uint64), b.data.view(np.uint64))
         assert np.array_equal(a.indices, b.indices) and np.array_equal(a.indptr, b.indptr)
+
+
+def test_read_only_inputs_are_read_not_copied_or_changed():
+    """A single input vector is passed through without a copy: a read-only one traces and
+    replays (on the compiled and the interpreted path), and is left unchanged."""
+    x = np.random.default_rng(13).uniform(-1.5, 1.5, 120)
+    ro = x.copy()
+    ro.flags.writeable = False
+    for compiled in ("always", False):
+        old, sparse.COMPILED_LANES = sparse.COMPILED_LANES, compiled
+        try:
+            H = fd.hessian(rosen, sparse=True)
+            for _ in range(2):
+                np.testing.assert_allclose(H(ro).toarray(), rosen_hessian(x), rtol=1e-13,
+                                           atol=1e-11)
+        finally:
+            sparse.COMPILED_LANES = old
+        assert np.array_equal(ro, x)
