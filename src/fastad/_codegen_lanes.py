@@ -39,7 +39,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
@@ -447,7 +447,7 @@ def generate(prog, K, kind):
         sig = "double *restrict outv, double *restrict B"
     else:
         sig = "double *restrict G, double *restrict HS"
-    # per tile t: B's rows [z[t], z[t + 1]) are zeroed before the tile adds to them (no
+    # per tile t: B's rows [z[t], z[t + 1]) (and the gradient's) are zeroed before the tile adds to them (no
     # tile before t touched them; the rows after the last tile's at its end: no separate
     # pass over B, Kernel._tile_plan); after the loop the first nrec nonzeros are
     # recovered from B through rsrc (in the loop, per tile while the rows are in cache,
@@ -457,11 +457,11 @@ def generate(prog, K, kind):
             "double *restrict data")
     Bn, rows = ("B", prog.L) if kind == "jac" else ("HS", prog.nin)
     zero = [] if kind == "jac" else [
-        f"    for (int64_t s = z[t]; s < z[t + 1]; s++) {{ " +
+        f"    for (int64_t s = z[t]; s < z[t + 1]; s++) {{ G[s] = 0.0; " +
         " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
     tail = [] if kind == "jac" else [
         f"    if (i0 + m == {prog.L}) for (int64_t s = z[t + 1]; s < {rows}; s++) {{ " +
-        " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
+        "G[s] = 0.0; " + " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
     after = [f"  for (int64_t p = 0; p < nrec; p++) data[p] = {Bn}[rsrc[p]];"]
     head = (f"  for (int64_t i0 = 0, t = 0; i0 < {prog.L}; i0 += {TILE}, t++) {{"
             if kind == "hess" else f"  for (int64_t i0 = 0; i0 < {prog.L}; i0 += {TILE}) {{")
@@ -694,7 +694,7 @@ class Kernel:
                 first = np.empty(self.prog.L)
                 self.fn(xe.ctypes.data, *self.args, first.ctypes.data, B.ctypes.data, *tail)
             else:
-                G = np.zeros(nin)
+                G = np.empty(nin)           # zeroed by the kernel with B's rows
                 self.fn(xe.ctypes.data, *self.args, G.ctypes.data, B.ctypes.data, *tail)
                 if self.identity:
                     first = G

@@ -391,8 +391,9 @@ def test_read_only_inputs_are_read_not_copied_or_changed():
 def test_tile_by_tile_zeroing_with_scattered_rows():
     """Rows of B = H S touched out of order (permuted gathers of inputs, a broadcast input
     touched by every tile, reversed views) over many tiles: the kernel's per-tile zeroing
-    of B (Kernel._tile_plan) gives the dense Hessian and the interpreted sweeps' values,
-    also when B is reused with the previous call's values in it."""
+    of B and the gradient (Kernel._tile_plan) gives the dense Hessian, the interpreted
+    sweeps' values and the gradient, also when B is reused with the previous call's
+    values in it."""
     from fastad import _codegen_lanes
     n = 5 * _codegen_lanes.TILE + 37
     rng = np.random.default_rng(14)
@@ -408,6 +409,9 @@ def test_tile_by_tile_zeroing_with_scattered_rows():
     assert ran_compiled(H)
     np.testing.assert_allclose(got.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
     close(got.data, interpreted(lambda f: fd.hessian(f, sparse=True), f, x).data, 1e-12)
+    for xx in (x, 2 * x):   # the gradient is zeroed by the kernel too
+        np.testing.assert_allclose(H.value_and_hess(xx)[0], fd.grad(f)(xx), rtol=1e-13,
+                                   atol=1e-13)
     k = H._last.plan["cl"]
     _, src32, src, z = k._map
     T = len(z) - 1
