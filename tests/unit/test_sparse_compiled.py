@@ -424,3 +424,36 @@ def test_tile_by_tile_zeroing_with_scattered_rows():
         np.testing.assert_allclose(H(x).toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-11)
     z = H._last.plan["cl"]._map[3]
     assert 0 < z[1] < z[len(z) - 2] < z[-1] <= n
+
+
+def test_threads_share_one_kernel_and_get_the_serial_bits():
+    """Calls from 4 threads at once on one compiled Hessian: the thread that finds B in
+    use takes a fresh, unzeroed one (the kernel zeroes it); every result equals the
+    serial result for its input bit for bit, and no result shares memory with another."""
+    import threading
+    n = 3 * 256 + 5
+    rng = np.random.default_rng(15)
+    xs = [rng.uniform(-1.5, 1.5, n) for _ in range(4)]
+    H = fd.hessian(rosen, sparse=True)
+    serial = [H.value_and_hess(x) for x in xs]
+    assert ran_compiled(H)
+    out, errors = {}, []
+
+    def work(t):
+        try:
+            for r in range(15):
+                out[(t, r)] = H.value_and_hess(xs[(t + r) % 4])
+        except Exception as err:        # pragma: no cover - reported below
+            errors.append(err)
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for (t, r), (g, h) in out.items():
+        g0, h0 = serial[(t + r) % 4]
+        assert np.array_equal(g.view(np.uint64), g0.view(np.uint64))
+        assert np.array_equal(h.data.view(np.uint64), h0.data.view(np.uint64))
+    datas = [h.data for _, h in out.values()]
+    assert len({d.ctypes.data for d in datas}) == len(datas)
