@@ -6,9 +6,11 @@ memory bandwidth are still shared: rerun on a quiet machine with benchmarks/spar
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src taskset -c 1 python benchmarks/sparse_cpu.py [repeats]
 
-Each repeat prints the table again (medians of 40 calls each); the last row of a repeat is
-the sparse Hessian by forward over reverse on f's tape (`fastad.sparse.FOR_HESSIAN =
-"always"`; the default is the recorded-gradient path), for comparison.
+Each repeat prints the table again (medians of 40 calls each).  The first two rows are the
+default path (the compiled colour lanes, docs/sparse.md, compiled before timing); the
+others are the interpreted sweeps for comparison (`fastad.sparse.COMPILED_LANES = False`:
+the tangent sweeps over the recorded gradient, and forward over reverse on f's tape with
+`FOR_HESSIAN = "always"`).
 """
 import os
 import sys
@@ -45,25 +47,38 @@ def main(repeats=1):
     g2, J = fd.grad(lambda x: 0.5 * np.sum(banded(x) ** 2)), fd.jacobian(banded, sparse=True)
     assert abs(H(X) - FH(X).sparse()).max() < 1e-8 * abs(H(X)).max()
     assert abs(J(X) - FJ(X).sparse()).max() < 1e-10 * abs(J(X)).max()
-    H_fr = fd.hessian(rosen, sparse=True)
+    print("compiled colour lanes:", sparse.wait(H), "/", sparse.wait(J))
+    H_old, J_old = fd.hessian(rosen, sparse=True), fd.jacobian(banded, sparse=True)
 
-    def fwd_over_rev():
-        old, sparse.FOR_HESSIAN = sparse.FOR_HESSIAN, "always"
-        try:
-            return H_fr(X)
-        finally:
-            sparse.FOR_HESSIAN = old
+    def interpreted(S, for_hessian=False):
+        def run():
+            old = sparse.COMPILED_LANES, sparse.FOR_HESSIAN
+            sparse.COMPILED_LANES, sparse.FOR_HESSIAN = False, for_hessian
+            try:
+                return S(X)
+            finally:
+                sparse.COMPILED_LANES, sparse.FOR_HESSIAN = old
+        return run
+    fwd_over_rev = interpreted(H_old, "always")
     assert abs(fwd_over_rev() - H(X)).max() <= 1e-13 * abs(H(X)).max()
+    assert abs(interpreted(H_old)() - H(X)).max() <= 1e-13 * abs(H(X)).max()
+    assert abs(interpreted(J_old)() - J(X)).max() <= 1e-13 * abs(J(X)).max()
     for _ in range(repeats):
         print(f"n = {N}; CPU ms per call (medians of 40)")
         print("| problem | fastad gradient | fastad sparse | ratio | CasADi sparse |")
         print("|---|---|---|---|---|")
-        for name, grad, S, F in (("Rosenbrock Hessian", g, H, FH),
-                                 ("banded Jacobian", g2, J, FJ),
-                                 ("Rosenbrock Hessian, forward over reverse", g,
-                                  fwd_over_rev, FH)):
+        for name, grad, S, F in (("Rosenbrock Hessian (compiled colour lanes)", g,
+                                  lambda: H(X), FH),
+                                 ("banded Jacobian (compiled colour lanes)", g2,
+                                  lambda: J(X), FJ),
+                                 ("Rosenbrock Hessian, interpreted: recorded gradient", g,
+                                  interpreted(H_old), FH),
+                                 ("Rosenbrock Hessian, interpreted: forward over reverse",
+                                  g, fwd_over_rev, FH),
+                                 ("banded Jacobian, interpreted", g2, interpreted(J_old),
+                                  FJ)):
             a, c = cpu_ms(lambda: grad(X)), cpu_ms(lambda: F(X))  # noqa: B023 (called in this iteration)
-            b = cpu_ms(lambda: S() if S is fwd_over_rev else S(X))  # noqa: B023
+            b = cpu_ms(S)
             print(f"| {name} | {a:.3g} | {b:.3g} | {b / a:.1f}x | {c:.3g} |")
 
 

@@ -35,7 +35,7 @@ case "$mode" in
                  tests/unit/test_fusion.py
                  tests/unit/test_pickle.py tests/unit/test_sparse.py
                  tests/unit/test_recurrence.py tests/unit/test_loops_of_loops.py
-                 tests/unit/test_sparse_hvp.py
+                 tests/unit/test_sparse_hvp.py tests/unit/test_sparse_compiled.py
                  tests/oracle/test_conventions_matrix.py) ;;
     *)    echo "usage: tools/sanitize.sh [fast|all] [pytest args...]" >&2; exit 2 ;;
 esac

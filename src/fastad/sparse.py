@@ -7,8 +7,10 @@
 How (docs/sparse.md): the function is traced once per argument signature; the pattern is
 computed from the tape's records (fastad._sparsity: index sets for the Jacobian,
 nonlinear interactions for the Hessian), coloured, and cached with the tape.  Each call
-then replays the tape and runs one tangent sweep (or reverse sweep) per colour in C, and
-recovers the values into CSR.  A changed branch outcome retraces, and the new tape gets
+then evaluates the compressed matrix -- by generated C carrying all colours at once for an
+elementwise tape (fastad._codegen_lanes, "compiled colour lanes"), else by replaying the
+tape with one tangent sweep (or reverse sweep) per colour in C -- and recovers the values
+into CSR.  A changed branch outcome retraces, and the new tape gets
 its own pattern.
 
 Layout.  Rows are the function's outputs flattened (pytree leaves in order, each in C
@@ -32,7 +34,7 @@ from fastad._tracer import is_traced, make_inputs, output_slot
 from fastad.pytree import tree_flatten, tree_unflatten
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "sparse_jacobian", "sparse_hessian",
-           "SparseJacobian", "SparseHessian"]
+           "SparseJacobian", "SparseHessian", "wait"]
 
 #: patterns denser than this fraction are computed with dense sweeps (noted in info())
 DENSE_FRACTION = 0.25
@@ -43,6 +45,14 @@ MAX_ENTRIES = 1 << 29
 #: alike, docs/sparse.md), True (forward over reverse on tapes with at least as many
 #: ranged elements as scalar records) or "always"; all agree to rounding
 FOR_HESSIAN = False
+#: compiled colour lanes (fastad._codegen_lanes, docs/sparse.md): one generated C loop over
+#: the elements of an elementwise tape with all colours in registers.  "auto" (default):
+#: loaded at the first call when the disk cache holds the code, else compiled in the
+#: background from a tape's LANES_HOT-th call on (calls interpret meanwhile); "always":
+#: compiled at the first call (blocking); False: never.  Values agree with the
+#: interpreted sweeps to rounding
+COMPILED_LANES = "auto"
+LANES_HOT = 3
 #: most work a greedy colouring may take (sum of squared row lengths) before the dense path
 MAX_COLOUR_WORK = 1 << 28
 _MAX_TAPES = 8
@@ -189,7 +199,10 @@ class _Program:
             plan.append((treedef, roles))
             key.append((treedef, tuple(r if r[0] != "s" else ("s", _hashable(r[1]))
                                        for r in roles)))
-        x = np.ascontiguousarray(np.concatenate(parts)) if parts else np.zeros(0)
+        # one part (the usual single vector): no copy (0.02 ms at n = 10^5); x is only
+        # read, by the sweeps and kernels of this call
+        x = np.ascontiguousarray(parts[0] if len(parts) == 1 else np.concatenate(parts)) \
+            if parts else np.zeros(0)
         key = tuple(key)
         try:
             hash(key)
@@ -254,7 +267,8 @@ class _Program:
                 colarr[pos:pos + size] = np.arange(offset[o], offset[o] + size)
                 offset[o] += size
             pos += size
-        traced = iter(make_inputs(tape, x, layout))
+        # make_inputs takes a writable buffer; x may be the caller's read-only array
+        traced = iter(make_inputs(tape, x if x.flags.writeable else x.copy(), layout))
         targs = []
         for treedef, roles in plan:
             leaves = [r[1] if r[0] == "s" else next(traced) for r in roles]
@@ -335,12 +349,32 @@ def _hess_pattern(prog, e):
     return e.pattern
 
 
-def _csr(pattern, shape, data=None):
+def _csr(pattern, shape, data=None, cache=None):
+    """A csr_array of `pattern` (indptr, indices) with its own copies of the index arrays, so that a user editing the matrix in place
+    (eliminate_zeros, indices[...] = ...) never reaches the cached pattern or another
+    call's matrix.  `cache` (a dict kept with the pattern) holds the index arrays in
+    scipy's index dtype once: scipy's constructor then checks only their lengths and
+    dtypes instead of converting int64 ones on every call (0.05 ms at 3 x 10^5 nonzeros,
+    docs/sparse.md)."""
     import scipy.sparse as sp
-    indptr, indices = pattern
+    if cache is None or "csr_index" not in cache:
+        indptr, indices = pattern
+        if len(indices) < 2 ** 31 - 1 and max(shape) < 2 ** 31 - 1:
+            index = (np.asarray(indptr, dtype=np.int32), np.asarray(indices, dtype=np.int32))
+        else:
+            index = (np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64))
+        if cache is None:
+            indptr, indices = index
+            indptr, indices = (indptr.copy() if indptr is pattern[0] else indptr,
+                               indices.copy() if indices is pattern[1] else indices)
+            if data is None:
+                data = np.ones(len(indices), dtype=bool)
+            return sp.csr_array((data, indices, indptr), shape=shape)
+        cache["csr_index"] = index
+    indptr, indices = cache["csr_index"]
     if data is None:
         data = np.ones(len(indices), dtype=bool)
-    return sp.csr_array((data, indices, indptr), shape=shape)
+    return sp.csr_array((data, indices.copy(), indptr.copy()), shape=shape)
 
 
 def jacobian_sparsity(fun, argnums=0, *, max_entries=None):
@@ -416,8 +450,9 @@ def _plan_jacobian(pattern, m, n, mode):
 
 class SparseJacobian:
     """``J = SparseJacobian(f)(x)``: the Jacobian as a `scipy.sparse.csr_array`, by one
-    tangent sweep per column colour (forward) or one reverse sweep per row colour,
-    whichever is fewer (``mode='fwd'`` / ``'rev'`` forces one).  `fastad.jacobian`,
+    tangent sweep per column colour (forward; all colours at once in generated C for an
+    elementwise tape, docs/sparse.md) or one reverse sweep per row colour, whichever is
+    fewer (``mode='fwd'`` / ``'rev'`` forces one).  `fastad.jacobian`,
     `jacfwd` and `jacrev` with ``sparse=True`` return one of these.  ``value_and_jac``
     gives the flat output too; ``info()`` the pattern and colouring statistics."""
 
@@ -447,8 +482,8 @@ class SparseJacobian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        vals, B = res
-        data = _recover(e, B, "rows" if e.plan["reverse"] else "columns")
+        vals, B, done = res
+        data = B if done else _recover(e, B, "rows" if e.plan["reverse"] else "columns")
         self._last = e
         return vals, data, e.pattern
 
@@ -456,7 +491,7 @@ class SparseJacobian:
         """(flat output values, Jacobian csr_array) at args."""
         vals, data, pattern = self.values(*args)
         e = self._last
-        return vals, _csr(pattern, (len(e.outs), e.ncols), data)
+        return vals, _csr(pattern, (len(e.outs), e.ncols), data, e.plan)
 
     def __call__(self, *args):
         return self.value_and_jac(*args)[1]
@@ -476,9 +511,10 @@ class SparseJacobian:
 class SparseHessian:
     """``H = SparseHessian(f)(x)``: the Hessian of a scalar function as a symmetric
     `scipy.sparse.csr_array`.  The pattern comes from nonlinear-interaction propagation,
-    the colouring is a star colouring, and the values come from one forward-over-reverse
-    sweep (a Hessian-vector product, in C) per colour.  `fastad.hessian(f, sparse=True)`
-    returns one of these."""
+    the colouring is a star colouring, and the values come from forward over reverse on
+    f's tape with all colours at once (compiled colour lanes) where the tape allows, else
+    from one tangent sweep per colour over the recorded gradient (docs/sparse.md).
+    `fastad.hessian(f, sparse=True)` returns one of these."""
 
     def __init__(self, fun, argnums=0, *, replay=True, max_entries=None):
         self.prog = _Program(fun, argnums, "hessian(sparse=True)", hessian=True,
@@ -510,8 +546,8 @@ class SparseHessian:
             plan = self._prepare(e)
             return _sweeps(e, plan, x)
         e, res = self.prog.run(args, attempt)
-        grad, B = res
-        data = _recover(e, B, "columns" if e.plan["dense"] else "star")
+        grad, B, done = res
+        data = B if done else _recover(e, B, "columns" if e.plan["dense"] else "star")
         self._last = e
         return grad, data, e.pattern
 
@@ -519,7 +555,7 @@ class SparseHessian:
         """(gradient, Hessian csr_array) at args."""
         grad, data, pattern = self.values(*args)
         e = self._last
-        return grad, _csr(pattern, (e.ncols, e.ncols), data)
+        return grad, _csr(pattern, (e.ncols, e.ncols), data, e.plan)
 
     def __call__(self, *args):
         return self.value_and_hess(*args)[1]
@@ -538,6 +574,19 @@ def _recover(e, B, how):
         plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
                                                      plan["ncolours"], how)
     return _sparsity.recover(B, plan["sources"])
+
+
+def _lane_major_sources(e, plan, rows, how):
+    """The recovery map into the compiled lanes' lane-major B (K x rows): flat index
+    r * K + k of the interpreted layout becomes k * rows + r."""
+    if "sources_t" not in plan:
+        if "sources" not in plan:
+            indptr, indices = e.pattern
+            plan["sources"] = _sparsity.recovery_sources(indptr, indices, plan["colours"],
+                                                         plan["ncolours"], how)
+        K, src = plan["ncolours"], plan["sources"]
+        plan["sources_t"] = np.ascontiguousarray((src % K) * rows + src // K)
+    return plan["sources_t"]
 
 
 def _use_lanes(e, plan):
@@ -576,7 +625,74 @@ def _hessian_route(e, plan):
     return plan["hv"]
 
 
+_lanes_warned = set()
+
+
+def _lanes_note(plan, note):
+    plan["cl"], plan["cl_note"] = None, note
+    return None
+
+
+def _compiled_lanes(e, plan):
+    """The compiled colour-lane kernel of this tape and colouring once it is built, else
+    None (with the reason in plan["cl_note"] when it never will be)."""
+    if not COMPILED_LANES:
+        return None
+    if "cl" not in plan and (plan["dense"] or plan["reverse"]):
+        return _lanes_note(plan, "a dense pattern: one sweep per column" if plan["dense"]
+                           else "rows coloured: reverse sweeps")
+    if "cl" not in plan:
+        from fastad import _codegen_lanes, native
+        if native.disabled():
+            return _lanes_note(plan, "native code is off: FASTAD_NATIVE=0")
+        try:
+            if e.hi is not None:
+                prog = _codegen_lanes.analyse(e.tape, hi=e.hi, fslot=e.fslot)
+            else:
+                prog = _codegen_lanes.analyse(e.tape, outs=e.outs)
+            plan["cl"] = _codegen_lanes.Kernel(prog, "jac" if e.hi is None else "hess",
+                                               plan["ncolours"], plan["colours"], e.col,
+                                               e.ncols)
+            plan["cl_note"] = ""
+        except _codegen_lanes.Unsupported as err:
+            return _lanes_note(plan, str(err))
+    k = plan["cl"]
+    if k is None or k.fn is not None:
+        return k
+    k.uses += 1
+    if COMPILED_LANES == "always" and k.error is None:
+        k.build()                         # blocking; a failure lands in k.error
+    elif k.uses >= LANES_HOT:
+        k.start()                         # compiles in the background, once
+    if k.error is not None:
+        reason = k.error
+        if reason not in _lanes_warned:
+            _lanes_warned.add(reason)
+            import warnings
+            warnings.warn(f"fastad: {reason}; sparse derivatives run their interpreted "
+                          "sweeps (same values to rounding). Set "
+                          "fastad.sparse.COMPILED_LANES = False to silence this.",
+                          RuntimeWarning, stacklevel=5)
+        return _lanes_note(plan, f"compiling failed: {reason}")
+    return k if k.fn is not None else None
+
+
 def _sweeps(e, plan, x):
+    """One call's compressed sweeps: (first output, B, False), or with the compiled colour
+    lanes where the tape allows them (`_compiled_lanes`) (first output, the nonzeros,
+    True); None when a guard fails."""
+    k = _compiled_lanes(e, plan)
+    plan["ran_compiled"] = k is not None       # for info() only
+    if k is not None:       # (first output, the nonzeros already recovered, True)
+        rows = len(e.outs) if e.hi is None else e.ncols
+        first, data = k(x, _lane_major_sources(e, plan, rows, "star" if e.hi is not None
+                                               else "columns"))
+        return first, data, True
+    res = _interpreted(e, plan, x)
+    return None if res is None else (res[0], res[1], False)
+
+
+def _interpreted(e, plan, x):
     """The compressed sweeps of one call: for a Hessian, forward over reverse on f's own
     tape where its records allow (`_hessian_route`); else all column colours carried
     together as tangent lanes in one pass over the tape where that pays
@@ -613,19 +729,52 @@ def _info(prog, e, what):
         "colours": int(plan["ncolours"]),
         "colouring": ("dense" if plan["dense"] else
                       "star" if what == "hessian" else "distance-2"),
-        "direction": (("forward over reverse on f's tape (second-order adjoint lanes)"
+        "direction": (("forward over reverse on f's tape (compiled colour lanes)"
+                       if plan.get("ran_compiled") else
+                       "forward over reverse on f's tape (second-order adjoint lanes)"
                        if plan.get("hv", -1) >= 0 else
                        "forward over reverse (tangent sweeps over the recorded gradient)")
                       if what == "hessian"
-                      else "reverse (rows)" if plan["reverse"] else "forward (columns)"),
+                      else "reverse (rows)" if plan["reverse"] else
+                      "forward (columns, compiled colour lanes)" if plan.get("ran_compiled")
+                      else "forward (columns)"),
+        "compiled": _compiled_state(plan),
         "sweeps_per_call": int(plan["ncolours"]),
         "dense_fallback": bool(plan["dense"]),
-        "note": "; ".join(m for m in (plan["note"], plan.get("hv_note", "")) if m),
+        "note": "; ".join(m for m in (plan["note"], "" if plan.get("ran_compiled") else
+                                      plan.get("hv_note", "")) if m),
         "tape_records": len(e.tape),
         "pattern_seconds": e.stats.get("pattern_seconds"),
         "colouring_seconds": plan.get("colouring_seconds"),
     })
     return out
+
+
+def _compiled_state(plan):
+    """info()["compiled"]: the compiled colour lanes' state for this tape."""
+    k = plan.get("cl")
+    if not COMPILED_LANES:
+        return "off (fastad.sparse.COMPILED_LANES is False)"
+    if k is None:
+        return f"no ({plan['cl_note']})" if "cl" in plan else "not tried"
+    if k.fn is None:
+        return ("compiling" if k.thread is not None else
+                f"pending (compiled from call {LANES_HOT})")
+    return ("from the cache" if k.seconds is None else f"compiled in {k.seconds:.2f} s")
+
+
+def wait(S, timeout=60.0):
+    """Have the compiled colour lanes of the tape `S` (a SparseJacobian or SparseHessian)
+    used last ready now: compile them if they are pending, and wait for the compile
+    (benchmarks and tests; calls never need it, they interpret until the code is there).
+    Returns info()["compiled"]."""
+    e = S._last
+    if e is not None and e.plan is not None:
+        k = e.plan.get("cl")
+        if k is not None and k.fn is None and k.error is None:
+            k.start()
+            k.wait(timeout)
+    return S.info().get("compiled", "not tried")
 
 
 def sparse_jacobian(fun, argnums=0, *, mode="auto", has_aux=False, replay=True,

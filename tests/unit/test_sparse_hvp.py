@@ -19,8 +19,10 @@ from test_sparse import programs, scalar_fn  # noqa: E402  (tests/unit is on sys
 @pytest.fixture(autouse=True)
 def forward_over_reverse(monkeypatch):
     """These tests are about forward over reverse: route to it where its rule says (the
-    default, FOR_HESSIAN = False, keeps the recorded-gradient path; docs/sparse.md)."""
+    default, FOR_HESSIAN = False, keeps the recorded-gradient path; docs/sparse.md), and
+    keep the compiled colour lanes (tested in test_sparse_compiled.py) out of the way."""
     monkeypatch.setattr(sparse, "FOR_HESSIAN", True)
+    monkeypatch.setattr(sparse, "COMPILED_LANES", False)
 
 
 def test_default_is_the_recorded_gradient_path(monkeypatch):
