@@ -219,7 +219,16 @@ def _install_task_clock():
     return fdd._task_cpu["_rows"], fdd._task_cpu["_reduced"]
 
 
-def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
+# A LocalCluster's background work, relaxed for a few cores (docs/scale.md, "Where the
+# fixed cost of a call goes"): the workers' statistical profiler (a stack sample every
+# 10 ms), the event loops' health check (every 20 ms) and the system monitor (every 0.5 s)
+# cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these.
+QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s"}
+
+
+def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
     """n gradients of `fun` at uniform points, their mean square back: one process
     (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers), `rounds`
     rounds of each alternated (after a warm-up), so that a change of the machine's load
@@ -229,7 +238,8 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
     and in each worker's chunk tasks, in the client process (with the LocalCluster's
     scheduler), and the loads of the function per worker.  On a loaded machine the
     processes' CPU includes their idle loops over a stretched wall time; the task CPU
-    does not."""
+    does not.  `config`: dask settings the cluster is made with (QUIET_CLUSTER)."""
+    import dask
     import dask.array as da
     from distributed import Client, LocalCluster
     g = fd.grad(fun)
@@ -238,8 +248,9 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
     def one():
         X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
         return (v(X) ** 2).mean(axis=0)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with dask.config.set(config or {}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as cluster, Client(cluster) as client:
         # the chunks a user gets from fastad.dask.points_per_task (docs/scale.md): tasks of
         # ~0.1 s, one per worker at least; chunk=n//8 measures dask_map joining 8 chunks
         from fastad.dask import points_per_task
@@ -524,12 +535,15 @@ if __name__ == "__main__":
             f"{k} {v[0] * 1e3:.1f}, {v[1] * 1e3:.1f}" for k, v in d.items() if k != "load_average")
             + f"; load average {d['load_average']:.1f}")
     elif sys.argv[1:2] == ["dask"]:     # dask [heavy|ishigami] [N] [chunk]
-        d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
-                         int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
-                         int(float(sys.argv[4])) if len(sys.argv) > 4 else None)
-        print(f"one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
-              f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x (medians of "
-              f"7 rounds alternated); load average {d['load_average']:.1f}")
-        print(d)
+        for label, config in (("default LocalCluster", None),
+                              ("LocalCluster made with QUIET_CLUSTER", QUIET_CLUSTER)):
+            d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
+                             int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
+                             int(float(sys.argv[4])) if len(sys.argv) > 4 else None,
+                             config=config)
+            print(f"{label}: one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
+                  f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x "
+                  f"(medians of 7 rounds alternated); load average {d['load_average']:.1f}")
+            print(d)
     else:
         main()
