@@ -272,6 +272,7 @@ _HELD_MAX = 4
 def _hold(c, futures):
     for cid in [cid for cid, fs in _held.items() if fs[0].client.status != "running"]:
         del _held[cid]          # a closed client's: nothing left to release on its cluster
+    _release(_held.pop(c.id, ()))   # another thread's call on this client, gathered
     _held[c.id] = futures
     _held.move_to_end(c.id)
     while len(_held) > _HELD_MAX:
@@ -283,7 +284,8 @@ def _release(futures):
     dropped may live on in a reference cycle until the garbage collector runs, and send
     its release at any moment)."""
     for f in futures:
-        f.release()
+        if f.client.status == "running":    # a closed client's loop takes no callbacks
+            f.release()
 
 
 def release_held(client=None):

@@ -98,7 +98,11 @@ def test_dask_map_two_worker_processes():
         fastad.dask.release_held(client)
         assert client.id not in fastad.dask._held
         assert _forgotten(client, second)
+        fastad.dask.map_sum(g, Xd[:8000], task_seconds=None, reduce=lambda vg: vg[0].sum())
+        assert client.id in fastad.dask._held
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
+    fastad.dask.release_held()      # the closed client's futures: dropped, nothing sent
+    assert not fastad.dask._held
     v1, G1 = fd.vmap(g)(X)                                  # one process
     np.testing.assert_allclose(vals, v1, rtol=RTOL, atol=RTOL)
     np.testing.assert_allclose(G, G1, rtol=RTOL, atol=RTOL)
