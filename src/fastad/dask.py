@@ -228,7 +228,10 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     output's structure with the chunk's points along axis 0 (``fd.value_and_grad``: a
     tuple ``(values, gradients)``) and must return what adds across chunks: sums, not
     means (divide by the number of points afterwards).  The other arguments are those of
-    dask_map.
+    dask_map.  On a cluster, the chunks' partial results stay on the workers until the
+    next map_sum on the same client (which releases them once its own graph is sent: a
+    release sent as a call returns would delay the next call's graph) or
+    ``release_held(client)``.
 
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
