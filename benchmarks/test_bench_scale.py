@@ -500,7 +500,9 @@ def main():
                          f"{d['sum']:.3f} s, {d['ratio_sum']:.2f}x); CPU per call: one "
                          f"process {d['cpu_one']:.3f} s; chunk tasks "
                          f"{d['cpu_tasks'][0]:.3f}+{d['cpu_tasks'][1]:.3f} s "
-                         f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x); worker processes "
+                         f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x; map_sum's "
+                         f"{d['cpu_sum_tasks'][0]:.3f}+{d['cpu_sum_tasks'][1]:.3f} s); "
+                         f"worker processes "
                          f"{d['cpu_workers'][0]:.3f}+{d['cpu_workers'][1]:.3f} s; client "
                          f"and scheduler {d['cpu_client']:.3f} s; loads per worker "
                          f"{d['loads']}"))
