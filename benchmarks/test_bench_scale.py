@@ -198,23 +198,37 @@ def _cpu_of_process():
 
 
 def _install_task_clock():
-    """In a worker: time the CPU of dask_map's chunk tasks (fastad.dask._rows, which the
-    tasks name by reference), apart from the worker's own event loop and heartbeats."""
+    """In a worker: time the CPU of dask_map's and map_sum's chunk tasks (fastad.dask._rows
+    and _reduced, which the tasks name by reference; the replay, and map_sum's reduction),
+    apart from the worker's own event loop and heartbeats.  Returns the seconds so far,
+    (dask_map's, map_sum's)."""
     import fastad.dask as fdd
-    if not hasattr(fdd, "_untimed_rows"):
-        fdd._untimed_rows, fdd._task_cpu = fdd._rows, [0.0]
+    if not hasattr(fdd, "_task_cpu"):
+        fdd._task_cpu = {"_rows": 0.0, "_reduced": 0.0}
 
-        def timed(*a):
-            t = time.thread_time()
-            try:
-                return fdd._untimed_rows(*a)
-            finally:
-                fdd._task_cpu[0] += time.thread_time() - t
-        fdd._rows = timed
-    return fdd._task_cpu[0]
+        def clocked(name, untimed):
+            def timed(*a):
+                t = time.thread_time()
+                try:
+                    return untimed(*a)
+                finally:
+                    fdd._task_cpu[name] += time.thread_time() - t
+            return timed
+        fdd._rows = clocked("_rows", fdd._rows)
+        fdd._reduced = clocked("_reduced", fdd._reduced)
+    return fdd._task_cpu["_rows"], fdd._task_cpu["_reduced"]
 
 
-def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
+# A LocalCluster's background work, relaxed for a few cores (docs/scale.md, "Where the
+# fixed cost of a call goes"): the workers' statistical profiler (a stack sample every
+# 10 ms), the event loops' health check (every 20 ms) and the system monitor (every 0.5 s)
+# cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these.
+QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s"}
+
+
+def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
     """n gradients of `fun` at uniform points, their mean square back: one process
     (vmap) vs dask_map on a 2-process LocalCluster (points drawn in the workers), `rounds`
     rounds of each alternated (after a warm-up), so that a change of the machine's load
@@ -224,7 +238,8 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
     and in each worker's chunk tasks, in the client process (with the LocalCluster's
     scheduler), and the loads of the function per worker.  On a loaded machine the
     processes' CPU includes their idle loops over a stretched wall time; the task CPU
-    does not."""
+    does not.  `config`: dask settings the cluster is made with (QUIET_CLUSTER)."""
+    import dask
     import dask.array as da
     from distributed import Client, LocalCluster
     g = fd.grad(fun)
@@ -233,8 +248,9 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
     def one():
         X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
         return (v(X) ** 2).mean(axis=0)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with dask.config.set(config or {}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as cluster, Client(cluster) as client:
         # the chunks a user gets from fastad.dask.points_per_task (docs/scale.md): tasks of
         # ~0.1 s, one per worker at least; chunk=n//8 measures dask_map joining 8 chunks
         from fastad.dask import points_per_task
@@ -253,7 +269,11 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
         one(), two(), two_sum()
         ntasks = fd.dask_map(g, da.zeros((n, 3), chunks=(chunk, 3))).numblocks[0]
         k0, w0 = client.run(_install_task_clock), client.run(_cpu_of_process)
-        runs = (("one", one), ("dask", two), ("sum", two_sum))
+        # map_sum right after one process's round, and dask_map + mean after map_sum (whose
+        # futures are released by its next call): a compute() started within 10 ms of
+        # the release of another's futures waits for the rest of those 10 ms (the client's
+        # batched messages; docs/scale.md, "Where the fixed cost of a call goes")
+        runs = (("one", one), ("sum", two_sum), ("dask", two))
         wall, cpu = {k: [] for k, _ in runs}, {k: [] for k, _ in runs}
         for _ in range(rounds):
             for name, run in runs:
@@ -264,7 +284,8 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
         k1, w1 = client.run(_install_task_clock), client.run(_cpu_of_process)
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
     workers = sorted((w1[k] - w0[k]) / (2 * rounds) for k in w1)
-    tasks = sorted((k1[k] - k0[k]) / rounds for k in k1)   # dask_map's tasks (_rows) only
+    tasks = sorted((k1[k][0] - k0[k][0]) / rounds for k in k1)     # dask_map's tasks
+    sum_tasks = sorted((k1[k][1] - k0[k][1]) / rounds for k in k1)     # map_sum's
     med = lambda xs: float(np.median(xs))
     return {"one": med(wall["one"]), "dask": med(wall["dask"]), "sum": med(wall["sum"]),
             "one_min": min(wall["one"]), "dask_min": min(wall["dask"]),
@@ -272,10 +293,52 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7):
             "ratio": med([a / b for a, b in zip(wall["one"], wall["dask"])]),
             "ratio_sum": med([a / b for a, b in zip(wall["one"], wall["sum"])]),
             "cpu_one": med(cpu["one"]), "cpu_workers": workers,
-            "cpu_tasks": tasks, "cpu_client": med(cpu["dask"]),
+            "cpu_tasks": tasks, "cpu_sum_tasks": sum_tasks, "cpu_client": med(cpu["dask"]),
             "cpu_client_sum": med(cpu["sum"]),
             "loads": sorted(loads.values()), "tasks": ntasks,
             "load_average": os.getloadavg()[0]}
+
+
+def dask_back_to_back(n=20_000, rounds=30):
+    """The fixed cost of map_sum called back to back (n Ishigami gradients in two chunks,
+    drawn in the workers; the work is a few ms): its futures held until the next call (as
+    map_sum does) against released as each call returns (fastad.dask.release_held after
+    it, as map_sum did before), alternated, three calls in a row each, the last two timed.
+    Returns the median and min wall seconds of each, and one process's (fd.vmap)."""
+    import dask.array as da
+    from distributed import Client, LocalCluster
+    g = fd.grad(ishigami)
+    v = fd.vmap(g)
+    red = lambda G: (G * G).sum(axis=0)        # noqa: E731
+
+    def points():
+        return da.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3),
+                                                chunks=(n // 2, 3))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        def held():
+            return fastad.dask.map_sum(g, points(), reduce=red)
+
+        def released():
+            out = fastad.dask.map_sum(g, points(), reduce=red)
+            fastad.dask.release_held(client)
+            return out
+
+        def one():
+            return red(v(np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))))
+        runs = {"held": held, "released": released, "one": one}
+        for run in runs.values():
+            run(), run()
+        wall = {k: [] for k in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                for i in range(3):
+                    t = time.perf_counter()
+                    run()
+                    if i:
+                        wall[name].append(time.perf_counter() - t)
+    return {k: (float(np.median(w)), min(w)) for k, w in wall.items()} | {
+        "load_average": os.getloadavg()[0]}
 
 
 def sumsq_loop(x):
@@ -437,7 +500,9 @@ def main():
                          f"{d['sum']:.3f} s, {d['ratio_sum']:.2f}x); CPU per call: one "
                          f"process {d['cpu_one']:.3f} s; chunk tasks "
                          f"{d['cpu_tasks'][0]:.3f}+{d['cpu_tasks'][1]:.3f} s "
-                         f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x); worker processes "
+                         f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x; map_sum's "
+                         f"{d['cpu_sum_tasks'][0]:.3f}+{d['cpu_sum_tasks'][1]:.3f} s); "
+                         f"worker processes "
                          f"{d['cpu_workers'][0]:.3f}+{d['cpu_workers'][1]:.3f} s; client "
                          f"and scheduler {d['cpu_client']:.3f} s; loads per worker "
                          f"{d['loads']}"))
@@ -466,13 +531,21 @@ if __name__ == "__main__":
         print([f"{t * 1e6:.2f} us" for t in pickle_measure()])
     elif sys.argv[1:2] == ["threads"]:
         print(threads_measure())
+    elif sys.argv[1:3] == ["dask", "backtoback"]:      # dask backtoback [N]
+        d = dask_back_to_back(int(float(sys.argv[3])) if len(sys.argv) > 3 else 20_000)
+        print("map_sum back to back, wall ms (median, min): " + "; ".join(
+            f"{k} {v[0] * 1e3:.1f}, {v[1] * 1e3:.1f}" for k, v in d.items() if k != "load_average")
+            + f"; load average {d['load_average']:.1f}")
     elif sys.argv[1:2] == ["dask"]:     # dask [heavy|ishigami] [N] [chunk]
-        d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
-                         int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
-                         int(float(sys.argv[4])) if len(sys.argv) > 4 else None)
-        print(f"one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
-              f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x (medians of "
-              f"7 rounds alternated); load average {d['load_average']:.1f}")
-        print(d)
+        for label, config in (("default LocalCluster", None),
+                              ("LocalCluster made with QUIET_CLUSTER", QUIET_CLUSTER)):
+            d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
+                             int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
+                             int(float(sys.argv[4])) if len(sys.argv) > 4 else None,
+                             config=config)
+            print(f"{label}: one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
+                  f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x "
+                  f"(medians of 7 rounds alternated); load average {d['load_average']:.1f}")
+            print(d)
     else:
         main()

@@ -18,6 +18,7 @@ or a Kubernetes one (dask-kubernetes); see docs/scale.md.
 
     python examples/dask_sweep.py                          # 10^6 points, 2 worker processes
     python examples/dask_sweep.py --points 100000 --workers 4 --chunk 50000
+    python examples/dask_sweep.py --quiet-cluster          # less background work per worker
 
 It prints the throughput of a sweep after the first (which traces and ships the function)
 next to one process's (fastad.vmap over the same number of points), best of --rounds, for
@@ -34,6 +35,14 @@ import fastad as fd
 import fastad.dask
 
 A, B = 7.0, 0.1
+
+# Dask settings for a LocalCluster on a few cores (docs/scale.md, "Where the fixed cost of a
+# call goes"): the workers' statistical profiler, the event loops' health check and the
+# system monitor cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these,
+# CPU the workers' tasks would otherwise share their cores with.
+QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s"}
 
 
 def ishigami(x):
@@ -91,12 +100,17 @@ def main():
                         "joined by dask_map)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="timed sweeps after the first")
+    p.add_argument("--quiet-cluster", action="store_true",
+                   help="make the LocalCluster with QUIET_CLUSTER's settings (no profiler, "
+                        "fewer health checks)")
     args = p.parse_args()
+    import dask
 
     g = fd.grad(ishigami)
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
+    with dask.config.set(QUIET_CLUSTER if args.quiet_cluster else {}), \
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                         host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:
         print(f"cluster: {args.workers} worker processes, up in {time.perf_counter() - t0:.1f} s")
         # chunks sized from the cost of a point: tasks of ~0.1 s, one per worker at least

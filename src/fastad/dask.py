@@ -23,7 +23,7 @@ import numpy as np
 from fastad.batching import Batched, vmap
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["dask_map", "map_sum", "points_per_task"]
+__all__ = ["dask_map", "map_sum", "points_per_task", "release_held"]
 
 
 # In a worker: the functions unpickled here, by token (a few, the most recent kept; an
@@ -228,7 +228,10 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     output's structure with the chunk's points along axis 0 (``fd.value_and_grad``: a
     tuple ``(values, gradients)``) and must return what adds across chunks: sums, not
     means (divide by the number of points afterwards).  The other arguments are those of
-    dask_map.
+    dask_map.  On a cluster, the chunks' partial results stay on the workers until the
+    next map_sum on the same client (which releases them once its own graph is sent: a
+    release sent as a call returns would delay the next call's graph) or
+    ``release_held(client)``.
 
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
@@ -248,11 +251,52 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
         blocks = dask.compute(*parts.to_delayed().ravel())
     else:       # futures gathered in one message; no aggregate task on the cluster
         graph, keys = _fused(parts)
-        blocks = c.gather(c.get(graph, keys, sync=False))
+        futures = c.get(graph, keys, sync=False)
+        _release(_held.pop(c.id, ()))   # the last call's futures, after this graph
+        blocks = c.gather(futures)
+        if futures:
+            _hold(c, futures)
     total = None
     for block in blocks:
         total = block[0] if total is None else _tree_add(total, block[0])
     return total
+
+
+# The futures of the last map_sum on each client (its chunks' small partial results, kept
+# on the workers), released by the next call just after it has sent its graph.  A client
+# sends its messages to the scheduler at most once per 10 ms (distributed's BatchedSend):
+# futures released as a call returns would send a release message then, and the next
+# call's graph, sent a few milliseconds later, would wait for the rest of those 10 ms
+# (docs/scale.md, "Where the fixed cost of a call goes").  A few clients are kept.
+_held = collections.OrderedDict()
+_HELD_MAX = 4
+
+
+def _hold(c, futures):
+    for cid in [cid for cid, fs in _held.items() if fs[0].client.status != "running"]:
+        del _held[cid]          # a closed client's: nothing left to release on its cluster
+    _release(_held.pop(c.id, ()))   # another thread's call on this client, gathered
+    _held[c.id] = futures
+    _held.move_to_end(c.id)
+    while len(_held) > _HELD_MAX:
+        _release(_held.popitem(last=False)[1])
+
+
+def _release(futures):
+    """Release futures now, in this order after the messages already queued (a future
+    dropped may live on in a reference cycle until the garbage collector runs, and send
+    its release at any moment)."""
+    for f in futures:
+        if f.client.status == "running":    # a closed client's loop takes no callbacks
+            f.release()
+
+
+def release_held(client=None):
+    """Release the partial results the last ``map_sum`` on `client` (every client: None)
+    keeps on the workers until the next call (docs/scale.md, "Where the fixed cost of a
+    call goes"); they are a few small arrays per chunk, so this is rarely needed."""
+    for cid in list(_held) if client is None else [client.id]:
+        _release(_held.pop(cid, ()))
 
 
 def _fused(parts):

@@ -45,6 +45,22 @@ def test_dask_map_local_scheduler():
         fd.dask_map(fd.grad(f), X)
 
 
+def _scheduler_keys(client):
+    return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks)))
+
+
+def _forgotten(client, keys, timeout=10.0):
+    """Whether the scheduler forgets `keys` within `timeout` seconds (a release is a
+    message the scheduler handles in its own time)."""
+    import time
+    end = time.monotonic() + timeout
+    while keys & _scheduler_keys(client):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_dask_map_two_worker_processes():
     f, grad_closed = make_problem()
     g = fd.value_and_grad(f)
@@ -67,11 +83,26 @@ def test_dask_map_two_worker_processes():
         assert not any(str(k[0]).startswith("normal-") for k in graph)
         sums = fastad.dask.map_sum(g, R, task_seconds=None, reduce=lambda vg: (
             vg[0].sum(), (vg[1] ** 2).sum(axis=0), vg[1].shape[0]))
+        first = {f.key for f in fastad.dask._held[client.id]}
+        assert len(first) == 4 and first <= _scheduler_keys(client)
         R = R.compute()
         # points already held by the workers (persisted futures): the tasks read them there
         gsum = fastad.dask.map_sum(g, Xd.persist(), task_seconds=None,
                                    reduce=lambda vg: vg[1].sum(axis=0))
+        # each map_sum keeps its chunks' partial results until the next call, which
+        # releases them once its own graph is sent (docs/scale.md, "Where the fixed cost
+        # of a call goes"); release_held frees the last call's
+        second = {f.key for f in fastad.dask._held[client.id]}
+        assert len(second) == 10 and second <= _scheduler_keys(client)
+        assert _forgotten(client, first)
+        fastad.dask.release_held(client)
+        assert client.id not in fastad.dask._held
+        assert _forgotten(client, second)
+        fastad.dask.map_sum(g, Xd[:8000], task_seconds=None, reduce=lambda vg: vg[0].sum())
+        assert client.id in fastad.dask._held
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
+    fastad.dask.release_held()      # the closed client's futures: dropped, nothing sent
+    assert not fastad.dask._held
     v1, G1 = fd.vmap(g)(X)                                  # one process
     np.testing.assert_allclose(vals, v1, rtol=RTOL, atol=RTOL)
     np.testing.assert_allclose(G, G1, rtol=RTOL, atol=RTOL)
