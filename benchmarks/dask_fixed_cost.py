@@ -18,7 +18,7 @@ messages    how long map_sum's graph waits in the client's batched stream to the
             each call returns (fastad.dask.release_held after it, as before).  A latency
             measured on the message itself, so load changes it little.
 background  the CPU an idle 2-worker LocalCluster burns per second, made with Dask's default
-            settings and with QUIET_CLUSTER (benchmarks/test_bench_scale.py).
+            settings and with fastad.dask.QUIET_CLUSTER.
 inworker    a chunk of 5*10^5 points replayed and reduced, whole or in sub-chunks of 32768 and
             8192 points, timed (thread CPU) and page faults counted, in this process and in a
             worker process of a LocalCluster (whose nanny sets MALLOC_TRIM_THRESHOLD_=65536).
@@ -35,7 +35,8 @@ sys.path.insert(0, HERE)
 
 import fastad as fd                                         # noqa: E402
 import fastad.dask as fdd                                   # noqa: E402
-from test_bench_scale import QUIET_CLUSTER, ishigami        # noqa: E402
+from fastad.dask import QUIET_CLUSTER                       # noqa: E402
+from test_bench_scale import ishigami                       # noqa: E402
 
 
 def _cluster(config=None, workers=2):

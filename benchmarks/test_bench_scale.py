@@ -219,13 +219,6 @@ def _install_task_clock():
     return fdd._task_cpu["_rows"], fdd._task_cpu["_reduced"]
 
 
-# A LocalCluster's background work, relaxed for a few cores (docs/scale.md, "Where the
-# fixed cost of a call goes"): the workers' statistical profiler (a stack sample every
-# 10 ms), the event loops' health check (every 20 ms) and the system monitor (every 0.5 s)
-# cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these.
-QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
-                 "distributed.admin.tick.interval": "1s",
-                 "distributed.admin.system-monitor.interval": "5s"}
 
 
 def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
@@ -238,7 +231,7 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
     and in each worker's chunk tasks, in the client process (with the LocalCluster's
     scheduler), and the loads of the function per worker.  On a loaded machine the
     processes' CPU includes their idle loops over a stretched wall time; the task CPU
-    does not.  `config`: dask settings the cluster is made with (QUIET_CLUSTER)."""
+    does not.  `config`: dask settings the cluster is made with (fastad.dask.QUIET_CLUSTER)."""
     import dask
     import dask.array as da
     from distributed import Client, LocalCluster
@@ -538,7 +531,8 @@ if __name__ == "__main__":
             + f"; load average {d['load_average']:.1f}")
     elif sys.argv[1:2] == ["dask"]:     # dask [heavy|ishigami] [N] [chunk]
         for label, config in (("default LocalCluster", None),
-                              ("LocalCluster made with QUIET_CLUSTER", QUIET_CLUSTER)):
+                              ("LocalCluster made with fastad.dask.QUIET_CLUSTER",
+                               fastad.dask.QUIET_CLUSTER)):
             d = dask_measure(heavy if sys.argv[2:3] == ["heavy"] else ishigami,
                              int(float(sys.argv[3])) if len(sys.argv) > 3 else N_DASK,
                              int(float(sys.argv[4])) if len(sys.argv) > 4 else None,

@@ -36,13 +36,6 @@ import fastad.dask
 
 A, B = 7.0, 0.1
 
-# Dask settings for a LocalCluster on a few cores (docs/scale.md, "Where the fixed cost of a
-# call goes"): the workers' statistical profiler, the event loops' health check and the
-# system monitor cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these,
-# CPU the workers' tasks would otherwise share their cores with.
-QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
-                 "distributed.admin.tick.interval": "1s",
-                 "distributed.admin.system-monitor.interval": "5s"}
 
 
 def ishigami(x):
@@ -101,14 +94,14 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3, help="timed sweeps after the first")
     p.add_argument("--quiet-cluster", action="store_true",
-                   help="make the LocalCluster with QUIET_CLUSTER's settings (no profiler, "
-                        "fewer health checks)")
+                   help="make the LocalCluster with fastad.dask.QUIET_CLUSTER's settings "
+                        "(no profiler, fewer health checks)")
     args = p.parse_args()
     import dask
 
     g = fd.grad(ishigami)
     t0 = time.perf_counter()
-    with dask.config.set(QUIET_CLUSTER if args.quiet_cluster else {}), \
+    with dask.config.set(fastad.dask.QUIET_CLUSTER if args.quiet_cluster else {}), \
             LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                          host="127.0.0.1", dashboard_address=None) as cluster, \
             Client(cluster) as client:

@@ -447,17 +447,18 @@ def generate(prog, K, kind):
         sig = "double *restrict outv, double *restrict B"
     else:
         sig = "double *restrict G, double *restrict HS"
-    # per tile t: B's rows [z[t], z[t + 1]) (and the gradient's) are zeroed before the tile adds to them (no
-    # tile before t touched them; the rows after the last tile's at its end: no separate
-    # pass over B, Kernel._tile_plan); after the loop the first nrec nonzeros are
-    # recovered from B through rsrc (in the loop, per tile while the rows are in cache,
-    # GCC 12 generated slower element loops: measured 0.47 against 0.43 ms for the
-    # Rosenbrock Hessian, 3.2 against 2.35 ms for the banded Jacobian's kernel)
+    # per tile t: B's rows [z[t], z[t + 1]) (and the gradient's) are zeroed just before
+    # the tile adds to them (no tile before t touched them), the rows after the last
+    # tile's at its end: no separate pass over B (Kernel._tile_plan).  After the loop the
+    # first nrec nonzeros are recovered from B through rsrc (recovering per tile inside
+    # the loop, while the rows are in cache, made GCC 12 generate slower element loops:
+    # 0.47 against 0.43 ms for the Rosenbrock Hessian, 3.2 against 2.35 ms for the banded
+    # Jacobian's kernel)
     sig += (", const int64_t *restrict z, const int32_t *restrict rsrc, int64_t nrec, "
             "double *restrict data")
     Bn, rows = ("B", prog.L) if kind == "jac" else ("HS", prog.nin)
     zero = [] if kind == "jac" else [
-        f"    for (int64_t s = z[t]; s < z[t + 1]; s++) {{ G[s] = 0.0; " +
+        "    for (int64_t s = z[t]; s < z[t + 1]; s++) { G[s] = 0.0; " +
         " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
     tail = [] if kind == "jac" else [
         f"    if (i0 + m == {prog.L}) for (int64_t s = z[t + 1]; s < {rows}; s++) {{ " +

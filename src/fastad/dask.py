@@ -23,7 +23,18 @@ import numpy as np
 from fastad.batching import Batched, vmap
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["dask_map", "map_sum", "points_per_task", "release_held"]
+__all__ = ["dask_map", "map_sum", "points_per_task", "release_held", "QUIET_CLUSTER"]
+
+# Settings for a LocalCluster on a few cores, for the user to choose (fastad never changes
+# a cluster's settings itself): the workers' statistical profiler (a stack sample every
+# 10 ms), the event loops' health check (every 20 ms) and the system monitor (every 0.5 s)
+# cost an idle 2-worker cluster ~80 ms of CPU per second, ~16 ms with these -- CPU the
+# tasks share their cores with (docs/scale.md, "Where the fixed cost of a call goes").
+# Made with `dask.config.set(fastad.dask.QUIET_CLUSTER)` a cluster loses the dashboard's
+# profiles and system graphs, and the "unresponsive event loop" warnings come later.
+QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s"}
 
 
 # In a worker: the functions unpickled here, by token (a few, the most recent kept; an
