@@ -173,3 +173,16 @@ def test_points_per_task_from_the_cost_of_a_point():
     cores = os.cpu_count() or 1
     assert points_per_task(g, np.zeros(2), n=1000) == -(-1000 // cores)
     assert points_per_task(g, np.zeros(2), n=1000, task_seconds=1e-15) == 1
+
+
+def test_quiet_cluster_names_dask_settings_that_exist():
+    """QUIET_CLUSTER (docs/scale.md) must name real keys of distributed's configuration,
+    each made quieter than its default: a misspelt key would be set silently."""
+    import dask.config
+    from dask.utils import parse_timedelta
+    for key, value in fastad.dask.QUIET_CLUSTER.items():
+        default = dask.config.get(key)              # KeyError for a key that does not exist
+        if isinstance(value, bool):
+            assert default is True and value is False
+        else:
+            assert parse_timedelta(value) > parse_timedelta(default)
