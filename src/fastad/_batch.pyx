@@ -28,9 +28,11 @@ from fastad._tape cimport (Tape, fa_tape, fa_rec, fa_vec_loops, fa_copy_consts, 
 cnp.import_array()
 
 cdef extern from "batch.h" nogil:
-    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap)
+    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap,
+                             int64_t *naux)
     void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B,
-                          const int32_t *ix, uint8_t *bad)
+                          const int32_t *ix, uint8_t *bad, int vector)
+    int fa_trig_vector_available()
     void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t,
                           int32_t B, const int32_t *ix)
     void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
@@ -61,6 +63,27 @@ def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
     MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES = max_block, min_block, max_doubles
 
 
+# sin and cos of a batch's lanes from glibc's libmvec (csrc/batch_trig.h): ~10x faster than
+# libm, within a few ulps of it (docs/conventions.md); off: libm's bits, a batched point
+# equals the single call.  A module setting read when a batch starts, like the blocks'.
+cdef bint VECTOR_MATH = fa_trig_vector_available()
+
+
+def vector_math_available():
+    """Whether this build and CPU have libmvec's vectorized sin and cos (docs/scale.md)."""
+    return bool(fa_trig_vector_available())
+
+
+def set_vector_math(bint on):
+    """Batched sin and cos from libmvec (on, the default where available: within a few
+    ulps of libm) or from libm (off: every batched point equals the single call bit for
+    bit).  Returns the previous setting.  See docs/scale.md."""
+    global VECTOR_MATH
+    prev = VECTOR_MATH
+    VECTOR_MATH = bool(on) and fa_trig_vector_available()
+    return bool(prev)
+
+
 cdef enum:
     # lanes per thread task when sweeping lane by lane
     LANE_BLOCK = 64
@@ -85,7 +108,9 @@ cdef struct PlanC:
     const int64_t *tcol
     const fa_rec *brec      # the batch-major records, or NULL: lane by lane
     int64_t nbrec
+    int64_t naux            # AUX slots per lane past nslot (kept cos/sin, csrc/batch.h)
     int32_t B
+    int vector              # sin and cos from libmvec
 
 
 cdef const int64_t *ptr(cnp.ndarray a):
@@ -154,7 +179,7 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
     cdef int32_t B = P.B
     cdef int64_t start, m, k, i, s, l, x
     cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
-    cdef double *v = <double *>malloc(nb * sizeof(double))
+    cdef double *v = <double *>malloc((nb + <size_t>P.naux * <size_t>B) * sizeof(double))
     cdef double *g = <double *>malloc(nb * sizeof(double))
     cdef double *t = <double *>calloc(nb, sizeof(double))
     cdef uint8_t *bad = <uint8_t *>malloc(<size_t>B)
@@ -174,7 +199,7 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
             for i in range(P.nin):
                 v[i * B + k] = X[l * P.nin + i]
         memset(bad, 0, <size_t>B)
-        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad)
+        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
         for k in range(m):
             if not bad[k]:
                 read_row(P, out + lanes[start + k] * P.ncol, v, P.vslot, P.vcol, 0, P.nv, B, k)
@@ -220,6 +245,7 @@ cdef class Plan:
     cdef dict brecs              # block size -> batch-major records (uint8 array)
     cdef readonly bint batch_major
     cdef readonly int64_t nbrec  # records of the batch-major copy (-1: not batchable)
+    cdef readonly int64_t naux   # its AUX slots per lane
     cdef PlanC P
 
     def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
@@ -255,7 +281,9 @@ cdef class Plan:
         self.P.brec = NULL
         # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
         # operands (one record per element) does not multiply the records beyond reason
-        self.nbrec = fa_batch_records(tape.c, 1, NULL, 0)
+        self.naux = 0
+        self.nbrec = fa_batch_records(tape.c, 1, NULL, 0, &self.naux)
+        self.P.naux = self.naux
         self.batch_major = (tape.c.ncb == 0 and 0 <= self.nbrec
                             <= 64 * tape.c.nrec + 1024)
         if self.nbrec == -2:
@@ -264,11 +292,12 @@ cdef class Plan:
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
         MAX_BLOCK, and within the memory bound (0: sweep lane by lane)."""
-        cdef int64_t cap = MAX_BLOCK_DOUBLES // max(self.P.nslot, 1)
+        cdef int64_t ns = self.P.nslot + self.P.naux
+        cdef int64_t cap = MAX_BLOCK_DOUBLES // max(ns, 1)
         cdef int64_t B = MIN_BLOCK
-        if not self.batch_major or cap < MIN_BLOCK or self.P.nslot * MIN_BLOCK > INT32_MAX:
+        if not self.batch_major or cap < MIN_BLOCK or ns * MIN_BLOCK > INT32_MAX:
             return 0
-        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * self.P.nslot <= INT32_MAX:
+        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * ns <= INT32_MAX:
             B *= 2
         return <int32_t>B
 
@@ -295,7 +324,7 @@ cdef class Plan:
         if B and B not in self.brecs:
             buf = np.empty(max(self.nbrec, 1) * sizeof(fa_rec), dtype=np.uint8)
             nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf),
-                                    self.nbrec)
+                                    self.nbrec, NULL)
             if nrec != self.nbrec:
                 raise MemoryError("fastad: cannot build a batched replay's records")
             self.brecs[B] = (buf, nrec)
@@ -304,14 +333,15 @@ cdef class Plan:
         workers = max(1, min(workers, nblocks))
         # contiguous runs of whole blocks per thread: the same blocks for any thread count
         bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
+        vector = VECTOR_MATH        # one setting for the whole batch, every thread
         if workers == 1:
-            self.chunk(Xa, La, Oa, Fa, 0, n, B)
+            self.chunk(Xa, La, Oa, Fa, 0, n, B, vector)
             return
         errors = []
 
         def task(lo, hi):
             try:
-                self.chunk(Xa, La, Oa, Fa, lo, hi, B)
+                self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector)
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
@@ -325,7 +355,7 @@ cdef class Plan:
             raise errors[0]
 
     def chunk(self, cnp.ndarray X, cnp.ndarray lanes, cnp.ndarray out, cnp.ndarray fitted,
-              int64_t lo, int64_t hi, int32_t B):
+              int64_t lo, int64_t hi, int32_t B, bint vector=False):
         cdef PlanC P = self.P
         cdef const double *x = <const double *>cnp.PyArray_DATA(X)
         cdef const int64_t *l = <const int64_t *>cnp.PyArray_DATA(lanes) + lo
@@ -340,6 +370,7 @@ cdef class Plan:
             P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)
             P.nbrec = nrec
             P.B = B
+        P.vector = vector
         with nogil:
             if B:
                 rc = lanes_batch_major(&P, x, l, hi - lo, o, f)
