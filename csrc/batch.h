@@ -233,8 +233,8 @@ static inline void fa_batch_trig_fwd(const fa_rec *p, double *v, int vector)
 }
 
 /* Its tangents and adjoints: sin' = cos, cos' = -sin (ops.h), from the kept values, in
- * the absolute-zero products of sweeps.h. */
-static inline void fa_batch_trig_tan(const fa_rec *p, const double *v, double *t)
+ * the absolute-zero products of sweeps.h; compiled per x86-64 level like sweeps.h's loops. */
+static FA_CLONES void fa_batch_trig_tan(const fa_rec *p, const double *v, double *t)
 {
     const double *aux = v + p[2].r, *ta = t + p->a;
     double *tr = t + p->r;
@@ -243,7 +243,7 @@ static inline void fa_batch_trig_tan(const fa_rec *p, const double *v, double *t
     else for (int64_t k = 0; k < n; k++) tr[k] = FA_AZ(ta[k], -aux[k]);
 }
 
-static inline void fa_batch_trig_rev(const fa_rec *p, const double *v, double *g)
+static FA_CLONES void fa_batch_trig_rev(const fa_rec *p, const double *v, double *g)
 {
     if (p->flags & FA_A_PASSIVE) return;
     const double *aux = v + p[2].r, *gr = g + p->r;
