@@ -6,15 +6,16 @@
  * one beside the values (batch.h: the record's AUX word), so the derivative sweeps read it
  * instead of calling libm a second time.  Two ways to compute the pair:
  *
- *   exact   glibc's sincos: the bits of libm's separate sin and cos (checked on 7*10^7
- *           arguments, huge, subnormal, +-0, inf and nan included, and by
- *           tests/test_vmap_trig.py on every run), so a batched point equals the single
- *           call bit for bit.  Elsewhere than glibc: sin and cos.
- *   vector  glibc's libmvec (_ZGVeN8v_sin & co., AVX-512 or AVX2 chosen from the CPU at
- *           each call), when the build found it (FA_HAVE_LIBMVEC): 8 or 4 lanes at once,
- *           ~10x faster, within a few ulps of libm (the bound measured against mpmath is
- *           asserted in tests/test_vmap_trig.py; docs/conventions.md).  Every element
- *           goes through the same vector function (a short tail is padded), and libmvec
+ *   exact   (the default) glibc's sincos: the bits of libm's separate sin and cos
+ *           (checked on 7*10^7 arguments, huge, subnormal, +-0, inf and nan included,
+ *           and by tests/unit/test_vmap_trig.py on every run), so a batched point equals
+ *           the single call bit for bit.  Elsewhere than glibc: sin and cos.
+ *   vector  (fastad.batching.set_vector_math(True)) glibc's libmvec (_ZGVeN8v_sin & co.,
+ *           AVX-512 or AVX2 chosen from the CPU at each call), when the build found it
+ *           (FA_HAVE_LIBMVEC): 8 or 4 lanes at once, ~10x faster, within 4 ulps of libm
+ *           (measured against mpmath by benchmarks/vmap_trig_ulps.py, the bound asserted
+ *           in tests/unit/test_vmap_trig.py; docs/conventions.md).  Every element goes
+ *           through the same vector function (a short tail is padded), and libmvec
  *           computes each lane on its own, so the results depend neither on a point's
  *           place in the batch nor on the number of threads.
  */

@@ -64,9 +64,10 @@ def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
 
 
 # sin and cos of a batch's lanes from glibc's libmvec (csrc/batch_trig.h): ~10x faster than
-# libm, within a few ulps of it (docs/conventions.md); off: libm's bits, a batched point
-# equals the single call.  A module setting read when a batch starts, like the blocks'.
-cdef bint VECTOR_MATH = fa_trig_vector_available()
+# libm, within 4 ulps of it (docs/conventions.md).  Off by default: libm's bits (sincos),
+# so a batched point equals the single call.  A process-wide setting, read when a batch
+# starts (like the block limits above): a choice of accuracy the user makes once.
+cdef bint VECTOR_MATH = False
 
 
 def vector_math_available():
@@ -75,9 +76,10 @@ def vector_math_available():
 
 
 def set_vector_math(bint on):
-    """Batched sin and cos from libmvec (on, the default where available: within a few
-    ulps of libm) or from libm (off: every batched point equals the single call bit for
-    bit).  Returns the previous setting.  See docs/scale.md."""
+    """Batched sin and cos from libmvec (on: 2-3x faster batches of trigonometric
+    programs, each within 4 ulps of libm) or from libm (off, the default: every batched
+    point equals the single call bit for bit).  Without libmvec (not glibc on x86-64 with
+    AVX2) it stays off.  Returns the previous setting.  See docs/scale.md."""
     global VECTOR_MATH
     prev = VECTOR_MATH
     VECTOR_MATH = bool(on) and fa_trig_vector_available()
@@ -137,11 +139,17 @@ cdef inline void read_block(const PlanC *P, double *out, const double *src, cons
                             const int64_t *col, int64_t lo, int64_t hi, int32_t B,
                             const int64_t *lanes, int64_t base, int64_t m,
                             const uint8_t *bad, bint clean) noexcept nogil:
-    """Column by column, the results of the block's m lanes (a slot's B lanes are
-    contiguous); lanes that failed a guard are skipped."""
+    """The results of the block's m lanes (a slot's B lanes are contiguous): row by row
+    into a row-major out, column by column into a column-major one; lanes that failed a
+    guard are skipped."""
     cdef int64_t j, k
     cdef double *o
     cdef const double *sv
+    if P.ocs == 1 and P.ors != 1:
+        for k in range(m):
+            if clean or not bad[k]:
+                read_row(P, out + lane_of(lanes, base, k) * P.ors, src, slot, col, lo, hi, B, k)
+        return
     for j in range(lo, hi):
         sv = src + slot[j] * B
         if clean and lanes == NULL:         # every lane, in order: one strided copy
@@ -233,17 +241,23 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
     while start < n:
         m = n - start if n - start < B else B
         run = lanes + start if lanes != NULL else NULL
-        for i in range(P.nin):
-            vi = v + i * B
-            if run == NULL:           # every lane in order: a strided column of X
-                xi = X + (base + start) * P.xrs + i * P.xcs
-                for k in range(m):
-                    vi[k] = xi[k * P.xrs]
-            else:
-                for k in range(m):
-                    vi[k] = X[run[k] * P.xrs + i * P.xcs]
-            for k in range(m, B):
-                vi[k] = vi[0]
+        if P.xcs == 1 and P.xrs != 1:     # row-major X: a lane's inputs are contiguous
+            for k in range(B):
+                xi = X + lane_of(run, base + start, k if k < m else 0) * P.xrs
+                for i in range(P.nin):
+                    v[i * B + k] = xi[i]
+        else:                             # column-major: an input's lanes are
+            for i in range(P.nin):
+                vi = v + i * B
+                if run == NULL:
+                    xi = X + (base + start) * P.xrs + i * P.xcs
+                    for k in range(m):
+                        vi[k] = xi[k * P.xrs]
+                else:
+                    for k in range(m):
+                        vi[k] = X[run[k] * P.xrs + i * P.xcs]
+                for k in range(m, B):
+                    vi[k] = vi[0]
         memset(bad, 0, <size_t>B)
         fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
         nbad = 0

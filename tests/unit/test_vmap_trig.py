@@ -1,10 +1,10 @@
 """sin and cos in fd.vmap's batched sweeps (docs/scale.md "sin and cos of a batch"):
 
-* libm mode (fastad.batching.set_vector_math(False)): glibc's sincos computes both of a
+* libm mode (the default; fastad.batching.set_vector_math(False)): glibc's sincos computes both of a
   record's lanes at once; every value and derivative must be libm's separate sin and cos
   bit for bit (math.sin / math.cos are the reference), huge, subnormal, +-0, inf and nan
   arguments included, for scalar records, array records and tangent sweeps.
-* vector mode (libmvec, the default where available): within the ulp bound of
+* vector mode (libmvec, set_vector_math(True)): within the ulp bound of
   docs/conventions.md against mpmath at 120 bits, and deterministic: a point's results do
   not depend on its place in the batch or on the number of threads.
 """
