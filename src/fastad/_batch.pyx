@@ -154,8 +154,11 @@ cdef inline void read_block(const PlanC *P, double *out, const double *src, cons
         sv = src + slot[j] * B
         if clean and lanes == NULL:         # every lane, in order: one strided copy
             o = out + base * P.ors + col[j] * P.ocs
-            for k in range(m):
-                o[k * P.ors] = sv[k]
+            if P.ors == 1:
+                memcpy(o, sv, <size_t>m * sizeof(double))
+            else:
+                for k in range(m):
+                    o[k * P.ors] = sv[k]
         else:
             for k in range(m):
                 if not bad[k]:
@@ -251,8 +254,11 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                 vi = v + i * B
                 if run == NULL:
                     xi = X + (base + start) * P.xrs + i * P.xcs
-                    for k in range(m):
-                        vi[k] = xi[k * P.xrs]
+                    if P.xrs == 1:
+                        memcpy(vi, xi, <size_t>m * sizeof(double))
+                    else:
+                        for k in range(m):
+                            vi[k] = xi[k * P.xrs]
                 else:
                     for k in range(m):
                         vi[k] = X[run[k] * P.xrs + i * P.xcs]
