@@ -54,12 +54,15 @@ def extension(name, with_c=False, extra=()):
     )
 
 
-# glibc's vector math library (sin and cos of a batch's lanes, csrc/batch_trig.h)
+# glibc's vector math library (sin and cos of a batch's lanes, csrc/batch_trig.h, which
+# only fastad._batch includes and links).  The macro goes to every extension: they compile
+# the same csrc/*.c files to the same objects, which must not differ between them.
 MVEC = (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
         and ctypes.util.find_library("mvec") is not None)
+if MVEC:
+    macros.append(("FA_HAVE_LIBMVEC", "1"))
 batch = extension("_batch", with_c=True, extra=CSRC_ADJ)
 if MVEC:
-    batch.define_macros = macros + [("FA_HAVE_LIBMVEC", "1")]
     batch.libraries = ["mvec", "m"]
 # the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes: only fastad._tape needs it
 extensions = [extension("_tape", with_c=True,
