@@ -81,13 +81,16 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
             if (p->r + k >= 0 && p->r + k < t->nslot) var[p->r + k] = 1;
     }
     int64_t j = 0, aux = t->nslot;
-#define FA_PUT(x) do { if (out && j < cap) out[j] = (x); j++; } while (0)
+#define FA_PUT_RAW(x) do { if (out && j < cap) out[j] = (x); j++; } while (0)
+    /* every copied word's `unused` is cleared: only FA_PUT_TRIG's mark may be there (a
+     * tape loaded from a pickle could carry anything in it) */
+#define FA_PUT(x) do { fa_rec c_ = (x); c_.unused = 0; FA_PUT_RAW(c_); } while (0)
     /* a SIN or COS header h over n slots of B contiguous lanes: marked, its EXT word e,
      * then its AUX word (n AUX slots) */
 #define FA_PUT_TRIG(h, e, n) do { \
         fa_rec h_ = (h), w_; \
         h_.unused = FA_BATCH_AUX; \
-        FA_PUT(h_); \
+        FA_PUT_RAW(h_); \
         FA_PUT(e); \
         fa_batch_ext(&w_, 0, 0, 0); \
         w_.r = (int32_t)(aux * B); \
@@ -159,6 +162,7 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
         }
     }
 #undef FA_PUT
+#undef FA_PUT_RAW
 #undef FA_PUT_TRIG
 #undef FA_IS_TRIG
     free(var);
@@ -253,7 +257,8 @@ static FA_CLONES void fa_batch_trig_rev(const fa_rec *p, const double *v, double
     else for (int64_t k = 0; k < n; k++) ga[k] += FA_AZ(gr[k], -aux[k]);
 }
 
-#define FA_BATCH_IS_TRIG(p) ((p)->unused == FA_BATCH_AUX && ((p)->flags & FA_RANGED))
+#define FA_BATCH_IS_TRIG(p) ((p)->unused == FA_BATCH_AUX && ((p)->flags & FA_RANGED) \
+                             && ((p)->op == FA_SIN || (p)->op == FA_COS))
 
 /* Values of B lanes (inputs already at v[i*B + k]); bad[k] |= 1 where lane k fails a guard.
  * vector: sin and cos from libmvec (batch_trig.h). */

@@ -129,7 +129,7 @@ def test_vector_mode_within_the_bound(vector_mode):
         cs, sn = mpmath.libmp.mpf_cos_sin(mpmath.mpf(xi)._mpf_, 120)
         worst = max(worst, ulp_error(si, mpmath.mpf(sn)), ulp_error(ci, mpmath.mpf(cs)))
     assert worst <= VECTOR_ULPS, worst
-    assert worst > 0.5      # this is libmvec, not libm (whose error is at most ~0.5 ulp)
+    assert worst > 1.0      # this is libmvec, not libm (whose error stays near 0.5 ulp)
     for got, ref in ((s, libm(math.sin, x)), (c, libm(math.cos, x))):
         ok = np.isfinite(ref)
         apart = np.abs(got[ok].view(np.int64) - ref[ok].view(np.int64))
