@@ -6,8 +6,11 @@ Environment switches:
                       aborts).  Python must then run with the ASan runtime preloaded:
                       see tools/sanitize.sh and docs/hardening.md.
 """
+import ctypes.util
 import glob
 import os
+import platform
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -58,12 +61,22 @@ def extension(name, with_c=False, extra=()):
     )
 
 
+# glibc's vector math library (sin and cos of a batch's lanes, csrc/batch_trig.h, which
+# only fastad._batch includes and links).  The macro goes to every extension: they compile
+# the same csrc/*.c files to the same objects, which must not differ between them.
+MVEC = (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+        and ctypes.util.find_library("mvec") is not None)
+if MVEC:
+    macros.append(("FA_HAVE_LIBMVEC", "1"))
+batch = extension("_batch", with_c=True, extra=CSRC_ADJ)
+if MVEC:
+    batch.libraries = ["mvec", "m"]
 # the optimizer (csrc/optimize.c, csrc/fuse.c) runs on finished tapes: only fastad._tape needs it
 extensions = [extension("_tape", with_c=True,
                         extra=CSRC_ADJ + ["csrc/optimize.c", "csrc/fuse.c"]),
               extension("_tracer", with_c=True), extension("_replay"), extension("_sparsity"),
               # batched replay (fastad.vmap): links its own copy of the C core for batch.h
-              extension("_batch", with_c=True, extra=CSRC_ADJ), extension("_native")]
+              batch, extension("_native")]
 
 
 # The element loops (elem.h: each op's loops in three target clones) take most of the

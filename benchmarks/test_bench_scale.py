@@ -5,7 +5,9 @@
 
 Each measure times what a user calls, the way they call it:
   notes    vmap(value_and_grad) of the notes' f over N = 10^5 points (two float arrays), per
-           point, next to a Python loop of single calls and jax.jit(jax.vmap(jax.value_and_grad))
+           point, next to a Python loop of single calls and jax.jit(jax.vmap(jax.value_and_grad)),
+           fastad as it comes (libm's sin/cos) and with libmvec's, rounds alternated:
+           `python benchmarks/test_bench_scale.py notes [rounds]`
   rosen    vmap(grad) of the Rosenbrock function (n = 100), as a scalar loop and
            vectorized, over 10^4 points, per point, next to one replayed call g(x)
   branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
@@ -99,6 +101,48 @@ def notes_setup():
         for a, b in zip(x1[:loop_n].tolist(), x2[:loop_n].tolist()):
             g(a, b)
     return (lambda: v(x1, x2)), loop, loop_n, x1, x2
+
+
+def notes_measure(rounds=41):
+    """vmap(value_and_grad) of the notes' f over N_NOTES points against
+    jax.jit(jax.vmap(jax.value_and_grad)): fastad as it comes (libm's sin and cos: every
+    point the single call's bits) and with libmvec's (fastad.batching.set_vector_math(True)),
+    rounds alternated.  Returns ns per point: wall medians and process-CPU medians (XLA
+    computes in its own thread, which thread_time would miss)."""
+    from fastad import batching
+    run, loop, loop_n, x1, x2 = notes_setup()
+    prev = batching.set_vector_math(False)
+
+    def vector():
+        batching.set_vector_math(True)
+        try:
+            run()
+        finally:
+            batching.set_vector_math(False)
+    runs = {"fastad": run}
+    if batching.vector_math_available():
+        runs["fastad_vector"] = vector
+    try:
+        runs["jax"] = jax_notes(x1, x2)
+    except ImportError:
+        pass
+    wall, cpu = {k: [] for k in runs}, {k: [] for k in runs}
+    try:
+        for fn in runs.values():
+            fn(), fn()
+        for _ in range(rounds):
+            for k, fn in runs.items():
+                c, t = time.process_time(), time.perf_counter()
+                fn()
+                wall[k].append(time.perf_counter() - t)
+                cpu[k].append(time.process_time() - c)
+    finally:
+        batching.set_vector_math(prev)
+    res = {f"{k}_wall": float(np.median(v)) / N_NOTES * 1e9 for k, v in wall.items()}
+    res.update({f"{k}_cpu": float(np.median(v)) / N_NOTES * 1e9 for k, v in cpu.items()})
+    res["vector_math"] = batching.vector_math_available()
+    res["load_average"] = os.getloadavg()[0]
+    return res
 
 
 def jax_notes(x1, x2):
@@ -378,12 +422,20 @@ def pickle_measure():
 
 
 # ---------------------------------------------------------------------- pytest-benchmark
-@pytest.mark.parametrize("who", ["fastad-vmap", "python-loop", "jax-jit-vmap"])
+@pytest.mark.parametrize("who", ["fastad-vmap", "fastad-vmap-vector", "python-loop",
+                                 "jax-jit-vmap"])
 def test_notes_points(benchmark, who):
     run, loop, loop_n, x1, x2 = notes_setup()
     benchmark.group = f"scale: value_and_grad of the notes' f over {N_NOTES} points"
-    if who == "fastad-vmap":
-        benchmark.pedantic(run, rounds=20, warmup_rounds=1)
+    if who.startswith("fastad-vmap"):
+        from fastad import batching
+        if who.endswith("vector") and not batching.vector_math_available():
+            pytest.skip("no libmvec in this build or CPU")
+        prev = batching.set_vector_math(who.endswith("vector"))
+        try:
+            benchmark.pedantic(run, rounds=20, warmup_rounds=1)
+        finally:
+            batching.set_vector_math(prev)
         benchmark.extra_info["points"] = N_NOTES
     elif who == "python-loop":
         benchmark.pedantic(loop, rounds=3, warmup_rounds=1)
@@ -457,18 +509,15 @@ def main():
     rows = []
     cpu = time.process_time
     run, loop, loop_n, x1, x2 = notes_setup()
-    tv, tv_med = best(run, 20, cpu)
     tl, tl_med = best(loop, 3, cpu)
-    per_v, per_l = tv / N_NOTES, tl / loop_n
-    try:
-        tj, tj_med = best(jax_notes(x1, x2), 20, cpu)
-        per_j = tj / N_NOTES
-        jax_txt = f"{per_j * 1e9:.1f} ns; fastad/jax = {per_v / per_j:.2f}"
-    except ImportError:
-        jax_txt = "jax not installed"
-    rows.append(("vmap(value_and_grad) notes' f, N=1e5, per point",
-                 f"{per_v * 1e9:.1f} ns", f"loop {per_l * 1e9:.0f} ns: ratio {per_v / per_l:.4f}; "
-                 f"jax.jit(vmap) {jax_txt}"))
+    per_l = tl / loop_n * 1e9
+    m = notes_measure()
+    per_v, per_m = m["fastad_cpu"], m.get("fastad_vector_cpu", math.nan)
+    jax_txt = (f"{m['jax_cpu']:.1f} ns; fastad/jax = {per_v / m['jax_cpu']:.2f} (vector math "
+               f"{per_m / m['jax_cpu']:.2f})" if "jax_cpu" in m else "jax not installed")
+    rows.append(("vmap(value_and_grad) notes' f, N=1e5, per point (CPU medians, alternated)",
+                 f"{per_v:.1f} ns (vector math: {per_m:.1f} ns)",
+                 f"loop {per_l:.0f} ns: ratio {per_v / per_l:.4f}; jax.jit(vmap) {jax_txt}"))
     rows += rosen_rows()
     fresh, warm = branchy_setup()
     t0 = time.perf_counter()
@@ -518,7 +567,18 @@ if __name__ == "__main__":
     # one thread for XLA, as benchmarks/conftest.py sets for the pytest runs
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                                        "intra_op_parallelism_threads=1")
-    if sys.argv[1:2] == ["rosen"]:
+    if sys.argv[1:2] == ["notes"]:     # notes [rounds]
+        m = notes_measure(int(sys.argv[2]) if len(sys.argv) > 2 else 41)
+        print(f"ns per point, N = {N_NOTES}, medians of rounds alternated; load average "
+              f"{m['load_average']:.1f}; libmvec: {m['vector_math']}")
+        for k in ("fastad", "fastad_vector", "jax"):
+            if f"{k}_wall" in m:
+                print(f"  {k:14s} wall {m[f'{k}_wall']:6.2f}   process CPU {m[f'{k}_cpu']:6.2f}")
+        for k in ("fastad", "fastad_vector"):
+            if "jax_wall" in m and f"{k}_wall" in m:
+                print(f"  {k}/jax: {m[f'{k}_wall'] / m['jax_wall']:.2f} wall, "
+                      f"{m[f'{k}_cpu'] / m['jax_cpu']:.2f} CPU")
+    elif sys.argv[1:2] == ["rosen"]:
         print(rosen_rows())
     elif sys.argv[1:2] == ["pickle"]:
         print([f"{t * 1e6:.2f} us" for t in pickle_measure()])

@@ -14,6 +14,15 @@
 #define FASTAD_BATCH_H
 
 #include "sweeps.h"
+#include "batch_trig.h"
+
+/* A SIN or COS record of the batch-major copy over contiguous lanes carries this mark in
+ * its header's `unused` field, and a second FA_EXT word (the AUX word) after its EXT word:
+ * AUX.r is the batch-major slot from which the other function of the same lanes (cos of a
+ * SIN record, sin of a COS record) is kept, past the tape's own slots.  The forward sweep
+ * computes both at once (batch_trig.h) and the tangent and reverse sweeps read the kept
+ * one.  The generic kernels of sweeps.h skip EXT words, and never see the mark. */
+#define FA_BATCH_AUX 1
 
 /* Is the ranged record p (header; its EXT word follows) one the batch-major copy can
  * hold?  Elementwise ops (not linear algebra), SUM and GATHER.  Every other record kind --
@@ -48,9 +57,12 @@ static inline void fa_batch_ext(fa_rec *e, int64_t n, int32_t sa, int32_t sb)
  *                         lanes by fa_batch_forward & co. below (a GATHER's a indexes ix)
  * Writes at most cap records into out (out may be NULL: counting only) and returns the
  * number needed, or -1 when the tape has a record the copy cannot hold (see
- * fa_batch_ranged_ok), -2 when out of memory.  The caller chose B with nslot * B within
+ * fa_batch_ranged_ok), -2 when out of memory.  *naux (when not NULL) becomes the number of
+ * AUX slots per lane the copy uses past the tape's nslot (SIN and COS records over
+ * contiguous lanes, see FA_BATCH_AUX).  The caller chose B with (nslot + naux) * B within
  * INT32_MAX. */
-static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap)
+static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap,
+                                       int64_t *naux)
 {
     /* constants: slots that are neither inputs nor written by a record */
     uint8_t *var = (uint8_t *)calloc((size_t)(t->nslot > 0 ? t->nslot : 1), 1);
@@ -68,8 +80,24 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
         for (int64_t k = 0; k < n; k++)
             if (p->r + k >= 0 && p->r + k < t->nslot) var[p->r + k] = 1;
     }
-    int64_t j = 0;
-#define FA_PUT(x) do { if (out && j < cap) out[j] = (x); j++; } while (0)
+    int64_t j = 0, aux = t->nslot;
+#define FA_PUT_RAW(x) do { if (out && j < cap) out[j] = (x); j++; } while (0)
+    /* every copied word's `unused` is cleared: only FA_PUT_TRIG's mark may be there (a
+     * tape loaded from a pickle could carry anything in it) */
+#define FA_PUT(x) do { fa_rec c_ = (x); c_.unused = 0; FA_PUT_RAW(c_); } while (0)
+    /* a SIN or COS header h over n slots of B contiguous lanes: marked, its EXT word e,
+     * then its AUX word (n AUX slots) */
+#define FA_PUT_TRIG(h, e, n) do { \
+        fa_rec h_ = (h), w_; \
+        h_.unused = FA_BATCH_AUX; \
+        FA_PUT_RAW(h_); \
+        FA_PUT(e); \
+        fa_batch_ext(&w_, 0, 0, 0); \
+        w_.r = (int32_t)(aux * B); \
+        FA_PUT(w_); \
+        aux += (n); \
+    } while (0)
+#define FA_IS_TRIG(p) ((p)->op == FA_SIN || (p)->op == FA_COS)
     for (int64_t i = 0; i < t->nrec; i++) {
         const fa_rec *p = &t->rec[i];
         const int kind = fa_op_table[p->op].kind;
@@ -85,9 +113,13 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
                 FA_PUT(q);
             } else if (kind == FA_KIND_UNARY || kind == FA_KIND_BINARY) {
                 q.flags = (uint8_t)(p->flags | FA_RANGED);
-                FA_PUT(q);
                 fa_batch_ext(&e, B, 1, 1);
-                FA_PUT(e);
+                if (FA_IS_TRIG(p)) {
+                    FA_PUT_TRIG(q, e, 1);
+                } else {
+                    FA_PUT(q);
+                    FA_PUT(e);
+                }
             } else if (p->op != FA_EXT) {
                 free(var);
                 return -1;
@@ -106,9 +138,13 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
         const int a_ok = x.a == 1 || !var[p->a];
         const int b_ok = unary || x.b == 1 || !var[p->b];
         if (a_ok && b_ok && (int64_t)x.r * B <= INT32_MAX) {
-            FA_PUT(q);
             fa_batch_ext(&e, (int64_t)x.r * B, x.a, unary ? 1 : x.b);
-            FA_PUT(e);
+            if (FA_IS_TRIG(p) && x.a == 1) {
+                FA_PUT_TRIG(q, e, x.r);
+            } else {
+                FA_PUT(q);
+                FA_PUT(e);
+            }
             continue;
         }
         for (int64_t k = 0; k < x.r; k++) {      /* element by element, each over B lanes */
@@ -116,13 +152,21 @@ static inline int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out,
             h.r = (int32_t)((p->r + k) * B);
             h.a = (int32_t)((p->a + k * x.a) * B);
             h.b = unary ? q.b : (int32_t)((p->b + k * x.b) * B);
-            FA_PUT(h);
             fa_batch_ext(&e, B, 1, 1);
-            FA_PUT(e);
+            if (FA_IS_TRIG(p)) {
+                FA_PUT_TRIG(h, e, 1);
+            } else {
+                FA_PUT(h);
+                FA_PUT(e);
+            }
         }
     }
 #undef FA_PUT
+#undef FA_PUT_RAW
+#undef FA_PUT_TRIG
+#undef FA_IS_TRIG
     free(var);
+    if (naux) *naux = aux - t->nslot;
     return j;
 }
 
@@ -184,9 +228,42 @@ static inline void fa_batch_gather_rev(const fa_rec *p, double *g, const int32_t
     }
 }
 
-/* Values of B lanes (inputs already at v[i*B + k]); bad[k] |= 1 where lane k fails a guard. */
+/* A marked SIN/COS record (FA_BATCH_AUX): its value and the kept other function. */
+static inline void fa_batch_trig_fwd(const fa_rec *p, double *v, int vector)
+{
+    double *aux = v + p[2].r;
+    if (p->op == FA_SIN) fa_trig_sincos(v + p->a, v + p->r, aux, p[1].r, vector);
+    else fa_trig_sincos(v + p->a, aux, v + p->r, p[1].r, vector);
+}
+
+/* Its tangents and adjoints: sin' = cos, cos' = -sin (ops.h), from the kept values, in
+ * the absolute-zero products of sweeps.h; compiled per x86-64 level like sweeps.h's loops. */
+static FA_CLONES void fa_batch_trig_tan(const fa_rec *p, const double *v, double *t)
+{
+    const double *aux = v + p[2].r, *ta = t + p->a;
+    double *tr = t + p->r;
+    const int64_t n = p[1].r;
+    if (p->op == FA_SIN) for (int64_t k = 0; k < n; k++) tr[k] = FA_AZ(ta[k], aux[k]);
+    else for (int64_t k = 0; k < n; k++) tr[k] = FA_AZ(ta[k], -aux[k]);
+}
+
+static FA_CLONES void fa_batch_trig_rev(const fa_rec *p, const double *v, double *g)
+{
+    if (p->flags & FA_A_PASSIVE) return;
+    const double *aux = v + p[2].r, *gr = g + p->r;
+    double *ga = g + p->a;
+    const int64_t n = p[1].r;
+    if (p->op == FA_SIN) for (int64_t k = 0; k < n; k++) ga[k] += FA_AZ(gr[k], aux[k]);
+    else for (int64_t k = 0; k < n; k++) ga[k] += FA_AZ(gr[k], -aux[k]);
+}
+
+#define FA_BATCH_IS_TRIG(p) ((p)->unused == FA_BATCH_AUX && ((p)->flags & FA_RANGED) \
+                             && ((p)->op == FA_SIN || (p)->op == FA_COS))
+
+/* Values of B lanes (inputs already at v[i*B + k]); bad[k] |= 1 where lane k fails a guard.
+ * vector: sin and cos from libmvec (batch_trig.h). */
 static inline void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B,
-                                    const int32_t *ix, uint8_t *bad)
+                                    const int32_t *ix, uint8_t *bad, int vector)
 {
     for (int64_t i = 0; i < nrec; i++) {
         const fa_rec *p = &rec[i];
@@ -204,6 +281,8 @@ static inline void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, 
             default:
                 break;
             }
+        } else if (FA_BATCH_IS_TRIG(p)) {
+            fa_batch_trig_fwd(p, v, vector);
         } else if (p->op == FA_SUM && (p->flags & FA_RANGED)) {
             fa_batch_sum_fwd(p, v, B);
         } else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) {
@@ -220,7 +299,8 @@ static inline void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const doubl
 {
     for (int64_t i = 0; i < nrec; i++) {
         const fa_rec *p = &rec[i];
-        if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_tan(p, t, B);
+        if (FA_BATCH_IS_TRIG(p)) fa_batch_trig_tan(p, v, t);
+        else if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_tan(p, t, B);
         else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) fa_batch_gather(p, t, ix, B);
         else fa_tan(p, v, t, NULL);
     }
@@ -232,7 +312,8 @@ static inline void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const doubl
 {
     for (int64_t i = nrec - 1; i >= 0; i--) {
         const fa_rec *p = &rec[i];
-        if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_rev(p, g, B);
+        if (FA_BATCH_IS_TRIG(p)) fa_batch_trig_rev(p, v, g);
+        else if (p->op == FA_SUM && (p->flags & FA_RANGED)) fa_batch_sum_rev(p, g, B);
         else if (p->op == FA_GATHER && (p->flags & FA_RANGED)) fa_batch_gather_rev(p, g, ix, B);
         else fa_rev(p, v, g, NULL);
     }

@@ -28,9 +28,11 @@ from fastad._tape cimport (Tape, fa_tape, fa_rec, fa_vec_loops, fa_copy_consts, 
 cnp.import_array()
 
 cdef extern from "batch.h" nogil:
-    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap)
+    int64_t fa_batch_records(const fa_tape *t, int32_t B, fa_rec *out, int64_t cap,
+                             int64_t *naux)
     void fa_batch_forward(const fa_rec *rec, int64_t nrec, double *v, int32_t B,
-                          const int32_t *ix, uint8_t *bad)
+                          const int32_t *ix, uint8_t *bad, int vector)
+    int fa_trig_vector_available()
     void fa_batch_tangent(const fa_rec *rec, int64_t nrec, const double *v, double *t,
                           int32_t B, const int32_t *ix)
     void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
@@ -61,6 +63,29 @@ def set_block_limits(int64_t max_block=1024, int64_t min_block=16,
     MAX_BLOCK, MIN_BLOCK, MAX_BLOCK_DOUBLES = max_block, min_block, max_doubles
 
 
+# sin and cos of a batch's lanes from glibc's libmvec (csrc/batch_trig.h): ~10x faster than
+# libm, within 4 ulps of it (docs/conventions.md).  Off by default: libm's bits (sincos),
+# so a batched point equals the single call.  A process-wide setting, read when a batch
+# starts (like the block limits above): a choice of accuracy the user makes once.
+cdef bint VECTOR_MATH = False
+
+
+def vector_math_available():
+    """Whether this build and CPU have libmvec's vectorized sin and cos (docs/scale.md)."""
+    return bool(fa_trig_vector_available())
+
+
+def set_vector_math(bint on):
+    """Batched sin and cos from libmvec (on: 2-3x faster batches of trigonometric
+    programs, each within 4 ulps of libm) or from libm (off, the default: every batched
+    point equals the single call bit for bit).  Without libmvec (not glibc on x86-64 with
+    AVX2) it stays off.  Returns the previous setting.  See docs/scale.md."""
+    global VECTOR_MATH
+    prev = VECTOR_MATH
+    VECTOR_MATH = bool(on) and fa_trig_vector_available()
+    return bool(prev)
+
+
 cdef enum:
     # lanes per thread task when sweeping lane by lane
     LANE_BLOCK = 64
@@ -85,11 +110,21 @@ cdef struct PlanC:
     const int64_t *tcol
     const fa_rec *brec      # the batch-major records, or NULL: lane by lane
     int64_t nbrec
+    int64_t naux            # AUX slots per lane past nslot (kept cos/sin, csrc/batch.h)
     int32_t B
+    int vector              # sin and cos from libmvec
+    # strides, in doubles, of the input matrix X (lane, input) and of out (lane, column):
+    # a batch of scalar arguments is read and written column by column
+    int64_t xrs, xcs, ors, ocs
 
 
 cdef const int64_t *ptr(cnp.ndarray a):
     return <const int64_t *>cnp.PyArray_DATA(a)
+
+
+cdef inline int64_t lane_of(const int64_t *lanes, int64_t base, int64_t j) noexcept nogil:
+    """The j-th lane of a run: lanes[j], or base + j when the run is every lane in order."""
+    return lanes[j] if lanes != NULL else base + j
 
 
 cdef inline void read_row(const PlanC *P, double *row, const double *src, const int64_t *slot,
@@ -97,13 +132,45 @@ cdef inline void read_row(const PlanC *P, double *row, const double *src, const 
                           int64_t k) noexcept nogil:
     cdef int64_t j
     for j in range(lo, hi):
-        row[col[j]] = src[slot[j] * stride + k]
+        row[col[j] * P.ocs] = src[slot[j] * stride + k]
 
 
-cdef int lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes, int64_t n,
-                          double *out, uint8_t *fitted) noexcept nogil:
-    """Sweep each lane in turn on a private workspace."""
-    cdef int64_t j, l, s, f
+cdef inline void read_block(const PlanC *P, double *out, const double *src, const int64_t *slot,
+                            const int64_t *col, int64_t lo, int64_t hi, int32_t B,
+                            const int64_t *lanes, int64_t base, int64_t m,
+                            const uint8_t *bad, bint clean) noexcept nogil:
+    """The results of the block's m lanes (a slot's B lanes are contiguous): row by row
+    into a row-major out, column by column into a column-major one; lanes that failed a
+    guard are skipped."""
+    cdef int64_t j, k
+    cdef double *o
+    cdef const double *sv
+    if P.ocs == 1 and P.ors != 1:
+        for k in range(m):
+            if clean or not bad[k]:
+                read_row(P, out + lane_of(lanes, base, k) * P.ors, src, slot, col, lo, hi, B, k)
+        return
+    for j in range(lo, hi):
+        sv = src + slot[j] * B
+        if clean and lanes == NULL:         # every lane, in order: one strided copy
+            o = out + base * P.ors + col[j] * P.ocs
+            if P.ors == 1:
+                memcpy(o, sv, <size_t>m * sizeof(double))
+            else:
+                for k in range(m):
+                    o[k * P.ors] = sv[k]
+        else:
+            for k in range(m):
+                if not bad[k]:
+                    out[lane_of(lanes, base, k) * P.ors + col[j] * P.ocs] = sv[k]
+
+
+cdef int64_t lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes,
+                              int64_t base, int64_t n, double *out,
+                              uint8_t *fitted) noexcept nogil:
+    """Sweep each lane in turn on a private workspace.  Returns the lanes fitted, or an
+    error code (< 0)."""
+    cdef int64_t j, l, s, f, i, nfit = 0
     cdef int rc = 0
     cdef double *row
     cdef size_t ns = <size_t>(P.nslot if P.nslot > 0 else 1)
@@ -115,16 +182,16 @@ cdef int lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes,
         return E_NOMEM
     fa_copy_consts(P.c, val)
     for j in range(n):
-        l = lanes[j]
-        if P.nin:
-            memcpy(val, X + l * P.nin, <size_t>P.nin * sizeof(double))
+        l = lane_of(lanes, base, j)
+        for i in range(P.nin):
+            val[i] = X[l * P.xrs + i * P.xcs]
         f = sweep_forward(P.c, val)
         if f == -2:
             rc = E_CALLBACK
             break
         if f >= 0:
             continue
-        row = out + l * P.ncol
+        row = out + l * P.ors
         read_row(P, row, val, P.vslot, P.vcol, 0, P.nv, 1, 0)
         for s in range(P.nr):
             if sweep_reverse(P.c, val, adj, <int32_t>P.rseed[s], 1.0):
@@ -143,22 +210,29 @@ cdef int lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes,
         if rc:
             break
         fitted[l] = 1
+        nfit += 1
     free(val); free(adj); free(tan)
-    return rc
+    return rc if rc else nfit
 
 
-cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes, int64_t n,
-                           double *out, uint8_t *fitted) noexcept nogil:
+cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes,
+                               int64_t base, int64_t n, double *out,
+                               uint8_t *fitted) noexcept nogil:
     """Sweep blocks of B lanes batch-major (csrc/batch.h); a short last block is padded
-    with copies of its first lane, whose results are not read."""
+    with copies of its first lane, whose results are not read.  Returns the lanes fitted
+    or an error code (< 0)."""
     cdef int32_t B = P.B
-    cdef int64_t start, m, k, i, s, l, x
+    cdef int64_t start, m, k, i, s, l, nbad, nfit = 0
     cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
-    cdef double *v = <double *>malloc(nb * sizeof(double))
+    cdef double *v = <double *>malloc((nb + <size_t>P.naux * <size_t>B) * sizeof(double))
     cdef double *g = <double *>malloc(nb * sizeof(double))
     cdef double *t = <double *>calloc(nb, sizeof(double))
     cdef uint8_t *bad = <uint8_t *>malloc(<size_t>B)
+    cdef const int64_t *run
+    cdef const double *xi
+    cdef double *vi
     cdef double c
+    cdef bint clean
     if v == NULL or g == NULL or t == NULL or bad == NULL:
         free(v); free(g); free(t); free(bad)
         return E_NOMEM
@@ -169,39 +243,58 @@ cdef int lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes
     start = 0
     while start < n:
         m = n - start if n - start < B else B
-        for k in range(B):
-            l = lanes[start + (k if k < m else 0)]
+        run = lanes + start if lanes != NULL else NULL
+        if P.xcs == 1 and P.xrs != 1:     # row-major X: a lane's inputs are contiguous
+            for k in range(B):
+                xi = X + lane_of(run, base + start, k if k < m else 0) * P.xrs
+                for i in range(P.nin):
+                    v[i * B + k] = xi[i]
+        else:                             # column-major: an input's lanes are
             for i in range(P.nin):
-                v[i * B + k] = X[l * P.nin + i]
+                vi = v + i * B
+                if run == NULL:
+                    xi = X + (base + start) * P.xrs + i * P.xcs
+                    if P.xrs == 1:
+                        memcpy(vi, xi, <size_t>m * sizeof(double))
+                    else:
+                        for k in range(m):
+                            vi[k] = xi[k * P.xrs]
+                else:
+                    for k in range(m):
+                        vi[k] = X[run[k] * P.xrs + i * P.xcs]
+                for k in range(m, B):
+                    vi[k] = vi[0]
         memset(bad, 0, <size_t>B)
-        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad)
+        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
+        nbad = 0
         for k in range(m):
-            if not bad[k]:
-                read_row(P, out + lanes[start + k] * P.ncol, v, P.vslot, P.vcol, 0, P.nv, B, k)
+            nbad += bad[k]
+        clean = nbad == 0
+        read_block(P, out, v, P.vslot, P.vcol, 0, P.nv, B, run, base + start, m, bad, clean)
         for s in range(P.nr):
             memset(g, 0, nb * sizeof(double))
             for k in range(B):
                 g[P.rseed[s] * B + k] = 1.0
             fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
-            for k in range(m):
-                if not bad[k]:
-                    read_row(P, out + lanes[start + k] * P.ncol, g, P.rslot, P.rcol,
-                             P.rptr[s], P.rptr[s + 1], B, k)
+            read_block(P, out, g, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], B, run,
+                       base + start, m, bad, clean)
         for s in range(P.nt):
             memset(t, 0, <size_t>(P.nin * B) * sizeof(double))
             for k in range(B):
                 t[P.tseed[s] * B + k] = 1.0
             fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
+            read_block(P, out, t, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], B, run,
+                       base + start, m, bad, clean)
+        if clean and run == NULL:
+            memset(fitted + base + start, 1, <size_t>m)
+        else:
             for k in range(m):
                 if not bad[k]:
-                    read_row(P, out + lanes[start + k] * P.ncol, t, P.tslot, P.tcol,
-                             P.tptr[s], P.tptr[s + 1], B, k)
-        for k in range(m):
-            if not bad[k]:
-                fitted[lanes[start + k]] = 1
+                    fitted[lane_of(run, base + start, k)] = 1
+        nfit += m - nbad
         start += m
     free(v); free(g); free(t); free(bad)
-    return 0
+    return nfit
 
 
 def _i64(a):
@@ -220,6 +313,7 @@ cdef class Plan:
     cdef dict brecs              # block size -> batch-major records (uint8 array)
     cdef readonly bint batch_major
     cdef readonly int64_t nbrec  # records of the batch-major copy (-1: not batchable)
+    cdef readonly int64_t naux   # its AUX slots per lane
     cdef PlanC P
 
     def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
@@ -255,7 +349,9 @@ cdef class Plan:
         self.P.brec = NULL
         # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
         # operands (one record per element) does not multiply the records beyond reason
-        self.nbrec = fa_batch_records(tape.c, 1, NULL, 0)
+        self.naux = 0
+        self.nbrec = fa_batch_records(tape.c, 1, NULL, 0, &self.naux)
+        self.P.naux = self.naux
         self.batch_major = (tape.c.ncb == 0 and 0 <= self.nbrec
                             <= 64 * tape.c.nrec + 1024)
         if self.nbrec == -2:
@@ -264,38 +360,46 @@ cdef class Plan:
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
         MAX_BLOCK, and within the memory bound (0: sweep lane by lane)."""
-        cdef int64_t cap = MAX_BLOCK_DOUBLES // max(self.P.nslot, 1)
+        cdef int64_t ns = self.P.nslot + self.P.naux
+        cdef int64_t cap = MAX_BLOCK_DOUBLES // max(ns, 1)
         cdef int64_t B = MIN_BLOCK
-        if not self.batch_major or cap < MIN_BLOCK or self.P.nslot * MIN_BLOCK > INT32_MAX:
+        if not self.batch_major or cap < MIN_BLOCK or ns * MIN_BLOCK > INT32_MAX:
             return 0
-        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * self.P.nslot <= INT32_MAX:
+        while B < n and B < MAX_BLOCK and 2 * B <= cap and 2 * B * ns <= INT32_MAX:
             B *= 2
         return <int32_t>B
 
     def run(self, X, lanes, out, fitted, int workers=1):
-        """Replay the lanes `lanes` (int64) of X (N, nin) into the rows of out (N, ncol);
-        fitted[l] (uint8) becomes 1 for every lane whose guards held.  Rows of the lanes
-        that failed a guard are not written."""
-        cdef cnp.ndarray Xa = np.ascontiguousarray(X, dtype=np.float64)
-        cdef cnp.ndarray La = _i64(lanes)
+        """Replay the lanes `lanes` (int64; None: every lane in order) of X (N, nin) into
+        the rows of out (N, ncol); fitted[l] (uint8) becomes 1 for every lane whose guards
+        held.  Rows of the lanes that failed a guard are not written.  X and out may be
+        C- or Fortran-ordered (any strides of whole doubles).  Returns the number of lanes
+        fitted."""
+        cdef cnp.ndarray Xa = X if _strided_ok(X) else np.ascontiguousarray(X, dtype=np.float64)
+        cdef cnp.ndarray La
         cdef cnp.ndarray Oa = out
         cdef cnp.ndarray Fa = fitted
-        cdef int64_t n = La.shape[0], N = Xa.shape[0] if Xa.ndim == 2 else -1
+        cdef int64_t n, N = Xa.shape[0] if Xa.ndim == 2 else -1
         cdef int32_t B
-        if (Xa.ndim != 2 or Xa.shape[1] != self.P.nin or Oa.dtype != np.float64
-                or not Oa.flags.c_contiguous or Oa.ndim != 2 or Oa.shape[0] != N
+        if (Xa.ndim != 2 or Xa.shape[1] != self.P.nin or not _strided_ok(Oa)
+                or not (Oa.flags.c_contiguous or Oa.flags.f_contiguous) or Oa.ndim != 2 or Oa.shape[0] != N
                 or Oa.shape[1] != self.ncol or Fa.dtype != np.uint8 or Fa.shape[0] != N
                 or not Fa.flags.c_contiguous):
             raise ValueError("fastad internal error: batch arrays of the wrong shape")
-        if n and (La.min() < 0 or La.max() >= N):
-            raise ValueError("fastad internal error: a lane out of range")
+        if lanes is None:
+            La, n = None, N
+        else:
+            La = _i64(lanes)
+            n = La.shape[0]
+            if n and (La.min() < 0 or La.max() >= N):
+                raise ValueError("fastad internal error: a lane out of range")
         if n == 0:
-            return
+            return 0
         B = self.block(n)
         if B and B not in self.brecs:
             buf = np.empty(max(self.nbrec, 1) * sizeof(fa_rec), dtype=np.uint8)
             nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf),
-                                    self.nbrec)
+                                    self.nbrec, NULL)
             if nrec != self.nbrec:
                 raise MemoryError("fastad: cannot build a batched replay's records")
             self.brecs[B] = (buf, nrec)
@@ -304,14 +408,14 @@ cdef class Plan:
         workers = max(1, min(workers, nblocks))
         # contiguous runs of whole blocks per thread: the same blocks for any thread count
         bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
+        vector = VECTOR_MATH        # one setting for the whole batch, every thread
         if workers == 1:
-            self.chunk(Xa, La, Oa, Fa, 0, n, B)
-            return
-        errors = []
+            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector)
+        errors, fits = [], []
 
         def task(lo, hi):
             try:
-                self.chunk(Xa, La, Oa, Fa, lo, hi, B)
+                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector))
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
@@ -323,30 +427,47 @@ cdef class Plan:
             th.join()
         if errors:
             raise errors[0]
+        return sum(fits)
 
-    def chunk(self, cnp.ndarray X, cnp.ndarray lanes, cnp.ndarray out, cnp.ndarray fitted,
-              int64_t lo, int64_t hi, int32_t B):
+    def chunk(self, cnp.ndarray X, lanes, cnp.ndarray out, cnp.ndarray fitted,
+              int64_t lo, int64_t hi, int32_t B, bint vector=False):
+        """Lanes lo:hi of the run (of `lanes`, or of every lane when None); the number
+        fitted."""
         cdef PlanC P = self.P
         cdef const double *x = <const double *>cnp.PyArray_DATA(X)
-        cdef const int64_t *l = <const int64_t *>cnp.PyArray_DATA(lanes) + lo
+        cdef const int64_t *l = NULL
         cdef double *o = <double *>cnp.PyArray_DATA(out)
         cdef uint8_t *f = <uint8_t *>cnp.PyArray_DATA(fitted)
-        cdef int rc
+        cdef int64_t rc
         cdef cnp.ndarray buf
         if hi <= lo:
-            return
+            return 0
+        if lanes is not None:
+            l = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lanes) + lo
         if B:       # this call's own copy of the plan points at the records for B lanes
             buf, nrec = self.brecs[B]
             P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)
             P.nbrec = nrec
             P.B = B
+        P.vector = vector
+        P.xrs, P.xcs = X.strides[0] // 8, X.strides[1] // 8
+        P.ors, P.ocs = out.strides[0] // 8, out.strides[1] // 8
         with nogil:
             if B:
-                rc = lanes_batch_major(&P, x, l, hi - lo, o, f)
+                rc = lanes_batch_major(&P, x, l, lo, hi - lo, o, f)
             else:
-                rc = lanes_one_by_one(&P, x, l, hi - lo, o, f)
+                rc = lanes_one_by_one(&P, x, l, lo, hi - lo, o, f)
         if rc == E_NOMEM:
             raise MemoryError(f"fastad: cannot allocate the workspace of a batched replay "
                               f"({self.P.nslot} slots)")
         if rc == E_CALLBACK:
             self.tape.raise_pending()
+        return rc
+
+
+def _strided_ok(a):
+    """A float64 ndarray of 2 dimensions whose strides are whole, non-negative doubles and
+    whose data is aligned: read or written in place."""
+    return (type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 2
+            and a.flags.aligned and a.strides[0] >= 0 and a.strides[1] >= 0
+            and a.strides[0] % 8 == 0 and a.strides[1] % 8 == 0)

@@ -18,12 +18,12 @@ import weakref
 
 import numpy as np
 
-from fastad._batch import Plan
+from fastad._batch import Plan, set_vector_math, vector_math_available
 from fastad._replay import Compiled, signature_of, spec_of
 from fastad._tracer import is_traced
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["vmap"]
+__all__ = ["vmap", "set_vector_math", "vector_math_available"]
 
 _buffers = threading.local()        # per thread: the input matrix of the last batch
 _MAX_KEPT = 1 << 23                 # doubles (64 MB): a bigger one is not kept
@@ -208,7 +208,9 @@ class Batched:
             return self._loop(moved, batched, N, kwargs, self._single)
         sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
         try:
-            out = self._replay(moved, batched, N, kwargs, layout, sig[1], X, sum(sizes))
+            # scalar outputs (value_and_grad of scalar arguments): one contiguous array each
+            out = self._replay(moved, batched, N, kwargs, layout, sig[1], X, sum(sizes),
+                               "F" if all(s == () for s in shapes) else "C")
         finally:
             if buf is not None and buf.size <= _MAX_KEPT:
                 _buffers.x = buf
@@ -230,7 +232,9 @@ class Batched:
         buf = _buffers.__dict__.pop("x", None)
         if buf is None or buf.size < N * nin:
             buf = np.empty(max(N * nin, 1))
-        X = buf[:N * nin].reshape(N, nin)
+        # scalar arguments (one tape input each): one contiguous column each, a plain copy
+        scalars = all(size == 1 for kind, off, size in layout if kind != 0)
+        X = buf[:N * nin].reshape(nin, N).T if scalars else buf[:N * nin].reshape(N, nin)
         for a, b, (kind, off, size) in zip(moved, batched, layout):
             if kind == 0:
                 if b:
@@ -240,16 +244,18 @@ class Batched:
                                     else np.asarray(a, dtype=np.float64).reshape(size))
         return X, buf
 
-    def _replay(self, moved, batched, N, kwargs, layout, tapes, X, ncol):
+    def _replay(self, moved, batched, N, kwargs, layout, tapes, X, ncol, order="C"):
         """Every point's row of results: replayed on the tapes that fit, a pattern no tape
         fits traced once (at its first point) and the rest of it replayed on the new tape."""
-        out = np.empty((N, ncol))
+        out = np.empty((N, ncol), order=order)
         fitted = np.zeros(N, dtype=np.uint8)
-        pending = np.arange(N, dtype=np.int64)
+        pending = None                       # every lane, until a tape leaves some
         tried, traced = set(), set()
-        while pending.size:
+        while pending is None or pending.size:
             fresh = [t for t in tapes if t not in tried]
             if not fresh:
+                if pending is None:
+                    pending = np.arange(N, dtype=np.int64)
                 lane_no = int(pending[0])
                 lane = self._lane(moved, batched, lane_no)
                 if lane_no in traced:         # its own tape did not fit it: never loop on that
@@ -266,10 +272,12 @@ class Batched:
             for tape in fresh:
                 tried.add(tape)
                 plan = self._plan(tape, layout, ncol)
-                plan.run(X, pending, out, fitted, self.workers)
-                pending = pending[fitted[pending] == 0]
-                if not pending.size:
+                nfit = plan.run(X, pending, out, fitted, self.workers)
+                if nfit == (N if pending is None else pending.size):
+                    pending = pending[:0] if pending is not None else np.zeros(0, np.int64)
                     break
+                pending = (np.flatnonzero(fitted == 0) if pending is None
+                           else pending[fitted[pending] == 0])
         return out
 
     def _loop(self, moved, batched, N, kwargs, single):
