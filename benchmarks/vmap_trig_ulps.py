@@ -30,7 +30,8 @@ def arguments(n, seed=0):
     uniform = rng.uniform(-10, 10, q)
     normal = rng.normal(0, 3, q)
     logu = np.ldexp(rng.uniform(0.5, 1, q), rng.integers(-1074, 1001, q)) * rng.choice([-1, 1], q)
-    k = rng.integers(1, 10**6, n - 3 * q) * rng.choice([-1, 1], n - 3 * q)   # not 0: below 0.0's bits lie NaNs
+    # not 0: below 0.0's bits lie NaNs
+    k = rng.integers(1, 10**6, n - 3 * q) * rng.choice([-1, 1], n - 3 * q)
     near = (k * (math.pi / 2)).view(np.int64) + rng.integers(-32, 33, n - 3 * q)
     near = near.view(np.float64)
     return np.concatenate([uniform, normal, logu, near])
@@ -76,7 +77,8 @@ def main():
         print(f"{name}: libmvec vs libm: max {apart.max()} ulps apart, "
               f"{(apart == 0).mean() * 100:.1f} % identical")
     t = time.perf_counter()
-    for name, fn, vec, lib in (("sin", mpmath.sin, s_vec, s_lib), ("cos", mpmath.cos, c_vec, c_lib)):
+    for name, fn, vec, lib in (("sin", mpmath.sin, s_vec, s_lib),
+                               ("cos", mpmath.cos, c_vec, c_lib)):
         ev, el = ulp_errors(x, vec, fn), ulp_errors(x, lib, fn)
         worst = int(np.argmax(ev))
         print(f"{name}: error against mpmath: libmvec max {ev.max():.3f} ulp (at x = "
