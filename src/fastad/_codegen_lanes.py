@@ -30,8 +30,6 @@ interpreted sweeps.
 import ctypes
 import hashlib
 import os
-import subprocess
-import tempfile
 import threading
 
 import numpy as np
@@ -498,26 +496,7 @@ def _key(source):
 
 def _compile(source, path, workdir):
     from fastad import native
-    argv, ident = native.compiler()
-    if argv is None:
-        raise native.NativeError(ident)
-    fd, src = tempfile.mkstemp(suffix=".c", prefix="fastad-lanes-", dir=workdir)
-    tmp = src[:-2] + ".so.tmp"
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        proc = subprocess.run(argv + native.flags() + OPT_FLAGS + ["-o", tmp, src, "-lm"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
-            raise native.NativeError(f"the C compiler failed ({' '.join(argv)}):\n{tail}")
-        os.replace(tmp, path)
-    finally:
-        for p in (src, tmp):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+    native.compile_c(source, path, workdir, OPT_FLAGS, prefix="fastad-lanes-")
 
 
 class Kernel:

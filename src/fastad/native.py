@@ -125,19 +125,20 @@ def flags():
     return FLAGS + shlex.split(os.environ.get("FASTAD_NATIVE_CFLAGS", ""))
 
 
-def compile_c(source, out_path, workdir):
+def compile_c(source, out_path, workdir, extra_flags=(), prefix="fastad-"):
     """Compile C `source` into the shared object `out_path`, written under a temporary name
-    and renamed atomically (safe when several processes compile the same tape)."""
+    and renamed atomically (safe when several processes compile the same tape);
+    `extra_flags` come after flags()."""
     argv, ident = compiler()
     if argv is None:
         raise NativeError(ident)
-    fd, src = tempfile.mkstemp(suffix=".c", prefix="fastad-", dir=workdir)
+    fd, src = tempfile.mkstemp(suffix=".c", prefix=prefix, dir=workdir)
     tmp = src[:-2] + ".so.tmp"
     try:
         with os.fdopen(fd, "w") as f:
             f.write(source)
-        proc = subprocess.run(argv + flags() + ["-o", tmp, src, "-lm"], capture_output=True,
-                              text=True)
+        proc = subprocess.run(argv + flags() + list(extra_flags) + ["-o", tmp, src, "-lm"],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
             raise NativeError(f"the C compiler failed ({' '.join(argv)}):\n{tail}")
