@@ -37,7 +37,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
@@ -267,8 +267,9 @@ def _vectorizable(p):
 class _Gen:
     """Generation state: which records' values and lanes cross a loop (tile buffers)."""
 
-    def __init__(self, prog, K, kind):
+    def __init__(self, prog, K, kind, grad=True):
         self.prog, self.K, self.kind = prog, K, kind
+        self.grad = grad        # a Hessian's kernel also adds the gradient G
         self.nxe = prog.nin + len(prog.consts)
         recs = prog.recs
         # forward segments: maximal runs of records that vectorize, or that do not; a
@@ -345,7 +346,8 @@ class _Gen:
         K, p = self.K, self.prog.recs[j]
         if p.name == "GATHER":
             name = f"cg{j}"
-            out.append(f"{name}[ii] = {w};")
+            if self.grad:
+                out.append(f"{name}[ii] = {w};")
             out += [f"{name}_{k}[ii] = {terms[k]};" for k in range(K)]
             flush.append((name, "gather", p.b))
             return
@@ -356,7 +358,8 @@ class _Gen:
             out += [f"wd{q}_{k} += {terms[k]};" for k in range(K)]
         elif src[0] in ("x", "xs"):
             name = f"c{j}_{o}"
-            out.append(f"{name}[ii] = {w};")
+            if self.grad:
+                out.append(f"{name}[ii] = {w};")
             out += [f"{name}_{k}[ii] = {terms[k]};" for k in range(K)]
             flush.append((name, src[0], src[1]))
         # constants: no adjoint
@@ -393,21 +396,25 @@ class _Gen:
                                   flush)
 
     def flush(self, items):
-        """C adding the tile's input terms to G and HS (lane-major: HS[k * nin + s])."""
+        """C adding the tile's input terms to G (unless not self.grad) and HS (lane-major:
+        HS[k * nin + s])."""
         K, nin, out = self.K, self.prog.nin, []
         for name, how, base in items:
             if how == "x":
-                out.append(f"for (int64_t ii = 0; ii < m; ii++) G[{base} + i0 + ii] += "
-                           f"{name}[ii];")
+                if self.grad:
+                    out.append(f"for (int64_t ii = 0; ii < m; ii++) G[{base} + i0 + ii] += "
+                               f"{name}[ii];")
                 out += [f"for (int64_t ii = 0; ii < m; ii++) HS[{k * nin + base} + i0 + ii] "
                         f"+= {name}_{k}[ii];" for k in range(K)]
             elif how == "xs":
-                out.append(f"for (int64_t ii = 0; ii < m; ii++) {{ G[{base}] += {name}[ii]; " +
+                gs = f"G[{base}] += {name}[ii]; " if self.grad else ""
+                out.append(f"for (int64_t ii = 0; ii < m; ii++) {{ {gs}" +
                            " ".join(f"HS[{k * nin + base}] += {name}_{k}[ii];"
                                     for k in range(K)) + " }")
             else:
+                gs = f"G[s] += {name}[ii]; " if self.grad else ""
                 out.append(f"for (int64_t ii = 0; ii < m; ii++) {{ const int32_t s = "
-                           f"g{base}[i0 + ii]; if (s < {nin}) {{ G[s] += {name}[ii]; " +
+                           f"g{base}[i0 + ii]; if (s < {nin}) {{ {gs}" +
                            " ".join(f"HS[(int64_t){k * nin} + s] += {name}_{k}[ii];"
                                     for k in range(K)) + " } }")
         return out
@@ -416,10 +423,24 @@ class _Gen:
 def generate(prog, K, kind):
     """C source of the kernel `fa_lanes` for `prog` with K lanes; kind 'jac' or 'hess'.
     Tiles of TILE elements; per tile one loop per forward segment (a Hessian: one loop
-    with the reverse sweep inside), then, for a Hessian, the input terms added to G, HS."""
+    with the reverse sweep inside), then, for a Hessian, the input terms added to G, HS.
+    A Hessian's source also holds `fa_lanes_h`, the same kernel without the gradient
+    (G is not touched: `hessian` does not return it), whose HS terms are the same
+    expressions, so the same bits (-ffp-contract=off)."""
     if not 1 <= K <= MAX_LANES:
         raise Unsupported(f"{K} colours: compiled lanes carry at most {MAX_LANES}")
-    g = _Gen(prog, K, kind)
+    src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
+           "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
+           _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES]
+    src += _function(prog, K, kind, "fa_lanes", True)
+    if kind == "hess":
+        src += _function(prog, K, kind, "fa_lanes_h", False)
+    return "\n".join(src + [""])
+
+
+def _function(prog, K, kind, fname, grad):
+    """The lines of one kernel function (see generate); `grad`: a Hessian's adds G."""
+    g = _Gen(prog, K, kind, grad)
     gathers = "".join(f", const int32_t *restrict g{b}" for b in range(len(prog.gix)))
     decl = [f"    double bv{j}[{TILE}]; " + " ".join(f"double bt{j}_{k}[{TILE}];"
                                                     for k in range(K))
@@ -438,8 +459,8 @@ def generate(prog, K, kind):
         loops.append("    for (int64_t ii = 0; ii < m; ii++) {\n"
                      "      const int64_t i = i0 + ii; (void)i;\n" +
                      "".join(f"      {x}\n" for x in body) + "    }")
-    for name, _how, _ in flush:
-        decl.append(f"    double {name}[{TILE}]; " +
+    for name, _how, _ in flush:         # the terms of G (if grad), then of HS's lanes
+        decl.append("    " + (f"double {name}[{TILE}]; " if grad else "") +
                     " ".join(f"double {name}_{k}[{TILE}];" for k in range(K)))
     if kind == "jac":
         sig = "double *restrict outv, double *restrict B"
@@ -455,29 +476,23 @@ def generate(prog, K, kind):
     sig += (", const int64_t *restrict z, const int32_t *restrict rsrc, int64_t nrec, "
             "double *restrict data")
     Bn, rows = ("B", prog.L) if kind == "jac" else ("HS", prog.nin)
+    gz = "G[s] = 0.0; " if grad else ""
     zero = [] if kind == "jac" else [
-        "    for (int64_t s = z[t]; s < z[t + 1]; s++) { G[s] = 0.0; " +
+        f"    for (int64_t s = z[t]; s < z[t + 1]; s++) {{ {gz}" +
         " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
     tail = [] if kind == "jac" else [
         f"    if (i0 + m == {prog.L}) for (int64_t s = z[t + 1]; s < {rows}; s++) {{ " +
-        "G[s] = 0.0; " + " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
+        gz + " ".join(f"HS[{k * rows} + s] = 0.0;" for k in range(K)) + " }"]
     after = [f"  for (int64_t p = 0; p < nrec; p++) data[p] = {Bn}[rsrc[p]];"]
     head = (f"  for (int64_t i0 = 0, t = 0; i0 < {prog.L}; i0 += {TILE}, t++) {{"
             if kind == "hess" else f"  for (int64_t i0 = 0; i0 < {prog.L}; i0 += {TILE}) {{")
-    src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
-           "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
-           _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES,
-           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const float *restrict S"
-           f"{gathers}, {sig});",
-           f"FA_LOOPFN void fa_lanes(const double *restrict xe, const float *restrict S"
-           f"{gathers}, {sig})",
-           "{",
-           head,
-           f"    const int64_t m = {prog.L} - i0 < {TILE} ? {prog.L} - i0 : {TILE};",
-           *decl, *zero, *loops, *("    " + x for x in g.flush(flush)), *tail,
-           "  }", *after,
-           "}", ""]
-    return "\n".join(src)
+    proto = (f"FA_LOOPFN void {fname}(const double *restrict xe, const float *restrict S"
+             f"{gathers}, {sig})")
+    return [proto + ";", proto, "{", *([] if grad or kind == "jac" else ["  (void)G;"]),
+            head, f"    const int64_t m = {prog.L} - i0 < {TILE} ? {prog.L} - i0 : {TILE};",
+            *decl,
+            *zero, *loops, *("    " + x for x in g.flush(flush)), *tail,
+            "  }", *after, "}"]
 
 
 # ------------------------------------------------------------------------ compiling
@@ -509,7 +524,7 @@ class Kernel:
         self.prog, self.kind, self.K = prog, kind, K
         self.source = generate(prog, K, kind)
         self.key = _key(self.source)
-        self.fn = None
+        self.fn = self.fn_h = None
         self.uses = 0                   # calls made before the kernel was built
         self.error = None               # why compiling failed (first line), or None
         self.thread = None              # the background compile (start), or None
@@ -550,13 +565,15 @@ class Kernel:
             return False
         try:
             lib = ctypes.CDLL(path)
-            fn = lib.fa_lanes
+            fns = [lib.fa_lanes] + ([lib.fa_lanes_h] if self.kind == "hess" else [])
         except (OSError, AttributeError):
             return False
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p] * (2 + len(self.gix) + 4) + \
-            [ctypes.c_int64, ctypes.c_void_p]
-        self.lib, self.fn = lib, fn
+        for fn in fns:
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p] * (2 + len(self.gix) + 4) + \
+                [ctypes.c_int64, ctypes.c_void_p]
+        # fn_h: a Hessian's kernel without the gradient (generate)
+        self.lib, self.fn_h, self.fn = lib, fns[-1], fns[0]
         try:
             os.utime(path)          # recently used: kept by the cache's trim
         except OSError:
@@ -650,10 +667,11 @@ class Kernel:
         z[1:] = np.maximum.accumulate(top) + 1
         return z
 
-    def __call__(self, x, sources):
+    def __call__(self, x, sources, grad=True):
         """(output values, nonzeros) for a Jacobian, (gradient, nonzeros) for a Hessian:
         the kernel's B = J S or H S (lane-major: B[k] holds colour k's column) gathered
-        through `sources`, flat indices into B."""
+        through `sources`, flat indices into B.  A Hessian's with grad=False: (None,
+        nonzeros), by the kernel that does not compute the gradient (same nonzeros)."""
         x = np.asarray(x, dtype=np.float64)
         nin = self.prog.nin
         if x.shape != (nin,):
@@ -673,6 +691,9 @@ class Kernel:
             if self.kind == "jac":
                 first = np.empty(self.prog.L)
                 self.fn(xe.ctypes.data, *self.args, first.ctypes.data, B.ctypes.data, *tail)
+            elif not grad:
+                self.fn_h(xe.ctypes.data, *self.args, None, B.ctypes.data, *tail)
+                first = None
             else:
                 G = np.empty(nin)           # zeroed by the kernel with B's rows
                 self.fn(xe.ctypes.data, *self.args, G.ctypes.data, B.ctypes.data, *tail)

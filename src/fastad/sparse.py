@@ -543,9 +543,14 @@ class SparseHessian:
         """(gradient, the Hessian's nonzeros in CSR order, its symmetric pattern
         (indptr, indices)) at args, without building a matrix (see
         `SparseJacobian.values`)."""
+        return self._values(args, True)
+
+    def _values(self, args, grad):
+        """values(*args); grad=False: the gradient may be None (the compiled colour lanes
+        then skip it, docs/sparse.md)."""
         def attempt(e, x):
             plan = self._prepare(e)
-            return _sweeps(e, plan, x)
+            return _sweeps(e, plan, x, grad)
         e, res = self.prog.run(args, attempt)
         grad, B, done = res
         data = B if done else _recover(e, B, "columns" if e.plan["dense"] else "star")
@@ -559,7 +564,9 @@ class SparseHessian:
         return grad, _csr(pattern, (e.ncols, e.ncols), data, e.plan)
 
     def __call__(self, *args):
-        return self.value_and_hess(*args)[1]
+        _, data, pattern = self._values(args, False)
+        e = self._last
+        return _csr(pattern, (e.ncols, e.ncols), data, e.plan)
 
     def info(self):
         """Pattern and colouring statistics of the most recently used tape."""
@@ -678,16 +685,17 @@ def _compiled_lanes(e, plan):
     return k if k.fn is not None else None
 
 
-def _sweeps(e, plan, x):
+def _sweeps(e, plan, x, grad=True):
     """One call's compressed sweeps: (first output, B, False), or with the compiled colour
     lanes where the tape allows them (`_compiled_lanes`) (first output, the nonzeros,
-    True); None when a guard fails."""
+    True); None when a guard fails.  grad=False (a Hessian's caller that does not use
+    the gradient): the compiled lanes return None for it."""
     k = _compiled_lanes(e, plan)
     plan["ran_compiled"] = k is not None       # for info() only
     if k is not None:       # (first output, the nonzeros already recovered, True)
         rows = len(e.outs) if e.hi is None else e.ncols
         first, data = k(x, _lane_major_sources(e, plan, rows, "star" if e.hi is not None
-                                               else "columns"))
+                                               else "columns"), grad)
         return first, data, True
     res = _interpreted(e, plan, x)
     return None if res is None else (res[0], res[1], False)

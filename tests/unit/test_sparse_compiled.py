@@ -457,3 +457,32 @@ def test_threads_share_one_kernel_and_get_the_serial_bits():
         assert np.array_equal(h.data.view(np.uint64), h0.data.view(np.uint64))
     datas = [h.data for _, h in out.values()]
     assert len({d.ctypes.data for d in datas}) == len(datas)
+
+
+def test_hessian_without_the_gradient_is_the_same_bits(monkeypatch):
+    """H(x) runs the kernel without the gradient (fa_lanes_h: G is never written); its
+    nonzeros are value_and_hess's bit for bit and the closed form's, on the Rosenbrock
+    over several tiles and on a tape with gathers and a broadcast input."""
+    from fastad import _codegen_lanes
+    n = 3 * _codegen_lanes.TILE + 11
+    x = np.random.default_rng(16).uniform(-1.5, 1.5, n)
+    calls = []
+    H = fd.hessian(rosen, sparse=True)
+    g, h = H.value_and_hess(x)
+    k = H._last.plan["cl"]
+    monkeypatch.setattr(k, "fn", lambda *a: calls.append("fn") or pytest.fail("fa_lanes"))
+    only = H(x)
+    assert ran_compiled(H) and calls == []
+    assert np.array_equal(only.data.view(np.uint64), h.data.view(np.uint64))
+    np.testing.assert_allclose(only.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-11)
+    np.testing.assert_allclose(g, fd.grad(rosen)(x), rtol=1e-14, atol=1e-12)
+
+    def f(x):
+        a = x[1:]
+        return np.sum(np.sin(a[::-1]) * a ** 2 + x[0] * a + np.cos(a * x[:-1]))
+    H = fd.hessian(f, sparse=True)
+    only = H(x)
+    assert ran_compiled(H)
+    np.testing.assert_allclose(only.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(only.data.view(np.uint64),
+                          H.value_and_hess(x)[1].data.view(np.uint64))
