@@ -40,6 +40,7 @@ from fastad._codegen import RANGED, Unsupported
 GENERATOR_VERSION = 7
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
+MAX_FRAME = 1 << 20     # bytes of tile buffers on a call's stack (_function)
 OPT_FLAGS = ["-O3"]     # after the native tier's -O1: the element loop is all the code
 INDEX32 = 2 ** 31 - 1   # B with more entries: recovery by numpy's take on int64 indices
 
@@ -462,6 +463,13 @@ def _function(prog, K, kind, fname, grad):
     for name, _how, _ in flush:         # the terms of G (if grad), then of HS's lanes
         decl.append("    " + (f"double {name}[{TILE}]; " if grad else "") +
                     " ".join(f"double {name}_{k}[{TILE}];" for k in range(K)))
+    # the tile buffers live on the calling thread's stack, all at once: bounded, so that
+    # a tape with many reads and colours is refused here rather than overflowing a
+    # thread's stack (8 MB for the main thread, often less for others) in the call
+    frame = sum(x.count("[") for x in decl) * TILE * 8
+    if frame > MAX_FRAME:
+        raise Unsupported(f"the kernel's tile buffers would take {frame >> 10} kB of stack "
+                          f"(at most {MAX_FRAME >> 10} kB)")
     if kind == "jac":
         sig = "double *restrict outv, double *restrict B"
     else:
@@ -497,7 +505,16 @@ def _function(prog, K, kind, fname, grad):
 
 # ------------------------------------------------------------------------ compiling
 
+# Compiles of one kernel (one key) are serialized, so two threads never compile the same
+# C; different kernels compile at the same time, and no lock is held by a call (calls
+# keep the interpreted sweeps while a kernel compiles).  _lock guards the dict only.
 _lock = threading.Lock()
+_key_locks = {}
+
+
+def _key_lock(key):
+    with _lock:
+        return _key_locks.setdefault(key, threading.Lock())
 
 
 def _key(source):
@@ -552,6 +569,7 @@ class Kernel:
         self.src_cols[self.dst] = self.src
         self.identity_b = kind == "jac" or self.identity
         self._B, self._busy = None, threading.Lock()
+        self._start_lock = threading.Lock()     # start(): one background compile
         self._map = None                # (sources, their indices into B, int32?)
         self.args = [self.S.ctypes.data] + [g.ctypes.data for g in self.gix]
         argv, _ = native.compiler()
@@ -590,7 +608,7 @@ class Kernel:
         try:
             d = native._writable_dir()
             path = os.path.join(d, f"fastad-lanes-{self.key}.so")
-            with _lock:
+            with _key_lock(self.key):
                 if self.fn is None and not self._load(path):
                     t0 = time.perf_counter()
                     _compile(self.source, path, d)
@@ -605,12 +623,12 @@ class Kernel:
 
     def start(self):
         """build() in a daemon thread, once (calls keep the interpreted sweeps meanwhile)."""
-        with _lock:
+        with self._start_lock:
             if self.thread is not None:
                 return
             self.thread = threading.Thread(target=self.build, name="fastad-lanes",
                                            daemon=True)
-        self.thread.start()
+            self.thread.start()
 
     def wait(self, timeout=None):
         """Wait for a background compile (tests, benchmarks)."""

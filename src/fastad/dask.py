@@ -263,7 +263,7 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     else:       # futures gathered in one message; no aggregate task on the cluster
         graph, keys = _fused(parts)
         futures = c.get(graph, keys, sync=False)
-        _release(_held.pop(c.id, ()))   # the last call's futures, after this graph
+        _release(_take_held(c.id))      # the last call's futures, after this graph
         blocks = c.gather(futures)
         if futures:
             _hold(c, futures)
@@ -281,16 +281,27 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
 # (docs/scale.md, "Where the fixed cost of a call goes").  A few clients are kept.
 _held = collections.OrderedDict()
 _HELD_MAX = 4
+_held_lock = threading.Lock()       # map_sum may run in several threads at once
+
+
+def _take_held(cid):
+    """The futures held for client id `cid` (removed from _held), or ()."""
+    with _held_lock:
+        return _held.pop(cid, ())
 
 
 def _hold(c, futures):
-    for cid in [cid for cid, fs in _held.items() if fs[0].client.status != "running"]:
-        del _held[cid]          # a closed client's: nothing left to release on its cluster
-    _release(_held.pop(c.id, ()))   # another thread's call on this client, gathered
-    _held[c.id] = futures
-    _held.move_to_end(c.id)
-    while len(_held) > _HELD_MAX:
-        _release(_held.popitem(last=False)[1])
+    drop = []
+    with _held_lock:
+        for cid in [cid for cid, fs in _held.items() if fs[0].client.status != "running"]:
+            del _held[cid]      # a closed client's: nothing left to release on its cluster
+        drop.append(_held.pop(c.id, ()))    # another thread's call on this client, gathered
+        _held[c.id] = futures
+        _held.move_to_end(c.id)
+        while len(_held) > _HELD_MAX:
+            drop.append(_held.popitem(last=False)[1])
+    for fs in drop:
+        _release(fs)
 
 
 def _release(futures):
@@ -306,8 +317,10 @@ def release_held(client=None):
     """Release the partial results the last ``map_sum`` on `client` (every client: None)
     keeps on the workers until the next call (docs/scale.md, "Where the fixed cost of a
     call goes"); they are a few small arrays per chunk, so this is rarely needed."""
-    for cid in list(_held) if client is None else [client.id]:
-        _release(_held.pop(cid, ()))
+    with _held_lock:
+        cids = list(_held) if client is None else [client.id]
+    for cid in cids:
+        _release(_take_held(cid))
 
 
 def _fused(parts):
@@ -451,6 +464,7 @@ def merged_chunks(chunks, point_seconds, task_seconds, threads):
 # functions, and the few most recent are kept (an evicted one's plugin is unregistered).
 _sent = collections.OrderedDict()
 _SENT_MAX = 8
+_sent_lock = threading.Lock()      # guards _sent; held while a function is shipped
 
 
 def _scattered(c, batched, fun):
@@ -459,21 +473,21 @@ def _scattered(c, batched, fun):
     that joined since got it from the plugin when it joined."""
     state = (batched.target.cache_info().get("traces"), batched.in_axes, batched.workers)
     key = (id(fun), id(c), c.id, state)
-    hit = _sent.get(key)
-    if hit is not None and hit[0] is fun:
+    with _sent_lock:        # threads mapping one function ship it once
+        hit = _sent.get(key)
+        if hit is not None and hit[0] is fun:
+            _sent.move_to_end(key)
+            return hit[2], hit[3]
+        import cloudpickle  # a dependency of distributed; closures and lambdas by value
+        token = f"fastad-fn-{uuid.uuid4().hex}"
+        c.register_plugin(_Shipper(token, cloudpickle.dumps(
+            batched, protocol=pickle.HIGHEST_PROTOCOL)), name=token)
+        threads = _threads(c)
+        _sent[key] = (fun, state, token, threads, c)
         _sent.move_to_end(key)
-        return hit[2], hit[3]
-    import cloudpickle      # a dependency of distributed; closures and lambdas by value
-    token = f"fastad-fn-{uuid.uuid4().hex}"
-    c.register_plugin(_Shipper(token, cloudpickle.dumps(batched,
-                                                        protocol=pickle.HIGHEST_PROTOCOL)),
-                      name=token)
-    threads = _threads(c)
-    _sent[key] = (fun, state, token, threads, c)
-    _sent.move_to_end(key)
-    while len(_sent) > _SENT_MAX:     # an array built with an evicted one fails, saying so
-        old = _sent.popitem(last=False)[1]
-        _unregister(old[4], old[2])
+        while len(_sent) > _SENT_MAX:   # an array built with an evicted one fails, saying so
+            old = _sent.popitem(last=False)[1]
+            _unregister(old[4], old[2])
     return token, threads
 
 

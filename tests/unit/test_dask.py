@@ -101,6 +101,18 @@ def test_dask_map_two_worker_processes():
         fastad.dask.map_sum(g, Xd[:8000], task_seconds=None, reduce=lambda vg: vg[0].sum())
         assert client.id in fastad.dask._held
         loaded = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
+        # map_sum from two threads at once on one client: every call its own right sum,
+        # one set of futures held afterwards (after `loaded` was read: a thread's first
+        # call may trace, and a new tape is shipped again)
+        from concurrent.futures import ThreadPoolExecutor
+        ref = fd.vmap(g)(X[:8000])[1].sum(axis=0)
+        with ThreadPoolExecutor(2) as pool:
+            outs = list(pool.map(lambda _: fastad.dask.map_sum(
+                g, Xd[:8000], task_seconds=None, reduce=lambda vg: vg[1].sum(axis=0)),
+                range(6)))
+        for o in outs:
+            np.testing.assert_allclose(o, ref, rtol=1e-13)
+        assert list(fastad.dask._held) == [client.id]
     fastad.dask.release_held()      # the closed client's futures: dropped, nothing sent
     assert not fastad.dask._held
     v1, G1 = fd.vmap(g)(X)                                  # one process

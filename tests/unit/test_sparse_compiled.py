@@ -455,8 +455,10 @@ def test_threads_share_one_kernel_and_get_the_serial_bits():
         g0, h0 = serial[(t + r) % 4]
         assert np.array_equal(g.view(np.uint64), g0.view(np.uint64))
         assert np.array_equal(h.data.view(np.uint64), h0.data.view(np.uint64))
-    datas = [h.data for _, h in out.values()]
-    assert len({d.ctypes.data for d in datas}) == len(datas)
+    mats = [h for _, h in out.values()]     # no two results share a buffer
+    for a, b in zip(mats, mats[1:] + mats[:1]):
+        for u, v in ((a.data, b.data), (a.indices, b.indices), (a.indptr, b.indptr)):
+            assert not np.shares_memory(u, v)
 
 
 def test_hessian_without_the_gradient_is_the_same_bits(monkeypatch):
@@ -486,3 +488,51 @@ def test_hessian_without_the_gradient_is_the_same_bits(monkeypatch):
     np.testing.assert_allclose(only.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
     assert np.array_equal(only.data.view(np.uint64),
                           H.value_and_hess(x)[1].data.view(np.uint64))
+
+
+def test_calls_interpret_while_the_kernel_compiles(monkeypatch):
+    """Under "auto" a call never waits for a compile in progress (docs/sparse.md): with
+    the compiler held back, later calls return the interpreted values at once."""
+    import threading
+    from fastad import _codegen_lanes
+    monkeypatch.setattr(sparse, "COMPILED_LANES", "auto")
+    release, entered = threading.Event(), threading.Event()
+    compile_ = _codegen_lanes._compile
+
+    def held(*a, **kw):
+        entered.set()
+        assert release.wait(60)
+        return compile_(*a, **kw)
+    monkeypatch.setattr(_codegen_lanes, "_compile", held)
+
+    def r(x):       # a tape of its own: nothing compiled it into this cache
+        return np.tan(0.3 * x[1:]) * x[:-1] + 0.5 * x[1:]
+    x = np.random.default_rng(21).uniform(-1, 1, 40)
+    J = fd.jacobian(r, sparse=True)
+    ref = fd.jacfwd(r)(x)
+    try:
+        for _ in range(sparse.LANES_HOT):
+            J(x)
+        assert entered.wait(60)             # the background compile is under way, held
+        for _ in range(3):                  # these calls would block if they waited for it
+            np.testing.assert_allclose(J(x).toarray(), ref, rtol=1e-15, atol=0)
+            assert not ran_compiled(J)
+            assert J.info()["compiled"] in ("compiling", "pending")
+    finally:
+        release.set()
+    J._last.plan["cl"].wait(60)
+    np.testing.assert_allclose(J(x).toarray(), ref, rtol=1e-13, atol=1e-15)
+    assert ran_compiled(J)
+
+
+def test_tile_buffers_beyond_the_stack_bound_are_refused(monkeypatch):
+    """A kernel whose tile buffers would exceed MAX_FRAME bytes of stack is not generated:
+    the interpreted sweeps run, and info() says why."""
+    from fastad import _codegen_lanes
+    monkeypatch.setattr(_codegen_lanes, "MAX_FRAME", 4096)     # two tile buffers
+    x = np.random.default_rng(22).uniform(-1, 1, 301)
+    H = fd.hessian(rosen, sparse=True)
+    got = H(x)
+    assert not ran_compiled(H)
+    assert "stack" in H.info()["compiled"]
+    np.testing.assert_allclose(got.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-12)
