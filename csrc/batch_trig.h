@@ -34,53 +34,44 @@ void sincos(double x, double *s, double *c);   /* a GNU extension of math.h */
 #define FA_TRIG_MVEC 1
 #include <immintrin.h>
 
+/* One kernel per vector width: W lanes of type VT through libmvec's SIN and COS; the tail
+ * goes through the same functions, padded with zeros. */
+#define FA_TRIG_KERNEL(NAME, W, VT, LOAD, STORE, SIN, COS)                                 \
+    static void NAME(const double *x, double *s, double *c, int64_t n)                    \
+    {                                                                                      \
+        int64_t k = 0;                                                                     \
+        for (; k + (W) <= n; k += (W)) {                                                   \
+            const VT v = LOAD(x + k);                                                      \
+            STORE(s + k, SIN(v));                                                          \
+            STORE(c + k, COS(v));                                                          \
+        }                                                                                  \
+        if (k < n) {                                                                       \
+            double xt[W] = {0}, st[W], ct[W];                                              \
+            memcpy(xt, x + k, (size_t)(n - k) * sizeof(double));                           \
+            const VT v = LOAD(xt);                                                         \
+            STORE(st, SIN(v));                                                             \
+            STORE(ct, COS(v));                                                             \
+            memcpy(s + k, st, (size_t)(n - k) * sizeof(double));                           \
+            memcpy(c + k, ct, (size_t)(n - k) * sizeof(double));                           \
+        }                                                                                  \
+    }
+
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 __m512d _ZGVeN8v_sin(__m512d x);
 __m512d _ZGVeN8v_cos(__m512d x);
-static void fa_trig_avx512(const double *x, double *s, double *c, int64_t n)
-{
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        const __m512d v = _mm512_loadu_pd(x + k);
-        _mm512_storeu_pd(s + k, _ZGVeN8v_sin(v));
-        _mm512_storeu_pd(c + k, _ZGVeN8v_cos(v));
-    }
-    if (k < n) {            /* the tail through the same function, padded with zeros */
-        double xt[8] = {0}, st[8], ct[8];
-        memcpy(xt, x + k, (size_t)(n - k) * sizeof(double));
-        const __m512d v = _mm512_loadu_pd(xt);
-        _mm512_storeu_pd(st, _ZGVeN8v_sin(v));
-        _mm512_storeu_pd(ct, _ZGVeN8v_cos(v));
-        memcpy(s + k, st, (size_t)(n - k) * sizeof(double));
-        memcpy(c + k, ct, (size_t)(n - k) * sizeof(double));
-    }
-}
+FA_TRIG_KERNEL(fa_trig_avx512, 8, __m512d, _mm512_loadu_pd, _mm512_storeu_pd,
+               _ZGVeN8v_sin, _ZGVeN8v_cos)
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 __m256d _ZGVdN4v_sin(__m256d x);
 __m256d _ZGVdN4v_cos(__m256d x);
-static void fa_trig_avx2(const double *x, double *s, double *c, int64_t n)
-{
-    int64_t k = 0;
-    for (; k + 4 <= n; k += 4) {
-        const __m256d v = _mm256_loadu_pd(x + k);
-        _mm256_storeu_pd(s + k, _ZGVdN4v_sin(v));
-        _mm256_storeu_pd(c + k, _ZGVdN4v_cos(v));
-    }
-    if (k < n) {
-        double xt[4] = {0}, st[4], ct[4];
-        memcpy(xt, x + k, (size_t)(n - k) * sizeof(double));
-        const __m256d v = _mm256_loadu_pd(xt);
-        _mm256_storeu_pd(st, _ZGVdN4v_sin(v));
-        _mm256_storeu_pd(ct, _ZGVdN4v_cos(v));
-        memcpy(s + k, st, (size_t)(n - k) * sizeof(double));
-        memcpy(c + k, ct, (size_t)(n - k) * sizeof(double));
-    }
-}
+FA_TRIG_KERNEL(fa_trig_avx2, 4, __m256d, _mm256_loadu_pd, _mm256_storeu_pd,
+               _ZGVdN4v_sin, _ZGVdN4v_cos)
 #pragma GCC pop_options
+#undef FA_TRIG_KERNEL
 #endif
 
 /* Is vector math available here (the build has libmvec and the CPU AVX2 or AVX-512)? */
