@@ -37,7 +37,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 MAX_FRAME = 1 << 20     # bytes of tile buffers on a call's stack (_function)
@@ -328,15 +328,15 @@ class _Gen:
             if p.kind == "unary":
                 out.append(f"const double v{j} = fa_v_{N}(a{j}_0);")
                 out.append(f"const double da{j} = fa_da_{N}(a{j}_0, v{j});")
-                out += [f"const double t{j}_{k} = FA_NAZ(a{j}_0_{k}, da{j});"
+                out += [f"const double t{j}_{k} = fa_hv_az(a{j}_0_{k}, da{j});"
                         for k in range(K)]
             else:
                 self.load(j, 1, out)
                 out.append(f"const double v{j} = fa_v_{N}(a{j}_0, a{j}_1);")
                 out.append(f"const double da{j} = fa_da_{N}(a{j}_0, a{j}_1, v{j}), "
                            f"db{j} = fa_db_{N}(a{j}_0, a{j}_1, v{j});")
-                out += [f"const double t{j}_{k} = FA_NAZ(a{j}_0_{k}, da{j}) + "
-                        f"FA_NAZ(a{j}_1_{k}, db{j});" for k in range(K)]
+                out += [f"const double t{j}_{k} = fa_hv_add(fa_hv_az(a{j}_0_{k}, da{j}), "
+                        f"fa_hv_az(a{j}_1_{k}, db{j}));" for k in range(K)]
         if j in self.buffered:
             out.append(f"bv{j}[ii] = v{j};")
             out += [f"bt{j}_{k}[ii] = t{j}_{k};" for k in range(K)]
@@ -355,8 +355,8 @@ class _Gen:
         src = self.prog.sources[(j, o)]
         if src[0] == "rec":
             q = src[1]
-            out.append(f"w{q} += {w};")
-            out += [f"wd{q}_{k} += {terms[k]};" for k in range(K)]
+            out.append(f"w{q} = fa_hv_add(w{q}, {w});")      # w{q} starts a known 0.0
+            out += [f"wd{q}_{k} = fa_hv_add(wd{q}_{k}, {terms[k]});" for k in range(K)]
         elif src[0] in ("x", "xs"):
             name = f"c{j}_{o}"
             if self.grad:
@@ -391,9 +391,9 @@ class _Gen:
                                       for q in range(len(names))] +
                                      [f"(fa_dual){{v{j}, t{j}_{k}}}"])
                     out.append(f"const fa_dual d{j}{nm}_{k} = fa_dd{nm}_{N}({args});")
-                    terms.append(f"FA_NAZ(wd{j}_{k}, d{j}{nm}_{k}.v) + "
-                                 f"FA_NAZ(w{j}, d{j}{nm}_{k}.d)")
-                self.contribution(j, o, f"FA_NAZ(w{j}, fa_dd{nm}_{N}({a0}).v)", terms, out,
+                    terms.append(f"fa_hv_add(fa_hv_az(wd{j}_{k}, d{j}{nm}_{k}.v), "
+                                 f"fa_hv_az(w{j}, d{j}{nm}_{k}.d))")
+                self.contribution(j, o, f"fa_hv_az(w{j}, fa_dd{nm}_{N}({a0}).v)", terms, out,
                                   flush)
 
     def flush(self, items):
@@ -432,6 +432,7 @@ def generate(prog, K, kind):
         raise Unsupported(f"{K} colours: compiled lanes carry at most {MAX_LANES}")
     src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
            "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
+           "#define FA_HV_FOLD 1   /* hv_dual.h: known factors and zero terms folded */",
            _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES]
     src += _function(prog, K, kind, "fa_lanes", True)
     if kind == "hess":

@@ -536,3 +536,39 @@ def test_tile_buffers_beyond_the_stack_bound_are_refused(monkeypatch):
     assert not ran_compiled(H)
     assert "stack" in H.info()["compiled"]
     np.testing.assert_allclose(got.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-12)
+
+
+def test_known_factors_change_at_most_the_sign_of_a_zero():
+    """The generated kernels fold factors and addends the compiler knows (csrc/hv_dual.h,
+    FA_HV_FOLD): a known finite nonzero factor is a plain product, a known zero factor or
+    addend is dropped.  The values are those of the interpreted sweeps and of the dense
+    Hessian (zeros may differ in sign only, docs/sparse.md); the absolute-zero rule still
+    holds where a known factor meets an infinite partial (docs/conventions.md)."""
+    x = np.tile([0.0, 1.0, -0.0, 4.0, 0.0, 2.0, -1.0], 5)
+    H = fd.hessian(rosen, sparse=True)
+    got = H(x)
+    assert ran_compiled(H)
+    ref = interpreted(lambda f: fd.hessian(f, sparse=True), rosen, x)
+    np.testing.assert_array_equal(got.toarray(), ref.toarray())     # -0.0 == 0.0
+    np.testing.assert_allclose(got.toarray(), rosen_hessian(x), rtol=1e-15, atol=0)
+    assert (got.data == 0).any()                 # the case is a real one
+
+    def f(x):       # constant factors and zero constants around sqrt's infinite partials
+        return np.sum(3.0 * np.sqrt(x) * x[::-1] - 2.0 * np.sqrt(x) + 0.0 * np.sqrt(x)
+                      + 0.0 * x ** 2 + (x - 0.0) * 1.0 - x / 4.0)
+    y = np.tile([0.0, 1.0, 4.0, 0.0, 9.0, 0.25], 3)
+    H = fd.hessian(f, sparse=True)
+    got = H(y)
+    assert ran_compiled(H)
+    ref = interpreted(lambda f: fd.hessian(f, sparse=True), f, y)
+    close(got.data, ref.data)
+    assert not np.isfinite(got.data).all()      # infinite partials reached the Hessian
+    dense = fd.hessian(f)(y)
+    close(got.toarray(), dense)
+    # the closed form where x_i > 0: d2f/dx_i^2 = (0.5 - 0.75 x_(n-1-i)) x_i^-1.5 (0.0 *
+    # sqrt(x) adds 0 there, and 0, not NaN, where x_i = 0 and its partial is infinite)
+    i = np.nonzero(y > 0)[0]
+    np.testing.assert_allclose(got.toarray()[i, i],
+                               (0.5 - 0.75 * y[::-1][i]) * y[i] ** -1.5, rtol=1e-14)
+    g, _ = H.value_and_hess(y)
+    close(g, fd.grad(f)(y))
