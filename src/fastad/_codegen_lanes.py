@@ -37,7 +37,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 MAX_FRAME = 1 << 20     # bytes of tile buffers on a call's stack (_function)
@@ -398,7 +398,50 @@ class _Gen:
 
     def flush(self, items):
         """C adding the tile's input terms to G (unless not self.grad) and HS (lane-major:
-        HS[k * nin + s])."""
+        HS[k * nin + s]), item after item; a run of consecutive items of input ranges
+        goes through `_flush_run` (one pass over B's rows, the same sums in the same
+        order)."""
+        out, j = [], 0
+        while j < len(items):
+            e = j
+            while e < len(items) and items[e][1] == "x":
+                e += 1
+            if e - j > 1:
+                out += self._flush_run(items[j:e])
+                j = e
+            else:
+                out += self._flush_items(items[j:j + 1])
+                j += 1
+        return out
+
+    def _flush_run(self, run):
+        """Items of input ranges [base + i0, base + i0 + m) in one pass: the rows every
+        item reaches (the interior) add the items' terms in item order in one loop;
+        the few rows at either edge keep one loop per item, in item order.  Each row
+        gets the same terms in the same order as item after item, so the same bits
+        (with one pass, the Rosenbrock Hessian's flush reads and writes each row of B
+        once rather than three times)."""
+        K, nin = self.K, self.prog.nin
+        bases = [b for _, _, b in run]
+        lo, hi = max(bases), min(bases)
+        out = [f"{{ const int64_t lo = i0 + {lo}, hi = i0 + {hi} + m > lo ? "
+               f"i0 + {hi} + m : lo;"]
+        targets = ([("G", 0, "")] if self.grad else []) + \
+            [("HS", k * nin, f"_{k}") for k in range(K)]
+        for arr, off, sfx in targets:
+            terms = " ".join(f"a += {name}{sfx}[s - {base} - i0];" for name, _, base in run)
+            out.append(f"  for (int64_t s = lo; s < hi; s++) {{ double a = {arr}[{off} + s]; "
+                       f"{terms} {arr}[{off} + s] = a; }}")
+            for name, _, base in run:
+                out.append(f"  for (int64_t s = i0 + {base}; s < lo && s < i0 + {base} + m; "
+                           f"s++) {arr}[{off} + s] += {name}{sfx}[s - {base} - i0];")
+                out.append(f"  for (int64_t s = hi > i0 + {base} ? hi : i0 + {base}; "
+                           f"s < i0 + {base} + m; s++) {arr}[{off} + s] += "
+                           f"{name}{sfx}[s - {base} - i0];")
+        return out + ["}"]
+
+    def _flush_items(self, items):
+        """C adding the terms of `items` to G and HS, item after item."""
         K, nin, out = self.K, self.prog.nin, []
         for name, how, base in items:
             if how == "x":

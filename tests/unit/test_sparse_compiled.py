@@ -572,3 +572,32 @@ def test_known_factors_change_at_most_the_sign_of_a_zero():
                                (0.5 - 0.75 * y[::-1][i]) * y[i] ** -1.5, rtol=1e-14)
     g, _ = H.value_and_hess(y)
     close(g, fd.grad(f)(y))
+
+
+def test_one_pass_flush_is_item_after_item_bit_for_bit(monkeypatch):
+    """A run of input-range terms is added to B's rows (and the gradient) in one pass
+    (`_Gen._flush_run`): the same terms in the same order per row, so the same bits as
+    adding them item after item -- checked over tiles with a short last one, on tapes
+    whose runs reach rows at offsets 0..2 and whose gathers split the runs."""
+    from fastad import _codegen_lanes
+
+    def f3(x):
+        return np.sum(x[2:] * x[:-2] * np.exp(x[1:-1]) + (x[2:] - x[1:-1]) ** 2
+                      + x[:-2] ** 3)
+    x = np.random.default_rng(9).uniform(-1.5, 1.5, 2 * _codegen_lanes.TILE + 37)
+    for f in (rosen, f3, lambda x: 0.5 * np.sum(banded(x) ** 2)):
+        got = []
+        for one_pass in (True, False):
+            with monkeypatch.context() as mp:
+                if not one_pass:
+                    mp.setattr(_codegen_lanes._Gen, "_flush_run",
+                               lambda self, run: self._flush_items(run))
+                H = fd.hessian(f, sparse=True)
+                g, h = H.value_and_hess(x)
+                assert ran_compiled(H)
+                assert ("s < hi; s++" in H._last.plan["cl"].source) == one_pass
+                got.append((g, h, H(x)))
+        (g1, h1, o1), (g2, h2, o2) = got
+        for a, b in ((g1, g2), (h1.data, h2.data), (o1.data, o2.data)):
+            assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+        np.testing.assert_allclose(h1.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
