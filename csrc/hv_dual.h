@@ -18,18 +18,54 @@
 
 typedef struct { double v, d; } fa_dual;
 
+/* Folding known factors (generated code only).  The compiled colour lanes
+ * (src/fastad/_codegen_lanes.py) define FA_HV_FOLD before this header: where the compiler
+ * proves a factor or addend constant (a table constant, a partial such as subtract's -1,
+ * a structurally zero lane, the adjoint seed), fa_hv_az and fa_hv_add below skip the
+ * absolute-zero masks and the additions of zero.  The value is the same except possibly
+ * the sign of a zero (docs/sparse.md, "Compiled colour lanes"; docs/conventions.md):
+ *  - a known zero factor: AZ(0, y) = +0.0 for every y, exactly;
+ *  - a known finite nonzero factor c: AZ(x, c) = x * c for every x (inf and NaN
+ *    included: c is neither 0 nor infinite, so the absolute-zero rule never applies)
+ *    except x = +-0, where AZ gives +0.0 and x * c a zero with the product's sign;
+ *  - a known zero addend: a + 0 = a except a = -0.0, b = +0.0 (then +0.0).
+ * Tangent and adjoint zeros meet only these products and sums, so a zero's sign never
+ * reaches a nonzero result.  Without FA_HV_FOLD (the library's own hvp_lanes.h) the
+ * tests below are 0 and nothing changes. */
+#ifdef FA_HV_FOLD
+#define FA_HV_KZERO(y) (__builtin_constant_p(y) && (y) == 0.0)
+#define FA_HV_KNZ(y) (__builtin_constant_p(y) && (y) != 0.0 && __builtin_isfinite(y))
+#else
+#define FA_HV_KZERO(y) 0
+#define FA_HV_KNZ(y) 0
+#endif
+
 /* FA_AZ's absolute-zero product, branch-free: the product with its bits cleared when a
  * factor is 0 -- the same value (+0.0 then, x * y otherwise, NaN and inf included), but no
  * conditional, so GCC vectorizes the element loops below (it does not if-convert FA_AZ's
  * `?:` on doubles unless told -fno-trapping-math). */
 static inline __attribute__((always_inline)) double fa_hv_az(double x, double y)
 {
+    if (FA_HV_KZERO(x) || FA_HV_KZERO(y))
+        return 0.0;
+    if (FA_HV_KNZ(x) || FA_HV_KNZ(y))
+        return x * y;
     double p = x * y;
     uint64_t bits;
     memcpy(&bits, &p, sizeof bits);
     bits &= -(uint64_t)((x != 0.0) & (y != 0.0));
     memcpy(&p, &bits, sizeof p);
     return p;
+}
+
+/* a + b, a known zero addend skipped under FA_HV_FOLD (above) */
+static inline __attribute__((always_inline)) double fa_hv_add(double a, double b)
+{
+    if (FA_HV_KZERO(b))
+        return a;
+    if (FA_HV_KZERO(a))
+        return b;
+    return a + b;
 }
 
 /* One second-order adjoint term: AZMUL(w, f_a)'s tangent, AZ(wd, f_a) + AZ(w, f_a'). */
@@ -48,7 +84,7 @@ static inline __attribute__((always_inline)) fa_dual fa_dual_op(int op, fa_dual 
         return (fa_dual){r, fa_hv_az(x.d, (DA))}; }
 #define FA_DQ2(N, S, V, DA, DB) case FA_##N: { \
         const double a = x.v, b = y.v; const double r = (V); (void)r; \
-        return (fa_dual){r, fa_hv_az(x.d, (DA)) + fa_hv_az(y.d, (DB))}; }
+        return (fa_dual){r, fa_hv_add(fa_hv_az(x.d, (DA)), fa_hv_az(y.d, (DB)))}; }
     FA_UNARY_OPS(FA_DQ1)
     FA_BINARY_OPS(FA_DQ2)
 #undef FA_DQ1

@@ -37,7 +37,7 @@ import numpy as np
 from fastad import _codegen, _native
 from fastad._codegen import RANGED, Unsupported
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 9
 MAX_LANES = 16          # K tangent (and adjoint) lanes live in registers: a bound on K
 MAX_RECORDS = 2000      # longer tapes: C that compiles for tens of seconds
 MAX_FRAME = 1 << 20     # bytes of tile buffers on a call's stack (_function)
@@ -328,15 +328,15 @@ class _Gen:
             if p.kind == "unary":
                 out.append(f"const double v{j} = fa_v_{N}(a{j}_0);")
                 out.append(f"const double da{j} = fa_da_{N}(a{j}_0, v{j});")
-                out += [f"const double t{j}_{k} = FA_NAZ(a{j}_0_{k}, da{j});"
+                out += [f"const double t{j}_{k} = fa_hv_az(a{j}_0_{k}, da{j});"
                         for k in range(K)]
             else:
                 self.load(j, 1, out)
                 out.append(f"const double v{j} = fa_v_{N}(a{j}_0, a{j}_1);")
                 out.append(f"const double da{j} = fa_da_{N}(a{j}_0, a{j}_1, v{j}), "
                            f"db{j} = fa_db_{N}(a{j}_0, a{j}_1, v{j});")
-                out += [f"const double t{j}_{k} = FA_NAZ(a{j}_0_{k}, da{j}) + "
-                        f"FA_NAZ(a{j}_1_{k}, db{j});" for k in range(K)]
+                out += [f"const double t{j}_{k} = fa_hv_add(fa_hv_az(a{j}_0_{k}, da{j}), "
+                        f"fa_hv_az(a{j}_1_{k}, db{j}));" for k in range(K)]
         if j in self.buffered:
             out.append(f"bv{j}[ii] = v{j};")
             out += [f"bt{j}_{k}[ii] = t{j}_{k};" for k in range(K)]
@@ -355,8 +355,8 @@ class _Gen:
         src = self.prog.sources[(j, o)]
         if src[0] == "rec":
             q = src[1]
-            out.append(f"w{q} += {w};")
-            out += [f"wd{q}_{k} += {terms[k]};" for k in range(K)]
+            out.append(f"w{q} = fa_hv_add(w{q}, {w});")      # w{q} starts a known 0.0
+            out += [f"wd{q}_{k} = fa_hv_add(wd{q}_{k}, {terms[k]});" for k in range(K)]
         elif src[0] in ("x", "xs"):
             name = f"c{j}_{o}"
             if self.grad:
@@ -391,14 +391,57 @@ class _Gen:
                                       for q in range(len(names))] +
                                      [f"(fa_dual){{v{j}, t{j}_{k}}}"])
                     out.append(f"const fa_dual d{j}{nm}_{k} = fa_dd{nm}_{N}({args});")
-                    terms.append(f"FA_NAZ(wd{j}_{k}, d{j}{nm}_{k}.v) + "
-                                 f"FA_NAZ(w{j}, d{j}{nm}_{k}.d)")
-                self.contribution(j, o, f"FA_NAZ(w{j}, fa_dd{nm}_{N}({a0}).v)", terms, out,
+                    terms.append(f"fa_hv_add(fa_hv_az(wd{j}_{k}, d{j}{nm}_{k}.v), "
+                                 f"fa_hv_az(w{j}, d{j}{nm}_{k}.d))")
+                self.contribution(j, o, f"fa_hv_az(w{j}, fa_dd{nm}_{N}({a0}).v)", terms, out,
                                   flush)
 
     def flush(self, items):
         """C adding the tile's input terms to G (unless not self.grad) and HS (lane-major:
-        HS[k * nin + s])."""
+        HS[k * nin + s]), item after item; a run of consecutive items of input ranges
+        goes through `_flush_run` (one pass over B's rows, the same sums in the same
+        order)."""
+        out, j = [], 0
+        while j < len(items):
+            e = j
+            while e < len(items) and items[e][1] == "x":
+                e += 1
+            if e - j > 1:
+                out += self._flush_run(items[j:e])
+                j = e
+            else:
+                out += self._flush_items(items[j:j + 1])
+                j += 1
+        return out
+
+    def _flush_run(self, run):
+        """Items of input ranges [base + i0, base + i0 + m) in one pass: the rows every
+        item reaches (the interior) add the items' terms in item order in one loop;
+        the few rows at either edge keep one loop per item, in item order.  Each row
+        gets the same terms in the same order as item after item, so the same bits
+        (with one pass, the Rosenbrock Hessian's flush reads and writes each row of B
+        once rather than three times)."""
+        K, nin = self.K, self.prog.nin
+        bases = [b for _, _, b in run]
+        lo, hi = max(bases), min(bases)
+        out = [f"{{ const int64_t lo = i0 + {lo}, hi = i0 + {hi} + m > lo ? "
+               f"i0 + {hi} + m : lo;"]
+        targets = ([("G", 0, "")] if self.grad else []) + \
+            [("HS", k * nin, f"_{k}") for k in range(K)]
+        for arr, off, sfx in targets:
+            terms = " ".join(f"a += {name}{sfx}[s - {base} - i0];" for name, _, base in run)
+            out.append(f"  for (int64_t s = lo; s < hi; s++) {{ double a = {arr}[{off} + s]; "
+                       f"{terms} {arr}[{off} + s] = a; }}")
+            for name, _, base in run:
+                out.append(f"  for (int64_t s = i0 + {base}; s < lo && s < i0 + {base} + m; "
+                           f"s++) {arr}[{off} + s] += {name}{sfx}[s - {base} - i0];")
+                out.append(f"  for (int64_t s = hi > i0 + {base} ? hi : i0 + {base}; "
+                           f"s < i0 + {base} + m; s++) {arr}[{off} + s] += "
+                           f"{name}{sfx}[s - {base} - i0];")
+        return out + ["}"]
+
+    def _flush_items(self, items):
+        """C adding the terms of `items` to G and HS, item after item."""
         K, nin, out = self.K, self.prog.nin, []
         for name, how, base in items:
             if how == "x":
@@ -432,6 +475,7 @@ def generate(prog, K, kind):
         raise Unsupported(f"{K} colours: compiled lanes carry at most {MAX_LANES}")
     src = [f"/* fastad compiled colour lanes, generator {GENERATOR_VERSION} (docs/sparse.md) */",
            "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>",
+           "#define FA_HV_FOLD 1   /* hv_dual.h: known factors and zero terms folded */",
            _headers(), DUAL_PARTIALS, _codegen.LOOP_ATTRIBUTES]
     src += _function(prog, K, kind, "fa_lanes", True)
     if kind == "hess":

@@ -536,3 +536,68 @@ def test_tile_buffers_beyond_the_stack_bound_are_refused(monkeypatch):
     assert not ran_compiled(H)
     assert "stack" in H.info()["compiled"]
     np.testing.assert_allclose(got.toarray(), rosen_hessian(x), rtol=1e-13, atol=1e-12)
+
+
+def test_known_factors_change_at_most_the_sign_of_a_zero():
+    """The generated kernels fold factors and addends the compiler knows (csrc/hv_dual.h,
+    FA_HV_FOLD): a known finite nonzero factor is a plain product, a known zero factor or
+    addend is dropped.  The values are those of the interpreted sweeps and of the dense
+    Hessian (zeros may differ in sign only, docs/sparse.md); the absolute-zero rule still
+    holds where a known factor meets an infinite partial (docs/conventions.md)."""
+    x = np.tile([0.0, 1.0, -0.0, 4.0, 0.0, 2.0, -1.0], 5)
+    H = fd.hessian(rosen, sparse=True)
+    got = H(x)
+    assert ran_compiled(H)
+    ref = interpreted(lambda f: fd.hessian(f, sparse=True), rosen, x)
+    np.testing.assert_array_equal(got.toarray(), ref.toarray())     # -0.0 == 0.0
+    np.testing.assert_allclose(got.toarray(), rosen_hessian(x), rtol=1e-15, atol=0)
+    assert (got.data == 0).any()                 # the case is a real one
+
+    def f(x):       # constant factors and zero constants around sqrt's infinite partials
+        return np.sum(3.0 * np.sqrt(x) * x[::-1] - 2.0 * np.sqrt(x) + 0.0 * np.sqrt(x)
+                      + 0.0 * x ** 2 + (x - 0.0) * 1.0 - x / 4.0)
+    y = np.tile([0.0, 1.0, 4.0, 0.0, 9.0, 0.25], 3)
+    H = fd.hessian(f, sparse=True)
+    got = H(y)
+    assert ran_compiled(H)
+    ref = interpreted(lambda f: fd.hessian(f, sparse=True), f, y)
+    close(got.data, ref.data)
+    assert not np.isfinite(got.data).all()      # infinite partials reached the Hessian
+    dense = fd.hessian(f)(y)
+    close(got.toarray(), dense)
+    # the closed form where x_i > 0: d2f/dx_i^2 = (0.5 - 0.75 x_(n-1-i)) x_i^-1.5 (0.0 *
+    # sqrt(x) adds 0 there, and 0, not NaN, where x_i = 0 and its partial is infinite)
+    i = np.nonzero(y > 0)[0]
+    np.testing.assert_allclose(got.toarray()[i, i],
+                               (0.5 - 0.75 * y[::-1][i]) * y[i] ** -1.5, rtol=1e-14)
+    g, _ = H.value_and_hess(y)
+    close(g, fd.grad(f)(y))
+
+
+def test_one_pass_flush_is_item_after_item_bit_for_bit(monkeypatch):
+    """A run of input-range terms is added to B's rows (and the gradient) in one pass
+    (`_Gen._flush_run`): the same terms in the same order per row, so the same bits as
+    adding them item after item -- checked over tiles with a short last one, on tapes
+    whose runs reach rows at offsets 0..2 and whose gathers split the runs."""
+    from fastad import _codegen_lanes
+
+    def f3(x):
+        return np.sum(x[2:] * x[:-2] * np.exp(x[1:-1]) + (x[2:] - x[1:-1]) ** 2
+                      + x[:-2] ** 3)
+    x = np.random.default_rng(9).uniform(-1.5, 1.5, 2 * _codegen_lanes.TILE + 37)
+    for f in (rosen, f3, lambda x: 0.5 * np.sum(banded(x) ** 2)):
+        got = []
+        for one_pass in (True, False):
+            with monkeypatch.context() as mp:
+                if not one_pass:
+                    mp.setattr(_codegen_lanes._Gen, "_flush_run",
+                               lambda self, run: self._flush_items(run))
+                H = fd.hessian(f, sparse=True)
+                g, h = H.value_and_hess(x)
+                assert ran_compiled(H)
+                assert ("s < hi; s++" in H._last.plan["cl"].source) == one_pass
+                got.append((g, h, H(x)))
+        (g1, h1, o1), (g2, h2, o2) = got
+        for a, b in ((g1, g2), (h1.data, h2.data), (o1.data, o2.data)):
+            assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+        np.testing.assert_allclose(h1.toarray(), fd.hessian(f)(x), rtol=1e-12, atol=1e-12)
