@@ -38,6 +38,21 @@ cdef extern from "batch.h" nogil:
     void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
                           int32_t B, const int32_t *ix)
 
+cdef extern from "native_abi.h" nogil:
+    ctypedef int (*fa_native_vec_fn)(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                                     int32_t b, int32_t sb, int32_t n)
+    int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                      int32_t b, int32_t sb, int32_t n)
+
+# a block's compiled batch-major sweeps (fastad._codegen_batch; fastad.native_batch)
+ctypedef void (*bfwd_fn)(double *v, uint8_t *bad, const int32_t *ix,
+                         fa_native_vec_fn vec) noexcept nogil
+ctypedef void (*brev_fn)(const double *v, double *g, const int32_t *ix) noexcept nogil
+ctypedef void (*bzero_fn)(double *g) noexcept nogil
+
+cdef extern from *:
+    void __builtin_prefetch(const void *addr, int rw, int locality) nogil
+
 # this module links its own copy of the C core: give it the numpy loops fastad._tape found
 copy_vec_loops(fa_vec_loops)
 
@@ -116,6 +131,10 @@ cdef struct PlanC:
     # strides, in doubles, of the input matrix X (lane, input) and of out (lane, column):
     # a batch of scalar arguments is read and written column by column
     int64_t xrs, xcs, ors, ocs
+    # compiled sweeps for blocks of B lanes (fastad.native_batch), or NULL: interpreted
+    bfwd_fn nfwd
+    brev_fn nrev
+    bzero_fn nzero
 
 
 cdef const int64_t *ptr(cnp.ndarray a):
@@ -249,6 +268,12 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                 xi = X + lane_of(run, base + start, k if k < m else 0) * P.xrs
                 for i in range(P.nin):
                     v[i * B + k] = xi[i]
+            if run == NULL and start + m < n:     # the next block's rows, from memory
+                xi = X + (base + start + m) * P.xrs
+                i = 0
+                while i < <int64_t>B * P.xrs and i < (n - start - m) * P.xrs:
+                    __builtin_prefetch(xi + i, 0, 3)
+                    i += 8
         else:                             # column-major: an input's lanes are
             for i in range(P.nin):
                 vi = v + i * B
@@ -265,17 +290,26 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                 for k in range(m, B):
                     vi[k] = vi[0]
         memset(bad, 0, <size_t>B)
-        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
+        if P.nfwd != NULL:
+            P.nfwd(v, bad, P.c.ix, fa_native_vec)
+        else:
+            fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
         nbad = 0
         for k in range(m):
             nbad += bad[k]
         clean = nbad == 0
         read_block(P, out, v, P.vslot, P.vcol, 0, P.nv, B, run, base + start, m, bad, clean)
         for s in range(P.nr):
-            memset(g, 0, nb * sizeof(double))
+            if P.nrev != NULL:      # the compiled sweep zeroes what it does not assign
+                P.nzero(g)
+            else:
+                memset(g, 0, nb * sizeof(double))
             for k in range(B):
                 g[P.rseed[s] * B + k] = 1.0
-            fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
+            if P.nrev != NULL:
+                P.nrev(v, g, P.c.ix)
+            else:
+                fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
             read_block(P, out, g, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], B, run,
                        base + start, m, bad, clean)
         for s in range(P.nt):
@@ -314,6 +348,9 @@ cdef class Plan:
     cdef readonly bint batch_major
     cdef readonly int64_t nbrec  # records of the batch-major copy (-1: not batchable)
     cdef readonly int64_t naux   # its AUX slots per lane
+    cdef readonly int32_t native_lanes  # lanes per block of the compiled sweeps (0: none)
+    cdef bint native_trig        # they compute sin or cos (libm's, never libmvec's)
+    cdef object native_lib       # keeps their shared object referenced
     cdef PlanC P
 
     def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
@@ -347,6 +384,10 @@ cdef class Plan:
         self.P.tseed, self.P.tptr, self.P.tslot, self.P.tcol = (ptr(arrs[6]), ptr(arrs[7]),
                                                                 ptr(arrs[8]), ptr(arrs[9]))
         self.P.brec = NULL
+        self.P.nfwd = NULL
+        self.P.nrev = NULL
+        self.P.nzero = NULL
+        self.native_lanes = 0
         # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
         # operands (one record per element) does not multiply the records beyond reason
         self.naux = 0
@@ -356,6 +397,32 @@ cdef class Plan:
                             <= 64 * tape.c.nrec + 1024)
         if self.nbrec == -2:
             raise MemoryError("fastad: cannot allocate a batched replay's plan")
+
+    def seeds(self):
+        """The slots the reverse sweeps seed (fastad.native_batch checks them)."""
+        return self.arrays[2].copy()
+
+    def set_native(self, size_t fwd, size_t rev, size_t zero, int32_t lanes, bint trig, lib):
+        """Sweep blocks of `lanes` lanes with compiled code from now on (the addresses of
+        fastad_bfwd, fastad_brev and fastad_bzero in `lib`, kept referenced;
+        fastad.native_batch).  Set once, with the GIL held; a batch already running keeps
+        the sweep it started with."""
+        if fwd == 0 or rev == 0 or zero == 0 or lanes < 1 or lanes > 1024:
+            raise ValueError("fastad internal error: compiled batched sweeps without code")
+        if (self.P.nslot + 1) * <int64_t>lanes > INT32_MAX:
+            raise ValueError("fastad internal error: too many slots for compiled blocks")
+        self.native_lib = lib
+        self.native_trig = trig
+        self.native_lanes = lanes
+        self.P.nrev = <brev_fn>rev
+        self.P.nzero = <bzero_fn>zero
+        self.P.nfwd = <bfwd_fn>fwd
+
+    def uses_native(self, bint vector=False):
+        """Whether a batch now runs the compiled sweeps: they are set, the plan has no
+        tangent sweeps, and libmvec's sin and cos are not asked for a tape that has them."""
+        return (self.P.nfwd != NULL and self.P.nt == 0
+                and not (vector and self.native_trig))
 
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
@@ -395,8 +462,10 @@ cdef class Plan:
                 raise ValueError("fastad internal error: a lane out of range")
         if n == 0:
             return 0
-        B = self.block(n)
-        if B and B not in self.brecs:
+        vector = VECTOR_MATH        # one setting for the whole batch, every thread
+        native = self.uses_native(vector)
+        B = self.native_lanes if native else self.block(n)
+        if B and not native and B not in self.brecs:
             buf = np.empty(max(self.nbrec, 1) * sizeof(fa_rec), dtype=np.uint8)
             nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf),
                                     self.nbrec, NULL)
@@ -408,14 +477,13 @@ cdef class Plan:
         workers = max(1, min(workers, nblocks))
         # contiguous runs of whole blocks per thread: the same blocks for any thread count
         bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
-        vector = VECTOR_MATH        # one setting for the whole batch, every thread
         if workers == 1:
-            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector)
+            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector, native)
         errors, fits = [], []
 
         def task(lo, hi):
             try:
-                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector))
+                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector, native))
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
@@ -430,9 +498,9 @@ cdef class Plan:
         return sum(fits)
 
     def chunk(self, cnp.ndarray X, lanes, cnp.ndarray out, cnp.ndarray fitted,
-              int64_t lo, int64_t hi, int32_t B, bint vector=False):
+              int64_t lo, int64_t hi, int32_t B, bint vector=False, bint native=False):
         """Lanes lo:hi of the run (of `lanes`, or of every lane when None); the number
-        fitted."""
+        fitted.  native: blocks of B = native_lanes lanes through the compiled sweeps."""
         cdef PlanC P = self.P
         cdef const double *x = <const double *>cnp.PyArray_DATA(X)
         cdef const int64_t *l = NULL
@@ -444,7 +512,14 @@ cdef class Plan:
             return 0
         if lanes is not None:
             l = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lanes) + lo
-        if B:       # this call's own copy of the plan points at the records for B lanes
+        if native:
+            if B != self.native_lanes or P.nfwd == NULL:
+                raise ValueError("fastad internal error: compiled blocks of the wrong size")
+            P.B = B
+        else:
+            P.nfwd = NULL
+            P.nrev = NULL
+        if B and not native:  # this call's own copy of the plan points at the records for B lanes
             buf, nrec = self.brecs[B]
             P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)
             P.nbrec = nrec

@@ -1,0 +1,262 @@
+"""C source for a tape's batch-major sweeps: fastad.vmap's block of lanes compiled
+(docs/native.md, "Batched sweeps"; docs/scale.md).
+
+fastad._batch sweeps a block of B points batch-major: slot s of lane l lives at
+v[s*B + l], and every record runs over the block's lanes.  The interpreter does this by
+dispatching each record once per block (csrc/batch.h); the code written here is the same
+sweep with B = LANES fixed at compile time and no dispatch: one statement per record, its
+element loop wrapped around a loop over the LANES lanes that GCC vectorizes (each lane is
+one point, so lane l of every statement is exactly the single call's statement).
+
+Every lane computes what the single call computes, bit for bit, in the tiers' common
+order (fastad._codegen: native code equals the interpreter): the same op table rules
+(csrc/ops.h through csrc/native_kernels.h, embedded as text), libm where the single call
+has libm and numpy's loop where the single call has numpy's loop (a ranged record of at
+least 16 elements of an op that is not correctly rounded), the reverse sweep's zero tests
+and its sums in the same order.  Guards are checked lane by lane into bad[l], as
+csrc/batch.h does, so fastad.batching's regrouping of lanes is unchanged.
+
+Covered: scalar and ranged elementwise records (operand strides 0 or 1), guards, SUM,
+CUMSUM and GATHER -- the records of a Python loop's program, rolled or not, and of a
+vectorized program.  Anything else (products, maxima, matrix products, linear algebra,
+LOOP records, callbacks) raises Unsupported and the batch keeps the interpreter's
+batch-major sweep.
+"""
+from fastad import _codegen
+from fastad._codegen import A_PASSIVE, B_PASSIVE, RANGED, TRUE, Unsupported
+
+# bumped whenever the generated code changes for the same tape (the key hashes the source)
+GENERATOR_VERSION = 1
+
+# lanes per block: one AVX-512 register of doubles, two AVX2 ones (docs/native.md,
+# "Batched sweeps", for the measurements)
+LANES = 8
+
+# records per C function (each kept out of line): the compiler's time stays linear
+CHUNK = 40
+
+# the numpy-loop threshold of the single call (csrc/sweeps.h FA_VEC_MIN, _codegen.fwd_stmt)
+VEC_MIN = 16
+
+# longer tapes stay in the interpreter's batch-major sweep: their C takes long to compile
+MAX_RECORDS = 20_000
+
+_ELEMENTWISE = ("unary", "binary")
+_STRUCT = ("SUM", "CUMSUM", "GATHER")
+
+
+def _lanes(body):
+    return f"for (int l = 0; l < FA_L; l++) {{ {body} }}"
+
+
+def _arg(p, which, k):
+    """The operand `which` ('a', 'b' or 'r') of element k (a C expression or None for a
+    scalar record) of lane l, in the batch-major layout."""
+    slot, stride = {"a": (p.a, p.sa), "b": (p.b, p.sb), "r": (p.r, 1)}[which]
+    if k is None or not stride:
+        return f"v[{slot} * FA_L + l]"
+    return f"v[({slot} + {k}) * FA_L + l]"
+
+
+def _args(p, k):
+    if p.kind == "unary":
+        return f"{_arg(p, 'a', k)}, {_arg(p, 'r', k)}"
+    return f"{_arg(p, 'a', k)}, {_arg(p, 'b', k)}, {_arg(p, 'r', k)}"
+
+
+def _value(p, k):
+    if p.kind == "unary":
+        return f"fa_v_{p.name}({_arg(p, 'a', k)})"
+    return f"fa_v_{p.name}({_arg(p, 'a', k)}, {_arg(p, 'b', k)})"
+
+
+def _numpy_loop(p, variable):
+    """Whether the single call takes this record's values from numpy's loop (then the
+    batch does too, over the block in one call, when every operand is a range or a
+    constant: lane 0 of a constant is every lane's value)."""
+    if not (p.flags & RANGED and p.n >= VEC_MIN and p.name not in _codegen._exact()):
+        return False
+    for slot, stride in ((p.a, p.sa), (p.b, p.sb))[:1 if p.kind == "unary" else 2]:
+        if not stride and variable[slot]:
+            raise Unsupported(f"record {p.i} ({p.name}) broadcasts a computed value over "
+                              f"{p.n} elements through numpy's loop")
+    return True
+
+
+def fwd_stmt(p, variable):
+    N = p.name
+    if p.kind == "guard":
+        want = 1 if p.flags & TRUE else 0
+        return _lanes(f"bad[l] |= (uint8_t)(fa_g_{N}({_arg(p, 'a', None)}, "
+                      f"{_arg(p, 'b', None)}) != {want});")
+    if not p.flags & RANGED:
+        return _lanes(f"{_arg(p, 'r', None)} = {_value(p, None)};")
+    if N == "GATHER":
+        return (f"for (int64_t k = 0; k < {p.n}; k++) {{ const double *s = v + "
+                f"(int64_t)ix[{p.a} + k] * FA_L; "
+                + _lanes(f"v[({p.r} + k) * FA_L + l] = s[l];") + " }")
+    if N in ("SUM", "CUMSUM"):
+        n, m = p.n, p.sa
+        keep = "v[(%d + j * %d + k) * FA_L + l] = acc[l];" % (p.r, n) if N == "CUMSUM" else ""
+        tail = "" if N == "CUMSUM" else _lanes(f"v[({p.r} + j) * FA_L + l] = acc[l];")
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc[FA_L]; "
+                + _lanes("acc[l] = 0.0;")
+                + f" for (int64_t k = 0; k < {n}; k++) "
+                + _lanes(f"acc[l] += v[({p.a} + j * {n} + k) * FA_L + l]; {keep}")
+                + f" {tail} }}")
+    loop = (f"for (int64_t k = 0; k < {p.n}; k++) "
+            + _lanes(f"{_arg(p, 'r', 'k')} = {_value(p, 'k')};"))
+    if _numpy_loop(p, variable):
+        return (f"if (!vec({p.op}, v, {p.r} * FA_L, {p.a} * FA_L, {p.sa}, {p.b} * FA_L, "
+                f"{p.sb}, {p.n} * FA_L)) {{ {loop} }}")
+    return loop
+
+
+def _add_if(target, w, term):
+    """target += term where w != 0 (the single call's skip of a zero adjoint), as a
+    select GCC vectorizes: the same bits, and the target untouched where w is 0."""
+    return (f"{{ const double t_ = {target} + {term}; "
+            f"{target} = {w} != 0.0 ? t_ : {target}; }}")
+
+
+def rev_stmt(p, mine=()):
+    """A record's reverse sweep, lane by lane the single call's (_codegen.rev_stmt with
+    the passive flags honoured; csrc/sweeps.h).  `mine`: its operand loops that assign
+    their adjoints (0.0 + term, _codegen.assigned_loops), whose slots are not zeroed."""
+    N = p.name
+    if p.kind == "guard":
+        return None
+    pa, pb = bool(p.flags & A_PASSIVE), bool(p.flags & B_PASSIVE)
+    if not p.flags & RANGED:
+        parts = []
+        w = f"g[{p.r} * FA_L + l]"
+        for d, slot, skip in (("da", p.a, pa), ("db", p.b, pb)):
+            if skip or (d == "db" and p.kind == "unary"):
+                continue
+            parts.append(_add_if(f"g[{slot} * FA_L + l]", "w",
+                                 f"fa_naz(w, fa_{d}_{N}({_args(p, None)}))"))
+        if not parts:
+            return None
+        return _lanes(f"const double w = {w}; " + " ".join(parts))
+    if pa and (p.kind != "binary" or pb):
+        return None
+    if N == "GATHER":
+        return (f"for (int64_t k = 0; k < {p.n}; k++) {{ double *d = g + "
+                f"(int64_t)ix[{p.a} + k] * FA_L; "
+                + _lanes(f"d[l] += g[({p.r} + k) * FA_L + l];") + " }")
+    if N == "SUM":
+        n, m = p.n, p.sa
+        if "sum" in mine:       # 0.0 + w: what the zeroed slot plus w gives, w = 0 included
+            return (f"for (int64_t j = 0; j < {m}; j++) for (int64_t k = 0; k < {n}; k++) "
+                    + _lanes(f"g[({p.a} + j * {n} + k) * FA_L + l] = "
+                             f"0.0 + g[({p.r} + j) * FA_L + l];"))
+        return (f"for (int64_t j = 0; j < {m}; j++) for (int64_t k = 0; k < {n}; k++) "
+                + _lanes("const double w = g[(%d + j) * FA_L + l]; " % p.r
+                         + _add_if(f"g[({p.a} + j * {n} + k) * FA_L + l]", "w", "w")))
+    if N == "CUMSUM":
+        n, m = p.n, p.sa
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc[FA_L]; "
+                + _lanes("acc[l] = 0.0;")
+                + f" for (int64_t k = {n} - 1; k >= 0; k--) "
+                + _lanes(f"acc[l] += g[({p.r} + j * {n} + k) * FA_L + l]; "
+                         f"g[({p.a} + j * {n} + k) * FA_L + l] += acc[l];") + " }")
+    # the single call's order (fa_rev_ranged): a's loop, b's loop, then broadcast sums
+    out, tail = [], []
+    for d, slot, stride, skip in (("da", p.a, p.sa, pa), ("db", p.b, p.sb, pb)):
+        if skip or (d == "db" and p.kind == "unary"):
+            continue
+        term = f"fa_naz(g[({p.r} + k) * FA_L + l], fa_{d}_{N}({_args(p, 'k')}))"
+        if stride:
+            op = "= 0.0 +" if d in mine else "+="
+            out.append(f"for (int64_t k = 0; k < {p.n}; k++) "
+                       + _lanes(f"g[({slot} + k) * FA_L + l] {op} {term};"))
+        else:
+            out.append(f"double acc_{d}[FA_L]; " + _lanes(f"acc_{d}[l] = 0.0;")
+                       + f" for (int64_t k = 0; k < {p.n}; k++) "
+                       + _lanes(f"acc_{d}[l] += {term};"))
+            tail.append(_lanes(f"g[{slot} * FA_L + l] += acc_{d}[l];"))
+    return "{ " + " ".join(out + tail) + " }"
+
+
+def check(recs):
+    """Raise Unsupported for a record the batched code does not cover."""
+    if len(recs) > MAX_RECORDS:
+        raise Unsupported(f"the tape has {len(recs)} records, more than the {MAX_RECORDS} "
+                          "the batched code generator compiles")
+    for p in recs:
+        if p.kind in _ELEMENTWISE or p.kind == "guard":
+            continue
+        if p.name in _STRUCT and p.flags & RANGED:
+            continue
+        raise Unsupported(f"the tape has a {p.name} record, which the batched code "
+                          "generator does not compile")
+
+
+def has_trig(recs):
+    """Whether a record is a sin or cos (whose batched values the interpreter takes from
+    libmvec under fastad.batching.set_vector_math(True))."""
+    return any(p.name in ("SIN", "COS") for p in recs)
+
+
+def _functions(stmts, name, sig, call):
+    fns, calls = [], []
+    body = [s for s in stmts if s is not None]
+    for c in range(0, max(len(body), 1), CHUNK):
+        part = body[c:c + CHUNK]
+        fns.append(f"FA_NOINLINE static void {name}_{c // CHUNK}({sig})\n{{\n    "
+                   + "(void)v; (void)ix;\n    " + "\n    ".join(part) + "\n}\n")
+        calls.append(f"    {name}_{c // CHUNK}({call});")
+    return fns, calls
+
+
+def generate(rows, nslot, nin, lanes=LANES):
+    """The C of a shared object with the batch-major sweeps of the records `rows`
+    (fastad._native.raw_records) for blocks of `lanes` lanes:
+
+        void fastad_bfwd(double *v, uint8_t *bad, const int32_t *ix, fa_native_vec_fn vec)
+        void fastad_brev(const double *v, double *g, const int32_t *ix)
+
+        void fastad_bzero(double *g)
+
+    v, g: nslot * lanes doubles, slot s of lane l at s * lanes + l (inputs and constants
+    in v already; g zeroed by fastad_bzero, then seeded); bad[l] |= 1 where lane l fails
+    a guard.  Returns (the source, the [lo, hi) slot ranges where no seed may lie)."""
+    recs = _codegen.parse(rows)
+    check(recs)
+    variable = _codegen.written_slots(recs, nslot)
+    variable[:nin] = True
+    fwd = [fwd_stmt(p, variable) for p in recs]
+    assign, ranges = _codegen.assigned_loops(recs)
+    rev = [rev_stmt(p, assign.get(p.i, ())) for p in recs[::-1]]
+    ffns, fcalls = _functions(fwd, "bf", "double *restrict v, uint8_t *restrict bad, "
+                              "const int32_t *restrict ix, fa_native_vec_fn vec",
+                              "v, bad, ix, vec")
+    ffns = [f.replace("(void)v; (void)ix;", "(void)v; (void)ix; (void)bad; (void)vec;")
+            for f in ffns]
+    rfns, rcalls = _functions(rev, "br", "const double *restrict v, double *restrict g, "
+                              "const int32_t *restrict ix", "v, g, ix")
+    rfns = [f.replace("(void)v; (void)ix;", "(void)v; (void)ix; (void)g;") for f in rfns]
+    return "".join(
+        [_codegen.preamble(), f"/* batched sweeps, generator {GENERATOR_VERSION} */\n",
+         f"#define FA_L {lanes}\nconst int fastad_lanes = FA_L;\n"]
+        + ffns
+        + ["void fastad_bfwd(double *v, uint8_t *bad, const int32_t *ix, "
+           "fa_native_vec_fn vec)\n{\n" + "\n".join(fcalls) + "\n}\n"]
+        + rfns
+        + ["void fastad_brev(const double *v, double *g, const int32_t *ix)\n{\n"
+           + "\n".join(rcalls) + "\n}\n"]
+        + [_zero(ranges, nslot)]), ranges
+
+
+def _zero(ranges, nslot):
+    """fastad_bzero(g): zeroes the adjoints the reverse sweep adds to, every slot outside
+    the ranges whose adjoints it assigns (a seed must not lie in those: the caller checks
+    against the ranges generate returns)."""
+    body, s = [], 0
+    for lo, hi in list(ranges) + [(nslot, nslot)]:
+        lo, hi = min(max(lo, s), nslot), min(hi, nslot)
+        if lo > s:
+            body.append(f"    memset(g + {s} * FA_L, 0, {lo - s} * FA_L * sizeof(double));")
+        s = max(s, hi)
+    return ("#include <string.h>\nvoid fastad_bzero(double *g)\n{\n    (void)g;\n"
+            + "\n".join(body) + "\n}\n")
