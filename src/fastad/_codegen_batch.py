@@ -4,8 +4,8 @@
 fastad._batch sweeps a block of B points batch-major: slot s of lane l lives at
 v[s*B + l], and every record runs over the block's lanes.  The interpreter does this by
 dispatching each record once per block (csrc/batch.h); the code written here is the same
-sweep with B = LANES fixed at compile time and no dispatch: one statement per record, its
-element loop wrapped around a loop over the LANES lanes that GCC vectorizes (each lane is
+sweep with B = lanes_for(nslot) fixed at compile time and no dispatch: one statement per record, its
+element loop wrapped around a loop over the block's lanes that GCC vectorizes (each lane is
 one point, so lane l of every statement is exactly the single call's statement).
 
 Every lane computes what the single call computes, bit for bit, in the tiers' common
@@ -28,9 +28,20 @@ from fastad._codegen import A_PASSIVE, B_PASSIVE, RANGED, TRUE, Unsupported
 # bumped whenever the generated code changes for the same tape (the key hashes the source)
 GENERATOR_VERSION = 1
 
-# lanes per block: one AVX-512 register of doubles, two AVX2 ones (docs/native.md,
-# "Batched sweeps", for the measurements)
-LANES = 8
+# lanes per block: at least one AVX-512 register of doubles, at most 32, and within the
+# interpreter's cache bound (fastad._batch: 2^15 doubles per array) where that allows 8:
+# the Rosenbrock loop (798 slots) ran 0.25 us a point with 8 lanes, 0.25 with 16, 0.23
+# with 32 (docs/native.md, "Batched sweeps")
+MIN_LANES, MAX_LANES, BLOCK_DOUBLES = 8, 32, 1 << 15
+
+
+def lanes_for(nslot):
+    """Lanes per compiled block for a tape of `nslot` slots: a power of two."""
+    L = MIN_LANES
+    while 2 * L <= MAX_LANES and 2 * L * max(nslot, 1) <= BLOCK_DOUBLES:
+        L *= 2
+    return L
+
 
 # records per C function (each kept out of line): the compiler's time stays linear
 CHUNK = 40
@@ -46,7 +57,13 @@ _STRUCT = ("SUM", "CUMSUM", "GATHER")
 
 
 def _lanes(body):
-    return f"for (int l = 0; l < FA_L; l++) {{ {body} }}"
+    # a lane reads and writes its own lane of every slot only (slots are FA_L apart), so
+    # the lanes carry no dependence: vectorized without GCC's run-time overlap checks
+    return f"FA_LANES {{ {body} }}"
+
+
+LANES_MACRO = """#define FA_LANES _Pragma("GCC ivdep") for (int l = 0; l < FA_L; l++)
+"""
 
 
 def _arg(p, which, k):
@@ -178,6 +195,137 @@ def rev_stmt(p, mine=()):
     return "{ " + " ".join(out + tail) + " }"
 
 
+# ------------------------------------------------------------------------ fused chains
+# Consecutive ranged elementwise records over the same n elements run as one loop over
+# (element, lane), their intermediate values in registers: a record's values are the
+# same whatever loop computes them.  The reverse sweep's loops fuse only where that keeps
+# every adjoint's sum in the unfused order (_rev_groups).
+
+def _operands(p):
+    out = [("a", p.a, p.sa, bool(p.flags & A_PASSIVE))]
+    if p.kind == "binary":
+        out.append(("b", p.b, p.sb, bool(p.flags & B_PASSIVE)))
+    return out
+
+
+def _span(p, slot, stride):
+    return (slot, slot + (p.n if stride else 1))
+
+
+def _overlap(x, y):
+    return x[0] < y[1] and y[0] < x[1]
+
+
+def _fusable(p, variable):
+    return (p.flags & RANGED and p.kind in _ELEMENTWISE and p.n > 0
+            and not _numpy_loop(p, variable))
+
+
+def _reads_members(chain, p):
+    """Whether p reads the chain's results only element by element (slot for slot the
+    range of a member's result): then its element k needs element k of them only."""
+    for _, slot, stride, _ in _operands(p):
+        for q in chain:
+            if _overlap(_span(p, slot, stride), (q.r, q.r + q.n)):
+                if not (stride and slot == q.r):
+                    return False
+    return True
+
+
+def _hoistable(chain, p):
+    """Whether p (not a member) may run before the chain's loop, which then goes on past
+    it: p reads none of the chain's results, and has no reverse statement (a guard, a
+    record of passive operands), so the reverse sweep's order does not change."""
+    if p.flags & RANGED or p.kind not in _ELEMENTWISE + ("guard",) or \
+            rev_stmt(p) is not None:
+        return False
+    reads = [(p.a, p.a + 1)] + ([(p.b, p.b + 1)] if p.kind != "unary" else [])
+    return not any(_overlap(x, (q.r, q.r + q.n)) for x in reads for q in chain)
+
+
+def chains(recs, variable):
+    """Records grouped for the forward sweep: lists of fused members or single records."""
+    out, cur = [], []
+    for p in recs:
+        if _fusable(p, variable) and cur and cur[0].n == p.n and _reads_members(cur, p):
+            cur.append(p)
+            continue
+        if cur and _hoistable(cur, p):
+            out.append([p])         # before the chain, which goes on after it
+            continue
+        if cur:
+            out.append(cur)
+        cur = [p] if _fusable(p, variable) else []
+        if not cur:
+            out.append([p])
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _rev_groups(chain):
+    """A forward chain split, in its order, into groups whose reverse loops fuse: the
+    adjoint ranges the members add to are, pairwise, disjoint or the same range (then
+    element k of each receives its terms at iteration k, in the unfused order).  A record
+    whose own two ranges straddle (a and b of x[k] * x[k+1]) stays alone."""
+    def fits(x, y):
+        return not _overlap(x[0], y[0]) or x == y
+
+    groups, cur, spans = [], [], []
+    for p in chain:
+        mine = [(_span(p, slot, stride), stride) for _, slot, stride, passive in _operands(p)
+                if not passive]
+        if not all(fits(x, y) for i, x in enumerate(mine) for y in mine[i + 1:]):
+            groups += [g for g in (cur, [p]) if g]
+            cur, spans = [], []
+            continue
+        if cur and not all(fits(x, y) for x in mine for y in spans):
+            groups.append(cur)
+            cur, spans = [], []
+        cur.append(p)
+        spans += mine
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def _fused_fwd(chain):
+    local = {q.r: f"f{j}" for j, q in enumerate(chain)}
+    body = []
+    for j, p in enumerate(chain):
+        args = []
+        for _, slot, stride, _ in _operands(p):
+            args.append(local[slot] if stride and slot in local else
+                        f"v[({slot} + k) * FA_L + l]" if stride else f"v[{slot} * FA_L + l]")
+        body.append(f"const double f{j} = fa_v_{p.name}({', '.join(args)}); "
+                    f"v[({p.r} + k) * FA_L + l] = f{j};")
+    return (f"for (int64_t k = 0; k < {chain[0].n}; k++) " + _lanes(" ".join(body)))
+
+
+def _fused_rev(group, assign):
+    """One loop over (element, lane) of the group's reverse statements, members in
+    reverse order; broadcast operands' sums added after it, in the same order."""
+    pre, body, tail = [], [], []
+    for j, p in reversed(list(enumerate(group))):
+        mine = assign.get(p.i, ())
+        for d, slot, stride, passive in _operands(p):
+            if passive:
+                continue
+            term = f"fa_naz(g[({p.r} + k) * FA_L + l], fa_d{d}_{p.name}({_args(p, 'k')}))"
+            if stride:
+                op = "= 0.0 +" if ("d" + d) in mine else "+="
+                body.append(f"g[({slot} + k) * FA_L + l] {op} {term};")
+            else:
+                acc = f"acc{j}{d}"
+                pre.append(f"double {acc}[FA_L]; " + _lanes(f"{acc}[l] = 0.0;"))
+                body.append(f"{acc}[l] += {term};")
+                tail.append(_lanes(f"g[{slot} * FA_L + l] += {acc}[l];"))
+    if not body:
+        return None
+    return ("{ " + " ".join(pre) + f" for (int64_t k = 0; k < {group[0].n}; k++) "
+            + _lanes(" ".join(body)) + " " + " ".join(tail) + " }")
+
+
 def check(recs):
     """Raise Unsupported for a record the batched code does not cover."""
     if len(recs) > MAX_RECORDS:
@@ -209,7 +357,7 @@ def _functions(stmts, name, sig, call):
     return fns, calls
 
 
-def generate(rows, nslot, nin, lanes=LANES):
+def generate(rows, nslot, nin, lanes=None):
     """The C of a shared object with the batch-major sweeps of the records `rows`
     (fastad._native.raw_records) for blocks of `lanes` lanes:
 
@@ -221,13 +369,19 @@ def generate(rows, nslot, nin, lanes=LANES):
     v, g: nslot * lanes doubles, slot s of lane l at s * lanes + l (inputs and constants
     in v already; g zeroed by fastad_bzero, then seeded); bad[l] |= 1 where lane l fails
     a guard.  Returns (the source, the [lo, hi) slot ranges where no seed may lie)."""
+    lanes = lanes or lanes_for(nslot)
     recs = _codegen.parse(rows)
     check(recs)
     variable = _codegen.written_slots(recs, nslot)
     variable[:nin] = True
-    fwd = [fwd_stmt(p, variable) for p in recs]
+    groups = chains(recs, variable)
+    fwd = [fwd_stmt(c[0], variable) if len(c) == 1 else _fused_fwd(c) for c in groups]
     assign, ranges = _codegen.assigned_loops(recs)
-    rev = [rev_stmt(p, assign.get(p.i, ())) for p in recs[::-1]]
+    rev = []
+    for c in groups[::-1]:
+        for g in _rev_groups(c)[::-1]:
+            rev.append(rev_stmt(g[0], assign.get(g[0].i, ())) if len(g) == 1
+                       else _fused_rev(g, assign))
     ffns, fcalls = _functions(fwd, "bf", "double *restrict v, uint8_t *restrict bad, "
                               "const int32_t *restrict ix, fa_native_vec_fn vec",
                               "v, bad, ix, vec")
@@ -238,7 +392,7 @@ def generate(rows, nslot, nin, lanes=LANES):
     rfns = [f.replace("(void)v; (void)ix;", "(void)v; (void)ix; (void)g;") for f in rfns]
     return "".join(
         [_codegen.preamble(), f"/* batched sweeps, generator {GENERATOR_VERSION} */\n",
-         f"#define FA_L {lanes}\nconst int fastad_lanes = FA_L;\n"]
+         f"#define FA_L {lanes}\nconst int fastad_lanes = FA_L;\n", LANES_MACRO]
         + ffns
         + ["void fastad_bfwd(double *v, uint8_t *bad, const int32_t *ix, "
            "fa_native_vec_fn vec)\n{\n" + "\n".join(fcalls) + "\n}\n"]
