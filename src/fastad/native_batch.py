@@ -30,6 +30,10 @@ from fastad import _codegen, _codegen_batch, _native, native
 # (docs/native.md, "Batched sweeps").  With native.compile_estimate, the points after
 # which a tape is compiled (`hot_after`).
 SAVE_PER_ELEMENT = 0.1e-9
+SAVE_PER_POINT = 1e-9
+# tapes up to this many records are generated when first batched (a few ms), so an object
+# in the disk cache serves the first batch; longer ones in the background compile's thread
+GENERATE_NOW = 2000
 # a compile at -O3 costs this many times the single call's -O1 estimate
 COMPILE_FACTOR = 3.0
 
@@ -68,33 +72,47 @@ class Kernel:
         self.mode = mode
         self.state = "interpreted"
         self.points = 0
-        self.addrs = None               # (fwd, rev, lanes, trig, lib) once loaded
+        self.addrs = None               # (fwd, rev, zero, lanes, trig, lib) once loaded
         self.thread = None
         self.seconds = None             # compile time, 0.0 from the cache, None: neither
         self._lock = threading.Lock()   # guards addrs/state between threads
-        self.source = self.key = self.trig = None
+        self.source = self.key = self.trig = self._args = None
         self.assigned = ()
         self.hot = 1
+        argv, ident = native.compiler()
         try:
             rows = _native.raw_records(tape)
             recs = _codegen.parse(rows)
-            self.trig = _codegen_batch.has_trig(recs)
-            self.source, self.assigned = _codegen_batch.generate(rows, tape.n_slots,
-                                                                 tape.n_inputs)
+            _codegen_batch.check(recs)
         except _codegen.Unsupported as e:
             self.state = f"interpreted ({e})"
             return
-        argv, ident = native.compiler()
         if argv is None:
             self.state = f"interpreted ({ident})"
             return
+        self.trig = _codegen_batch.has_trig(recs)
+        self._args = (rows, tape.n_slots, tape.n_inputs)
+        if len(recs) <= GENERATE_NOW:       # cheap: a cached object is used at once
+            try:
+                self._generate()
+            except _codegen.Unsupported as e:
+                self.state, self._args = f"interpreted ({e})", None
+                return
+        work = sum(p.n if p.flags & _codegen.RANGED else 1 for p in recs)
+        est = native.compile_estimate(len(recs)) * COMPILE_FACTOR
+        self.hot = max(1, int(native._scale[0] * est /
+                              (SAVE_PER_POINT + SAVE_PER_ELEMENT * max(work, 1))))
+
+    def _generate(self):
+        """The C and its key (raises Unsupported for what only generating finds)."""
+        if self.key is not None:
+            return
+        argv, ident = native.compiler()
+        self.source, self.assigned = _codegen_batch.generate(*self._args)
         h = hashlib.blake2b(digest_size=20)
         h.update(self.source.encode())
         h.update(repr((argv, ident, native.flags() + opt_flags())).encode())
         self.key = h.hexdigest()
-        work = sum(p.n if p.flags & _codegen.RANGED else 1 for p in recs)
-        est = native.compile_estimate(len(recs)) * COMPILE_FACTOR
-        self.hot = max(1, int(native._scale[0] * est / (SAVE_PER_ELEMENT * max(work, 1))))
 
     def _path(self, d):
         return os.path.join(d, f"fastad-batch-{self.key}.so")
@@ -136,9 +154,10 @@ class Kernel:
 
     def build(self):
         """Compile (unless the cache has it) and load; a failure goes to `state`."""
-        if self.key is None or self.addrs is not None:
+        if self._args is None or self.addrs is not None:
             return
         try:
+            self._generate()
             if self.load_cached():
                 return
             d = native._writable_dir()
@@ -154,7 +173,7 @@ class Kernel:
                     raise native.NativeError(f"the compiled code at {path} could not be "
                                              "loaded")
             native._trim(d, path)
-        except (native.NativeError, OSError) as e:
+        except (native.NativeError, OSError, _codegen.Unsupported) as e:
             self.state = f"interpreted ({str(e).splitlines()[0]})"
 
     def serve(self, plan):
@@ -205,7 +224,7 @@ def kernel(tape):
         if os.environ.get("FASTAD_NATIVE", "").strip().lower() == "always":
             mode = "always"
         k = _kernels[tape] = Kernel(tape, mode)
-    if k.key is not None and not k.load_cached() and mode == "always":
+    if k._args is not None and not k.load_cached() and mode == "always":
         k.state = "compiling"
         k.build()
     return k

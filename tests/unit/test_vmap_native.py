@@ -270,3 +270,29 @@ def test_no_compiler_and_unsupported_records_stay_interpreted(monkeypatch):
                           "code generator does not compile)"]
     np.testing.assert_allclose(got, [[np.prod(x) / x[i] + 2 * x[i] for i in range(4)]
                                      for x in X], rtol=1e-13)
+
+
+def test_long_tape_generated_in_the_background(monkeypatch):
+    """Tapes past GENERATE_NOW records get their C written by the compile's thread (not
+    in a call); the object then also comes from the cache there."""
+    monkeypatch.setattr(native_batch, "GENERATE_NOW", 0)
+
+    def f(x):
+        s = 0.0
+        for i in range(len(x) - 1):
+            s = s + np.log(2.0 + x[i] * x[i + 1]) * 0.5
+        return s
+    X = np.random.default_rng(13).uniform(-1, 1, size=(50, 9))
+    ref = singles(fd.grad(f, native="never"), X)
+    native.set_hot_scale(1e-9)
+    try:
+        for _ in range(2):                  # compiled, then loaded from the cache
+            vm = fd.vmap(fd.grad(f))
+            vm(X)                           # hot at once: the compile's thread starts
+            tape = vm.target.tapes()[0]
+            native_batch.wait(tape)
+            assert native_batch.state(tape) == "native"
+            assert bits(vm(X)) == bits(ref)
+        assert native_batch.kernel(tape).seconds == 0.0
+    finally:
+        native.set_hot_scale(1.0)
