@@ -31,6 +31,28 @@ from fastad import _codegen, _codegen_batch, _native, native
 # which a tape is compiled (`hot_after`).
 SAVE_PER_ELEMENT = 0.1e-9
 SAVE_PER_POINT = 1e-9
+# ... but where the single call has libm (a scalar record, or a range shorter than numpy's
+# loop threshold, of an op that is not correctly rounded) the compiled block calls libm
+# per lane, where the interpreter's block runs numpy's SIMD loop over its lanes (and sin
+# and cos in one sincos pass): the notes' f (exp and sin of scalars) took 26 ns a point
+# compiled against 16 ns interpreted.  A tape whose estimated saving is not positive is
+# not compiled under native="auto".
+COST_PER_LIBM_ELEMENT = 5e-9
+
+
+def _work(recs):
+    """(elements a point's sweeps run, those of them that call libm per lane)."""
+    exact = _codegen._exact()
+    work = slow = 0
+    for p in recs:
+        n = p.n if p.flags & _codegen.RANGED else 1
+        work += n
+        if p.kind in ("unary", "binary") and p.name not in exact and \
+                not (p.flags & _codegen.RANGED and p.n >= _codegen_batch.VEC_MIN):
+            slow += n
+    return work, slow
+
+
 # tapes up to this many records are generated when first batched (a few ms), so an object
 # in the disk cache serves the first batch; longer ones in the background compile's thread
 GENERATE_NOW = 2000
@@ -98,10 +120,17 @@ class Kernel:
             except _codegen.Unsupported as e:
                 self.state, self._args = f"interpreted ({e})", None
                 return
-        work = sum(p.n if p.flags & _codegen.RANGED else 1 for p in recs)
+        work, slow = _work(recs)
+        save = SAVE_PER_POINT + SAVE_PER_ELEMENT * work - COST_PER_LIBM_ELEMENT * slow
+        if save <= 0:
+            self.hot = None
+            if mode != "always":
+                self.state = ("interpreted (per lane, libm's transcendental functions "
+                              "would be slower than the interpreter's SIMD loops; "
+                              "native='always' compiles it, for the single call's bits)")
+            return
         est = native.compile_estimate(len(recs)) * COMPILE_FACTOR
-        self.hot = max(1, int(native._scale[0] * est /
-                              (SAVE_PER_POINT + SAVE_PER_ELEMENT * max(work, 1))))
+        self.hot = max(1, int(native._scale[0] * est / save))
 
     def _generate(self):
         """The C and its key (raises Unsupported for what only generating finds)."""
@@ -191,7 +220,7 @@ class Kernel:
     def count(self, points):
         """`points` were batched on the tape: start the compile once they pay for it."""
         self.points += points
-        if self.state == "interpreted" and self.points >= self.hot:
+        if self.state == "interpreted" and self.hot is not None and self.points >= self.hot:
             with self._lock:
                 if self.state != "interpreted":
                     return
