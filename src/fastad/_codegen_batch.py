@@ -17,9 +17,9 @@ and its sums in the same order.  Guards are checked lane by lane into bad[l], as
 csrc/batch.h does, so fastad.batching's regrouping of lanes is unchanged.
 
 Covered: scalar and ranged elementwise records (operand strides 0 or 1), guards, SUM,
-CUMSUM and GATHER -- the records of a Python loop's program, rolled or not, and of a
-vectorized program.  Anything else (products, maxima, matrix products, linear algebra,
-LOOP records, callbacks) raises Unsupported and the batch keeps the interpreter's
+CUMSUM, GATHER and LOOP records (recurrences) -- the records of a Python loop's program,
+rolled or not, and of a vectorized program.  Anything else (products, maxima, matrix
+products, linear algebra, callbacks) raises Unsupported and the batch keeps the interpreter's
 batch-major sweep.
 """
 from fastad import _codegen
@@ -53,7 +53,7 @@ VEC_MIN = 16
 MAX_RECORDS = 20_000
 
 _ELEMENTWISE = ("unary", "binary")
-_STRUCT = ("SUM", "CUMSUM", "GATHER")
+_STRUCT = ("SUM", "CUMSUM", "GATHER", "LOOP")
 
 
 def _lanes(body):
@@ -100,8 +100,24 @@ def _numpy_loop(p, variable):
     return True
 
 
+def _body(p):
+    """A LOOP record's body (fastad._codegen's parse: scalar records whose slots are C
+    expressions in the iteration j), each slot parenthesized for the lane layout."""
+    out = []
+    for q in p.body:
+        c = _codegen.Rec()
+        for f in _codegen.Rec.__slots__:
+            setattr(c, f, getattr(q, f))
+        c.r, c.a, c.b = f"({q.r})", f"({q.a})", f"({q.b})"
+        out.append(c)
+    return out
+
+
 def fwd_stmt(p, variable):
     N = p.name
+    if N == "LOOP":         # a recurrence (csrc/loop.h): its body per iteration, per lane
+        body = " ".join(fwd_stmt(q, variable) for q in _body(p))
+        return f"for (int64_t j = 0; j < {p.n}; j++) {{ {body} }}"
     if p.kind == "guard":
         want = 1 if p.flags & TRUE else 0
         return _lanes(f"bad[l] |= (uint8_t)(fa_g_{N}({_arg(p, 'a', None)}, "
@@ -141,6 +157,9 @@ def rev_stmt(p, mine=()):
     the passive flags honoured; csrc/sweeps.h).  `mine`: its operand loops that assign
     their adjoints (0.0 + term, _codegen.assigned_loops), whose slots are not zeroed."""
     N = p.name
+    if N == "LOOP":         # iterations backwards, the body's records backwards
+        body = " ".join(x for x in (rev_stmt(q) for q in _body(p)[::-1]) if x)
+        return f"for (int64_t j = {p.n} - 1; j >= 0; j--) {{ {body} }}" if body else None
     if p.kind == "guard":
         return None
     pa, pb = bool(p.flags & A_PASSIVE), bool(p.flags & B_PASSIVE)

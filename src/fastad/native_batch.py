@@ -45,6 +45,10 @@ def _work(recs):
     exact = _codegen._exact()
     work = slow = 0
     for p in recs:
+        if p.name == "LOOP":            # its body, trip count times
+            w, sl = _work(p.body)
+            work, slow = work + p.n * w, slow + p.n * sl
+            continue
         n = p.n if p.flags & _codegen.RANGED else 1
         work += n
         if p.kind in ("unary", "binary") and p.name not in exact and \

@@ -327,3 +327,35 @@ def test_auto_leaves_libm_heavy_scalar_tapes_to_the_interpreter():
     e = np.exp(x1 * x2)
     np.testing.assert_allclose(g1, x2 + x2 * e, rtol=1e-14)
     np.testing.assert_allclose(g2, x1 + x1 * e - np.cos(x2), rtol=1e-14, atol=1e-15)
+
+
+def recurrence(x):
+    """A carried value (LOOP records, csrc/loop.h), a guard inside the loop's body."""
+    s = 0.0
+    for i in range(len(x)):
+        s = 0.9 * s + x[i] * x[i] - 0.1 * s * x[i]
+        s = max(s, -100.0)
+    return s
+
+
+def oscillator(x):
+    y, v = x[0], x[1]
+    for _ in range(60):
+        y, v = y + 0.01 * v, v - 0.01 * (y * y * y - y) - 0.001 * v
+    return y * y + v
+
+
+@pytest.mark.parametrize("fun,n", [(recurrence, 30), (oscillator, 2)])
+def test_loop_records_bit_for_bit_and_differences(fun, n):
+    X = np.random.default_rng(15).uniform(-1, 1, size=(45, n))
+    gi = fd.grad(fun, native="never")
+    gi(X[0])
+    assert any(p.name == "LOOP" for p in _records(gi.tapes()[0]))
+    got = assert_lanes_equal_single_calls(fun, X)
+    for x, g in zip(X[:4], got[:4]):
+        np.testing.assert_allclose(g, central(fun, x), rtol=1e-6, atol=1e-7)
+
+
+def _records(tape):
+    from fastad import _codegen, _native
+    return _codegen.parse(_native.raw_records(tape))
