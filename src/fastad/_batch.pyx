@@ -49,6 +49,7 @@ ctypedef void (*bfwd_fn)(double *v, uint8_t *bad, const int32_t *ix,
                          fa_native_vec_fn vec) noexcept nogil
 ctypedef void (*brev_fn)(const double *v, double *g, const int32_t *ix) noexcept nogil
 ctypedef void (*bzero_fn)(double *g) noexcept nogil
+ctypedef void (*btan_fn)(const double *v, double *t, const int32_t *ix) noexcept nogil
 
 cdef extern from *:
     void __builtin_prefetch(const void *addr, int rw, int locality) nogil
@@ -135,6 +136,7 @@ cdef struct PlanC:
     bfwd_fn nfwd
     brev_fn nrev
     bzero_fn nzero
+    btan_fn ntan
 
 
 cdef const int64_t *ptr(cnp.ndarray a):
@@ -316,7 +318,10 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
             memset(t, 0, <size_t>(P.nin * B) * sizeof(double))
             for k in range(B):
                 t[P.tseed[s] * B + k] = 1.0
-            fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
+            if P.ntan != NULL:
+                P.ntan(v, t, P.c.ix)
+            else:
+                fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
             read_block(P, out, t, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], B, run,
                        base + start, m, bad, clean)
         if clean and run == NULL:
@@ -387,6 +392,7 @@ cdef class Plan:
         self.P.nfwd = NULL
         self.P.nrev = NULL
         self.P.nzero = NULL
+        self.P.ntan = NULL
         self.native_lanes = 0
         # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
         # operands (one record per element) does not multiply the records beyond reason
@@ -402,12 +408,13 @@ cdef class Plan:
         """The slots the reverse sweeps seed (fastad.native_batch checks them)."""
         return self.arrays[2].copy()
 
-    def set_native(self, size_t fwd, size_t rev, size_t zero, int32_t lanes, bint trig, lib):
+    def set_native(self, size_t fwd, size_t rev, size_t zero, size_t tan, int32_t lanes,
+                   bint trig, lib):
         """Sweep blocks of `lanes` lanes with compiled code from now on (the addresses of
-        fastad_bfwd, fastad_brev and fastad_bzero in `lib`, kept referenced;
+        fastad_bfwd, fastad_brev, fastad_bzero and fastad_btan in `lib`, kept referenced;
         fastad.native_batch).  Set once, with the GIL held; a batch already running keeps
         the sweep it started with."""
-        if fwd == 0 or rev == 0 or zero == 0 or lanes < 1 or lanes > 1024:
+        if fwd == 0 or rev == 0 or zero == 0 or tan == 0 or lanes < 1 or lanes > 1024:
             raise ValueError("fastad internal error: compiled batched sweeps without code")
         if (self.P.nslot + 1) * <int64_t>lanes > INT32_MAX:
             raise ValueError("fastad internal error: too many slots for compiled blocks")
@@ -416,13 +423,13 @@ cdef class Plan:
         self.native_lanes = lanes
         self.P.nrev = <brev_fn>rev
         self.P.nzero = <bzero_fn>zero
+        self.P.ntan = <btan_fn>tan
         self.P.nfwd = <bfwd_fn>fwd
 
     def uses_native(self, bint vector=False):
-        """Whether a batch now runs the compiled sweeps: they are set, the plan has no
-        tangent sweeps, and libmvec's sin and cos are not asked for a tape that has them."""
-        return (self.P.nfwd != NULL and self.P.nt == 0
-                and not (vector and self.native_trig))
+        """Whether a batch now runs the compiled sweeps: they are set, and libmvec's sin
+        and cos are not asked for a tape that has them."""
+        return self.P.nfwd != NULL and not (vector and self.native_trig)
 
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
@@ -519,6 +526,7 @@ cdef class Plan:
         else:
             P.nfwd = NULL
             P.nrev = NULL
+            P.ntan = NULL
         if B and not native:  # this call's own copy of the plan points at the records for B lanes
             buf, nrec = self.brecs[B]
             P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)

@@ -26,7 +26,7 @@ from fastad import _codegen
 from fastad._codegen import A_PASSIVE, B_PASSIVE, RANGED, TRUE, Unsupported
 
 # bumped whenever the generated code changes for the same tape (the key hashes the source)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # lanes per block: at least one AVX-512 register of doubles, at most 32, and within the
 # interpreter's cache bound (fastad._batch: 2^15 doubles per array) where that allows 8:
@@ -143,6 +143,44 @@ def fwd_stmt(p, variable):
         return (f"if (!vec({p.op}, v, {p.r} * FA_L, {p.a} * FA_L, {p.sa}, {p.b} * FA_L, "
                 f"{p.sb}, {p.n} * FA_L)) {{ {loop} }}")
     return loop
+
+
+def _targ(p, which, k):
+    """_arg over the tangents t instead of the values v."""
+    return "t" + _arg(p, which, k)[1:]
+
+
+def tan_stmt(p):
+    """A record's tangent sweep, lane by lane the single call's (_codegen.tan_stmt)."""
+    N = p.name
+    if N == "LOOP":
+        body = " ".join(x for x in (tan_stmt(q) for q in _body(p)) if x)
+        return f"for (int64_t j = 0; j < {p.n}; j++) {{ {body} }}" if body else None
+    if p.kind == "guard":
+        return None
+    if N == "GATHER":
+        return (f"for (int64_t k = 0; k < {p.n}; k++) {{ const double *s = t + "
+                f"(int64_t)ix[{p.a} + k] * FA_L; "
+                + _lanes(f"t[({p.r} + k) * FA_L + l] = s[l];") + " }")
+    if N in ("SUM", "CUMSUM"):
+        n, m = p.n, p.sa
+        term = f"t[({p.a} + j * {n} + k) * FA_L + l]"
+        if N == "SUM":
+            return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc[FA_L]; "
+                    + _lanes("acc[l] = 0.0;") + f" for (int64_t k = 0; k < {n}; k++) "
+                    + _lanes(f"acc[l] += fa_naz({term}, 1.0);")
+                    + " " + _lanes(f"t[({p.r} + j) * FA_L + l] = acc[l];") + " }")
+        return (f"for (int64_t j = 0; j < {m}; j++) {{ double acc[FA_L]; "
+                + _lanes("acc[l] = 0.0;") + f" for (int64_t k = 0; k < {n}; k++) "
+                + _lanes(f"acc[l] += {term}; t[({p.r} + j * {n} + k) * FA_L + l] = acc[l];")
+                + " }")
+    k = "k" if p.flags & RANGED else None
+    s = f"{_targ(p, 'r', k)} = fa_naz({_targ(p, 'a', k)}, fa_da_{N}({_args(p, k)}))"
+    if p.kind == "binary":
+        s += f" + fa_naz({_targ(p, 'b', k)}, fa_db_{N}({_args(p, k)}))"
+    if k is None:
+        return _lanes(s + ";")
+    return f"for (int64_t k = 0; k < {p.n}; k++) " + _lanes(s + ";")
 
 
 def _add_if(target, w, term):
@@ -384,10 +422,11 @@ def generate(rows, nslot, nin, lanes=None):
         void fastad_brev(const double *v, double *g, const int32_t *ix)
 
         void fastad_bzero(double *g)
+        void fastad_btan(const double *v, double *t, const int32_t *ix)
 
-    v, g: nslot * lanes doubles, slot s of lane l at s * lanes + l (inputs and constants
-    in v already; g zeroed by fastad_bzero, then seeded); bad[l] |= 1 where lane l fails
-    a guard.  Returns (the source, the [lo, hi) slot ranges where no seed may lie)."""
+    v, g, t: nslot * lanes doubles, slot s of lane l at s * lanes + l (inputs and constants
+    in v already; g zeroed by fastad_bzero, then seeded; t seeded at the inputs, zero at
+    the constants, every other slot written); bad[l] |= 1 where lane l fails a guard.  Returns (the source, the [lo, hi) slot ranges where no seed may lie)."""
     lanes = lanes or lanes_for(nslot)
     recs = _codegen.parse(rows)
     check(recs)
@@ -409,6 +448,10 @@ def generate(rows, nslot, nin, lanes=None):
     rfns, rcalls = _functions(rev, "br", "const double *restrict v, double *restrict g, "
                               "const int32_t *restrict ix", "v, g, ix")
     rfns = [f.replace("(void)v; (void)ix;", "(void)v; (void)ix; (void)g;") for f in rfns]
+    tfns, tcalls = _functions([tan_stmt(p) for p in recs], "bt",
+                              "const double *restrict v, double *restrict t, "
+                              "const int32_t *restrict ix", "v, t, ix")
+    tfns = [f.replace("(void)v; (void)ix;", "(void)v; (void)ix; (void)t;") for f in tfns]
     return "".join(
         [_codegen.preamble(), f"/* batched sweeps, generator {GENERATOR_VERSION} */\n",
          f"#define FA_L {lanes}\nconst int fastad_lanes = FA_L;\n", LANES_MACRO]
@@ -418,6 +461,9 @@ def generate(rows, nslot, nin, lanes=None):
         + rfns
         + ["void fastad_brev(const double *v, double *g, const int32_t *ix)\n{\n"
            + "\n".join(rcalls) + "\n}\n"]
+        + tfns
+        + ["void fastad_btan(const double *v, double *t, const int32_t *ix)\n{\n"
+           + "\n".join(tcalls) + "\n}\n"]
         + [_zero(ranges, nslot)]), ranges
 
 

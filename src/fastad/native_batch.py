@@ -98,7 +98,7 @@ class Kernel:
         self.mode = mode
         self.state = "interpreted"
         self.points = 0
-        self.addrs = None               # (fwd, rev, zero, lanes, trig, lib) once loaded
+        self.addrs = None               # set_native's arguments once loaded
         self.thread = None
         self.seconds = None             # compile time, 0.0 from the cache, None: neither
         self._lock = threading.Lock()   # guards addrs/state between threads
@@ -161,6 +161,7 @@ class Kernel:
             fwd = ctypes.cast(lib.fastad_bfwd, ctypes.c_void_p).value
             rev = ctypes.cast(lib.fastad_brev, ctypes.c_void_p).value
             zero = ctypes.cast(lib.fastad_bzero, ctypes.c_void_p).value
+            tan = ctypes.cast(lib.fastad_btan, ctypes.c_void_p).value
         except (OSError, AttributeError, ValueError):
             try:
                 os.unlink(path)
@@ -172,7 +173,7 @@ class Kernel:
         except OSError:
             pass
         with self._lock:
-            self.addrs = (fwd, rev, zero, lanes, self.trig, lib)
+            self.addrs = (fwd, rev, zero, tan, lanes, self.trig, lib)
             self.state = "native"
         return True
 
