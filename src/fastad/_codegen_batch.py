@@ -420,13 +420,14 @@ def generate(rows, nslot, nin, lanes=None):
 
         void fastad_bfwd(double *v, uint8_t *bad, const int32_t *ix, fa_native_vec_fn vec)
         void fastad_brev(const double *v, double *g, const int32_t *ix)
-
         void fastad_bzero(double *g)
         void fastad_btan(const double *v, double *t, const int32_t *ix)
 
     v, g, t: nslot * lanes doubles, slot s of lane l at s * lanes + l (inputs and constants
     in v already; g zeroed by fastad_bzero, then seeded; t seeded at the inputs, zero at
-    the constants, every other slot written); bad[l] |= 1 where lane l fails a guard.  Returns (the source, the [lo, hi) slot ranges where no seed may lie)."""
+    the constants, every other slot written); bad[l] |= 1 where lane l fails a guard.
+    `lanes`: default lanes_for(nslot).  Returns (the source, the [lo, hi) slot ranges
+    where no seed may lie)."""
     lanes = lanes or lanes_for(nslot)
     recs = _codegen.parse(rows)
     check(recs)
