@@ -328,7 +328,8 @@ class Batched:
         info = dict(self.target.cache_info())
         info.update({f"batch_{k}": v for k, v in self.stats.items()})
         # the tier of each tape's batched sweeps (docs/native.md, "Batched sweeps")
-        info["batch_native"] = [native_batch.state(t) for t in list(self.plans.keys())]
+        info["batch_native"] = [native_batch.plan_state(t, hit[1])
+                                for t, hit in list(self.plans.items())]
         return info
 
     def __reduce__(self):

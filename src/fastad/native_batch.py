@@ -214,13 +214,15 @@ class Kernel:
         """Give `plan` the compiled sweeps if they are loaded (plans are not kept here: a
         plan holds its tape, which would then never be dropped)."""
         addrs = self.addrs
-        if addrs is None or plan.native_lanes:
-            return
-        if any(lo <= s < hi for s in plan.seeds() for lo, hi in self.assigned):
-            # a seed where the compiled reverse sweep assigns (never for grad & co.,
-            # whose seed is the output): this plan keeps the interpreter
+        if addrs is None or plan.native_lanes or self.refuses(plan):
             return
         plan.set_native(*addrs)
+
+    def refuses(self, plan):
+        """A seed where the compiled reverse sweep assigns adjoints (never for grad & co.,
+        whose seed is the output; a jacrev whose output another output reads): the plan
+        keeps the interpreter."""
+        return any(lo <= s < hi for s in plan.seeds() for lo, hi in self.assigned)
 
     def count(self, points):
         """`points` were batched on the tape: start the compile once they pay for it."""
@@ -282,6 +284,16 @@ def state(tape):
         return "interpreted" if tape.native_policy is not None and not native.disabled() \
             else "interpreted (native code is off for this tape)"
     return k.state
+
+
+def plan_state(tape, plan):
+    """state(tape) for the batches of `plan` (fastad.batching's cache_info)."""
+    with _lock:
+        k = _kernels.get(tape)
+    if k is not None and k.state == "native" and k.refuses(plan):
+        return ("interpreted (a reverse sweep is seeded where the compiled code assigns "
+                "adjoints)")
+    return state(tape)
 
 
 def wait(tape, timeout=60.0):
