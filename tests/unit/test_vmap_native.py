@@ -391,3 +391,26 @@ def test_hessian_compiled_bit_for_bit():
     H[1, 0] += 3 * x[1] ** 2
     H[1, 1] += 6 * x[0] * x[1]
     np.testing.assert_allclose(got[0], H, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.skipif(not fd.batching.vector_math_available(), reason="no libmvec")
+def test_vector_math_keeps_the_interpreters_sweep_for_sin_and_cos():
+    """set_vector_math(True) asks for libmvec's sin and cos: a compiled tape with them
+    then runs the interpreter's sweep (the same bits as a never-compiled one)."""
+    def f(x):
+        return np.sum(np.sin(x) * np.cos(2.0 * x))
+    X = np.random.default_rng(18).normal(size=(64, 40))
+    vn = fd.vmap(fd.grad(f, native="always"))
+    vi = fd.vmap(fd.grad(f, native="never"))
+    libm = vn(X)
+    assert states(vn) == ["native"]
+    prev = fd.batching.set_vector_math(True)
+    try:
+        vector = vn(X)
+        assert bits(vector) == bits(vi(X))
+        assert bits(vector) != bits(libm)   # libmvec's values, not libm's, were asked
+    finally:
+        fd.batching.set_vector_math(prev)
+    assert bits(vn(X)) == bits(libm)
+    np.testing.assert_allclose(libm, np.cos(X) * np.cos(2 * X) - 2 * np.sin(X) * np.sin(2 * X),
+                               rtol=1e-13, atol=1e-14)
