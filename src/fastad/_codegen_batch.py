@@ -26,7 +26,7 @@ from fastad import _codegen
 from fastad._codegen import A_PASSIVE, B_PASSIVE, RANGED, TRUE, Unsupported
 
 # bumped whenever the generated code changes for the same tape (the key hashes the source)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # lanes per block: at least one AVX-512 register of doubles, at most 32, and within the
 # interpreter's cache bound (fastad._batch: 2^15 doubles per array) where that allows 8:
@@ -59,10 +59,10 @@ _STRUCT = ("SUM", "CUMSUM", "GATHER", "LOOP")
 def _lanes(body):
     # a lane reads and writes its own lane of every slot only (slots are FA_L apart), so
     # the lanes carry no dependence: vectorized without GCC's run-time overlap checks
-    return f"FA_LANES {{ {body} }}"
+    return f"FA_EACH_LANE {{ {body} }}"
 
 
-LANES_MACRO = """#define FA_LANES _Pragma("GCC ivdep") for (int l = 0; l < FA_L; l++)
+LANES_MACRO = """#define FA_EACH_LANE _Pragma("GCC ivdep") for (int l = 0; l < FA_L; l++)
 """
 
 

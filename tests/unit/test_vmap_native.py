@@ -23,11 +23,14 @@ pytestmark = pytest.mark.skipif(native.compiler()[0] is None, reason="no C compi
 
 @pytest.fixture(scope="module", autouse=True)
 def cache_dir(tmp_path_factory):
-    """A private cache for this module (and FASTAD_NATIVE at its default)."""
+    """A private cache for this module, FASTAD_NATIVE at its default, and -Werror on the
+    generated C (a warning there is a bug)."""
     d = str(tmp_path_factory.mktemp("fastad-cache"))
-    old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE")}
+    old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE",
+                                          "FASTAD_NATIVE_CFLAGS")}
     os.environ["FASTAD_CACHE_DIR"] = d
     os.environ.pop("FASTAD_NATIVE", None)
+    os.environ["FASTAD_NATIVE_CFLAGS"] = (old["FASTAD_NATIVE_CFLAGS"] or "") + " -Werror"
     yield d
     for k, v in old.items():
         if v is None:
