@@ -9,7 +9,9 @@ Each measure times what a user calls, the way they call it:
            fastad as it comes (libm's sin/cos) and with libmvec's, rounds alternated:
            `python benchmarks/test_bench_scale.py notes [rounds]`
   rosen    vmap(grad) of the Rosenbrock function (n = 100), as a scalar loop and
-           vectorized, over 10^4 points, per point, next to one replayed call g(x)
+           vectorized, over 10^4 points, per point, next to one replayed call g(x); each
+           interpreted (native="never") and native ("always": the batch's sweeps compiled
+           too), rounds alternated: `python benchmarks/test_bench_scale.py rosen`
   branchy  vmap(grad) of a function with two branches over 10^4 points covering 4 outcome
            patterns: a fresh function (the traces included) and a warm one
   threads  vmap(grad) of Rosenbrock (n = 100) over 10^5 points, workers=2 vs 1, rounds
@@ -157,9 +159,12 @@ def jax_notes(x1, x2):
     return lambda: jax.block_until_ready(f(j1, j2))
 
 
-def rosen_setup(fun=rosen_loop):
+def rosen_setup(fun=rosen_loop, native="auto"):
+    """(vmap over N_ROSEN points, one call) of grad(fun, native=native): "auto" as a user
+    gets it, "never" the interpreter only, "always" native code from the first call, the
+    batch's compiled sweeps included (docs/native.md, "Batched sweeps")."""
     X = np.random.default_rng(1).uniform(-2, 2, size=(N_ROSEN, 100))
-    g = fd.grad(fun)
+    g = fd.grad(fun, native=native)
     v = fd.vmap(g)
     x = X[0]
     return (lambda: v(X)), (lambda: g(x))
@@ -447,12 +452,14 @@ def test_notes_points(benchmark, who):
 
 
 @pytest.mark.parametrize("fun", [rosen_loop, rosen_vec], ids=["loop", "vectorized"])
-@pytest.mark.parametrize("who", ["vmap", "single-call"])
+@pytest.mark.parametrize("who", ["vmap", "single-call", "vmap-never", "single-call-never",
+                                 "vmap-always", "single-call-always"])
 def test_rosen_points(benchmark, who, fun):
-    run, single = rosen_setup(fun)
+    what, _, mode = who.replace("single-call", "single").partition("-")
+    run, single = rosen_setup(fun, mode or "auto")
     benchmark.group = f"scale: grad of {fun.__name__} n=100, {N_ROSEN} points vs one call"
-    benchmark.pedantic(run if who == "vmap" else single, rounds=10 if who == "vmap" else 2000,
-                       warmup_rounds=1)
+    vm = what == "vmap"
+    benchmark.pedantic(run if vm else single, rounds=10 if vm else 2000, warmup_rounds=1)
     benchmark.extra_info["points"] = N_ROSEN if who == "vmap" else 1
 
 
@@ -492,16 +499,28 @@ def test_pickle_first_call(benchmark):
 
 
 # ---------------------------------------------------------------------- the table
-def rosen_rows():
+def rosen_rows(rounds=5):
+    """Per point: vmap(grad) and one call, interpreted (native="never") and native
+    ("always": the single call's code and the batch's compiled sweeps), rounds of the four
+    alternated, the best of each (process CPU time)."""
     rows = []
     for fun in (rosen_loop, rosen_vec):
-        run, single = rosen_setup(fun)
-        tv, _ = best(run, 10, time.process_time)
-        ts, _ = best(lambda: [single() for _ in range(1000)], 5, time.process_time)  # noqa: B023 (called in this iteration)
-        ts /= 1000
-        rows.append((f"vmap(grad) {fun.__name__} n=100, N=1e4, per point",
-                     f"{tv / N_ROSEN * 1e6:.2f} us",
-                     f"single replayed call {ts * 1e6:.2f} us: ratio {tv / N_ROSEN / ts:.3f}"))
+        setups = {m: rosen_setup(fun, m) for m in ("never", "always")}
+        vm = {m: [] for m in setups}
+        one = {m: [] for m in setups}
+        for _ in range(rounds):
+            for m, (run, single) in setups.items():
+                vm[m].append(best(run, 3, time.process_time)[0] / N_ROSEN)
+                one[m].append(best(lambda: [single() for _ in range(1000)], 1,  # noqa: B023
+                                   time.process_time)[0] / 1000)
+        vi, vn = min(vm["never"]), min(vm["always"])
+        si, sn = min(one["never"]), min(one["always"])
+        rows.append((f"vmap(grad) {fun.__name__} n=100, N=1e4, per point: "
+                     f"interpreter's batch-major sweep / compiled",
+                     f"{vi * 1e6:.3f} / {vn * 1e6:.3f} us",
+                     f"single call interpreted {si * 1e6:.3f} us, native {sn * 1e6:.3f} us; "
+                     f"compiled batch / native call {vn / sn:.3f}, / interpreted call "
+                     f"{vn / si:.3f}; interpreter's batch / interpreted call {vi / si:.3f}"))
     return rows
 
 

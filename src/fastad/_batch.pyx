@@ -38,6 +38,22 @@ cdef extern from "batch.h" nogil:
     void fa_batch_reverse(const fa_rec *rec, int64_t nrec, const double *v, double *g,
                           int32_t B, const int32_t *ix)
 
+cdef extern from "native_abi.h" nogil:
+    ctypedef int (*fa_native_vec_fn)(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                                     int32_t b, int32_t sb, int32_t n)
+    int fa_native_vec(int op, double *v, int32_t r, int32_t a, int32_t sa,
+                      int32_t b, int32_t sb, int32_t n)
+
+# a block's compiled batch-major sweeps (fastad._codegen_batch; fastad.native_batch)
+ctypedef void (*bfwd_fn)(double *v, uint8_t *bad, const int32_t *ix,
+                         fa_native_vec_fn vec) noexcept nogil
+ctypedef void (*brev_fn)(const double *v, double *g, const int32_t *ix) noexcept nogil
+ctypedef void (*bzero_fn)(double *g) noexcept nogil
+ctypedef void (*btan_fn)(const double *v, double *t, const int32_t *ix) noexcept nogil
+
+cdef extern from *:
+    void __builtin_prefetch(const void *addr, int rw, int locality) nogil
+
 # this module links its own copy of the C core: give it the numpy loops fastad._tape found
 copy_vec_loops(fa_vec_loops)
 
@@ -116,6 +132,13 @@ cdef struct PlanC:
     # strides, in doubles, of the input matrix X (lane, input) and of out (lane, column):
     # a batch of scalar arguments is read and written column by column
     int64_t xrs, xcs, ors, ocs
+    # compiled sweeps for blocks of B lanes (fastad.native_batch), or NULL: interpreted
+    bfwd_fn nfwd
+    brev_fn nrev
+    bzero_fn nzero
+    btan_fn ntan
+    # each sweep's slots and columns count up by one (read_block's tiled transpose)
+    bint vruns, rruns, truns
 
 
 cdef const int64_t *ptr(cnp.ndarray a):
@@ -138,13 +161,26 @@ cdef inline void read_row(const PlanC *P, double *row, const double *src, const 
 cdef inline void read_block(const PlanC *P, double *out, const double *src, const int64_t *slot,
                             const int64_t *col, int64_t lo, int64_t hi, int32_t B,
                             const int64_t *lanes, int64_t base, int64_t m,
-                            const uint8_t *bad, bint clean) noexcept nogil:
+                            const uint8_t *bad, bint clean, bint runs) noexcept nogil:
     """The results of the block's m lanes (a slot's B lanes are contiguous): row by row
     into a row-major out, column by column into a column-major one; lanes that failed a
-    guard are skipped."""
-    cdef int64_t j, k
+    guard are skipped.  runs: slot[lo:hi] and col[lo:hi] each count up by one (a
+    gradient's inputs into consecutive columns)."""
+    cdef int64_t j, k, j0, k0, cnt
     cdef double *o
     cdef const double *sv
+    if P.ocs == 1 and P.ors != 1 and runs and clean and lanes == NULL and hi > lo:
+        # lanes in order into consecutive columns: a transpose by tiles of 8 x 8, which
+        # reads and writes 8 cache lines at a time instead of a line per value
+        o = out + base * P.ors + col[lo]
+        sv = src + slot[lo] * B
+        cnt = hi - lo
+        for k0 in range(0, m, 8):
+            for j0 in range(0, cnt, 8):
+                for k in range(k0, min(k0 + 8, m)):
+                    for j in range(j0, min(j0 + 8, cnt)):
+                        o[k * P.ors + j] = sv[j * B + k]
+        return
     if P.ocs == 1 and P.ors != 1:
         for k in range(m):
             if clean or not bad[k]:
@@ -222,7 +258,7 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
     with copies of its first lane, whose results are not read.  Returns the lanes fitted
     or an error code (< 0)."""
     cdef int32_t B = P.B
-    cdef int64_t start, m, k, i, s, l, nbad, nfit = 0
+    cdef int64_t start, m, k, i, s, l, nbad, k0, i0, nfit = 0
     cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
     cdef double *v = <double *>malloc((nb + <size_t>P.naux * <size_t>B) * sizeof(double))
     cdef double *g = <double *>malloc(nb * sizeof(double))
@@ -244,7 +280,16 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
     while start < n:
         m = n - start if n - start < B else B
         run = lanes + start if lanes != NULL else NULL
-        if P.xcs == 1 and P.xrs != 1:     # row-major X: a lane's inputs are contiguous
+        if P.xcs == 1 and P.xrs != 1 and run == NULL and m == B:
+            # a whole block of rows in order: transposed by tiles of 8 lanes x 8 inputs
+            # (8 cache lines read and 8 written at a time, not a line per value)
+            xi = X + (base + start) * P.xrs
+            for k0 in range(0, B, 8):
+                for i0 in range(0, P.nin, 8):
+                    for k in range(k0, min(k0 + 8, <int64_t>B)):
+                        for i in range(i0, min(i0 + 8, P.nin)):
+                            v[i * B + k] = xi[k * P.xrs + i]
+        elif P.xcs == 1 and P.xrs != 1:     # row-major X: a lane's inputs are contiguous
             for k in range(B):
                 xi = X + lane_of(run, base + start, k if k < m else 0) * P.xrs
                 for i in range(P.nin):
@@ -264,27 +309,46 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                         vi[k] = X[run[k] * P.xrs + i * P.xcs]
                 for k in range(m, B):
                     vi[k] = vi[0]
+        if P.xcs == 1 and P.xrs != 1 and run == NULL and start + m < n:
+            xi = X + (base + start + m) * P.xrs      # the next block's rows, from memory
+            i = 0
+            while i < <int64_t>B * P.xrs and i < (n - start - m) * P.xrs:
+                __builtin_prefetch(xi + i, 0, 3)
+                i += 8
         memset(bad, 0, <size_t>B)
-        fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
+        if P.nfwd != NULL:
+            P.nfwd(v, bad, P.c.ix, fa_native_vec)
+        else:
+            fa_batch_forward(P.brec, P.nbrec, v, B, P.c.ix, bad, P.vector)
         nbad = 0
         for k in range(m):
             nbad += bad[k]
         clean = nbad == 0
-        read_block(P, out, v, P.vslot, P.vcol, 0, P.nv, B, run, base + start, m, bad, clean)
+        read_block(P, out, v, P.vslot, P.vcol, 0, P.nv, B, run, base + start, m, bad, clean,
+                   P.vruns)
         for s in range(P.nr):
-            memset(g, 0, nb * sizeof(double))
+            if P.nrev != NULL:      # the compiled sweep zeroes what it does not assign
+                P.nzero(g)
+            else:
+                memset(g, 0, nb * sizeof(double))
             for k in range(B):
                 g[P.rseed[s] * B + k] = 1.0
-            fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
+            if P.nrev != NULL:
+                P.nrev(v, g, P.c.ix)
+            else:
+                fa_batch_reverse(P.brec, P.nbrec, v, g, B, P.c.ix)
             read_block(P, out, g, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], B, run,
-                       base + start, m, bad, clean)
+                       base + start, m, bad, clean, P.rruns)
         for s in range(P.nt):
             memset(t, 0, <size_t>(P.nin * B) * sizeof(double))
             for k in range(B):
                 t[P.tseed[s] * B + k] = 1.0
-            fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
+            if P.ntan != NULL:
+                P.ntan(v, t, P.c.ix)
+            else:
+                fa_batch_tangent(P.brec, P.nbrec, v, t, B, P.c.ix)
             read_block(P, out, t, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], B, run,
-                       base + start, m, bad, clean)
+                       base + start, m, bad, clean, P.truns)
         if clean and run == NULL:
             memset(fitted + base + start, 1, <size_t>m)
         else:
@@ -301,6 +365,16 @@ def _i64(a):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def _runs(slots, cols, ptr):
+    """Whether, in every sweep (ptr[s]:ptr[s+1]), slots and columns count up by one."""
+    for s in range(len(ptr) - 1):
+        lo, hi = int(ptr[s]), int(ptr[s + 1])
+        if hi - lo > 1 and not (np.all(np.diff(slots[lo:hi]) == 1)
+                                and np.all(np.diff(cols[lo:hi]) == 1)):
+            return False
+    return True
+
+
 cdef class Plan:
     """How a lane's row of `ncol` results is read off `tape` (see the module docstring).
 
@@ -314,6 +388,9 @@ cdef class Plan:
     cdef readonly bint batch_major
     cdef readonly int64_t nbrec  # records of the batch-major copy (-1: not batchable)
     cdef readonly int64_t naux   # its AUX slots per lane
+    cdef readonly int32_t native_lanes  # lanes per block of the compiled sweeps (0: none)
+    cdef bint native_trig        # they compute sin or cos (libm's, never libmvec's)
+    cdef object native_lib       # keeps their shared object referenced
     cdef PlanC P
 
     def __init__(self, Tape tape, int64_t ncol, vslot, vcol, rseed, rptr, rslot, rcol,
@@ -346,7 +423,15 @@ cdef class Plan:
                                                                 ptr(arrs[4]), ptr(arrs[5]))
         self.P.tseed, self.P.tptr, self.P.tslot, self.P.tcol = (ptr(arrs[6]), ptr(arrs[7]),
                                                                 ptr(arrs[8]), ptr(arrs[9]))
+        self.P.vruns = _runs(arrs[0], arrs[1], np.array([0, arrs[0].shape[0]]))
+        self.P.rruns = _runs(arrs[4], arrs[5], arrs[3])
+        self.P.truns = _runs(arrs[8], arrs[9], arrs[7])
         self.P.brec = NULL
+        self.P.nfwd = NULL
+        self.P.nrev = NULL
+        self.P.nzero = NULL
+        self.P.ntan = NULL
+        self.native_lanes = 0
         # batch-major when csrc/batch.h can rewrite every record, and splitting broadcast
         # operands (one record per element) does not multiply the records beyond reason
         self.naux = 0
@@ -356,6 +441,33 @@ cdef class Plan:
                             <= 64 * tape.c.nrec + 1024)
         if self.nbrec == -2:
             raise MemoryError("fastad: cannot allocate a batched replay's plan")
+
+    def seeds(self):
+        """The slots the reverse sweeps seed (fastad.native_batch checks them)."""
+        return self.arrays[2].copy()
+
+    def set_native(self, size_t fwd, size_t rev, size_t zero, size_t tan, int32_t lanes,
+                   bint trig, lib):
+        """Sweep blocks of `lanes` lanes with compiled code from now on (the addresses of
+        fastad_bfwd, fastad_brev, fastad_bzero and fastad_btan in `lib`, kept referenced;
+        fastad.native_batch).  Set once, with the GIL held; a batch already running keeps
+        the sweep it started with."""
+        if fwd == 0 or rev == 0 or zero == 0 or tan == 0 or lanes < 1 or lanes > 1024:
+            raise ValueError("fastad internal error: compiled batched sweeps without code")
+        if (self.P.nslot + 1) * <int64_t>lanes > INT32_MAX:
+            raise ValueError("fastad internal error: too many slots for compiled blocks")
+        self.native_lib = lib
+        self.native_trig = trig
+        self.native_lanes = lanes
+        self.P.nrev = <brev_fn>rev
+        self.P.nzero = <bzero_fn>zero
+        self.P.ntan = <btan_fn>tan
+        self.P.nfwd = <bfwd_fn>fwd
+
+    def uses_native(self, bint vector=False):
+        """Whether a batch now runs the compiled sweeps: they are set, and libmvec's sin
+        and cos are not asked for a tape that has them."""
+        return self.P.nfwd != NULL and not (vector and self.native_trig)
 
     cdef int32_t block(self, int64_t n):
         """Lanes per batch-major block for a batch of n lanes: a power of two up to
@@ -395,8 +507,10 @@ cdef class Plan:
                 raise ValueError("fastad internal error: a lane out of range")
         if n == 0:
             return 0
-        B = self.block(n)
-        if B and B not in self.brecs:
+        vector = VECTOR_MATH        # one setting for the whole batch, every thread
+        native = self.uses_native(vector)
+        B = self.native_lanes if native else self.block(n)
+        if B and not native and B not in self.brecs:
             buf = np.empty(max(self.nbrec, 1) * sizeof(fa_rec), dtype=np.uint8)
             nrec = fa_batch_records(self.tape.c, B, <fa_rec *>cnp.PyArray_DATA(buf),
                                     self.nbrec, NULL)
@@ -408,14 +522,13 @@ cdef class Plan:
         workers = max(1, min(workers, nblocks))
         # contiguous runs of whole blocks per thread: the same blocks for any thread count
         bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
-        vector = VECTOR_MATH        # one setting for the whole batch, every thread
         if workers == 1:
-            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector)
+            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector, native)
         errors, fits = [], []
 
         def task(lo, hi):
             try:
-                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector))
+                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector, native))
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
@@ -430,9 +543,9 @@ cdef class Plan:
         return sum(fits)
 
     def chunk(self, cnp.ndarray X, lanes, cnp.ndarray out, cnp.ndarray fitted,
-              int64_t lo, int64_t hi, int32_t B, bint vector=False):
+              int64_t lo, int64_t hi, int32_t B, bint vector=False, bint native=False):
         """Lanes lo:hi of the run (of `lanes`, or of every lane when None); the number
-        fitted."""
+        fitted.  native: blocks of B = native_lanes lanes through the compiled sweeps."""
         cdef PlanC P = self.P
         cdef const double *x = <const double *>cnp.PyArray_DATA(X)
         cdef const int64_t *l = NULL
@@ -444,7 +557,15 @@ cdef class Plan:
             return 0
         if lanes is not None:
             l = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lanes) + lo
-        if B:       # this call's own copy of the plan points at the records for B lanes
+        if native:
+            if B != self.native_lanes or P.nfwd == NULL:
+                raise ValueError("fastad internal error: compiled blocks of the wrong size")
+            P.B = B
+        else:
+            P.nfwd = NULL
+            P.nrev = NULL
+            P.ntan = NULL
+        if B and not native:  # this call's own copy of the plan points at the records for B lanes
             buf, nrec = self.brecs[B]
             P.brec = <const fa_rec *>cnp.PyArray_DATA(buf)
             P.nbrec = nrec

@@ -18,6 +18,7 @@ import weakref
 
 import numpy as np
 
+from fastad import native_batch
 from fastad._batch import Plan, set_vector_math, vector_math_available
 from fastad._replay import Compiled, signature_of, spec_of
 from fastad._tracer import is_traced
@@ -272,6 +273,7 @@ class Batched:
             for tape in fresh:
                 tried.add(tape)
                 plan = self._plan(tape, layout, ncol)
+                native_batch.prepare(plan, tape, N if pending is None else pending.size)
                 nfit = plan.run(X, pending, out, fitted, self.workers)
                 if nfit == (N if pending is None else pending.size):
                     pending = pending[:0] if pending is not None else np.zeros(0, np.int64)
@@ -325,6 +327,9 @@ class Batched:
         patterns traced during batches, points that went through the Python loop."""
         info = dict(self.target.cache_info())
         info.update({f"batch_{k}": v for k, v in self.stats.items()})
+        # the tier of each tape's batched sweeps (docs/native.md, "Batched sweeps")
+        info["batch_native"] = [native_batch.plan_state(t, hit[1])
+                                for t, hit in list(self.plans.items())]
         return info
 
     def __reduce__(self):
