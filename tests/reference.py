@@ -64,6 +64,14 @@ EPS = 2.0 ** -52          # float64 machine epsilon (spacing of doubles at 1.0)
 TINY = 4 * 2.0 ** -1074   # a few subnormal ulps: rounding of results near underflow
 K_TOL = 64                # allowed multiple of the first-order error bound (see module doc)
 KINK_FACTOR = 1000        # a kink is "safe" if farther than KINK_FACTOR*eps*E from the value
+# Underflow (Higham, Accuracy and Stability of Numerical Algorithms, eq. 2.8: fl(x op y) =
+# (x op y)(1 + delta) + eta): a result below the normal range is rounded to the subnormal
+# grid, an absolute error up to one subnormal spacing 2^-1074 whatever its relative size
+# (a 1e-313 result keeps ~11 digits).  In eps units that is ETA; apply_op adds it where a
+# value, a partial or a tangent term falls below REALMIN, and the partials downstream carry
+# it like every other error (a subnormal exp() times 30 is off by up to 30 spacings).
+REALMIN = mpf(2) ** -1022
+ETA = mpf(2) ** -1022      # 2^-1074 / eps
 
 INF = mp.inf
 NAN = mp.nan
@@ -537,6 +545,14 @@ def _partial_sensitivities(op, vs, Es):
     return H
 
 
+def _underflow(x):
+    """ETA when x is nonzero, finite and below the normal range (its float64 rounding is
+    absolute there, see ETA), else 0."""
+    if isinstance(x, mpf) and mp.isfinite(x) and 0 < abs(x) < REALMIN:
+        return ETA
+    return mpf(0)
+
+
 def apply_op(name, *args):
     name = ALIASES.get(name, name)
     op = OPS[name]
@@ -554,6 +570,7 @@ def apply_op(name, *args):
     if op.kink is not None:
         _record_kink(op.kink(*vs), sum(Es), name, op.strict)
     E = _finite_abs(out) + sum((_finite_abs(p) * e for p, e in zip(ps, Es) if e != 0), mpf(0))
+    E += _underflow(out)
     width = max((len(x.d) for x in xs if x.d is not None), default=0)
     if width == 0:
         return Dual(out, None, E, None)
@@ -571,12 +588,13 @@ def apply_op(name, *args):
             dk += _az(ps[i], di)
             if di != 0:
                 fk += ss[i] * abs(di)
+                fk += _underflow(ps[i]) * abs(di) + _underflow(_az(ps[i], di))
                 if H is not None:
                     fk += abs(di) * sum((H[i][j] * Es[j] for j in range(len(xs)) if Es[j] != 0),
                                         mpf(0))
             if x.F is not None and x.F[k] != 0:
                 fk += _finite_abs(ps[i]) * x.F[k]
-        fk += _finite_abs(dk)
+        fk += _finite_abs(dk) + _underflow(dk)
         d.append(dk)
         F.append(fk)
     return Dual(out, d, E, F)
