@@ -251,26 +251,65 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     array([ 80., 140.])
     """
     bargs, fn, pos, n, _, _ = _prepare(fun, args, client, workers, task_seconds)
-    import dask
-    import dask.array as da
-    parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
-                         adjust_chunks={"i": 1}, concatenate=True, dtype=object,
-                         name=f"fastad-sum-{uuid.uuid4().hex}",
-                         meta=np.empty((0,), dtype=object))
     c = _client(client)
-    if c is None:
-        blocks = dask.compute(*parts.to_delayed().ravel())
+    if c is None:       # Dask's local scheduler, in this process
+        import dask
+        import dask.array as da
+        parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
+                             adjust_chunks={"i": 1}, concatenate=True, dtype=object,
+                             name=f"fastad-sum-{uuid.uuid4().hex}",
+                             meta=np.empty((0,), dtype=object))
+        blocks = [b[0] for b in dask.compute(*parts.to_delayed().ravel())]
     else:       # futures gathered in one message; no aggregate task on the cluster
-        graph, keys = _fused(parts)
+        graph, keys = _sum_graph(bargs, fn, pos, reduce)
         futures = c.get(graph, keys, sync=False)
         _release(_take_held(c.id))      # the last call's futures, after this graph
-        blocks = c.gather(futures)
+        blocks = [b[0] for b in c.gather(futures)]
         if futures:
             _hold(c, futures)
     total = None
     for block in blocks:
-        total = block[0] if total is None else _tree_add(total, block[0])
+        total = block if total is None else _tree_add(total, block)
     return total
+
+
+def _sum_graph(bargs, fn, pos, reduce):
+    """(graph, keys) of map_sum's chunk tasks, built here as a low-level graph: the mapped
+    arrays' own graphs after Dask's optimization (their blockwise layers fused, culled),
+    and one task per chunk calling _reduced, into which the task making each of its
+    chunks is inlined when nothing else uses that chunk (a chunk drawn by ``da.random``
+    or read from a file and replayed in one task, as Dask's fusion would do).  Building
+    the blockwise layer and optimizing it with the rest cost the client ~1.3 ms a call,
+    and the fused task Dask made ran the chunk's task through a subgraph
+    (docs/scale.md, "Where the fixed cost of a call goes")."""
+    import dask
+    from dask._task_spec import Task, TaskRef
+    arrays = dask.optimize(*[a for a, ind in zip(bargs[::2], bargs[1::2]) if ind is not None])
+    graph = {}
+    for a in arrays:
+        graph.update(a.__dask_graph__())
+    users = collections.Counter()       # how many tasks use each key
+    for node in graph.values():
+        users.update(getattr(node, "dependencies", ()))
+    name = f"fastad-sum-{uuid.uuid4().hex}"
+    keys = []
+    for i in range(arrays[0].numblocks[0]):
+        chunk = [(a.name, i) + (0,) * (a.ndim - 1) for a in arrays]
+        it, targs = iter(chunk), []
+        for a, ind in zip(bargs[::2], bargs[1::2]):
+            if ind is None:
+                targs.append(a)
+                continue
+            k = next(it)
+            node = graph.get(k)
+            if isinstance(node, Task) and not users[k] and chunk.count(k) == 1:
+                del graph[k]
+                targs.append(node)
+            else:
+                targs.append(TaskRef(k))
+        keys.append((name, i))
+        graph[keys[-1]] = Task(keys[-1], _reduced, fn, pos, reduce, *targs)
+    return graph, keys
 
 
 # The futures of the last map_sum on each client (its chunks' small partial results, kept
@@ -321,29 +360,6 @@ def release_held(client=None):
         cids = list(_held) if client is None else [client.id]
     for cid in cids:
         _release(_take_held(cid))
-
-
-def _fused(parts):
-    """(graph, keys) of `parts` after Dask's fusion, asking for the fused tasks themselves:
-    the chunks' own keys are aliases of them, and every alias is one more task (a round
-    trip through the scheduler) before the results could be gathered."""
-    import dask
-    from dask.core import flatten
-    try:
-        from dask._task_spec import Alias       # Dask >= 2024.12's graph nodes
-    except ImportError:
-        Alias = ()                              # noqa: N806 -- no aliases to skip
-    (opt,) = dask.optimize(parts)
-    graph = dict(opt.__dask_graph__())
-    keys = []
-    for key in flatten(opt.__dask_keys__()):
-        node = graph.get(key)
-        while isinstance(node, Alias):
-            del graph[key]
-            key = node.target
-            node = graph.get(key)
-        keys.append(key)
-    return graph, keys
 
 
 def _tree_add(a, b):

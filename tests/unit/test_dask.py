@@ -198,3 +198,29 @@ def test_quiet_cluster_names_dask_settings_that_exist():
             assert default is True and value is False
         else:
             assert parse_timedelta(value) > parse_timedelta(default)
+
+
+def test_map_sum_low_level_graph_one_task_per_chunk():
+    """map_sum's graph on a cluster (fastad.dask._sum_graph, built without blockwise): the
+    task drawing a chunk is inlined into the task reducing it, one task per chunk; a chunk
+    passed twice (or used by another task) stays a task of its own.  Run here by Dask's
+    synchronous scheduler, each chunk's sum is bit for bit fd.vmap's on that chunk."""
+    from dask.local import get_sync
+    f, grad_closed = make_problem()
+    g = fd.grad(f)
+    R = da.random.default_rng(7).normal(size=(3000, 2), chunks=(1000, 2))
+    red = lambda G: (G * G).sum(axis=0)                        # noqa: E731
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(g, (R,), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, red)
+    assert len(graph) == len(keys) == 3
+    Rn = R.compute()
+    for k, block in enumerate(get_sync(graph, keys)):
+        np.testing.assert_array_equal(block[0], red(fd.vmap(g)(Rn[1000 * k:1000 * (k + 1)])))
+        np.testing.assert_allclose(block[0], red(grad_closed(Rn[1000 * k:1000 * (k + 1)])),
+                                   rtol=1e-12)
+    h = fd.grad(lambda x, y: (x * y).sum())
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(h, (R, R), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, lambda G: G.sum(axis=0))
+    assert len(graph) == 6        # the three chunks kept as tasks, each used twice
+    total = sum(b[0] for b in get_sync(graph, keys))
+    np.testing.assert_allclose(total, Rn.sum(axis=0), rtol=1e-12)
