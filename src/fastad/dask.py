@@ -225,7 +225,8 @@ def _reduced(shipped, pos, reduce, *blocks):
     return out
 
 
-def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS):
+def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS,
+            actors=False):
     """The sum over the chunks of dask arrays of points of ``reduce(fun's batched results
     on the chunk)``, computed now: a numpy result (or the pytree `reduce` returns).
 
@@ -243,6 +244,16 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     next map_sum on the same client (which releases them once its own graph is sent: a
     release sent as a call returns would delay the next call's graph) or
     ``release_held(client)``.
+
+    ``actors=True`` runs the chunks' tasks in one fastad actor per worker instead (Dask
+    actors, made on the first such call and kept), called from here directly: no task
+    goes through the scheduler, which saves most of the fixed cost of a call, but the
+    scheduler neither knows these tasks (they share the worker's cores with its tasks,
+    no progress bar, no work stealing: chunks are dealt to the workers in turn) nor
+    retries them; a lost worker makes the call run again the default way (and the next
+    one make new actors).  Only chunks that need nothing already on the cluster (points
+    drawn or read by their own task) can go to an actor; otherwise the call takes the
+    default path (docs/scale.md, "Sums without the scheduler: actors").
 
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
@@ -262,15 +273,83 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
         blocks = [b[0] for b in dask.compute(*parts.to_delayed().ravel())]
     else:       # futures gathered in one message; no aggregate task on the cluster
         graph, keys = _sum_graph(bargs, fn, pos, reduce)
+        blocks = _by_actors(c, graph, keys) if actors else None
+        if blocks is not None:
+            return _added(blocks)
         futures = c.get(graph, keys, sync=False)
         _release(_take_held(c.id))      # the last call's futures, after this graph
         blocks = [b[0] for b in c.gather(futures)]
         if futures:
             _hold(c, futures)
+    return _added(blocks)
+
+
+def _added(blocks):
+    """The chunks' partial results added in chunk order."""
     total = None
     for block in blocks:
         total = block if total is None else _tree_add(total, block)
     return total
+
+
+class _Runner:
+    """A Dask actor in a worker: runs map_sum's chunk tasks (self-contained graph nodes)
+    sent to it, in the worker's actor thread.  An error of a task is returned, not
+    raised: the caller tells it from the loss of the worker."""
+
+    def run(self, nodes):
+        try:
+            return True, [node({})[0] for node in nodes]
+        except Exception as e:      # noqa: BLE001 -- raised again by the caller
+            return False, e
+
+
+# The actors of each client (futures keeping them alive, the actors), made on the first
+# map_sum(actors=True) on that client, one per worker present then; a few clients kept.
+_actors = collections.OrderedDict()
+_ACTORS_MAX = 4
+_actors_lock = threading.Lock()
+
+
+def _runners(c):
+    with _actors_lock:
+        for cid in [cid for cid, (fs, _) in _actors.items() if fs[0].client.status != "running"]:
+            del _actors[cid]
+        hit = _actors.get(c.id)
+        if hit is None:
+            tag = uuid.uuid4().hex
+            futures = [c.submit(_Runner, actor=True, workers=[w], allow_other_workers=False,
+                                pure=False, key=f"fastad-runner-{tag}-{i}")
+                       for i, w in enumerate(sorted(c.nthreads()))]
+            hit = _actors[c.id] = (futures, [f.result() for f in futures])
+            while len(_actors) > _ACTORS_MAX:
+                _actors.popitem(last=False)
+        return hit[1]
+
+
+def _by_actors(c, graph, keys):
+    """The chunk tasks' results run by the client's actors, chunk i on actor i mod the
+    actors; None when a chunk needs another task or data on the cluster, or when a
+    worker was lost (its actors are dropped; the caller runs the tasks the default way)."""
+    nodes = [graph[k] for k in keys]
+    if len(graph) != len(keys) or any(node.dependencies for node in nodes):
+        return None
+    try:
+        runners = _runners(c)
+        calls = [r.run(nodes[j::len(runners)]) for j, r in enumerate(runners)
+                 if nodes[j::len(runners)]]
+        outs = [call.result() for call in calls]
+    except Exception:       # noqa: BLE001 -- a worker lost, an actor gone
+        with _actors_lock:
+            _actors.pop(c.id, None)
+        return None
+    for ok, res in outs:
+        if not ok:
+            raise res
+    blocks = [None] * len(nodes)
+    for j, (_, res) in enumerate(outs):
+        blocks[j::len(runners)] = res
+    return blocks
 
 
 def _sum_graph(bargs, fn, pos, reduce):

@@ -113,6 +113,29 @@ def test_dask_map_two_worker_processes():
         for o in outs:
             np.testing.assert_allclose(o, ref, rtol=1e-13)
         assert list(fastad.dask._held) == [client.id]
+        # actors=True: the same chunk tasks run by one fastad actor per worker, called
+        # directly (docs/scale.md, "Sums without the scheduler: actors"): the same bits
+        red = lambda vg: (vg[0].sum(), (vg[1] ** 2).sum(axis=0), vg[1].shape[0])  # noqa: E731
+        Rd = da.random.default_rng(5).normal(size=(20000, 2), chunks=(5000, 2))
+        by_actors = [fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red, actors=True)
+                     for _ in range(2)]
+        futs = fastad.dask._actors[client.id][0]
+        assert len(futs) == 2
+        # points held on the cluster cannot go to an actor: the default path, same sums
+        gsum_a = fastad.dask.map_sum(g, Xd.persist(), task_seconds=None, actors=True,
+                                     reduce=lambda vg: vg[1].sum(axis=0))
+        # an error of the user's reduce is raised as it is
+        with pytest.raises(ZeroDivisionError):
+            fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=lambda vg: 1 / 0,
+                                actors=True)
+        # actors lost: that call runs the default way, the next one makes new actors
+        client.cancel(futs)
+        by_actors.append(fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red,
+                                             actors=True))
+        assert client.id not in fastad.dask._actors
+        by_actors.append(fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red,
+                                             actors=True))
+        assert fastad.dask._actors[client.id][0] != futs
     fastad.dask.release_held()      # the closed client's futures: dropped, nothing sent
     assert not fastad.dask._held
     v1, G1 = fd.vmap(g)(X)                                  # one process
@@ -137,6 +160,10 @@ def test_dask_map_two_worker_processes():
         part = fd.vmap(g)(X[4000 * k:4000 * (k + 1)])[1].sum(axis=0)
         want_g = part if want_g is None else want_g + part
     np.testing.assert_array_equal(gsum, want_g)
+    np.testing.assert_array_equal(gsum_a, want_g)
+    for a in by_actors:
+        assert a[0] == want[0] and a[2] == 20000
+        np.testing.assert_array_equal(a[1], want[1])
     np.testing.assert_array_equal(sums[1], want[1])
     np.testing.assert_allclose(sums[1], (grad_closed(R) ** 2).sum(axis=0), rtol=1e-12)
     # scattered once: each worker unpickled the compiled function once for its chunks of
