@@ -3,6 +3,7 @@
 table: each mode prints what it measured.
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py timeline [N]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py actors [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py messages
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py background
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py inworker
@@ -12,6 +13,7 @@ timeline    one call's milestones, milliseconds after the call began (medians of
             the scheduler's update_graph, the chunk tasks' start (Dask's task stream) and the
             start of their replay (after the points are drawn), their end, the scheduler's
             task-finished, the results gathered.  Wall times: they need idle cores.
+actors      the same for map_sum(actors=True) (no scheduler milestones: n/a).
 messages    how long map_sum's graph waits in the client's batched stream to the scheduler
             (at most one message per 10 ms) when calls run back to back: the last call's
             futures held until the next call's graph is sent (map_sum) against released as
@@ -75,7 +77,7 @@ def _stamp_replays():
     return out
 
 
-def timeline(n=10**6, calls=15):
+def timeline(n=10**6, calls=15, actors=False):
     from distributed import Client, get_task_stream
     from distributed.scheduler import Scheduler
     marks = {}
@@ -106,7 +108,7 @@ def timeline(n=10**6, calls=15):
         chunk = fdd.points_per_task(g, np.zeros(3), n=n, client=client)
         client.run(_stamp_replays)
         for _ in range(3):
-            fdd.map_sum(g, _points(n, chunk), reduce=_sq)
+            fdd.map_sum(g, _points(n, chunk), reduce=_sq, actors=actors)
         client.run(_stamp_replays)
         rows = []
         for _ in range(calls):
@@ -114,23 +116,26 @@ def timeline(n=10**6, calls=15):
             marks.clear()
             with get_task_stream() as ts:
                 t0 = time.time()
-                fdd.map_sum(g, _points(n, chunk), reduce=_sq)
+                fdd.map_sum(g, _points(n, chunk), reduce=_sq, actors=actors)
                 t1 = time.time()
             replays = sorted(e for v in client.run(_stamp_replays).values() for e in v)
             comp = sorted((s["start"], s["stop"]) for t in ts.data for s in t["startstops"]
-                          if s["action"] == "compute")
-            rows.append([t1 - t0, marks["get0"] - t0, marks["get1"] - t0, marks["graph0"] - t0,
-                         marks["graph1"] - t0, comp[0][0] - t0, comp[-1][0] - t0,
+                          if s["action"] == "compute") or [(math.nan, math.nan)]
+            m = {k: marks.get(k, math.nan) for k in ("get0", "get1", "graph0", "graph1",
+                                                      "finished1", "gather1")}
+            rows.append([t1 - t0, m["get0"] - t0, m["get1"] - t0, m["graph0"] - t0,
+                         m["graph1"] - t0, comp[0][0] - t0, comp[-1][0] - t0,
                          replays[0][0] - t0, replays[-1][0] - t0,
                          max(r[1] for r in replays) - t0, max(c[1] for c in comp) - t0,
-                         marks["finished1"] - t0, marks["gather1"] - t0])
+                         m["finished1"] - t0, m["gather1"] - t0])
     names = ["wall", "Client.get called", "Client.get returned", "update_graph began",
              "update_graph ended", "first task began", "last task began",
              "first replay began", "last replay began", "last replay ended",
              "last task ended", "last task-finished handled", "gathered"]
     med = np.median(np.array(rows), axis=0) * 1e3
     lo, hi = np.percentile(np.array(rows), [25, 75], axis=0) * 1e3
-    print(f"map_sum of {n} Ishigami gradients, 2 tasks; ms after the call began, median "
+    print(f"map_sum{'(actors=True)' if actors else ''} of {n} Ishigami gradients, 2 tasks; "
+          f"ms after the call began, median "
           f"(quartiles) of {calls} calls; load average {os.getloadavg()[0]:.1f}")
     for name, m, a, b in zip(names, med, lo, hi):
         print(f"  {name:28s} {m:7.1f}  ({a:.1f}-{b:.1f})")
@@ -248,6 +253,8 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "timeline"
     if mode == "timeline":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6)
+    elif mode == "actors":
+        timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6, actors=True)
     elif mode == "messages":
         messages()
     elif mode == "background":
@@ -255,4 +262,5 @@ if __name__ == "__main__":
     elif mode == "inworker":
         inworker()
     else:
-        sys.exit(f"unknown mode {mode!r}: timeline [N] | messages | background | inworker")
+        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | messages | background | "
+                 "inworker")
