@@ -4,6 +4,7 @@ table: each mode prints what it measured.
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py timeline [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py actors [N]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py ceiling
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py messages
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py background
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py inworker
@@ -14,6 +15,8 @@ timeline    one call's milestones, milliseconds after the call began (medians of
             start of their replay (after the points are drawn), their end, the scheduler's
             task-finished, the results gathered.  Wall times: they need idle cores.
 actors      the same for map_sum(actors=True) (no scheduler milestones: n/a).
+ceiling     two plain processes (multiprocessing, no Dask) doing half the sweep each against
+            one process doing all of it: what two cores give at most.
 messages    how long map_sum's graph waits in the client's batched stream to the scheduler
             (at most one message per 10 ms) when calls run back to back: the last call's
             futures held until the next call's graph is sent (map_sum) against released as
@@ -249,10 +252,71 @@ def inworker():
     print(f"  a LocalCluster worker (MALLOC_TRIM_THRESHOLD_={trim}): {there}")
 
 
+# ---------------------------------------------------------------------- ceiling
+def _half_worker(n, start, done):
+    """A plain process: draws, replays and reduces n points each time it is told to."""
+    v = fd.vmap(fd.grad(ishigami))
+
+    def run():
+        X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
+        return _sq(v(X))
+    run(), run()
+    while start.get() is not None:
+        t = time.perf_counter()
+        run()
+        done.put(time.perf_counter() - t)
+
+
+def ceiling(n=10**6, rounds=15):
+    """What two processes can gain on this machine without Dask: two plain processes
+    (multiprocessing, told to start through a queue) each drawing, replaying and reducing
+    n/2 points, against one process doing all n (fd.vmap), alternated."""
+    import multiprocessing as mp
+    v = fd.vmap(fd.grad(ishigami))
+
+    def one():
+        X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
+        return (v(X) ** 2).mean(axis=0)
+    one(), one()
+    starts, done = [mp.Queue() for _ in range(2)], mp.Queue()
+    procs = [mp.Process(target=_half_worker, args=(n // 2, q, done)) for q in starts]
+    for p in procs:
+        p.start()
+    try:
+        for q in starts:            # both warmed up before timing
+            q.put(1)
+        done.get(), done.get()
+        w1, w2, inner = [], [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            one()
+            w1.append(time.perf_counter() - t)
+            time.sleep(0.02)
+            t = time.perf_counter()
+            for q in starts:
+                q.put(1)
+            ts = [done.get(), done.get()]
+            w2.append(time.perf_counter() - t)
+            inner.append(max(ts))
+            time.sleep(0.02)
+    finally:
+        for q in starts:
+            q.put(None)
+        for p in procs:
+            p.join()
+    m = lambda xs: float(np.median(xs)) * 1e3        # noqa: E731
+    print(f"{n} Ishigami gradients drawn, replayed and squared-summed (wall ms, medians of "
+          f"{rounds} alternated): one process {m(w1):.1f}; two plain processes {m(w2):.1f} "
+          f"(the slower one's own {m(inner):.1f}): {m(w1) / m(w2):.2f}x; load average "
+          f"{os.getloadavg()[0]:.1f}")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "timeline"
     if mode == "timeline":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6)
+    elif mode == "ceiling":
+        ceiling()
     elif mode == "actors":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6, actors=True)
     elif mode == "messages":
@@ -262,5 +326,5 @@ if __name__ == "__main__":
     elif mode == "inworker":
         inworker()
     else:
-        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | messages | background | "
-                 "inworker")
+        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | messages | "
+                 "background | inworker")

@@ -337,7 +337,7 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
             "ratio_sum": med([a / b for a, b in zip(wall["one"], wall["sum"])]),
             "cpu_one": med(cpu["one"]), "cpu_workers": workers,
             "cpu_tasks": tasks, "cpu_sum_tasks": sum_tasks, "cpu_client": med(cpu["dask"]),
-            "cpu_client_sum": med(cpu["sum"]),
+            "cpu_client_sum": med(cpu["sum"]), "cpu_client_actors": med(cpu["actors"]),
             "loads": sorted(loads.values()), "tasks": ntasks,
             "load_average": os.getloadavg()[0]}
 
