@@ -62,9 +62,10 @@ def _sq(G):
 
 
 # ---------------------------------------------------------------------- timeline
-def _stamp_replays():
+def _stamp_replays(actors=False):
     """In a worker: log (start, end) wall clock of map_sum's replays (fastad.dask._reduced,
-    named by reference in the tasks); returns and clears the log."""
+    named by reference in the tasks), and the start of the actors' calls; returns and
+    clears the log (of the actors' calls with `actors`)."""
     if not hasattr(fdd, "_stamps"):
         fdd._stamps, untimed = [], fdd._reduced
 
@@ -75,6 +76,16 @@ def _stamp_replays():
             finally:
                 fdd._stamps.append((t, time.time()))
         fdd._reduced = stamped
+        fdd._actor_stamps, unstamped = [], fdd._Runner.run
+
+        def run(self, nodes):       # map_sum(actors=True): when the actor's call began
+            fdd._actor_stamps.append(time.time())
+            return unstamped(self, nodes)
+        fdd._Runner.run = run
+    if actors:
+        out = list(fdd._actor_stamps)
+        fdd._actor_stamps.clear()
+        return out
     out = list(fdd._stamps)
     fdd._stamps.clear()
     return out
@@ -121,6 +132,7 @@ def timeline(n=10**6, calls=15, actors=False):
                 t0 = time.time()
                 fdd.map_sum(g, _points(n, chunk), reduce=_sq, actors=actors)
                 t1 = time.time()
+            began = sorted(e for v in client.run(_stamp_replays, True).values() for e in v)
             replays = sorted(e for v in client.run(_stamp_replays).values() for e in v)
             comp = sorted((s["start"], s["stop"]) for t in ts.data for s in t["startstops"]
                           if s["action"] == "compute") or [(math.nan, math.nan)]
@@ -128,11 +140,14 @@ def timeline(n=10**6, calls=15, actors=False):
                                                       "finished1", "gather1")}
             rows.append([t1 - t0, m["get0"] - t0, m["get1"] - t0, m["graph0"] - t0,
                          m["graph1"] - t0, comp[0][0] - t0, comp[-1][0] - t0,
+                         (began[0] if began else math.nan) - t0,
+                         (began[-1] if began else math.nan) - t0,
                          replays[0][0] - t0, replays[-1][0] - t0,
                          max(r[1] for r in replays) - t0, max(c[1] for c in comp) - t0,
                          m["finished1"] - t0, m["gather1"] - t0])
     names = ["wall", "Client.get called", "Client.get returned", "update_graph began",
              "update_graph ended", "first task began", "last task began",
+             "first actor call began", "last actor call began",
              "first replay began", "last replay began", "last replay ended",
              "last task ended", "last task-finished handled", "gathered"]
     med = np.median(np.array(rows), axis=0) * 1e3
