@@ -346,8 +346,9 @@ def dask_back_to_back(n=20_000, rounds=30):
     """The fixed cost of map_sum called back to back (n Ishigami gradients in two chunks,
     drawn in the workers; the work is a few ms): its futures held until the next call (as
     map_sum does) against released as each call returns (fastad.dask.release_held after
-    it, as map_sum did before), alternated, three calls in a row each, the last two timed.
-    Returns the median and min wall seconds of each, and one process's (fd.vmap)."""
+    it, as map_sum did before) and map_sum(actors=True) (no scheduler), alternated, three
+    calls in a row each, the last two timed.  Returns the median and min wall seconds of
+    each, and one process's (fd.vmap)."""
     import dask.array as da
     from distributed import Client, LocalCluster
     g = fd.grad(ishigami)
@@ -369,7 +370,9 @@ def dask_back_to_back(n=20_000, rounds=30):
 
         def one():
             return red(v(np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))))
-        runs = {"held": held, "released": released, "one": one}
+        def actors():
+            return fastad.dask.map_sum(g, points(), reduce=red, actors=True)
+        runs = {"held": held, "released": released, "actors": actors, "one": one}
         for run in runs.values():
             run(), run()
         wall = {k: [] for k in runs}
