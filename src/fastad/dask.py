@@ -321,6 +321,8 @@ def _runners(c):
             futures = [c.submit(_Runner, actor=True, workers=[w], allow_other_workers=False,
                                 pure=False, key=f"fastad-runner-{tag}-{i}")
                        for i, w in enumerate(sorted(c.nthreads()))]
+            if not futures:
+                raise RuntimeError("no workers yet")    # the default path waits for them
             hit = _actors[c.id] = (futures, [f.result() for f in futures])
             while len(_actors) > _ACTORS_MAX:
                 _actors.popitem(last=False)

@@ -251,3 +251,17 @@ def test_map_sum_low_level_graph_one_task_per_chunk():
     assert len(graph) == 6        # the three chunks kept as tasks, each used twice
     total = sum(b[0] for b in get_sync(graph, keys))
     np.testing.assert_allclose(total, Rn.sum(axis=0), rtol=1e-12)
+
+
+def test_actors_wait_for_workers_on_the_default_path():
+    """map_sum(actors=True) on a cluster without workers yet makes no actors: the chunks
+    are left to the scheduler (which waits for workers), nothing is cached."""
+    g = fd.grad(lambda x: (x ** 2).sum())
+    R = da.random.default_rng(7).normal(size=(100, 2), chunks=(50, 2))
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(g, (R,), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, lambda G: G.sum(axis=0))
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert fastad.dask._by_actors(client, graph, keys) is None
+        assert client.id not in fastad.dask._actors
