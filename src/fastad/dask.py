@@ -253,7 +253,8 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     retries them; a lost worker makes the call run again the default way (and the next
     one make new actors).  Only chunks that need nothing already on the cluster (points
     drawn or read by their own task) can go to an actor; otherwise the call takes the
-    default path (docs/scale.md, "Sums without the scheduler: actors").
+    default path (docs/scale.md, "Sums without the scheduler: actors").  Needs Dask
+    2024.12 or later (its graphs of ``dask._task_spec`` nodes), as the rest of map_sum.
 
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
@@ -361,8 +362,8 @@ def _sum_graph(bargs, fn, pos, reduce):
     chunks is inlined when nothing else uses that chunk (a chunk drawn by ``da.random``
     or read from a file and replayed in one task, as Dask's fusion would do).  Building
     the blockwise layer and optimizing it with the rest cost the client ~1.3 ms a call,
-    and the fused task Dask made ran the chunk's task through a subgraph
-    (docs/scale.md, "Where the fixed cost of a call goes")."""
+    and the fused task Dask made ran the chunk's task through a subgraph (docs/scale.md,
+    "Cutting the rest: a low-level graph and actors")."""
     import dask
     from dask._task_spec import Task, TaskRef
     arrays = [a for a, ind in zip(bargs[::2], bargs[1::2]) if ind is not None]
