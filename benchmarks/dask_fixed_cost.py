@@ -5,6 +5,7 @@ table: each mode prints what it measured.
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py timeline [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py actors [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py ceiling
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py latency
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py messages
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py background
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py inworker
@@ -15,6 +16,8 @@ timeline    one call's milestones, milliseconds after the call began (medians of
             start of their replay (after the points are drawn), their end, the scheduler's
             task-finished, the results gathered.  Wall times: they need idle cores.
 actors      the same for map_sum(actors=True) (no scheduler milestones: n/a).
+latency     the round trip of an actor call that does nothing, and of a one-task submit and
+            its result, through the scheduler's proxy and directly to the worker.
 ceiling     two plain processes (multiprocessing, no Dask) doing half the sweep each against
             one process doing all of it: what two cores give at most.
 messages    how long map_sum's graph waits in the client's batched stream to the scheduler
@@ -326,10 +329,49 @@ def ceiling(n=10**6, rounds=15):
           f"{os.getloadavg()[0]:.1f}")
 
 
+# ---------------------------------------------------------------------- latency
+class _Noop:
+    """An actor whose call returns its argument: the round trip of an actor call."""
+
+    def run(self, x):
+        return x
+
+
+def _ident(x):
+    return x
+
+
+def latency(calls=200):
+    """Round trips of nothing on a 2-worker LocalCluster: a call of an actor's method (as
+    map_sum(actors=True) makes) and a one-task submit + result (the scheduler's path),
+    alternated, with the client's actor calls through the scheduler's proxy (Dask's
+    default) and sent to the worker directly (Client(direct_to_workers=True))."""
+    import dask
+    from distributed import Client
+    for direct in (False, True):
+        with dask.config.set({"distributed.client.direct-to-workers": direct}), \
+                _cluster() as cluster, Client(cluster) as client:
+            w = sorted(client.nthreads())[0]
+            actor = client.submit(_Noop, actor=True, workers=[w]).result()
+            ta, ts = [], []
+            for i in range(calls):
+                t = time.perf_counter()
+                actor.run(i).result()
+                ta.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                client.submit(_ident, i, workers=[w], pure=False).result()
+                ts.append(time.perf_counter() - t)
+        f = lambda x: f"min {min(x) * 1e3:.2f}, median {np.median(x) * 1e3:.2f} ms"  # noqa: E731
+        print(f"direct_to_workers={direct}: an actor call {f(ta)}; a task submitted and its "
+              f"result {f(ts)}; load average {os.getloadavg()[0]:.1f}")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "timeline"
     if mode == "timeline":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6)
+    elif mode == "latency":
+        latency()
     elif mode == "ceiling":
         ceiling()
     elif mode == "actors":
@@ -341,5 +383,5 @@ if __name__ == "__main__":
     elif mode == "inworker":
         inworker()
     else:
-        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | messages | "
-                 "background | inworker")
+        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | latency | "
+                 "messages | background | inworker")
