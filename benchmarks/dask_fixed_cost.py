@@ -6,6 +6,7 @@ table: each mode prints what it measured.
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py actors [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py ceiling
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py latency
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py against [COMMIT] [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py messages
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py background
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py inworker
@@ -16,6 +17,8 @@ timeline    one call's milestones, milliseconds after the call began (medians of
             start of their replay (after the points are drawn), their end, the scheduler's
             task-finished, the results gathered.  Wall times: they need idle cores.
 actors      the same for map_sum(actors=True) (no scheduler milestones: n/a).
+against     map_sum of this tree against fastad/dask.py of a commit (default 730c31b: before
+            the low-level graph), alternated: `against [COMMIT] [N]`.
 latency     the round trip of an actor call that does nothing, and of a one-task submit and
             its result, through the scheduler's proxy and directly to the worker.
 ceiling     two plain processes (multiprocessing, no Dask) doing half the sweep each against
@@ -366,10 +369,52 @@ def latency(calls=200):
               f"result {f(ts)}; load average {os.getloadavg()[0]:.1f}")
 
 
+# ---------------------------------------------------------------------- against
+def against(commit, n=10**6, rounds=30):
+    """map_sum of this tree against fastad/dask.py of `commit` (git show, loaded beside it
+    as a module of its own, in the client and the workers), alternated, three calls in a
+    row each, the last two timed: wall medians and mins, and the client process's CPU
+    (which holds the LocalCluster's scheduler) per call."""
+    import importlib
+    import subprocess
+    import tempfile
+    from distributed import Client
+    src = subprocess.run(["git", "show", f"{commit}:src/fastad/dask.py"], check=True,
+                         capture_output=True, text=True, cwd=os.path.dirname(HERE)).stdout
+    tmp = tempfile.mkdtemp(prefix="fastad-dask-")
+    with open(os.path.join(tmp, "fastad_dask_then.py"), "w") as f:
+        f.write(src)
+    sys.path.insert(0, tmp)
+    then = importlib.import_module("fastad_dask_then")
+    g = fd.grad(ishigami)
+    with _cluster() as cluster, Client(cluster) as client:
+        client.run(sys.path.insert, 0, tmp)
+        runs = {commit: then.map_sum, "this tree": fdd.map_sum}
+        wall, cpu = {k: [] for k in runs}, {k: [] for k in runs}
+        for ms in runs.values():
+            ms(g, _points(n, n // 2), reduce=_sq)
+        for _ in range(rounds):
+            for k, ms in runs.items():
+                for i in range(3):
+                    c, t = time.process_time(), time.perf_counter()
+                    ms(g, _points(n, n // 2), reduce=_sq)
+                    if i:
+                        wall[k].append(time.perf_counter() - t)
+                        cpu[k].append(time.process_time() - c)
+    print(f"map_sum of {n} Ishigami gradients in two tasks, {rounds} alternated rounds of two "
+          f"timed calls; load average {os.getloadavg()[0]:.1f}")
+    for k in runs:
+        print(f"  {k:12s} wall median {np.median(wall[k]) * 1e3:.1f} ms (min "
+              f"{min(wall[k]) * 1e3:.1f}), client process CPU {np.median(cpu[k]) * 1e3:.2f} ms")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "timeline"
     if mode == "timeline":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6)
+    elif mode == "against":
+        against(sys.argv[2] if len(sys.argv) > 2 else "730c31b",
+                int(float(sys.argv[3])) if len(sys.argv) > 3 else 10**6)
     elif mode == "latency":
         latency()
     elif mode == "ceiling":
@@ -383,5 +428,5 @@ if __name__ == "__main__":
     elif mode == "inworker":
         inworker()
     else:
-        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | latency | "
+        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | latency | against "
                  "messages | background | inworker")
