@@ -3,6 +3,10 @@
 table: each mode prints what it measured.
 
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py timeline [N]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py actors [N]
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py ceiling
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py latency
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py against [COMMIT] [N]
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py messages
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py background
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dask_fixed_cost.py inworker
@@ -12,6 +16,13 @@ timeline    one call's milestones, milliseconds after the call began (medians of
             the scheduler's update_graph, the chunk tasks' start (Dask's task stream) and the
             start of their replay (after the points are drawn), their end, the scheduler's
             task-finished, the results gathered.  Wall times: they need idle cores.
+actors      the same for map_sum(actors=True) (no scheduler milestones: n/a).
+against     map_sum of this tree against fastad/dask.py of a commit (default 730c31b: before
+            the low-level graph), alternated: `against [COMMIT] [N]`.
+latency     the round trip of an actor call that does nothing, and of a one-task submit and
+            its result, through the scheduler's proxy and directly to the worker.
+ceiling     two plain processes (multiprocessing, no Dask) doing half the sweep each against
+            one process doing all of it: what two cores give at most.
 messages    how long map_sum's graph waits in the client's batched stream to the scheduler
             (at most one message per 10 ms) when calls run back to back: the last call's
             futures held until the next call's graph is sent (map_sum) against released as
@@ -57,9 +68,10 @@ def _sq(G):
 
 
 # ---------------------------------------------------------------------- timeline
-def _stamp_replays():
+def _stamp_replays(actors=False):
     """In a worker: log (start, end) wall clock of map_sum's replays (fastad.dask._reduced,
-    named by reference in the tasks); returns and clears the log."""
+    named by reference in the tasks), and the start of the actors' calls; returns and
+    clears the log (of the actors' calls with `actors`)."""
     if not hasattr(fdd, "_stamps"):
         fdd._stamps, untimed = [], fdd._reduced
 
@@ -70,12 +82,22 @@ def _stamp_replays():
             finally:
                 fdd._stamps.append((t, time.time()))
         fdd._reduced = stamped
+        fdd._actor_stamps, unstamped = [], fdd._Runner.run
+
+        def run(self, nodes):       # map_sum(actors=True): when the actor's call began
+            fdd._actor_stamps.append(time.time())
+            return unstamped(self, nodes)
+        fdd._Runner.run = run
+    if actors:
+        out = list(fdd._actor_stamps)
+        fdd._actor_stamps.clear()
+        return out
     out = list(fdd._stamps)
     fdd._stamps.clear()
     return out
 
 
-def timeline(n=10**6, calls=15):
+def timeline(n=10**6, calls=15, actors=False):
     from distributed import Client, get_task_stream
     from distributed.scheduler import Scheduler
     marks = {}
@@ -106,7 +128,7 @@ def timeline(n=10**6, calls=15):
         chunk = fdd.points_per_task(g, np.zeros(3), n=n, client=client)
         client.run(_stamp_replays)
         for _ in range(3):
-            fdd.map_sum(g, _points(n, chunk), reduce=_sq)
+            fdd.map_sum(g, _points(n, chunk), reduce=_sq, actors=actors)
         client.run(_stamp_replays)
         rows = []
         for _ in range(calls):
@@ -114,23 +136,30 @@ def timeline(n=10**6, calls=15):
             marks.clear()
             with get_task_stream() as ts:
                 t0 = time.time()
-                fdd.map_sum(g, _points(n, chunk), reduce=_sq)
+                fdd.map_sum(g, _points(n, chunk), reduce=_sq, actors=actors)
                 t1 = time.time()
+            began = sorted(e for v in client.run(_stamp_replays, True).values() for e in v)
             replays = sorted(e for v in client.run(_stamp_replays).values() for e in v)
             comp = sorted((s["start"], s["stop"]) for t in ts.data for s in t["startstops"]
-                          if s["action"] == "compute")
-            rows.append([t1 - t0, marks["get0"] - t0, marks["get1"] - t0, marks["graph0"] - t0,
-                         marks["graph1"] - t0, comp[0][0] - t0, comp[-1][0] - t0,
+                          if s["action"] == "compute") or [(math.nan, math.nan)]
+            m = {k: marks.get(k, math.nan) for k in ("get0", "get1", "graph0", "graph1",
+                                                      "finished1", "gather1")}
+            rows.append([t1 - t0, m["get0"] - t0, m["get1"] - t0, m["graph0"] - t0,
+                         m["graph1"] - t0, comp[0][0] - t0, comp[-1][0] - t0,
+                         (began[0] if began else math.nan) - t0,
+                         (began[-1] if began else math.nan) - t0,
                          replays[0][0] - t0, replays[-1][0] - t0,
                          max(r[1] for r in replays) - t0, max(c[1] for c in comp) - t0,
-                         marks["finished1"] - t0, marks["gather1"] - t0])
+                         m["finished1"] - t0, m["gather1"] - t0])
     names = ["wall", "Client.get called", "Client.get returned", "update_graph began",
              "update_graph ended", "first task began", "last task began",
+             "first actor call began", "last actor call began",
              "first replay began", "last replay began", "last replay ended",
              "last task ended", "last task-finished handled", "gathered"]
     med = np.median(np.array(rows), axis=0) * 1e3
     lo, hi = np.percentile(np.array(rows), [25, 75], axis=0) * 1e3
-    print(f"map_sum of {n} Ishigami gradients, 2 tasks; ms after the call began, median "
+    print(f"map_sum{'(actors=True)' if actors else ''} of {n} Ishigami gradients, 2 tasks; "
+          f"ms after the call began, median "
           f"(quartiles) of {calls} calls; load average {os.getloadavg()[0]:.1f}")
     for name, m, a, b in zip(names, med, lo, hi):
         print(f"  {name:28s} {m:7.1f}  ({a:.1f}-{b:.1f})")
@@ -244,10 +273,154 @@ def inworker():
     print(f"  a LocalCluster worker (MALLOC_TRIM_THRESHOLD_={trim}): {there}")
 
 
+# ---------------------------------------------------------------------- ceiling
+def _half_worker(n, start, done):
+    """A plain process: draws, replays and reduces n points each time it is told to."""
+    v = fd.vmap(fd.grad(ishigami))
+
+    def run():
+        X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
+        return _sq(v(X))
+    run(), run()
+    while start.get() is not None:
+        t = time.perf_counter()
+        run()
+        done.put(time.perf_counter() - t)
+
+
+def ceiling(n=10**6, rounds=15):
+    """What two processes can gain on this machine without Dask: two plain processes
+    (multiprocessing, told to start through a queue) each drawing, replaying and reducing
+    n/2 points, against one process doing all n (fd.vmap), alternated."""
+    import multiprocessing as mp
+    v = fd.vmap(fd.grad(ishigami))
+
+    def one():
+        X = np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))
+        return (v(X) ** 2).mean(axis=0)
+    one(), one()
+    starts, done = [mp.Queue() for _ in range(2)], mp.Queue()
+    procs = [mp.Process(target=_half_worker, args=(n // 2, q, done)) for q in starts]
+    for p in procs:
+        p.start()
+    try:
+        for q in starts:            # both warmed up before timing
+            q.put(1)
+        done.get(), done.get()
+        w1, w2, inner = [], [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            one()
+            w1.append(time.perf_counter() - t)
+            time.sleep(0.02)
+            t = time.perf_counter()
+            for q in starts:
+                q.put(1)
+            ts = [done.get(), done.get()]
+            w2.append(time.perf_counter() - t)
+            inner.append(max(ts))
+            time.sleep(0.02)
+    finally:
+        for q in starts:
+            q.put(None)
+        for p in procs:
+            p.join()
+    m = lambda xs: float(np.median(xs)) * 1e3        # noqa: E731
+    print(f"{n} Ishigami gradients drawn, replayed and squared-summed (wall ms, medians of "
+          f"{rounds} alternated): one process {m(w1):.1f}; two plain processes {m(w2):.1f} "
+          f"(the slower one's own {m(inner):.1f}): {m(w1) / m(w2):.2f}x; load average "
+          f"{os.getloadavg()[0]:.1f}")
+
+
+# ---------------------------------------------------------------------- latency
+class _Noop:
+    """An actor whose call returns its argument: the round trip of an actor call."""
+
+    def run(self, x):
+        return x
+
+
+def _ident(x):
+    return x
+
+
+def latency(calls=200):
+    """Round trips of nothing on a 2-worker LocalCluster: a call of an actor's method (as
+    map_sum(actors=True) makes) and a one-task submit + result (the scheduler's path),
+    alternated, with the client's actor calls through the scheduler's proxy (Dask's
+    default) and sent to the worker directly (Client(direct_to_workers=True))."""
+    import dask
+    from distributed import Client
+    for direct in (False, True):
+        with dask.config.set({"distributed.client.direct-to-workers": direct}), \
+                _cluster() as cluster, Client(cluster) as client:
+            w = sorted(client.nthreads())[0]
+            actor = client.submit(_Noop, actor=True, workers=[w]).result()
+            ta, ts = [], []
+            for i in range(calls):
+                t = time.perf_counter()
+                actor.run(i).result()
+                ta.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                client.submit(_ident, i, workers=[w], pure=False).result()
+                ts.append(time.perf_counter() - t)
+        f = lambda x: f"min {min(x) * 1e3:.2f}, median {np.median(x) * 1e3:.2f} ms"  # noqa: E731
+        print(f"direct_to_workers={direct}: an actor call {f(ta)}; a task submitted and its "
+              f"result {f(ts)}; load average {os.getloadavg()[0]:.1f}")
+
+
+# ---------------------------------------------------------------------- against
+def against(commit, n=10**6, rounds=30):
+    """map_sum of this tree against fastad/dask.py of `commit` (git show, loaded beside it
+    as a module of its own, in the client and the workers), alternated, three calls in a
+    row each, the last two timed: wall medians and mins, and the client process's CPU
+    (which holds the LocalCluster's scheduler) per call."""
+    import importlib
+    import subprocess
+    import tempfile
+    from distributed import Client
+    src = subprocess.run(["git", "show", f"{commit}:src/fastad/dask.py"], check=True,
+                         capture_output=True, text=True, cwd=os.path.dirname(HERE)).stdout
+    tmp = tempfile.mkdtemp(prefix="fastad-dask-")
+    with open(os.path.join(tmp, "fastad_dask_then.py"), "w") as f:
+        f.write(src)
+    sys.path.insert(0, tmp)
+    then = importlib.import_module("fastad_dask_then")
+    g = fd.grad(ishigami)
+    with _cluster() as cluster, Client(cluster) as client:
+        client.run(sys.path.insert, 0, tmp)
+        runs = {commit: then.map_sum, "this tree": fdd.map_sum}
+        wall, cpu = {k: [] for k in runs}, {k: [] for k in runs}
+        for ms in runs.values():
+            ms(g, _points(n, n // 2), reduce=_sq)
+        for _ in range(rounds):
+            for k, ms in runs.items():
+                for i in range(3):
+                    c, t = time.process_time(), time.perf_counter()
+                    ms(g, _points(n, n // 2), reduce=_sq)
+                    if i:
+                        wall[k].append(time.perf_counter() - t)
+                        cpu[k].append(time.process_time() - c)
+    print(f"map_sum of {n} Ishigami gradients in two tasks, {rounds} alternated rounds of two "
+          f"timed calls; load average {os.getloadavg()[0]:.1f}")
+    for k in runs:
+        print(f"  {k:12s} wall median {np.median(wall[k]) * 1e3:.1f} ms (min "
+              f"{min(wall[k]) * 1e3:.1f}), client process CPU {np.median(cpu[k]) * 1e3:.2f} ms")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "timeline"
     if mode == "timeline":
         timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6)
+    elif mode == "against":
+        against(sys.argv[2] if len(sys.argv) > 2 else "730c31b",
+                int(float(sys.argv[3])) if len(sys.argv) > 3 else 10**6)
+    elif mode == "latency":
+        latency()
+    elif mode == "ceiling":
+        ceiling()
+    elif mode == "actors":
+        timeline(int(float(sys.argv[2])) if len(sys.argv) > 2 else 10**6, actors=True)
     elif mode == "messages":
         messages()
     elif mode == "background":
@@ -255,4 +428,5 @@ if __name__ == "__main__":
     elif mode == "inworker":
         inworker()
     else:
-        sys.exit(f"unknown mode {mode!r}: timeline [N] | messages | background | inworker")
+        sys.exit(f"unknown mode {mode!r}: timeline [N] | actors [N] | ceiling | latency | against "
+                 "messages | background | inworker")

@@ -307,15 +307,19 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
 
         def two_sum():      # the same sweep in one round trip (fastad.dask.map_sum)
             return fastad.dask.map_sum(g, points(), reduce=lambda G: (G * G).sum(axis=0)) / n
+
+        def two_actors():   # the same tasks run by fastad's actors, not the scheduler
+            return fastad.dask.map_sum(g, points(), reduce=lambda G: (G * G).sum(axis=0),
+                                       actors=True) / n
         client.run(_install_task_clock)
-        one(), two(), two_sum()
+        one(), two(), two_sum(), two_actors()
         ntasks = fd.dask_map(g, da.zeros((n, 3), chunks=(chunk, 3))).numblocks[0]
         k0, w0 = client.run(_install_task_clock), client.run(_cpu_of_process)
         # map_sum right after one process's round, and dask_map + mean after map_sum (whose
         # futures are released by its next call): a compute() started within 10 ms of
         # the release of another's futures waits for the rest of those 10 ms (the client's
         # batched messages; docs/scale.md, "Where the fixed cost of a call goes")
-        runs = (("one", one), ("sum", two_sum), ("dask", two))
+        runs = (("one", one), ("sum", two_sum), ("actors", two_actors), ("dask", two))
         wall, cpu = {k: [] for k, _ in runs}, {k: [] for k, _ in runs}
         for _ in range(rounds):
             for name, run in runs:
@@ -325,18 +329,20 @@ def dask_measure(fun=ishigami, n=N_DASK, chunk=None, rounds=7, config=None):
                 cpu[name].append(time.process_time() - c)
         k1, w1 = client.run(_install_task_clock), client.run(_cpu_of_process)
         loads = client.run(lambda: __import__("fastad.serialize").serialize.LOADED["compiled"])
-    workers = sorted((w1[k] - w0[k]) / (2 * rounds) for k in w1)
+    workers = sorted((w1[k] - w0[k]) / (3 * rounds) for k in w1)
     tasks = sorted((k1[k][0] - k0[k][0]) / rounds for k in k1)     # dask_map's tasks
-    sum_tasks = sorted((k1[k][1] - k0[k][1]) / rounds for k in k1)     # map_sum's
+    sum_tasks = sorted((k1[k][1] - k0[k][1]) / (2 * rounds) for k in k1)   # map_sum's
     med = lambda xs: float(np.median(xs))
     return {"one": med(wall["one"]), "dask": med(wall["dask"]), "sum": med(wall["sum"]),
             "one_min": min(wall["one"]), "dask_min": min(wall["dask"]),
-            "sum_min": min(wall["sum"]),
+            "sum_min": min(wall["sum"]), "actors": med(wall["actors"]),
+            "actors_min": min(wall["actors"]),
+            "ratio_actors": med([a / b for a, b in zip(wall["one"], wall["actors"])]),
             "ratio": med([a / b for a, b in zip(wall["one"], wall["dask"])]),
             "ratio_sum": med([a / b for a, b in zip(wall["one"], wall["sum"])]),
             "cpu_one": med(cpu["one"]), "cpu_workers": workers,
             "cpu_tasks": tasks, "cpu_sum_tasks": sum_tasks, "cpu_client": med(cpu["dask"]),
-            "cpu_client_sum": med(cpu["sum"]),
+            "cpu_client_sum": med(cpu["sum"]), "cpu_client_actors": med(cpu["actors"]),
             "loads": sorted(loads.values()), "tasks": ntasks,
             "load_average": os.getloadavg()[0]}
 
@@ -345,8 +351,9 @@ def dask_back_to_back(n=20_000, rounds=30):
     """The fixed cost of map_sum called back to back (n Ishigami gradients in two chunks,
     drawn in the workers; the work is a few ms): its futures held until the next call (as
     map_sum does) against released as each call returns (fastad.dask.release_held after
-    it, as map_sum did before), alternated, three calls in a row each, the last two timed.
-    Returns the median and min wall seconds of each, and one process's (fd.vmap)."""
+    it, as map_sum did before) and map_sum(actors=True) (no scheduler), alternated, three
+    calls in a row each, the last two timed.  Returns the median and min wall seconds of
+    each, and one process's (fd.vmap)."""
     import dask.array as da
     from distributed import Client, LocalCluster
     g = fd.grad(ishigami)
@@ -368,7 +375,9 @@ def dask_back_to_back(n=20_000, rounds=30):
 
         def one():
             return red(v(np.random.default_rng(4).uniform(-math.pi, math.pi, size=(n, 3))))
-        runs = {"held": held, "released": released, "one": one}
+        def actors():
+            return fastad.dask.map_sum(g, points(), reduce=red, actors=True)
+        runs = {"held": held, "released": released, "actors": actors, "one": one}
         for run in runs.values():
             run(), run()
         wall = {k: [] for k in runs}
@@ -558,7 +567,8 @@ def main():
             rows.append((f"Dask 2 workers vs 1 process, {n:.0e} {fun.__name__} gradients",
                          f"1: {d['one']:.3f} s, dask: {d['dask']:.3f} s (wall, medians)",
                          f"speed-up {d['ratio']:.2f}x wall (median of rounds; map_sum "
-                         f"{d['sum']:.3f} s, {d['ratio_sum']:.2f}x); CPU per call: one "
+                         f"{d['sum']:.3f} s, {d['ratio_sum']:.2f}x; with actors "
+                         f"{d['actors']:.3f} s, {d['ratio_actors']:.2f}x); CPU per call: one "
                          f"process {d['cpu_one']:.3f} s; chunk tasks "
                          f"{d['cpu_tasks'][0]:.3f}+{d['cpu_tasks'][1]:.3f} s "
                          f"({d['cpu_one'] / d['cpu_tasks'][1]:.2f}x; map_sum's "
@@ -617,7 +627,8 @@ if __name__ == "__main__":
                              int(float(sys.argv[4])) if len(sys.argv) > 4 else None,
                              config=config)
             print(f"{label}: one process {d['one']:.3f} s; dask_map + mean {d['dask']:.3f} s: "
-                  f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x "
+                  f"{d['ratio']:.2f}x; map_sum {d['sum']:.3f} s: {d['ratio_sum']:.2f}x; "
+                  f"map_sum(actors=True) {d['actors']:.3f} s: {d['ratio_actors']:.2f}x "
                   f"(medians of 7 rounds alternated); load average {d['load_average']:.1f}")
             print(d)
     else:

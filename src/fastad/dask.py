@@ -225,7 +225,8 @@ def _reduced(shipped, pos, reduce, *blocks):
     return out
 
 
-def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS):
+def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECONDS,
+            actors=False):
     """The sum over the chunks of dask arrays of points of ``reduce(fun's batched results
     on the chunk)``, computed now: a numpy result (or the pytree `reduce` returns).
 
@@ -244,6 +245,17 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     release sent as a call returns would delay the next call's graph) or
     ``release_held(client)``.
 
+    ``actors=True`` runs the chunks' tasks in one fastad actor per worker instead (Dask
+    actors, made on the first such call and kept), called from here directly: no task
+    goes through the scheduler, which saves most of the fixed cost of a call, but the
+    scheduler neither knows these tasks (they share the worker's cores with its tasks,
+    no progress bar, no work stealing: chunks are dealt to the workers in turn) nor
+    retries them; a lost worker makes the call run again the default way (and the next
+    one make new actors).  Only chunks that need nothing already on the cluster (points
+    drawn or read by their own task) can go to an actor; otherwise the call takes the
+    default path (docs/scale.md, "Sums without the scheduler: actors").  Needs Dask
+    2024.12 or later (its graphs of ``dask._task_spec`` nodes), as the rest of map_sum.
+
     >>> import dask.array as da, numpy as np, fastad as fd, fastad.dask
     >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=(2, 2))
     >>> fastad.dask.map_sum(fd.grad(lambda x: (x ** 2).sum()), X,
@@ -251,26 +263,143 @@ def map_sum(fun, *args, reduce, client=None, workers=1, task_seconds=TASK_SECOND
     array([ 80., 140.])
     """
     bargs, fn, pos, n, _, _ = _prepare(fun, args, client, workers, task_seconds)
-    import dask
-    import dask.array as da
-    parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
-                         adjust_chunks={"i": 1}, concatenate=True, dtype=object,
-                         name=f"fastad-sum-{uuid.uuid4().hex}",
-                         meta=np.empty((0,), dtype=object))
     c = _client(client)
-    if c is None:
-        blocks = dask.compute(*parts.to_delayed().ravel())
+    if c is None:       # Dask's local scheduler, in this process
+        import dask
+        import dask.array as da
+        parts = da.blockwise(_reduced, "i", fn, None, pos, None, reduce, None, *bargs,
+                             adjust_chunks={"i": 1}, concatenate=True, dtype=object,
+                             name=f"fastad-sum-{uuid.uuid4().hex}",
+                             meta=np.empty((0,), dtype=object))
+        blocks = [b[0] for b in dask.compute(*parts.to_delayed().ravel())]
     else:       # futures gathered in one message; no aggregate task on the cluster
-        graph, keys = _fused(parts)
+        graph, keys = _sum_graph(bargs, fn, pos, reduce)
+        blocks = _by_actors(c, graph, keys) if actors else None
+        if blocks is not None:
+            return _added(blocks)
         futures = c.get(graph, keys, sync=False)
         _release(_take_held(c.id))      # the last call's futures, after this graph
-        blocks = c.gather(futures)
+        blocks = [b[0] for b in c.gather(futures)]
         if futures:
             _hold(c, futures)
+    return _added(blocks)
+
+
+def _added(blocks):
+    """The chunks' partial results added in chunk order."""
     total = None
     for block in blocks:
-        total = block[0] if total is None else _tree_add(total, block[0])
+        total = block if total is None else _tree_add(total, block)
     return total
+
+
+class _Runner:
+    """A Dask actor in a worker: runs map_sum's chunk tasks (self-contained graph nodes)
+    sent to it, in the worker's actor thread.  An error of a task is returned, not
+    raised: the caller tells it from the loss of the worker."""
+
+    def run(self, nodes):
+        try:
+            return True, [node({})[0] for node in nodes]
+        except Exception as e:      # noqa: BLE001 -- raised again by the caller
+            return False, e
+
+
+# The actors of each client (futures keeping them alive, the actors), made on the first
+# map_sum(actors=True) on that client, one per worker present then; a few clients kept.
+_actors = collections.OrderedDict()
+_ACTORS_MAX = 4
+_actors_lock = threading.Lock()
+
+
+def _runners(c):
+    with _actors_lock:
+        for cid in [cid for cid, (fs, _) in _actors.items() if fs[0].client.status != "running"]:
+            del _actors[cid]
+        hit = _actors.get(c.id)
+        if hit is None:
+            tag = uuid.uuid4().hex
+            futures = [c.submit(_Runner, actor=True, workers=[w], allow_other_workers=False,
+                                pure=False, key=f"fastad-runner-{tag}-{i}")
+                       for i, w in enumerate(sorted(c.nthreads()))]
+            if not futures:
+                raise RuntimeError("no workers yet")    # the default path waits for them
+            hit = _actors[c.id] = (futures, [f.result() for f in futures])
+            while len(_actors) > _ACTORS_MAX:
+                _actors.popitem(last=False)
+        return hit[1]
+
+
+def _by_actors(c, graph, keys):
+    """The chunk tasks' results run by the client's actors, chunk i on actor i mod the
+    actors; None when a chunk needs another task or data on the cluster, or when a
+    worker was lost (its actors are dropped; the caller runs the tasks the default way)."""
+    nodes = [graph[k] for k in keys]
+    if len(graph) != len(keys) or any(node.dependencies for node in nodes):
+        return None
+    try:
+        runners = _runners(c)
+        calls = [r.run(nodes[j::len(runners)]) for j, r in enumerate(runners)
+                 if nodes[j::len(runners)]]
+        outs = [call.result() for call in calls]
+    except Exception:       # noqa: BLE001 -- a worker lost, an actor gone
+        with _actors_lock:
+            _actors.pop(c.id, None)
+        return None
+    for ok, res in outs:
+        if not ok:
+            raise res
+    blocks = [None] * len(nodes)
+    for j, (_, res) in enumerate(outs):
+        blocks[j::len(runners)] = res
+    return blocks
+
+
+def _sum_graph(bargs, fn, pos, reduce):
+    """(graph, keys) of map_sum's chunk tasks, built here as a low-level graph: the mapped
+    arrays' own graphs after Dask's optimization (their blockwise layers fused, culled),
+    and one task per chunk calling _reduced, into which the task making each of its
+    chunks is inlined when nothing else uses that chunk (a chunk drawn by ``da.random``
+    or read from a file and replayed in one task, as Dask's fusion would do).  Building
+    the blockwise layer and optimizing it with the rest cost the client ~1.3 ms a call,
+    and the fused task Dask made ran the chunk's task through a subgraph (docs/scale.md,
+    "Cutting the rest: a low-level graph and actors")."""
+    import dask
+    from dask._task_spec import Task, TaskRef
+    arrays = [a for a, ind in zip(bargs[::2], bargs[1::2]) if ind is not None]
+    graph = {}
+    for a in arrays:
+        graph.update(a.__dask_graph__())
+    # chunks made by tasks of their own (da.random, a read per chunk): nothing to optimize
+    # (Dask's optimization would cost the call 0.2 ms to find that out)
+    if len(graph) != sum(a.npartitions for a in arrays) or any(
+            not isinstance(node, Task) or node.dependencies for node in graph.values()):
+        arrays = dask.optimize(*arrays)
+        graph = {}
+        for a in arrays:
+            graph.update(a.__dask_graph__())
+    users = collections.Counter()       # how many tasks use each key
+    for node in graph.values():
+        users.update(getattr(node, "dependencies", ()))
+    name = f"fastad-sum-{uuid.uuid4().hex}"
+    keys = []
+    for i in range(arrays[0].numblocks[0]):
+        chunk = [(a.name, i) + (0,) * (a.ndim - 1) for a in arrays]
+        it, targs = iter(chunk), []
+        for a, ind in zip(bargs[::2], bargs[1::2]):
+            if ind is None:
+                targs.append(a)
+                continue
+            k = next(it)
+            node = graph.get(k)
+            if isinstance(node, Task) and not users[k] and chunk.count(k) == 1:
+                del graph[k]
+                targs.append(node)
+            else:
+                targs.append(TaskRef(k))
+        keys.append((name, i))
+        graph[keys[-1]] = Task(keys[-1], _reduced, fn, pos, reduce, *targs)
+    return graph, keys
 
 
 # The futures of the last map_sum on each client (its chunks' small partial results, kept
@@ -321,29 +450,6 @@ def release_held(client=None):
         cids = list(_held) if client is None else [client.id]
     for cid in cids:
         _release(_take_held(cid))
-
-
-def _fused(parts):
-    """(graph, keys) of `parts` after Dask's fusion, asking for the fused tasks themselves:
-    the chunks' own keys are aliases of them, and every alias is one more task (a round
-    trip through the scheduler) before the results could be gathered."""
-    import dask
-    from dask.core import flatten
-    try:
-        from dask._task_spec import Alias       # Dask >= 2024.12's graph nodes
-    except ImportError:
-        Alias = ()                              # noqa: N806 -- no aliases to skip
-    (opt,) = dask.optimize(parts)
-    graph = dict(opt.__dask_graph__())
-    keys = []
-    for key in flatten(opt.__dask_keys__()):
-        node = graph.get(key)
-        while isinstance(node, Alias):
-            del graph[key]
-            key = node.target
-            node = graph.get(key)
-        keys.append(key)
-    return graph, keys
 
 
 def _tree_add(a, b):

@@ -113,6 +113,29 @@ def test_dask_map_two_worker_processes():
         for o in outs:
             np.testing.assert_allclose(o, ref, rtol=1e-13)
         assert list(fastad.dask._held) == [client.id]
+        # actors=True: the same chunk tasks run by one fastad actor per worker, called
+        # directly (docs/scale.md, "Sums without the scheduler: actors"): the same bits
+        red = lambda vg: (vg[0].sum(), (vg[1] ** 2).sum(axis=0), vg[1].shape[0])  # noqa: E731
+        Rd = da.random.default_rng(5).normal(size=(20000, 2), chunks=(5000, 2))
+        by_actors = [fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red, actors=True)
+                     for _ in range(2)]
+        futs = fastad.dask._actors[client.id][0]
+        assert len(futs) == 2
+        # points held on the cluster cannot go to an actor: the default path, same sums
+        gsum_a = fastad.dask.map_sum(g, Xd.persist(), task_seconds=None, actors=True,
+                                     reduce=lambda vg: vg[1].sum(axis=0))
+        # an error of the user's reduce is raised as it is
+        with pytest.raises(ZeroDivisionError):
+            fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=lambda vg: 1 / 0,
+                                actors=True)
+        # actors lost: that call runs the default way, the next one makes new actors
+        client.cancel(futs)
+        by_actors.append(fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red,
+                                             actors=True))
+        assert client.id not in fastad.dask._actors
+        by_actors.append(fastad.dask.map_sum(g, Rd, task_seconds=None, reduce=red,
+                                             actors=True))
+        assert fastad.dask._actors[client.id][0] != futs
     fastad.dask.release_held()      # the closed client's futures: dropped, nothing sent
     assert not fastad.dask._held
     v1, G1 = fd.vmap(g)(X)                                  # one process
@@ -137,6 +160,10 @@ def test_dask_map_two_worker_processes():
         part = fd.vmap(g)(X[4000 * k:4000 * (k + 1)])[1].sum(axis=0)
         want_g = part if want_g is None else want_g + part
     np.testing.assert_array_equal(gsum, want_g)
+    np.testing.assert_array_equal(gsum_a, want_g)
+    for a in by_actors:
+        assert a[0] == want[0] and a[2] == 20000
+        np.testing.assert_array_equal(a[1], want[1])
     np.testing.assert_array_equal(sums[1], want[1])
     np.testing.assert_allclose(sums[1], (grad_closed(R) ** 2).sum(axis=0), rtol=1e-12)
     # scattered once: each worker unpickled the compiled function once for its chunks of
@@ -198,3 +225,43 @@ def test_quiet_cluster_names_dask_settings_that_exist():
             assert default is True and value is False
         else:
             assert parse_timedelta(value) > parse_timedelta(default)
+
+
+def test_map_sum_low_level_graph_one_task_per_chunk():
+    """map_sum's graph on a cluster (fastad.dask._sum_graph, built without blockwise): the
+    task drawing a chunk is inlined into the task reducing it, one task per chunk; a chunk
+    passed twice (or used by another task) stays a task of its own.  Run here by Dask's
+    synchronous scheduler, each chunk's sum is bit for bit fd.vmap's on that chunk."""
+    from dask.local import get_sync
+    f, grad_closed = make_problem()
+    g = fd.grad(f)
+    R = da.random.default_rng(7).normal(size=(3000, 2), chunks=(1000, 2))
+    red = lambda G: (G * G).sum(axis=0)                        # noqa: E731
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(g, (R,), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, red)
+    assert len(graph) == len(keys) == 3
+    Rn = R.compute()
+    for k, block in enumerate(get_sync(graph, keys)):
+        np.testing.assert_array_equal(block[0], red(fd.vmap(g)(Rn[1000 * k:1000 * (k + 1)])))
+        np.testing.assert_allclose(block[0], red(grad_closed(Rn[1000 * k:1000 * (k + 1)])),
+                                   rtol=1e-12)
+    h = fd.grad(lambda x, y: (x * y).sum())
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(h, (R, R), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, lambda G: G.sum(axis=0))
+    assert len(graph) == 6        # the three chunks kept as tasks, each used twice
+    total = sum(b[0] for b in get_sync(graph, keys))
+    np.testing.assert_allclose(total, Rn.sum(axis=0), rtol=1e-12)
+
+
+def test_actors_wait_for_workers_on_the_default_path():
+    """map_sum(actors=True) on a cluster without workers yet makes no actors: the chunks
+    are left to the scheduler (which waits for workers), nothing is cached."""
+    g = fd.grad(lambda x: (x ** 2).sum())
+    R = da.random.default_rng(7).normal(size=(100, 2), chunks=(50, 2))
+    bargs, fn, pos, _, _, _ = fastad.dask._prepare(g, (R,), None, 1, None)
+    graph, keys = fastad.dask._sum_graph(bargs, fn, pos, lambda G: G.sum(axis=0))
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert fastad.dask._by_actors(client, graph, keys) is None
+        assert client.id not in fastad.dask._actors

@@ -136,5 +136,6 @@ def test_dask_sweep_example():
     pytest.importorskip("distributed")
     out = run_example("dask_sweep.py", "--points", "20000", "--chunk", "5000")
     assert "unpickled per worker: [1, 1]" in out, out
+    assert "with actors the same bits: True" in out, out
     errs = [float(e) for e in re.findall(r"relative error (\S+)", out)]
     assert len(errs) == 3 and max(errs) < 0.1, out
