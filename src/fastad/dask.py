@@ -365,7 +365,10 @@ def _sum_graph(bargs, fn, pos, reduce):
     and the fused task Dask made ran the chunk's task through a subgraph (docs/scale.md,
     "Cutting the rest: a low-level graph and actors")."""
     import dask
-    from dask._task_spec import Task, TaskRef
+    try:                # the public name (newer Dask); the module it re-exports before
+        from dask.task_spec import Task, TaskRef
+    except ImportError:
+        from dask._task_spec import Task, TaskRef
     arrays = [a for a, ind in zip(bargs[::2], bargs[1::2]) if ind is not None]
     graph = {}
     for a in arrays:
