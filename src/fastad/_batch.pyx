@@ -91,6 +91,11 @@ def vector_math_available():
     return bool(fa_trig_vector_available())
 
 
+def vector_math():
+    """Whether batches now take sin and cos from libmvec (set_vector_math)."""
+    return bool(VECTOR_MATH)
+
+
 def set_vector_math(bint on):
     """Batched sin and cos from libmvec (on: 2-3x faster batches of trigonometric
     programs, each within 4 ulps of libm) or from libm (off, the default: every batched
@@ -258,7 +263,7 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
     with copies of its first lane, whose results are not read.  Returns the lanes fitted
     or an error code (< 0)."""
     cdef int32_t B = P.B
-    cdef int64_t start, m, k, i, s, l, nbad, k0, i0, nfit = 0
+    cdef int64_t start, m, k, i, r, s, l, nbad, k0, i0, nfit = 0
     cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
     cdef double *v = <double *>malloc((nb + <size_t>P.naux * <size_t>B) * sizeof(double))
     cdef double *g = <double *>malloc(nb * sizeof(double))
@@ -310,11 +315,14 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                 for k in range(m, B):
                     vi[k] = vi[0]
         if P.xcs == 1 and P.xrs != 1 and run == NULL and start + m < n:
-            xi = X + (base + start + m) * P.xrs      # the next block's rows, from memory
-            i = 0
-            while i < <int64_t>B * P.xrs and i < (n - start - m) * P.xrs:
-                __builtin_prefetch(xi + i, 0, 3)
-                i += 8
+            xi = X + (base + start + m) * P.xrs      # the next block's rows, from memory:
+            r = 0                                    # their nin inputs only (a row of X
+            while r < B and r < n - start - m:       # may be a view into a wider array)
+                i = 0
+                while i < P.nin:
+                    __builtin_prefetch(xi + r * P.xrs + i, 0, 3)
+                    i += 8
+                r += 1
         memset(bad, 0, <size_t>B)
         if P.nfwd != NULL:
             P.nfwd(v, bad, P.c.ix, fa_native_vec)

@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 
-from fastad import _codegen, _codegen_batch, _native, native
+from fastad import _batch, _codegen, _codegen_batch, _native, native
 
 # Estimated seconds a compiled block saves per point and element of work (an element
 # loop's element, a scalar record), against the interpreter's batch-major sweep: the
@@ -62,6 +62,9 @@ def _work(recs):
 GENERATE_NOW = 2000
 # a compile at -O3 costs this many times the single call's -O1 estimate
 COMPILE_FACTOR = 3.0
+# doubles per array of a compiled block (values, tangents, adjoints: three per thread):
+# a bigger tape stays with the interpreter, which sweeps it lane by lane in nslot doubles
+MAX_BLOCK_DOUBLES = 1 << 21
 
 
 def opt_flags():
@@ -107,6 +110,16 @@ class Kernel:
         self.hot = 1
         argv, ident = native.compiler()
         try:
+            if tape.fused_chains():
+                # the single call sums a fused chain's final SUM in 8 partial sums
+                # (docs/design.md, "Fusion"); the generator writes one running sum
+                raise _codegen.Unsupported("the tape has fused chains, whose sums the "
+                                           "single call adds in another order")
+            L = _codegen_batch.lanes_for(tape.n_slots)
+            if (tape.n_slots + 1) * L > MAX_BLOCK_DOUBLES:
+                raise _codegen.Unsupported(
+                    f"a block of {L} lanes of its {tape.n_slots} slots would take "
+                    f"{3 * 8 * (tape.n_slots + 1) * L / 2**20:.0f} MB per thread")
             rows = _native.raw_records(tape)
             recs = _codegen.parse(rows)
             _codegen_batch.check(recs)
@@ -209,6 +222,8 @@ class Kernel:
             native._trim(d, path)
         except (native.NativeError, OSError, _codegen.Unsupported) as e:
             self.state = f"interpreted ({str(e).splitlines()[0]})"
+        except Exception as e:      # noqa: BLE001 -- a background thread: say it in state
+            self.state = f"interpreted ({type(e).__name__}: {e})"
 
     def serve(self, plan):
         """Give `plan` the compiled sweeps if they are loaded (plans are not kept here: a
@@ -260,7 +275,9 @@ def kernel(tape):
         if os.environ.get("FASTAD_NATIVE", "").strip().lower() == "always":
             mode = "always"
         k = _kernels[tape] = Kernel(tape, mode)
-    if k._args is not None and not k.load_cached() and mode == "always":
+    if k._args is None or (k.hot is None and mode != "always"):
+        return k        # never compiled under "auto": nor taken from the cache
+    if not k.load_cached() and mode == "always":
         k.state = "compiling"
         k.build()
     return k
@@ -293,6 +310,8 @@ def plan_state(tape, plan):
     if k is not None and k.state == "native" and k.refuses(plan):
         return ("interpreted (a reverse sweep is seeded where the compiled code assigns "
                 "adjoints)")
+    if k is not None and k.state == "native" and not plan.uses_native(_batch.vector_math()):
+        return "interpreted (libmvec's sin and cos: set_vector_math(True))"
     return state(tape)
 
 

@@ -329,6 +329,15 @@ def test_auto_leaves_libm_heavy_scalar_tapes_to_the_interpreter():
         native.set_hot_scale(1.0)
     vals, (g1, g2) = assert_lanes_equal_single_calls(notes_f, (x1, x2), fd.value_and_grad,
                                                      argnums=(0, 1))
+    # "always" left its object in the cache: "auto" still does not take it (the tier, and
+    # so the speed, never depends on what another run compiled)
+    native.set_hot_scale(1e-9)
+    try:
+        vm = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))
+        vm(x1, x2)
+        assert states(vm)[0].startswith("interpreted (per lane, libm's")
+    finally:
+        native.set_hot_scale(1.0)
     e = np.exp(x1 * x2)
     np.testing.assert_allclose(g1, x2 + x2 * e, rtol=1e-14)
     np.testing.assert_allclose(g2, x1 + x1 * e - np.cos(x2), rtol=1e-14, atol=1e-15)
@@ -410,6 +419,7 @@ def test_vector_math_keeps_the_interpreters_sweep_for_sin_and_cos():
     prev = fd.batching.set_vector_math(True)
     try:
         vector = vn(X)
+        assert states(vn)[0].startswith("interpreted (libmvec's sin and cos")
         assert bits(vector) == bits(vi(X))
         assert bits(vector) != bits(libm)   # libmvec's values, not libm's, were asked
     finally:
@@ -417,3 +427,55 @@ def test_vector_math_keeps_the_interpreters_sweep_for_sin_and_cos():
     assert bits(vn(X)) == bits(libm)
     np.testing.assert_allclose(libm, np.cos(X) * np.cos(2 * X) - 2 * np.sin(X) * np.sin(2 * X),
                                rtol=1e-13, atol=1e-14)
+
+
+def rosen_vec(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_fused_chains_stay_interpreted_and_equal_the_single_call(monkeypatch):
+    """A fused chain's final sum is added in 8 partial sums by both single-call tiers
+    (docs/design.md, "Fusion"); the batched generator writes one running sum, so such a
+    tape is refused, and its lanes equal the single call bit for bit."""
+    monkeypatch.setenv("FASTAD_FUSE_MIN_N", "1")
+    X = np.random.default_rng(21).normal(size=(16, 300))
+    for transform in (fd.value_and_grad, fd.grad):
+        gn = transform(rosen_vec, native="always")
+        vm = fd.vmap(gn)
+        got = vm(X)
+        assert states(vm)[0].startswith("interpreted (the tape has fused chains"), states(vm)
+        for ref in (singles(gn, X), singles(transform(rosen_vec, native="never"), X)):
+            for a, b in zip(leaves(got), ref if isinstance(ref, tuple) else (ref,)):
+                assert bits(a) == bits(b)
+    np.testing.assert_allclose(got, [rosen_grad(x) for x in X], rtol=1e-13, atol=1e-12)
+
+
+def test_tapes_too_big_for_compiled_blocks_stay_interpreted(monkeypatch):
+    """8 lanes of 4.7e5 slots would take 90 MB of blocks per thread: the interpreter
+    sweeps such a tape lane by lane instead."""
+    monkeypatch.setenv("FASTAD_FUSE_MIN_N", str(10**9))
+    def f(x):
+        return np.sum(x * x * 0.5)
+    X = np.random.default_rng(22).normal(size=(3, 1 << 18))
+    vm = fd.vmap(fd.grad(f, native="always"))
+    got = vm(X)
+    assert states(vm)[0].startswith("interpreted (a block of 8 lanes"), states(vm)
+    assert bits(got) == bits(X)                 # d/dx sum(x*x*0.5) = x, exactly
+
+
+def test_a_failing_background_build_is_reported_not_raised(monkeypatch, tmp_path):
+    """Anything a build raises (here the compiler call) ends in the state, the batch stays
+    interpreted and right."""
+    monkeypatch.setenv("FASTAD_CACHE_DIR", str(tmp_path))
+    real = native.compile_c
+
+    def boom(*a, prefix="fastad-", **k):       # the batched build's compile only
+        if prefix == "fastad-batch-":
+            raise RuntimeError("compiler exploded")
+        return real(*a, prefix=prefix, **k)
+    monkeypatch.setattr(native, "compile_c", boom)
+    X = np.random.default_rng(23).normal(size=(20, 30))
+    vm = fd.vmap(fd.grad(rosen_loop, native="always"))
+    got = vm(X)
+    assert states(vm) == ["interpreted (RuntimeError: compiler exploded)"]
+    np.testing.assert_allclose(got, [rosen_grad(x) for x in X], rtol=1e-13, atol=1e-12)
