@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastad as fd
-from reference import EPS, K_TOL, MP, ETA, close, numpy_namespace, ref_value_and_grad
+from reference import MP, close, numpy_namespace, ref_value_and_grad
 
 pytest.importorskip("scipy")
 
@@ -50,4 +50,3 @@ def test_normal_range_bounds_unchanged():
     r = ref_value_and_grad(lambda x: x * x, (1.5,), 0)
     assert r.grad == 3 and r.value_bound == 2.25
     assert r.grad_bound == 3 + 2 * 1.5
-    assert float(K_TOL * EPS * ETA) < 1e-320
