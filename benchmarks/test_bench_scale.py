@@ -200,6 +200,9 @@ class _ThreadClock:
             self.cpu.append(time.thread_time() - t)
         return self.real.Thread(target=timed, args=args)
 
+    def __getattr__(self, name):        # Lock & co.: the real module's
+        return getattr(self.real, name)
+
 
 def threads_measure(rounds=20):
     """vmap(grad) of the Rosenbrock loop over N_THREADS points, workers=2 vs 1, rounds

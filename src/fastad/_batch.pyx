@@ -110,6 +110,8 @@ def set_vector_math(bint on):
 cdef enum:
     # lanes per thread task when sweeping lane by lane
     LANE_BLOCK = 64
+    # pieces of a batch per thread (workers > 1), dealt to the threads as they come free
+    PIECES = 8
     # error codes of the nogil loops
     E_CALLBACK = -2
     E_NOMEM = -3
@@ -528,20 +530,31 @@ cdef class Plan:
         step = B if B else LANE_BLOCK
         nblocks = (n + step - 1) // step
         workers = max(1, min(workers, nblocks))
-        # contiguous runs of whole blocks per thread: the same blocks for any thread count
-        bounds = [min(n, (nblocks * w // workers) * step) for w in range(workers + 1)]
         if workers == 1:
             return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector, native)
-        errors, fits = [], []
+        # runs of whole blocks (the same blocks for any thread count, so the same bits),
+        # PIECES per thread, taken in turn by whichever thread is free: on a shared
+        # machine one core is often slower than the other, and a fixed half each would
+        # wait for the slower one (docs/scale.md, "Measured")
+        pieces = min(nblocks, workers * PIECES)
+        bounds = [min(n, (nblocks * p // pieces) * step) for p in range(pieces + 1)]
+        errors, fits, nxt = [], [], [0]
+        take = threading.Lock()
 
-        def task(lo, hi):
+        def task():
             try:
-                fits.append(self.chunk(Xa, La, Oa, Fa, lo, hi, B, vector, native))
+                while not errors:
+                    with take:
+                        p = nxt[0]
+                        nxt[0] += 1
+                    if p >= pieces:
+                        return
+                    fits.append(self.chunk(Xa, La, Oa, Fa, bounds[p], bounds[p + 1], B,
+                                           vector, native))
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
-        threads = [threading.Thread(target=task, args=(bounds[w], bounds[w + 1]))
-                   for w in range(workers)]
+        threads = [threading.Thread(target=task) for w in range(workers)]
         for th in threads:
             th.start()
         for th in threads:
