@@ -113,6 +113,14 @@ def _body(p):
     return out
 
 
+def _gather(p, a):
+    """A GATHER over the array `a` (v: values, t: tangents): each lane copies its own lane
+    of the gathered slot."""
+    return (f"for (int64_t k = 0; k < {p.n}; k++) {{ const double *s = {a} + "
+            f"(int64_t)ix[{p.a} + k] * FA_L; "
+            + _lanes(f"{a}[({p.r} + k) * FA_L + l] = s[l];") + " }")
+
+
 def fwd_stmt(p, variable):
     N = p.name
     if N == "LOOP":         # a recurrence (csrc/loop.h): its body per iteration, per lane
@@ -125,9 +133,7 @@ def fwd_stmt(p, variable):
     if not p.flags & RANGED:
         return _lanes(f"{_arg(p, 'r', None)} = {_value(p, None)};")
     if N == "GATHER":
-        return (f"for (int64_t k = 0; k < {p.n}; k++) {{ const double *s = v + "
-                f"(int64_t)ix[{p.a} + k] * FA_L; "
-                + _lanes(f"v[({p.r} + k) * FA_L + l] = s[l];") + " }")
+        return _gather(p, "v")
     if N in ("SUM", "CUMSUM"):
         n, m = p.n, p.sa
         keep = "v[(%d + j * %d + k) * FA_L + l] = acc[l];" % (p.r, n) if N == "CUMSUM" else ""
@@ -159,9 +165,7 @@ def tan_stmt(p):
     if p.kind == "guard":
         return None
     if N == "GATHER":
-        return (f"for (int64_t k = 0; k < {p.n}; k++) {{ const double *s = t + "
-                f"(int64_t)ix[{p.a} + k] * FA_L; "
-                + _lanes(f"t[({p.r} + k) * FA_L + l] = s[l];") + " }")
+        return _gather(p, "t")
     if N in ("SUM", "CUMSUM"):
         n, m = p.n, p.sa
         term = f"t[({p.a} + j * {n} + k) * FA_L + l]"

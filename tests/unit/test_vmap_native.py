@@ -10,6 +10,7 @@ Independent references: the Rosenbrock gradient's closed form and central differ
 temporary cache directory shared by the module.
 """
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -21,22 +22,17 @@ from reference import EPS, rosen_grad, rosen_loop
 pytestmark = pytest.mark.skipif(native.compiler()[0] is None, reason="no C compiler")
 
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from native_env import cache_dir  # noqa: E402,F401 (autouse: a private cache, -Werror on the C)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """A private cache for this module, FASTAD_NATIVE at its default, and -Werror on the
-    generated C (a warning there is a bug)."""
-    d = str(tmp_path_factory.mktemp("fastad-cache"))
-    old = {k: os.environ.get(k) for k in ("FASTAD_CACHE_DIR", "FASTAD_NATIVE",
-                                          "FASTAD_NATIVE_CFLAGS")}
-    os.environ["FASTAD_CACHE_DIR"] = d
-    os.environ.pop("FASTAD_NATIVE", None)
-    os.environ["FASTAD_NATIVE_CFLAGS"] = (old["FASTAD_NATIVE_CFLAGS"] or "") + " -Werror"
-    yield d
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def native_default():
+    """FASTAD_NATIVE at its default: the tier's own policy is what these tests check."""
+    old = os.environ.pop("FASTAD_NATIVE", None)
+    yield
+    if old is not None:
+        os.environ["FASTAD_NATIVE"] = old
 
 
 def bits(a):
@@ -210,7 +206,7 @@ def test_empty_batch_and_workers_identical():
     assert bits(vm(lanes)) == bits(one[::-3])
 
 
-def test_background_compile_when_hot_and_cache_reuse(cache_dir):
+def test_background_compile_when_hot_and_cache_reuse(cache_dir):  # noqa: F811 (the fixture)
     def f(x):                               # a tape of its own (not compiled before)
         s = 0.0
         for i in range(len(x) - 1):
@@ -320,24 +316,21 @@ def test_auto_leaves_libm_heavy_scalar_tapes_to_the_interpreter():
     def notes_f(x1, x2):
         return x1 * x2 + np.exp(x1 * x2) - np.sin(x2)
     x1, x2 = np.random.default_rng(14).normal(size=(2, 50))
-    native.set_hot_scale(1e-9)
-    try:
-        vm = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))
-        vm(x1, x2)
-        assert states(vm)[0].startswith("interpreted (per lane, libm's")
-    finally:
-        native.set_hot_scale(1.0)
+
+    def auto_keeps_the_interpreter():
+        native.set_hot_scale(1e-9)
+        try:
+            vm = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))
+            vm(x1, x2)
+            assert states(vm)[0].startswith("interpreted (per lane, libm's")
+        finally:
+            native.set_hot_scale(1.0)
+    auto_keeps_the_interpreter()
     vals, (g1, g2) = assert_lanes_equal_single_calls(notes_f, (x1, x2), fd.value_and_grad,
                                                      argnums=(0, 1))
     # "always" left its object in the cache: "auto" still does not take it (the tier, and
     # so the speed, never depends on what another run compiled)
-    native.set_hot_scale(1e-9)
-    try:
-        vm = fd.vmap(fd.value_and_grad(notes_f, argnums=(0, 1)))
-        vm(x1, x2)
-        assert states(vm)[0].startswith("interpreted (per lane, libm's")
-    finally:
-        native.set_hot_scale(1.0)
+    auto_keeps_the_interpreter()
     e = np.exp(x1 * x2)
     np.testing.assert_allclose(g1, x2 + x2 * e, rtol=1e-14)
     np.testing.assert_allclose(g2, x1 + x1 * e - np.cos(x2), rtol=1e-14, atol=1e-15)
