@@ -53,12 +53,13 @@ def measure(lib, rounds, n=512, work=3.2e8):
         lib.spin(arrs[0].ctypes.data, n, reps)
 
     def two():
-        th = [threading.Thread(target=lib.spin, args=(a.ctypes.data, n, reps // 2))
-              for a in arrs]
-        for t in th:
-            t.start()
-        for t in th:
-            t.join()
+        # the caller's thread takes one half, as fastad's workers do: a second thread
+        # started while the first already computes can wait milliseconds in a busy
+        # core's queue before the scheduler moves it
+        th = threading.Thread(target=lib.spin, args=(arrs[1].ctypes.data, n, reps // 2))
+        th.start()
+        lib.spin(arrs[0].ctypes.data, n, reps // 2)
+        th.join()
     times = {one: [], two: []}
     for _ in range(rounds):
         for fn in (one, two):

@@ -54,6 +54,41 @@ ctypedef void (*btan_fn)(const double *v, double *t, const int32_t *ix) noexcept
 cdef extern from *:
     void __builtin_prefetch(const void *addr, int rw, int locality) nogil
 
+# The pieces of a batch's run, taken in turn by the threads that sweep it (Plan.run).
+# Each thread keeps one workspace for all the pieces it takes and never returns to
+# Python between them: a workspace per piece cost each piece fresh pages (page faults
+# and zeroing in the one address space both threads share) and a round trip through the
+# GIL (docs/scale.md, "Threads").
+cdef extern from *:
+    """
+    typedef struct {
+        const int64_t *bounds;  /* piece p: lanes bounds[p]:bounds[p + 1] of the run */
+        int64_t pieces;
+        int64_t *shared;        /* [0]: the next piece not taken; [1]: nonzero once a
+                                   thread failed (the others stop after their piece) */
+    } fa_deal;
+
+    /* The next piece of the deal, or -1 when none is left or a thread failed. */
+    static inline int64_t fa_deal_take(const fa_deal *d)
+    {
+        if (__atomic_load_n(&d->shared[1], __ATOMIC_RELAXED))
+            return -1;
+        int64_t p = __atomic_fetch_add(&d->shared[0], 1, __ATOMIC_RELAXED);
+        return p < d->pieces ? p : -1;
+    }
+
+    static inline void fa_deal_fail(const fa_deal *d)
+    {
+        __atomic_store_n(&d->shared[1], 1, __ATOMIC_RELAXED);
+    }
+    """
+    ctypedef struct fa_deal:
+        const int64_t *bounds
+        int64_t pieces
+        int64_t *shared
+    int64_t fa_deal_take(const fa_deal *d) nogil
+    void fa_deal_fail(const fa_deal *d) nogil
+
 # this module links its own copy of the C core: give it the numpy loops fastad._tape found
 copy_vec_loops(fa_vec_loops)
 
@@ -110,8 +145,10 @@ def set_vector_math(bint on):
 cdef enum:
     # lanes per thread task when sweeping lane by lane
     LANE_BLOCK = 64
-    # pieces of a batch per thread (workers > 1), dealt to the threads as they come free
-    PIECES = 8
+    # pieces of a batch per thread (workers > 1), dealt to the threads as they come free:
+    # a piece costs one atomic add, so many small ones leave the threads less to wait
+    # for each other at the end (64: ~0.2 ms each for 10^5 Rosenbrock gradients)
+    PIECES = 64
     # error codes of the nogil loops
     E_CALLBACK = -2
     E_NOMEM = -3
@@ -177,16 +214,14 @@ cdef inline void read_block(const PlanC *P, double *out, const double *src, cons
     cdef double *o
     cdef const double *sv
     if P.ocs == 1 and P.ors != 1 and runs and clean and lanes == NULL and hi > lo:
-        # lanes in order into consecutive columns: a transpose by tiles of 8 x 8, which
-        # reads and writes 8 cache lines at a time instead of a line per value
+        # lanes in order into consecutive columns, written row by row: the writes stream
+        # through memory in order, the reads stay in the block (as for the inputs)
         o = out + base * P.ors + col[lo]
         sv = src + slot[lo] * B
         cnt = hi - lo
-        for k0 in range(0, m, 8):
-            for j0 in range(0, cnt, 8):
-                for k in range(k0, min(k0 + 8, m)):
-                    for j in range(j0, min(j0 + 8, cnt)):
-                        o[k * P.ors + j] = sv[j * B + k]
+        for k in range(m):
+            for j in range(cnt):
+                o[k * P.ors + j] = sv[j * B + k]
         return
     if P.ocs == 1 and P.ors != 1:
         for k in range(m):
@@ -208,94 +243,124 @@ cdef inline void read_block(const PlanC *P, double *out, const double *src, cons
                     out[lane_of(lanes, base, k) * P.ors + col[j] * P.ocs] = sv[k]
 
 
-cdef int64_t lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes,
-                              int64_t base, int64_t n, double *out,
-                              uint8_t *fitted) noexcept nogil:
-    """Sweep each lane in turn on a private workspace.  Returns the lanes fitted, or an
-    error code (< 0)."""
-    cdef int64_t j, l, s, f, i, nfit = 0
-    cdef int rc = 0
+cdef int one_lane(const PlanC *P, const double *X, int64_t l, double *out, double *val,
+                  double *adj, double *tan) noexcept nogil:
+    """Sweep lane l on the workspace val/adj/tan (val holds the constants): 1 when its
+    guards held (its row written), 0 when one failed, E_CALLBACK."""
+    cdef int64_t s, i
     cdef double *row
+    for i in range(P.nin):
+        val[i] = X[l * P.xrs + i * P.xcs]
+    i = sweep_forward(P.c, val)
+    if i == -2:
+        return E_CALLBACK
+    if i >= 0:
+        return 0
+    row = out + l * P.ors
+    read_row(P, row, val, P.vslot, P.vcol, 0, P.nv, 1, 0)
+    for s in range(P.nr):
+        if sweep_reverse(P.c, val, adj, <int32_t>P.rseed[s], 1.0):
+            return E_CALLBACK
+        read_row(P, row, adj, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], 1, 0)
+    for s in range(P.nt):
+        memset(tan, 0, <size_t>P.nin * sizeof(double))
+        tan[P.tseed[s]] = 1.0
+        if sweep_tangent(P.c, val, tan):
+            return E_CALLBACK
+        read_row(P, row, tan, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], 1, 0)
+    return 1
+
+
+cdef int64_t lanes_one_by_one(const PlanC *P, const double *X, const int64_t *lanes,
+                              const fa_deal *deal, double *out,
+                              uint8_t *fitted) noexcept nogil:
+    """Sweep each lane of the pieces this thread takes, in turn, on one private
+    workspace.  Returns the lanes fitted, or an error code (< 0)."""
+    cdef int64_t j, l, p, nfit = 0
+    cdef int rc = 0
     cdef size_t ns = <size_t>(P.nslot if P.nslot > 0 else 1)
     cdef double *val = <double *>malloc(ns * sizeof(double))
     cdef double *adj = <double *>calloc(ns, sizeof(double))
     cdef double *tan = <double *>calloc(ns, sizeof(double))
     if val == NULL or adj == NULL or tan == NULL:
-        free(val); free(adj); free(tan)
-        return E_NOMEM
-    fa_copy_consts(P.c, val)
-    for j in range(n):
-        l = lane_of(lanes, base, j)
-        for i in range(P.nin):
-            val[i] = X[l * P.xrs + i * P.xcs]
-        f = sweep_forward(P.c, val)
-        if f == -2:
-            rc = E_CALLBACK
-            break
-        if f >= 0:
-            continue
-        row = out + l * P.ors
-        read_row(P, row, val, P.vslot, P.vcol, 0, P.nv, 1, 0)
-        for s in range(P.nr):
-            if sweep_reverse(P.c, val, adj, <int32_t>P.rseed[s], 1.0):
-                rc = E_CALLBACK
+        rc = E_NOMEM
+    else:
+        fa_copy_consts(P.c, val)
+    p = fa_deal_take(deal) if rc == 0 else -1
+    while p >= 0 and rc == 0:
+        for j in range(deal.bounds[p], deal.bounds[p + 1]):
+            l = lane_of(lanes, 0, j)
+            rc = one_lane(P, X, l, out, val, adj, tan)
+            if rc < 0:
                 break
-            read_row(P, row, adj, P.rslot, P.rcol, P.rptr[s], P.rptr[s + 1], 1, 0)
-        if rc:
-            break
-        for s in range(P.nt):
-            memset(tan, 0, <size_t>P.nin * sizeof(double))
-            tan[P.tseed[s]] = 1.0
-            if sweep_tangent(P.c, val, tan):
-                rc = E_CALLBACK
-                break
-            read_row(P, row, tan, P.tslot, P.tcol, P.tptr[s], P.tptr[s + 1], 1, 0)
-        if rc:
-            break
-        fitted[l] = 1
-        nfit += 1
+            fitted[l] = <uint8_t>rc
+            nfit += rc
+            rc = 0
+        p = fa_deal_take(deal)
     free(val); free(adj); free(tan)
+    if rc:
+        fa_deal_fail(deal)
     return rc if rc else nfit
 
 
 cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *lanes,
-                               int64_t base, int64_t n, double *out,
+                               const fa_deal *deal, double *out,
                                uint8_t *fitted) noexcept nogil:
-    """Sweep blocks of B lanes batch-major (csrc/batch.h); a short last block is padded
-    with copies of its first lane, whose results are not read.  Returns the lanes fitted
-    or an error code (< 0)."""
+    """Sweep the pieces this thread takes in blocks of B lanes batch-major
+    (csrc/batch.h), on one private workspace.  Returns the lanes fitted or an error
+    code (< 0)."""
     cdef int32_t B = P.B
-    cdef int64_t start, m, k, i, r, s, l, nbad, k0, i0, nfit = 0
+    cdef int64_t i, k, p, nfit = 0
     cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
     cdef double *v = <double *>malloc((nb + <size_t>P.naux * <size_t>B) * sizeof(double))
     cdef double *g = <double *>malloc(nb * sizeof(double))
     cdef double *t = <double *>calloc(nb, sizeof(double))
     cdef uint8_t *bad = <uint8_t *>malloc(<size_t>B)
-    cdef const int64_t *run
-    cdef const double *xi
-    cdef double *vi
     cdef double c
-    cdef bint clean
     if v == NULL or g == NULL or t == NULL or bad == NULL:
         free(v); free(g); free(t); free(bad)
+        fa_deal_fail(deal)
         return E_NOMEM
     for i in range(P.nslot):          # the constants in every lane (the rest is written)
         c = P.c.val[i]
         for k in range(B):
             v[i * B + k] = c
+    p = fa_deal_take(deal)
+    while p >= 0:
+        nfit += piece_blocks(P, X, lanes + deal.bounds[p] if lanes != NULL else NULL,
+                             deal.bounds[p], deal.bounds[p + 1] - deal.bounds[p], out,
+                             fitted, v, g, t, bad)
+        p = fa_deal_take(deal)
+    free(v); free(g); free(t); free(bad)
+    return nfit
+
+
+cdef int64_t piece_blocks(const PlanC *P, const double *X, const int64_t *lanes,
+                          int64_t base, int64_t n, double *out, uint8_t *fitted,
+                          double *v, double *g, double *t, uint8_t *bad) noexcept nogil:
+    """Lanes base:base+n of the run (lanes[:n], or every lane in order when NULL) in
+    blocks of B lanes, on the workspace v, g, t, bad (v holds the constants); a short
+    last block is padded with copies of its first lane, whose results are not read.
+    Returns the lanes fitted."""
+    cdef int32_t B = P.B
+    cdef int64_t start, m, k, i, r, s, nbad, nfit = 0
+    cdef size_t nb = <size_t>(P.nslot if P.nslot > 0 else 1) * <size_t>B
+    cdef const int64_t *run
+    cdef const double *xi
+    cdef double *vi
+    cdef bint clean
     start = 0
     while start < n:
         m = n - start if n - start < B else B
         run = lanes + start if lanes != NULL else NULL
         if P.xcs == 1 and P.xrs != 1 and run == NULL and m == B:
-            # a whole block of rows in order: transposed by tiles of 8 lanes x 8 inputs
-            # (8 cache lines read and 8 written at a time, not a line per value)
+            # a whole block of rows in order, read row by row: the reads stream through
+            # memory in order and the writes stay in the block's inputs, nin * B doubles
+            # that L1 holds (tiles of 8 x 8 took 1.8x as long: docs/scale.md, "Threads")
             xi = X + (base + start) * P.xrs
-            for k0 in range(0, B, 8):
-                for i0 in range(0, P.nin, 8):
-                    for k in range(k0, min(k0 + 8, <int64_t>B)):
-                        for i in range(i0, min(i0 + 8, P.nin)):
-                            v[i * B + k] = xi[k * P.xrs + i]
+            for k in range(B):
+                for i in range(P.nin):
+                    v[i * B + k] = xi[k * P.xrs + i]
         elif P.xcs == 1 and P.xrs != 1:     # row-major X: a lane's inputs are contiguous
             for k in range(B):
                 xi = X + lane_of(run, base + start, k if k < m else 0) * P.xrs
@@ -367,7 +432,6 @@ cdef int64_t lanes_batch_major(const PlanC *P, const double *X, const int64_t *l
                     fitted[lane_of(run, base + start, k)] = 1
         nfit += m - nbad
         start += m
-    free(v); free(g); free(t); free(bad)
     return nfit
 
 
@@ -530,54 +594,58 @@ cdef class Plan:
         step = B if B else LANE_BLOCK
         nblocks = (n + step - 1) // step
         workers = max(1, min(workers, nblocks))
-        if workers == 1:
-            return self.chunk(Xa, La, Oa, Fa, 0, n, B, vector, native)
         # runs of whole blocks (the same blocks for any thread count, so the same bits),
         # PIECES per thread, taken in turn by whichever thread is free: on a shared
         # machine one core is often slower than the other, and a fixed half each would
         # wait for the slower one (docs/scale.md, "Measured")
-        pieces = min(nblocks, workers * PIECES)
-        bounds = [min(n, (nblocks * p // pieces) * step) for p in range(pieces + 1)]
-        errors, fits, nxt = [], [], [0]
-        take = threading.Lock()
+        pieces = 1 if workers == 1 else min(nblocks, workers * PIECES)
+        bounds = np.array([min(n, (nblocks * p // pieces) * step) for p in range(pieces + 1)],
+                          dtype=np.int64)
+        shared = np.zeros(2, dtype=np.int64)
+        if workers == 1:
+            return self.sweep(Xa, La, Oa, Fa, bounds, shared, B, vector, native)
+        errors, fits = [], []
 
         def task():
             try:
-                while not errors:
-                    with take:
-                        p = nxt[0]
-                        nxt[0] += 1
-                    if p >= pieces:
-                        return
-                    fits.append(self.chunk(Xa, La, Oa, Fa, bounds[p], bounds[p + 1], B,
-                                           vector, native))
+                fits.append(self.sweep(Xa, La, Oa, Fa, bounds, shared, B, vector, native))
             except BaseException as e:       # raised again in the caller's thread
                 errors.append(e)
 
-        threads = [threading.Thread(target=task) for w in range(workers)]
+        # the caller's thread is one of the workers: a thread started while every core
+        # is busy may wait on a busy core's queue for milliseconds (the scheduler places
+        # it), and the caller would only wait
+        threads = [threading.Thread(target=task) for w in range(workers - 1)]
         for th in threads:
             th.start()
+        task()
         for th in threads:
             th.join()
         if errors:
             raise errors[0]
         return sum(fits)
 
-    def chunk(self, cnp.ndarray X, lanes, cnp.ndarray out, cnp.ndarray fitted,
-              int64_t lo, int64_t hi, int32_t B, bint vector=False, bint native=False):
-        """Lanes lo:hi of the run (of `lanes`, or of every lane when None); the number
-        fitted.  native: blocks of B = native_lanes lanes through the compiled sweeps."""
+    cdef object sweep(self, cnp.ndarray X, lanes, cnp.ndarray out, cnp.ndarray fitted,
+                      cnp.ndarray bounds, cnp.ndarray shared, int32_t B, bint vector,
+                      bint native):
+        """Sweep the pieces of the run (of `lanes`, or of every lane when None) that
+        this thread takes from the deal: piece p is lanes bounds[p]:bounds[p+1];
+        shared (int64, 2) counts the pieces taken and flags a failed thread.  `run`
+        checks the arrays and makes the deal.  native: blocks of B = native_lanes lanes
+        through the compiled sweeps.  Returns the lanes fitted."""
         cdef PlanC P = self.P
         cdef const double *x = <const double *>cnp.PyArray_DATA(X)
         cdef const int64_t *l = NULL
         cdef double *o = <double *>cnp.PyArray_DATA(out)
         cdef uint8_t *f = <uint8_t *>cnp.PyArray_DATA(fitted)
+        cdef fa_deal deal
         cdef int64_t rc
         cdef cnp.ndarray buf
-        if hi <= lo:
-            return 0
+        deal.bounds = <const int64_t *>cnp.PyArray_DATA(bounds)
+        deal.pieces = bounds.shape[0] - 1
+        deal.shared = <int64_t *>cnp.PyArray_DATA(shared)
         if lanes is not None:
-            l = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lanes) + lo
+            l = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>lanes)
         if native:
             if B != self.native_lanes or P.nfwd == NULL:
                 raise ValueError("fastad internal error: compiled blocks of the wrong size")
@@ -596,9 +664,9 @@ cdef class Plan:
         P.ors, P.ocs = out.strides[0] // 8, out.strides[1] // 8
         with nogil:
             if B:
-                rc = lanes_batch_major(&P, x, l, lo, hi - lo, o, f)
+                rc = lanes_batch_major(&P, x, l, &deal, o, f)
             else:
-                rc = lanes_one_by_one(&P, x, l, lo, hi - lo, o, f)
+                rc = lanes_one_by_one(&P, x, l, &deal, o, f)
         if rc == E_NOMEM:
             raise MemoryError(f"fastad: cannot allocate the workspace of a batched replay "
                               f"({self.P.nslot} slots)")
@@ -613,3 +681,4 @@ def _strided_ok(a):
     return (type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 2
             and a.flags.aligned and a.strides[0] >= 0 and a.strides[1] >= 0
             and a.strides[0] % 8 == 0 and a.strides[1] % 8 == 0)
+

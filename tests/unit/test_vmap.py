@@ -89,6 +89,30 @@ def test_workers_bit_identical_and_auto():
         fd.vmap(g, workers=0)
 
 
+def test_workers_stop_at_a_failing_callback_and_recover():
+    # a custom_vjp callback that raises at one row of a batch swept lane by lane in
+    # pieces by two threads: the error reaches the caller, and the next batch is right
+    @fd.custom_vjp
+    def cube(t):
+        if t > 50.0:
+            raise FloatingPointError("cube: out of range")
+        return t ** 3
+
+    cube.defvjp(lambda t: (cube(t), t), lambda t, gbar: (3 * t ** 2 * gbar,))
+
+    def f(x):
+        return cube(x[0]) + x[1] * x[0]
+
+    g = fd.vmap(fd.grad(f), workers=2)
+    X = RNG.normal(size=(4000, 2))
+    close(g(X), np.stack([3 * X[:, 0] ** 2 + X[:, 1], X[:, 0]], axis=1))
+    bad = X.copy()
+    bad[3900, 0] = 60.0
+    with pytest.raises(FloatingPointError, match="out of range"):
+        g(bad)
+    close(g(X), np.stack([3 * X[:, 0] ** 2 + X[:, 1], X[:, 0]], axis=1))
+
+
 def test_rows_on_lane_by_lane_path_array_program():
     # a vectorized (ranged-record) program: swept lane by lane, same results
     def f(x):
