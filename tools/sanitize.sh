@@ -32,7 +32,7 @@ case "$mode" in
                  tests/stress/test_regressions.py tests/unit/test_rolling.py
                  tests/unit/test_blas.py tests/unit/test_linalg.py tests/unit/test_vmap.py
                  tests/unit/test_vmap_arrays.py tests/unit/test_vmap_trig.py
-                 tests/unit/test_vmap_native.py
+                 tests/unit/test_vmap_native.py tests/unit/test_vmap_buffers.py
                  tests/unit/test_fusion.py
                  tests/unit/test_pickle.py tests/unit/test_sparse.py
                  tests/unit/test_recurrence.py tests/unit/test_loops_of_loops.py

@@ -14,7 +14,7 @@ by lane with the sweeps of fastad._tape.  Threads split
 the lanes at block boundaries, so the blocks, and every bit of the results, do not depend
 on the number of threads.
 """
-from libc.stdint cimport int32_t, int64_t, uint8_t, INT32_MAX
+from libc.stdint cimport int32_t, int64_t, uint8_t, INT32_MAX, INT64_MAX
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 cimport numpy as cnp
@@ -682,3 +682,65 @@ def _strided_ok(a):
             and a.flags.aligned and a.strides[0] >= 0 and a.strides[1] >= 0
             and a.strides[0] % 8 == 0 and a.strides[1] % 8 == 0)
 
+
+# ---- the memory of batch results, kept for reuse -------------------------------------
+# A fresh result array of tens of MB costs its pages at every call: the kernel faults and
+# zeroes each page on first touch, and frees them all when the array goes (2.7 ms of a
+# 26 ms call for 10^5 gradients of 100 inputs, 80 MB; docs/scale.md, "Threads").  So the
+# buffer under a big result goes back to a small pool when the last array using it goes,
+# and the next batch's results are written into it.  A buffer is reused only once no array
+# refers to it: the results of different calls never share memory while both are alive.
+KEPT_MIN_BYTES = 1 << 22        # smaller results come from numpy's allocator as usual
+KEPT_MAX_BYTES = 1 << 28        # at most 256 MB kept in all ...
+KEPT_MAX_COUNT = 2              # ... in at most two buffers (a loop `G = v(X)` needs one)
+
+# The pool: a module global because a buffer goes back from wherever its last array dies,
+# in any thread.  Guarded by the GIL: only result_array, _Lease.__dealloc__ and
+# release_buffers touch it, and each holds the GIL throughout.
+cdef list _kept = []
+
+
+cdef class _Lease:
+    """The base object of a batch's result array: holds the buffer under it, and gives
+    the buffer back to the pool when the last array using it goes."""
+    cdef object buf
+
+    def __dealloc__(self):
+        if self.buf is None or _kept is None:       # (None: the interpreter is exiting)
+            return
+        if (len(_kept) < KEPT_MAX_COUNT
+                and sum([b.nbytes for b in _kept]) + self.buf.nbytes <= KEPT_MAX_BYTES):
+            _kept.append(self.buf)
+
+
+def result_array(int64_t rows, int64_t cols, order="C"):
+    """A fresh-to-the-caller (rows, cols) float64 array in `order` for a batch's results.
+    Big ones are written into a kept buffer that no array uses any more when one is
+    large enough (and not more than twice the size), else into a new one that the pool
+    may keep once the result is gone."""
+    cdef int64_t need
+    cdef cnp.npy_intp dims[2]
+    cdef _Lease lease
+    if rows < 0 or cols < 0 or (cols and rows > INT64_MAX // 8 // cols):
+        raise ValueError(f"fastad: cannot hold a batch result of {rows} x {cols} values "
+                         f"(too large)")
+    need = rows * cols
+    if need * 8 < KEPT_MIN_BYTES:
+        return np.empty((rows, cols), order=order)
+    fits = [i for i, b in enumerate(_kept) if need <= b.shape[0] <= 2 * need]
+    buf = _kept.pop(min(fits, key=lambda i: _kept[i].shape[0])) if fits else np.empty(need)
+    lease = _Lease()
+    lease.buf = buf
+    fortran = order == "F"
+    dims[0], dims[1] = (cols, rows) if fortran else (rows, cols)
+    arr = cnp.PyArray_SimpleNewFromData(2, dims, cnp.NPY_FLOAT64, cnp.PyArray_DATA(buf))
+    cnp.set_array_base(arr, lease)
+    return arr.T if fortran else arr
+
+
+def release_buffers():
+    """Free the result buffers kept for reuse (those no array uses any more); returns the
+    bytes freed.  fastad.batching.release_buffers also frees this thread's input buffer."""
+    freed = sum(b.nbytes for b in _kept)
+    _kept.clear()
+    return freed

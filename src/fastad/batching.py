@@ -19,18 +19,29 @@ import weakref
 import numpy as np
 
 from fastad import native_batch
-from fastad._batch import Plan, set_vector_math, vector_math_available
+from fastad import _batch
+from fastad._batch import Plan, result_array, set_vector_math, vector_math_available
 from fastad._replay import Compiled, signature_of, spec_of
 from fastad._tracer import is_traced
 from fastad.pytree import tree_flatten, tree_unflatten
 
-__all__ = ["vmap", "set_vector_math", "vector_math_available"]
+__all__ = ["vmap", "set_vector_math", "vector_math_available", "release_buffers"]
 
 _buffers = threading.local()        # per thread: the input matrix of the last batch
 _MAX_KEPT = 1 << 23                 # doubles (64 MB): a bigger one is not kept
 
 # modes whose tapes are read by a plan: (value read?, reverse sweeps?, jacobian?)
 _C_MODES = ("values", "grad", "value_and_grad", "jacfwd", "jacrev", "jacobian")
+
+
+def release_buffers():
+    """Free the memory batches keep for reuse: the buffers under big results (4 MB and
+    more) that no array uses any more, and this thread's input matrix.  Returns the bytes
+    freed.  Batches keep at most two result buffers, 256 MB in all, so that the next
+    batch writes its results without paying the kernel for fresh pages (docs/scale.md,
+    "Threads"); call this to give that memory back sooner."""
+    x = _buffers.__dict__.pop("x", None)
+    return _batch.release_buffers() + (x.nbytes if x is not None else 0)
 
 
 def vmap(fun, in_axes=0, out_axes=0, *, workers=1):
@@ -248,7 +259,7 @@ class Batched:
     def _replay(self, moved, batched, N, kwargs, layout, tapes, X, ncol, order="C"):
         """Every point's row of results: replayed on the tapes that fit, a pattern no tape
         fits traced once (at its first point) and the rest of it replayed on the new tape."""
-        out = np.empty((N, ncol), order=order)
+        out = result_array(N, ncol, order)
         fitted = np.zeros(N, dtype=np.uint8)
         pending = None                       # every lane, until a tape leaves some
         tried, traced = set(), set()
