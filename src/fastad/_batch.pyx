@@ -181,7 +181,7 @@ cdef struct PlanC:
     brev_fn nrev
     bzero_fn nzero
     btan_fn ntan
-    # each sweep's slots and columns count up by one (read_block's tiled transpose)
+    # each sweep's slots and columns count up by one (read_block's row-by-row transpose)
     bint vruns, rruns, truns
 
 
@@ -210,7 +210,7 @@ cdef inline void read_block(const PlanC *P, double *out, const double *src, cons
     into a row-major out, column by column into a column-major one; lanes that failed a
     guard are skipped.  runs: slot[lo:hi] and col[lo:hi] each count up by one (a
     gradient's inputs into consecutive columns)."""
-    cdef int64_t j, k, j0, k0, cnt
+    cdef int64_t j, k, cnt
     cdef double *o
     cdef const double *sv
     if P.ocs == 1 and P.ors != 1 and runs and clean and lanes == NULL and hi > lo:
@@ -356,7 +356,8 @@ cdef int64_t piece_blocks(const PlanC *P, const double *X, const int64_t *lanes,
         if P.xcs == 1 and P.xrs != 1 and run == NULL and m == B:
             # a whole block of rows in order, read row by row: the reads stream through
             # memory in order and the writes stay in the block's inputs, nin * B doubles
-            # that L1 holds (tiles of 8 x 8 took 1.8x as long: docs/scale.md, "Threads")
+            # that L1 holds (tiles of 8 x 8 took 1.6x as long in a bare copy loop, and
+            # 5-10% more of a Rosenbrock batch: docs/scale.md, "Threads")
             xi = X + (base + start) * P.xrs
             for k in range(B):
                 for i in range(P.nin):
