@@ -293,8 +293,9 @@ cdef int64_t lanes_one_by_one(const PlanC *P, const double *X, const int64_t *la
             rc = one_lane(P, X, l, out, val, adj, tan)
             if rc < 0:
                 break
-            fitted[l] = <uint8_t>rc
-            nfit += rc
+            if rc:
+                fitted[l] = 1
+                nfit += 1
             rc = 0
         p = fa_deal_take(deal)
     free(val); free(adj); free(tan)
