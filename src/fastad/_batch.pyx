@@ -17,6 +17,7 @@ on the number of threads.
 from libc.stdint cimport int32_t, int64_t, uint8_t, INT32_MAX, INT64_MAX
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
+cimport cython
 cimport numpy as cnp
 import threading
 
@@ -143,7 +144,7 @@ def set_vector_math(bint on):
 
 
 cdef enum:
-    # lanes per thread task when sweeping lane by lane
+    # lanes per block of the pieces dealt to threads when sweeping lane by lane
     LANE_BLOCK = 64
     # pieces of a batch per thread (workers > 1), dealt to the threads as they come free:
     # a piece costs one atomic add, so many small ones leave the threads less to wait
@@ -692,45 +693,83 @@ def _strided_ok(a):
 # buffer under a big result goes back to a small pool when the last array using it goes,
 # and the next batch's results are written into it.  A buffer is reused only once no array
 # refers to it: the results of different calls never share memory while both are alive.
-KEPT_MIN_BYTES = 1 << 22        # smaller results come from numpy's allocator as usual
-KEPT_MAX_BYTES = 1 << 28        # at most 256 MB kept in all ...
-KEPT_MAX_COUNT = 2              # ... in at most two buffers (a loop `G = v(X)` needs one)
+#
+# The limits are C values, read by _Lease.__dealloc__ even while the interpreter exits
+# (module globals are None by then); set_kept_limits changes them (tests, measuring).
+cdef int64_t KEPT_MIN_BYTES = 1 << 22   # smaller results come from numpy as usual
+cdef int64_t KEPT_MAX_BYTES = 1 << 28   # at most 256 MB kept in all ...
+cdef int64_t KEPT_MAX_COUNT = 2         # ... in at most two buffers: the most recent ones
 
 # The pool: a module global because a buffer goes back from wherever its last array dies,
-# in any thread.  Guarded by the GIL: only result_array, _Lease.__dealloc__ and
-# release_buffers touch it, and each holds the GIL throughout.
+# in any thread.  Guarded by the GIL, which result_array, _Lease.__dealloc__ and
+# release_buffers hold -- but any of them may run Python code in between (a garbage
+# collection, a finalizer, another thread given the GIL), so each reads the list afresh
+# and takes a buffer out by identity, never by a position found earlier.
 cdef list _kept = []
 
 
+def set_kept_limits(int64_t min_bytes=1 << 22, int64_t max_bytes=1 << 28,
+                    int64_t max_count=2):
+    """Results of `min_bytes` or more are written into kept buffers; the pool keeps at
+    most `max_count` buffers and `max_bytes` in all (the defaults restore the limits)."""
+    global KEPT_MIN_BYTES, KEPT_MAX_BYTES, KEPT_MAX_COUNT
+    if min_bytes < 0 or max_bytes < 0 or max_count < 0:
+        raise ValueError("fastad: the kept-buffer limits must be >= 0")
+    KEPT_MIN_BYTES, KEPT_MAX_BYTES, KEPT_MAX_COUNT = min_bytes, max_bytes, max_count
+    _trim()
+
+
+def kept_sizes():
+    """The sizes in bytes of the buffers kept now, the oldest first."""
+    return [b.nbytes for b in _kept]
+
+
+cdef void _trim():
+    """Drop the oldest kept buffers until the pool is within its limits."""
+    while _kept and (len(_kept) > KEPT_MAX_COUNT
+                     or sum([b.nbytes for b in _kept]) > KEPT_MAX_BYTES):
+        del _kept[0]
+
+
+@cython.auto_pickle(False)
 cdef class _Lease:
     """The base object of a batch's result array: holds the buffer under it, and gives
     the buffer back to the pool when the last array using it goes."""
     cdef object buf
 
+    def __reduce__(self):
+        # a copy would give the buffer back while the result still uses it
+        raise TypeError("fastad: the lease of a batch result's memory cannot be copied "
+                        "or pickled (pickle the result array instead)")
+
     def __dealloc__(self):
-        if self.buf is None or _kept is None:       # (None: the interpreter is exiting)
+        if self.buf is None or self.buf.nbytes > KEPT_MAX_BYTES:
             return
-        if (len(_kept) < KEPT_MAX_COUNT
-                and sum([b.nbytes for b in _kept]) + self.buf.nbytes <= KEPT_MAX_BYTES):
-            _kept.append(self.buf)
+        _kept.append(self.buf)
+        _trim()
 
 
 def result_array(int64_t rows, int64_t cols, order="C"):
-    """A fresh-to-the-caller (rows, cols) float64 array in `order` for a batch's results.
-    Big ones are written into a kept buffer that no array uses any more when one is
-    large enough (and not more than twice the size), else into a new one that the pool
-    may keep once the result is gone."""
+    """A new (rows, cols) float64 array in `order` ("C" or "F") for a batch's results.
+    Big ones are written into a kept buffer that no array uses any more, when one is
+    large enough (and not more than twice the size), else into a new buffer that the
+    pool may keep once the result is gone."""
     cdef int64_t need
     cdef cnp.npy_intp dims[2]
     cdef _Lease lease
-    if rows < 0 or cols < 0 or (cols and rows > INT64_MAX // 8 // cols):
+    if order not in ("C", "F"):
+        raise ValueError(f"fastad internal error: a result order of {order!r}")
+    if rows < 0 or cols < 0:
+        raise ValueError(f"fastad internal error: a batch result of {rows} x {cols} values")
+    if cols and rows > INT64_MAX // 8 // cols:
         raise ValueError(f"fastad: cannot hold a batch result of {rows} x {cols} values "
                          f"(too large)")
     need = rows * cols
     if need * 8 < KEPT_MIN_BYTES:
         return np.empty((rows, cols), order=order)
-    fits = [i for i, b in enumerate(_kept) if need <= b.shape[0] <= 2 * need]
-    buf = _kept.pop(min(fits, key=lambda i: _kept[i].shape[0])) if fits else np.empty(need)
+    buf = _take_kept(need)
+    if buf is None:
+        buf = np.empty(need)
     lease = _Lease()
     lease.buf = buf
     fortran = order == "F"
@@ -740,9 +779,25 @@ def result_array(int64_t rows, int64_t cols, order="C"):
     return arr.T if fortran else arr
 
 
+cdef object _take_kept(int64_t need):
+    """The smallest kept buffer of need to 2 * need doubles, taken out of the pool, or
+    None.  Taken out by identity: Python code may have changed the pool meanwhile."""
+    best = None
+    for b in list(_kept):
+        if need <= b.shape[0] <= 2 * need and (best is None or b.shape[0] < best.shape[0]):
+            best = b
+    if best is None:
+        return None
+    for i in range(len(_kept)):
+        if i < len(_kept) and _kept[i] is best:
+            del _kept[i]
+            return best
+    return None                # taken by another batch meanwhile
+
+
 def release_buffers():
     """Free the result buffers kept for reuse (those no array uses any more); returns the
     bytes freed.  fastad.batching.release_buffers also frees this thread's input buffer."""
-    freed = sum(b.nbytes for b in _kept)
+    freed = sum([b.nbytes for b in _kept])
     _kept.clear()
     return freed
