@@ -248,14 +248,14 @@ cdef int one_lane(const PlanC *P, const double *X, int64_t l, double *out, doubl
                   double *adj, double *tan) noexcept nogil:
     """Sweep lane l on the workspace val/adj/tan (val holds the constants): 1 when its
     guards held (its row written), 0 when one failed, E_CALLBACK."""
-    cdef int64_t s, i
+    cdef int64_t s, i, failed
     cdef double *row
     for i in range(P.nin):
         val[i] = X[l * P.xrs + i * P.xcs]
-    i = sweep_forward(P.c, val)
-    if i == -2:
+    failed = sweep_forward(P.c, val)     # -1, the first failed guard, or -2 (a callback)
+    if failed == -2:
         return E_CALLBACK
-    if i >= 0:
+    if failed >= 0:
         return 0
     row = out + l * P.ors
     read_row(P, row, val, P.vslot, P.vcol, 0, P.nv, 1, 0)
