@@ -39,7 +39,7 @@ def release_buffers():
     more) that no array uses any more, and this thread's input matrix.  Returns the bytes
     freed.  Batches keep at most two result buffers, 256 MB in all, so that the next
     batch writes its results without paying the kernel for fresh pages (docs/scale.md,
-    "Threads"); call this to give that memory back sooner."""
+    "The memory of results"); call this to give that memory back sooner."""
     x = _buffers.__dict__.pop("x", None)
     return _batch.release_buffers() + (x.nbytes if x is not None else 0)
 
